@@ -1,0 +1,119 @@
+"""Every error cdn-preheat raises on purpose, in one place.
+
+Callers catch :class:`PreheatError`; the CLI maps each branch to an exit code
+and prints ``str(error)``, which is one sentence without secrets.
+
+    PreheatError
+    ├── ConfigError          a setting is missing or malformed (exit 2)
+    ├── InputError           a bad argument or input file line (exit 2)
+    ├── PlaylistError        a playlist could not be fetched or parsed (exit 2)
+    ├── LedgerError          the store is unreachable, locked or corrupt (exit 1)
+    └── ProviderError        the CDN API refused or failed (exit 1 unless noted)
+        ├── AuthError        wrong credentials: stop, name the variables
+        ├── DomainError      the URL's host is not a domain of this CDN account
+        ├── QuotaExhausted   the daily quota is spent: stop for today (exit 3)
+        ├── RateLimited      too many requests: back off and retry
+        ├── BatchTooLarge    the request carried more URLs than allowed
+        ├── InvalidUrls      some URLs were refused: mark them, go on
+        └── Transient        5xx, timeout, dropped connection: retry with backoff
+
+The scheduler acts on the provider branch: it retries ``RateLimited`` and
+``Transient``, marks ``InvalidUrls``, and stops on the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class PreheatError(Exception):
+    """Base class; ``str(error)`` is safe to print."""
+
+    exit_code = 1
+
+
+class ConfigError(PreheatError):
+    """A configuration value is missing or malformed."""
+
+    exit_code = 2
+
+
+class InputError(PreheatError):
+    """A command-line argument or an input line is unusable."""
+
+    exit_code = 2
+
+
+class PlaylistError(PreheatError):
+    """A playlist could not be fetched, or what came back is not a playlist."""
+
+    exit_code = 2
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"{url}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+class LedgerError(PreheatError):
+    """The ledger store cannot be used (locked, corrupt, unreachable)."""
+
+
+class ProviderError(PreheatError):
+    """A CDN API call failed. ``code`` is the vendor's error code, if any."""
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class AuthError(ProviderError):
+    """The CDN rejected the credentials; the message names the variables."""
+
+
+class DomainError(ProviderError):
+    """The URL's host is not a domain configured on this CDN account."""
+
+
+class QuotaExhausted(ProviderError):
+    """The provider's daily quota is spent; the rest stays queued."""
+
+    exit_code = 3
+
+
+class RateLimited(ProviderError):
+    """The provider asked us to slow down."""
+
+    def __init__(
+        self, message: str, *, code: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
+class BatchTooLarge(ProviderError):
+    """The request carried more URLs than the provider accepts at once."""
+
+
+class InvalidUrls(ProviderError):
+    """The provider refused some URLs; the others may have been accepted.
+
+    ``invalid`` maps each refused URL to the reason. ``task_id`` is set when the
+    provider accepted the rest of the batch as a task.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        invalid: Mapping[str, str],
+        task_id: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message, code=code)
+        self.invalid = dict(invalid)
+        self.task_id = task_id
+
+
+class Transient(ProviderError):
+    """A failure worth retrying: 5xx, timeout, dropped connection."""

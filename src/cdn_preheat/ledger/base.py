@@ -1,0 +1,286 @@
+"""The ledger interface: what is queued, in flight, done, and how much quota is used.
+
+Two backends implement it (SQLite, MongoDB) and one contract suite in
+``tests/ledger/`` holds both to the same behaviour.
+
+URLs are unique per (provider, area, url): a URL pushed for one video is not
+pushed again for another while it has not expired. Each URL row moves through
+
+    pending ──claim──> reserved ──submitted──> submitted ──outcome──> done
+       ^                  │                        │                   failed ─┐
+       └──release/lease───┘                        └──────> invalid         │
+       └────────────────── retry (attempts < max) ───────────────────────────┘
+
+``skipped`` URLs (foreign host, unsupported scheme) are recorded per video and
+never claimed. Every state change that more than one worker could race on is
+atomic in the backend (one SQLite transaction, one conditional MongoDB update).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class UrlState(StrEnum):
+    PENDING = "pending"
+    RESERVED = "reserved"
+    SUBMITTED = "submitted"
+    DONE = "done"
+    FAILED = "failed"
+    INVALID = "invalid"
+    SKIPPED = "skipped"
+
+
+TERMINAL_STATES = frozenset({UrlState.DONE, UrlState.FAILED, UrlState.INVALID, UrlState.SKIPPED})
+
+
+class VideoState(StrEnum):
+    QUEUED = "queued"  # URLs recorded, not all submitted yet
+    SUBMITTED = "submitted"  # every URL reached the provider
+    DONE = "done"  # every URL is in a terminal state
+    LEGACY = "legacy"  # recorded by the old script: counts as preheated
+
+
+@dataclass(frozen=True)
+class QueuedUrl:
+    """A URL to enqueue. Lower ``priority`` is claimed first, then insertion order."""
+
+    url: str
+    kind: str
+    priority: int = 0
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    video_id: str
+    m3u8_url: str
+    url_count: int
+    state: VideoState
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class UrlRecord:
+    url: str
+    provider: str
+    area: str
+    kind: str
+    state: UrlState
+    task_id: str | None
+    attempts: int
+    last_error: str | None
+    pushed_at: dt.datetime | None
+    expires_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A batch of URLs reserved by one worker until ``lease_until``."""
+
+    claim_id: str
+    provider: str
+    area: str
+    urls: tuple[str, ...]
+    worker: str
+    claimed_at: dt.datetime
+    lease_until: dt.datetime
+
+
+@dataclass(frozen=True)
+class EnqueueResult:
+    queued: int  # new or expired URLs now pending
+    already_done: int  # done and not expired: nothing to push
+    already_queued: int  # pending, reserved or submitted by an earlier run
+    skipped: int  # recorded as skipped for this video
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the provider's task list says about one submitted URL."""
+
+    url: str
+    task_id: str
+    state: UrlState  # DONE, FAILED or INVALID
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class QuotaDay:
+    """Quota bookkeeping for one provider, area and provider-local day.
+
+    ``limit`` is the provider's daily total (None: unknown or unlimited);
+    ``used`` is what the provider has counted, ``inflight`` what workers have
+    reserved and not yet recorded. A reservation succeeds only while
+    ``used + inflight + n <= limit``.
+    """
+
+    provider: str
+    area: str
+    day: str
+    limit: int | None
+    used: int
+    inflight: int
+
+    @property
+    def remaining(self) -> int | None:
+        if self.limit is None:
+            return None
+        return max(0, self.limit - self.used - self.inflight)
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    task_id: str
+    provider: str
+    area: str
+    kind: str  # "push" or "purge"
+    url_count: int
+    created_at: dt.datetime
+    open: bool
+
+
+class Ledger(ABC):
+    """Everything cdn-preheat remembers. All datetimes are timezone-aware UTC."""
+
+    # Videos ---------------------------------------------------------------
+    @abstractmethod
+    def get_video(self, video_id: str) -> VideoRecord | None:
+        """The video, including one recorded by the old script (state LEGACY)."""
+
+    @abstractmethod
+    def put_video(self, video_id: str, m3u8_url: str, url_count: int, now: dt.datetime) -> None:
+        """Create or update the video record (state QUEUED)."""
+
+    @abstractmethod
+    def set_video_state(self, video_id: str, state: VideoState, now: dt.datetime) -> None:
+        """Record the video's state (also mirrored to the old script's record on MongoDB)."""
+
+    @abstractmethod
+    def reset_video(self, video_id: str) -> int:
+        """Forget the video and its URLs so that it is pushed again; URLs forgotten."""
+
+    @abstractmethod
+    def list_videos(self) -> list[VideoRecord]:
+        """Every video, oldest first."""
+
+    # URLs -----------------------------------------------------------------
+    @abstractmethod
+    def enqueue(
+        self,
+        video_id: str,
+        provider: str,
+        area: str,
+        urls: Sequence[QueuedUrl],
+        now: dt.datetime,
+        max_age: dt.timedelta,
+    ) -> EnqueueResult:
+        """Link the URLs to the video; queue those never pushed or expired."""
+
+    @abstractmethod
+    def mark_skipped(
+        self, video_id: str, provider: str, area: str, reasons: Mapping[str, str]
+    ) -> None:
+        """Record URLs of this video that will not be pushed, with why."""
+
+    @abstractmethod
+    def claim(
+        self,
+        provider: str,
+        area: str,
+        limit: int,
+        worker: str,
+        now: dt.datetime,
+        lease: dt.timedelta,
+    ) -> Claim | None:
+        """Atomically reserve up to ``limit`` pending URLs, best priority first."""
+
+    @abstractmethod
+    def mark_submitted(
+        self, claim: Claim, task_id: str, urls: Sequence[str], now: dt.datetime
+    ) -> None:
+        """Reserved -> submitted with the provider's task id; records the task."""
+
+    @abstractmethod
+    def release(
+        self, claim: Claim, urls: Sequence[str], error: str | None, *, count_attempt: bool
+    ) -> None:
+        """Reserved -> pending (the call failed or was never made)."""
+
+    @abstractmethod
+    def mark_invalid(
+        self, provider: str, area: str, reasons: Mapping[str, str], now: dt.datetime
+    ) -> None:
+        """These URLs were refused by the provider: invalid, not retried."""
+
+    @abstractmethod
+    def record_outcomes(
+        self,
+        provider: str,
+        area: str,
+        outcomes: Sequence[Outcome],
+        now: dt.datetime,
+        max_age: dt.timedelta,
+        max_attempts: int,
+    ) -> None:
+        """Apply task results; FAILED goes back to pending while attempts remain."""
+
+    @abstractmethod
+    def expired_claims(self, provider: str, area: str, now: dt.datetime) -> list[Claim]:
+        """Claims whose lease ran out without being submitted or released."""
+
+    @abstractmethod
+    def record_task(
+        self, task_id: str, provider: str, area: str, kind: str, url_count: int, now: dt.datetime
+    ) -> None:
+        """Remember a task (``mark_submitted`` does this for push tasks)."""
+
+    @abstractmethod
+    def close_task(self, task_id: str, provider: str) -> None:
+        """The task has no URL left in progress."""
+
+    @abstractmethod
+    def open_tasks(self, provider: str, area: str, kind: str = "push") -> list[TaskRecord]:
+        """Tasks not yet closed, oldest first."""
+
+    @abstractmethod
+    def url_records(self, video_id: str) -> list[UrlRecord]:
+        """Every URL of the video, in queue order."""
+
+    @abstractmethod
+    def counts(self, video_id: str | None = None) -> dict[UrlState, int]:
+        """URL counts by state, for one video or the whole ledger."""
+
+    @abstractmethod
+    def failures(self, video_id: str | None = None, limit: int = 20) -> list[UrlRecord]:
+        """Failed and invalid URLs with their last error."""
+
+    # Quota ----------------------------------------------------------------
+    @abstractmethod
+    def sync_quota(
+        self, provider: str, area: str, day: str, limit: int | None, used: int
+    ) -> QuotaDay:
+        """Take the provider's own figures for the day (its count is the truth)."""
+
+    @abstractmethod
+    def reserve_quota(self, provider: str, area: str, day: str, n: int) -> int:
+        """Atomically reserve up to ``n`` URLs of quota; how many were granted."""
+
+    @abstractmethod
+    def settle_quota(self, provider: str, area: str, day: str, reserved: int, used: int) -> None:
+        """A reservation of ``reserved`` ended; ``used`` of it reached the provider."""
+
+    @abstractmethod
+    def exhaust_quota(self, provider: str, area: str, day: str) -> None:
+        """The provider said the quota is spent: nothing more today."""
+
+    @abstractmethod
+    def quota_day(self, provider: str, area: str, day: str) -> QuotaDay | None:
+        """The day's bookkeeping, if any."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the connection."""

@@ -1,0 +1,125 @@
+"""The provider interface every CDN implements.
+
+A provider makes one API call per method (or one paginated series), maps the
+vendor's answer into these types and the vendor's errors into
+:mod:`cdn_preheat.errors`. It does not sleep, retry or rate-limit: the
+scheduler does that, the same way for every vendor.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class TaskState(StrEnum):
+    """Where one URL of a provider task stands."""
+
+    PROCESSING = "processing"
+    DONE = "done"
+    FAILED = "failed"  # worth retrying
+    INVALID = "invalid"  # the origin refused or lacks the file: not retried
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the provider accepts; the scheduler never exceeds these."""
+
+    batch_size: int
+    requests_per_second: float
+    purge_batch_size: int
+    purge_dir_batch_size: int
+    # The quota day starts at midnight in this offset from UTC; None: no daily quota.
+    quota_utc_offset_hours: int | None = 8
+
+
+@dataclass(frozen=True)
+class Quota:
+    """Prefetch quota of one area for the provider's current day.
+
+    ``total``/``available`` are ``None`` when the provider has no daily quota.
+    ``batch`` is the per-request URL limit the provider reports, if it does.
+    """
+
+    area: str
+    total: int | None
+    available: int | None
+    batch: int | None = None
+
+    @property
+    def unlimited(self) -> bool:
+        return self.total is None
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    """A prefetch request the provider accepted.
+
+    ``invalid`` holds URLs it refused inside an otherwise accepted request
+    (Qiniu's ``invalidUrls``); ``quota`` is set when the answer reports it.
+    """
+
+    task_id: str
+    accepted: tuple[str, ...]
+    invalid: dict[str, str] = field(default_factory=dict)
+    quota: Quota | None = None
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    """One URL of one task, as the provider's task list reports it."""
+
+    task_id: str
+    url: str
+    state: TaskState
+    reason: str | None = None
+    created_at: dt.datetime | None = None
+
+
+class Provider(ABC):
+    """One CDN account and area."""
+
+    name: str
+    area: str
+    limits: Limits
+
+    @abstractmethod
+    def quota(self) -> Quota:
+        """The prefetch quota left today (one API call, or the last answer seen)."""
+
+    @abstractmethod
+    def submit(self, urls: Sequence[str]) -> SubmitResult:
+        """Prefetch these URLs (at most ``limits.batch_size``) as one task."""
+
+    @abstractmethod
+    def task_status(self, task_ids: Sequence[str]) -> list[TaskEntry]:
+        """Per-URL state of these prefetch tasks."""
+
+    @abstractmethod
+    def find_submitted(self, urls: Sequence[str], since: dt.datetime) -> dict[str, str]:
+        """Which of ``urls`` the provider received since ``since``: url -> task id.
+
+        Used after a crash to reconcile batches whose outcome was not recorded.
+        """
+
+    @abstractmethod
+    def purge_urls(self, urls: Sequence[str]) -> str:
+        """Refresh these URLs (at most ``limits.purge_batch_size``); the task id."""
+
+    @abstractmethod
+    def purge_dirs(self, dirs: Sequence[str], *, delete: bool = False) -> str:
+        """Refresh everything under these directories; the task id.
+
+        ``delete`` removes the cached copies outright instead of marking them
+        stale (Tencent ``FlushType=delete``), where the vendor supports it.
+        """
+
+    @abstractmethod
+    def purge_status(self, task_ids: Sequence[str]) -> list[TaskEntry]:
+        """Per-URL (or per-directory) state of these refresh tasks."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most providers hold nothing
+        """Release connections."""

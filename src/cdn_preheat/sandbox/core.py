@@ -1,0 +1,138 @@
+"""Pieces every sandbox emulator shares: a settable clock, fault injection,
+the edge's cache, and a threaded HTTP server on loopback.
+
+The emulators are real HTTP servers so the official SDKs talk to them
+unmodified; these helpers keep each emulator module about its own vendor.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Literal
+
+
+class SandboxClock:
+    """Wall-clock time plus a settable offset, so tests can cross a quota day."""
+
+    def __init__(self) -> None:
+        self._offset = dt.timedelta(0)
+        self._lock = threading.Lock()
+
+    def now(self) -> dt.datetime:
+        with self._lock:
+            return dt.datetime.now(dt.UTC) + self._offset
+
+    def advance(self, delta: dt.timedelta) -> None:
+        with self._lock:
+            self._offset += delta
+
+    def day(self, utc_offset_hours: int) -> str:
+        """The calendar day (YYYY-MM-DD) in the given UTC offset."""
+        local = self.now().astimezone(dt.timezone(dt.timedelta(hours=utc_offset_hours)))
+        return local.date().isoformat()
+
+    def next_day(self, utc_offset_hours: int = 8) -> None:
+        """Jump to just after the next midnight in the given offset."""
+        tz = dt.timezone(dt.timedelta(hours=utc_offset_hours))
+        local = self.now().astimezone(tz)
+        midnight = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(), tzinfo=tz)
+        self.advance(midnight - local + dt.timedelta(seconds=1))
+
+
+FaultKind = Literal["ok", "server_error", "rate_limited", "drop"]
+
+
+@dataclass
+class Faults:
+    """Faults injected on API requests, each a probability in [0, 1]."""
+
+    latency: float = 0.0  # seconds added to every API request
+    server_error: float = 0.0  # answer HTTP 502 with an HTML body
+    rate_limited: float = 0.0  # answer the vendor's rate-limit error
+    drop: float = 0.0  # close the connection without answering
+    seed: int | None = None
+    _random: random.Random = field(init=False, repr=False)
+    _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self._random = random.Random(self.seed)
+
+    def draw(self) -> FaultKind:
+        with self._lock:
+            roll = self._random.random()
+        for kind, chance in (
+            ("server_error", self.server_error),
+            ("rate_limited", self.rate_limited),
+            ("drop", self.drop),
+        ):
+            if roll < chance:
+                return kind  # type: ignore[return-value]
+            roll -= chance
+        return "ok"
+
+
+class EdgeCache:
+    """What the sandbox edge holds, by full URL (scheme://host:port/path?query)."""
+
+    def __init__(self) -> None:
+        self._urls: set[str] = set()
+        self._lock = threading.Lock()
+
+    def add(self, url: str) -> None:
+        with self._lock:
+            self._urls.add(url)
+
+    def discard(self, url: str) -> None:
+        with self._lock:
+            self._urls.discard(url)
+
+    def discard_prefix(self, prefix: str) -> None:
+        with self._lock:
+            self._urls = {u for u in self._urls if not u.startswith(prefix)}
+
+    def __contains__(self, url: object) -> bool:
+        with self._lock:
+            return url in self._urls
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._urls)
+
+
+class LoopbackServer:
+    """A ThreadingHTTPServer on 127.0.0.1 served from a daemon thread.
+
+    ``handler`` is a BaseHTTPRequestHandler subclass; it reaches the emulator
+    through ``self.server.app`` (set here).
+    """
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], app: object, port: int = 0) -> None:
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self._httpd.daemon_threads = True
+        self._httpd.app = app  # type: ignore[attr-defined]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    @property
+    def netloc(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.netloc}"
+
+    def start(self) -> LoopbackServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
