@@ -1,0 +1,34 @@
+"""CDN providers. Each vendor module is imported only when selected, so the
+CLI starts without loading every SDK."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cdn_preheat.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cdn_preheat.config import Settings
+    from cdn_preheat.providers.base import Provider
+
+
+def make_provider(settings: Settings) -> Provider:
+    """The provider named by ``CDN_PROVIDER``, configured from the settings."""
+    name = settings.cdn_provider
+    if name == "tencent":
+        from cdn_preheat.providers.tencent import TencentProvider
+
+        return TencentProvider(settings)
+    if name == "qiniu":
+        from cdn_preheat.providers.qiniu import QiniuProvider
+
+        return QiniuProvider(settings)
+    if name == "aliyun":
+        from cdn_preheat.providers.aliyun import AliyunProvider
+
+        return AliyunProvider(settings)
+    if name == "http":
+        from cdn_preheat.providers.http import HttpProvider
+
+        return HttpProvider(settings)
+    raise ConfigError(f"CDN_PROVIDER={name!r} is not one of tencent, qiniu, aliyun, http.")

@@ -1,0 +1,52 @@
+"""Wiring: build the ledger, provider and expander options from the settings."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cdn_preheat.pipeline import RunOptions
+from cdn_preheat.scheduler import SchedulerOptions
+from cdn_preheat.tracker import TrackerOptions
+
+if TYPE_CHECKING:
+    from cdn_preheat.config import Settings
+    from cdn_preheat.hls import ExpandOptions
+
+
+def expand_options(settings: Settings, *, cdn_host: str | None = None) -> ExpandOptions:
+    from cdn_preheat.hls import ExpandOptions
+
+    return ExpandOptions(
+        cdn_host=cdn_host or settings.cdn_host,
+        allow_foreign_hosts=settings.cdn_preheat_allow_foreign_hosts,
+        timeout=settings.cdn_preheat_fetch_timeout,
+        concurrency=settings.cdn_preheat_fetch_concurrency,
+        max_bytes=settings.cdn_preheat_max_playlist_bytes,
+    )
+
+
+def run_options(
+    settings: Settings,
+    *,
+    wait: bool = True,
+    wait_timeout: float = 600.0,
+    poll_interval: float = 1.0,
+) -> RunOptions:
+    import datetime as dt
+
+    return RunOptions(
+        wait=wait,
+        scheduler=SchedulerOptions(
+            concurrency=settings.cdn_preheat_concurrency,
+            lease=dt.timedelta(seconds=settings.cdn_preheat_lease_seconds),
+            batch_size=settings.cdn_preheat_batch_size,
+            rate=settings.cdn_preheat_rate,
+            quota_utc_offset_hours=settings.cdn_preheat_quota_utc_offset_hours,
+        ),
+        tracker=TrackerOptions(
+            poll_interval=poll_interval,
+            timeout=wait_timeout,
+            max_age=settings.cdn_preheat_max_age,
+            max_attempts=settings.cdn_preheat_max_attempts,
+        ),
+    )

@@ -1,0 +1,237 @@
+"""The preheat use cases: queue videos, push the queue, follow the tasks.
+
+This is the library behind ``push``, ``batch`` and ``worker``; the CLI only
+parses arguments and renders what these functions return.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from cdn_preheat.errors import InputError, PreheatError
+from cdn_preheat.ledger.base import (
+    Ledger,
+    QueuedUrl,
+    UrlState,
+    VideoRecord,
+    VideoState,
+)
+from cdn_preheat.scheduler import Scheduler, SchedulerOptions, utcnow
+from cdn_preheat.tracker import Tracker, TrackerOptions
+
+if TYPE_CHECKING:
+    from cdn_preheat.hls import Expansion
+    from cdn_preheat.providers.base import Provider, Quota
+
+# Queue tiers: what a player needs to start, then the opening of every
+# rendition, then the rest. Within a tier, insertion order.
+PRIORITY_START = 0
+PRIORITY_HEAD = 1
+PRIORITY_TAIL = 2
+
+
+@dataclass(frozen=True)
+class HeadFirst:
+    """Push the first ``amount`` segments (or seconds) of every rendition first."""
+
+    amount: float
+    unit: Literal["segments", "seconds"] = "segments"
+
+    @classmethod
+    def parse(cls, text: str) -> HeadFirst | None:
+        """``"10"`` segments, ``"60s"`` seconds, ``"fifo"``/``"0"`` for plain order."""
+        text = text.strip().lower()
+        if text in ("fifo", "0", "off"):
+            return None
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(s|sec|seconds)?", text)
+        if match is None:
+            raise InputError(f"--head-first takes a segment count, seconds like 60s, or fifo: {text!r}")
+        return cls(float(match.group(1)), "seconds" if match.group(2) else "segments")
+
+
+DEFAULT_HEAD_FIRST = HeadFirst(10)
+
+
+def prioritize(expansion: Expansion, head_first: HeadFirst | None) -> list[QueuedUrl]:
+    """Queue entries for an expansion, tiered so the start of every video goes first."""
+    from cdn_preheat.hls import UrlKind
+
+    queued: list[QueuedUrl] = []
+    elapsed: dict[str, float] = {}
+    for item in expansion.urls:
+        if head_first is None:
+            priority = PRIORITY_START
+        elif item.kind is not UrlKind.SEGMENT and item.kind is not UrlKind.PART:
+            priority = PRIORITY_START
+        elif head_first.unit == "segments":
+            priority = PRIORITY_HEAD if item.index < head_first.amount else PRIORITY_TAIL
+        else:
+            start = elapsed.get(item.rendition, 0.0)
+            elapsed[item.rendition] = start + (item.duration or 0.0)
+            priority = PRIORITY_HEAD if start < head_first.amount else PRIORITY_TAIL
+        queued.append(QueuedUrl(item.url, str(item.kind), priority))
+    return queued
+
+
+@dataclass
+class QueuedVideo:
+    """What queueing one video found."""
+
+    video_id: str
+    m3u8_url: str
+    found: int = 0
+    queued: int = 0
+    already_done: int = 0
+    already_queued: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    live: bool = False
+    already_preheated: bool = False
+    error: str | None = None
+
+
+@dataclass
+class RunReport:
+    """What pushing and tracking did, summed over rounds."""
+
+    submitted: int = 0
+    invalid: int = 0
+    done: int = 0
+    failed: int = 0
+    requests: int = 0
+    rate_limited: int = 0
+    transient: int = 0
+    reconciled: int = 0
+    quota_exhausted: bool = False
+    quota: Quota | None = None
+    quota_left_today: int | None = None
+    pending: int = 0
+    in_flight: int = 0
+    tracking_timed_out: bool = False
+    stopped_by: PreheatError | None = None
+
+
+def is_preheated(video: VideoRecord | None, now: dt.datetime, max_age: dt.timedelta) -> bool:
+    """A video counts as preheated until its pushes are older than ``max_age``."""
+    if video is None:
+        return False
+    if video.state is VideoState.LEGACY:
+        return True
+    fresh = now - video.updated_at < max_age
+    return video.state in (VideoState.SUBMITTED, VideoState.DONE) and fresh
+
+
+def skip_reason_key(reason: str) -> str:
+    """Group skip reasons for the summary ("foreign host a.com" -> "foreign host")."""
+    words = reason.split()
+    return " ".join(words[:2]) if len(words) > 2 else reason
+
+
+def queue_expansion(
+    ledger: Ledger,
+    provider_name: str,
+    area: str,
+    video_id: str,
+    expansion: Expansion,
+    *,
+    head_first: HeadFirst | None,
+    max_age: dt.timedelta,
+    now: dt.datetime | None = None,
+) -> QueuedVideo:
+    """Record the video and queue its URLs (deduplicated against the whole ledger)."""
+    now = now or utcnow()
+    summary = QueuedVideo(video_id, expansion.source, found=len(expansion.urls))
+    summary.live = expansion.is_live
+    ledger.put_video(video_id, expansion.source, len(expansion.urls), now)
+    result = ledger.enqueue(
+        video_id, provider_name, area, prioritize(expansion, head_first), now, max_age
+    )
+    if expansion.skipped:
+        reasons = {item.url: item.reason for item in expansion.skipped}
+        ledger.mark_skipped(video_id, provider_name, area, reasons)
+        summary.skipped.update(skip_reason_key(r) for r in reasons.values())
+    summary.queued = result.queued
+    summary.already_done = result.already_done
+    summary.already_queued = result.already_queued
+    return summary
+
+
+def refresh_video_state(ledger: Ledger, video_id: str, now: dt.datetime | None = None) -> None:
+    counts = ledger.counts(video_id)
+    waiting = counts.get(UrlState.PENDING, 0) + counts.get(UrlState.RESERVED, 0)
+    if waiting:
+        state = VideoState.QUEUED
+    elif counts.get(UrlState.SUBMITTED, 0):
+        state = VideoState.SUBMITTED
+    else:
+        state = VideoState.DONE
+    ledger.set_video_state(video_id, state, now or utcnow())
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    wait: bool = True  # follow tasks to completion (and retry failures)
+    scheduler: SchedulerOptions = field(default_factory=SchedulerOptions)
+    tracker: TrackerOptions = field(default_factory=TrackerOptions)
+    max_rounds: int = 10  # push/track rounds, bounding retries of failed URLs
+
+
+def run_queue(
+    ledger: Ledger,
+    provider: Provider,
+    options: RunOptions,
+    *,
+    on_progress: Callable[[int], None] | None = None,
+    stop: threading.Event | None = None,
+) -> RunReport:
+    """Push everything queued for this provider, then follow the tasks; repeat for retries."""
+    stop = stop or threading.Event()
+    report = RunReport()
+    scheduler = Scheduler(ledger, provider, options.scheduler, on_submitted=on_progress)
+    tracker = Tracker(ledger, provider, options.tracker)
+    for _ in range(options.max_rounds):
+        drained = scheduler.drain(stop)
+        report.submitted += drained.submitted
+        report.invalid += drained.invalid
+        report.requests += drained.requests
+        report.rate_limited += drained.rate_limited
+        report.transient += drained.transient
+        report.reconciled += drained.reconciled
+        report.quota = drained.quota or report.quota
+        report.quota_exhausted = report.quota_exhausted or drained.quota_exhausted
+        if drained.stopped_by is not None:
+            report.stopped_by = drained.stopped_by
+            break
+        if not options.wait or stop.is_set():
+            break
+        tracked = tracker.follow(stop)
+        report.done += tracked.done
+        report.failed += tracked.failed
+        report.invalid += tracked.invalid
+        if tracked.timed_out:
+            report.tracking_timed_out = True
+            break
+        if report.quota_exhausted or not ledger.counts().get(UrlState.PENDING, 0):
+            break
+    counts = ledger.counts()
+    report.pending = counts.get(UrlState.PENDING, 0) + counts.get(UrlState.RESERVED, 0)
+    report.in_flight = counts.get(UrlState.SUBMITTED, 0)
+    report.quota_left_today = _quota_left(ledger, provider, scheduler)
+    return report
+
+
+def _quota_left(ledger: Ledger, provider: Provider, scheduler: Scheduler) -> int | None:
+    provider_name, area, day = scheduler.quota_key()
+    quota = ledger.quota_day(provider_name, area, day)
+    return None if quota is None else quota.remaining
+
+
+def refresh_states(ledger: Ledger, video_ids: Sequence[str]) -> None:
+    now = utcnow()
+    for video_id in video_ids:
+        refresh_video_state(ledger, video_id, now)

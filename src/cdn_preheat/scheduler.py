@@ -1,0 +1,370 @@
+"""Push queued URLs to a provider: batches, quota, pacing, retries, crash recovery.
+
+Each batch follows the ledger protocol of DESIGN.md §4:
+
+1. reserve quota in the ledger (atomic, shared by every worker);
+2. claim up to that many pending URLs with a lease;
+3. call the provider;
+4. record the task id (or release the URLs) and settle the reservation.
+
+A worker killed between 2 and 4 leaves a reserved batch whose lease expires;
+the next run asks the provider's task list which of those URLs arrived
+(:func:`reconcile_expired`) instead of pushing them blindly again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from cdn_preheat.errors import (
+    BatchTooLarge,
+    InvalidUrls,
+    PreheatError,
+    ProviderError,
+    QuotaExhausted,
+    RateLimited,
+    Transient,
+)
+from cdn_preheat.ledger.base import Claim, Ledger
+from cdn_preheat.providers.base import Provider, Quota, SubmitResult
+from cdn_preheat.ratelimit import RateLimiter, backoff_delay, call_with_retries
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# How far back to look in the provider's task list for a batch whose answer was lost.
+RECONCILE_MARGIN = dt.timedelta(minutes=2)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def quota_day(now: dt.datetime, utc_offset_hours: int | None) -> str:
+    """The provider's calendar day for ``now`` (its quota resets at local midnight)."""
+    offset = dt.timedelta(hours=utc_offset_hours or 0)
+    return now.astimezone(dt.timezone(offset)).date().isoformat()
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class SchedulerOptions:
+    concurrency: int = 4
+    lease: dt.timedelta = dt.timedelta(minutes=2)
+    max_retries: int = 8  # per batch, for rate-limit and transient answers
+    batch_size: int | None = None  # cap below the provider's own limit
+    rate: float | None = None  # requests/s cap below the provider's own limit
+    quota_utc_offset_hours: int | None = None  # override the provider's quota day
+    worker_id: str = field(default_factory=default_worker_id)
+
+
+@dataclass
+class DrainReport:
+    """What one drain did. ``stopped_by`` is set when it ended before the queue did."""
+
+    submitted: int = 0
+    invalid: int = 0
+    batches: int = 0
+    requests: int = 0
+    rate_limited: int = 0
+    transient: int = 0
+    reconciled: int = 0
+    quota_exhausted: bool = False
+    quota: Quota | None = None
+    stopped_by: PreheatError | None = None
+
+    @property
+    def wasted_requests(self) -> int:
+        return self.rate_limited + self.transient
+
+
+class _Stop(Exception):
+    """Internal: end this worker's loop."""
+
+
+class Scheduler:
+    """Drains one provider/area queue from a shared ledger."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        provider: Provider,
+        options: SchedulerOptions | None = None,
+        *,
+        on_submitted: Callable[[int], None] | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self.ledger = ledger
+        self.provider = provider
+        self.options = options or SchedulerOptions()
+        self._on_submitted = on_submitted or (lambda n: None)
+        self._clock = clock
+        limits = provider.limits
+        rate = min(limits.requests_per_second, self.options.rate or limits.requests_per_second)
+        self._limiter = RateLimiter(rate)
+        self._batch_size = min(limits.batch_size, self.options.batch_size or limits.batch_size)
+        offset = self.options.quota_utc_offset_hours
+        self._utc_offset = offset if offset is not None else limits.quota_utc_offset_hours
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._report = DrainReport()
+        self._limited = True
+
+    # Public ---------------------------------------------------------------
+    def drain(self, stop: threading.Event | None = None) -> DrainReport:
+        """Push pending URLs until the queue is empty, the quota is spent or ``stop`` is set."""
+        self._stop = stop or threading.Event()
+        self._report = DrainReport()
+        self._refresh_quota()
+        self.reconcile_expired()
+        workers = max(1, self.options.concurrency)
+        with ThreadPoolExecutor(workers, thread_name_prefix="push") as pool:
+            for future in [pool.submit(self._work) for _ in range(workers)]:
+                future.result()
+        return self._report
+
+    def reconcile_expired(self) -> int:
+        """Settle batches left reserved by a worker that died; returns URLs found submitted."""
+        found_total = 0
+        for claim in self.ledger.expired_claims(
+            self.provider.name, self.provider.area, self._now()
+        ):
+            found = self._find_submitted(claim, claim.urls)
+            found_total += self._record_found(claim, found)
+            rest = [url for url in claim.urls if url not in found]
+            if rest:
+                self.ledger.release(claim, rest, None, count_attempt=False)
+            # The dead worker never settled its reservation; the provider's own
+            # count (synced at the next refresh) already holds what arrived.
+            self.ledger.settle_quota(*self.quota_key(claim.claimed_at), len(claim.urls), 0)
+            log.info(
+                "reconciled %s: %d of %d URLs had reached the provider",
+                claim.claim_id,
+                len(found),
+                len(claim.urls),
+            )
+        with self._lock:
+            self._report.reconciled += found_total
+        return found_total
+
+    # Worker loop ----------------------------------------------------------
+    def _work(self) -> None:
+        try:
+            while not self._stop.is_set():
+                granted = self._reserve()
+                if granted == 0:
+                    self._finish(quota_exhausted=True)
+                    return
+                claim = self.ledger.claim(
+                    self.provider.name,
+                    self.provider.area,
+                    granted,
+                    self.options.worker_id,
+                    self._now(),
+                    self.options.lease,
+                )
+                if claim is None:
+                    self._settle(granted, 0)
+                    return
+                if len(claim.urls) < granted:
+                    self._settle(granted - len(claim.urls), 0)
+                self._push(claim)
+        except _Stop:
+            return
+        except PreheatError as exc:
+            self._finish(error=exc)
+
+    def _push(self, claim: Claim) -> None:
+        urls: Sequence[str] = claim.urls
+        attempt = 0
+        while urls:
+            attempt += 1
+            self._limiter.acquire()
+            with self._lock:
+                self._report.requests += 1
+            try:
+                result = self.provider.submit(urls)
+            except RateLimited as exc:
+                with self._lock:
+                    self._report.rate_limited += 1
+                self._limiter.penalise(exc.retry_after or backoff_delay(attempt))
+                self._give_up_after(attempt, claim, urls, exc)
+                continue
+            except Transient as exc:
+                with self._lock:
+                    self._report.transient += 1
+                # The request may have arrived before the answer was lost: ask first.
+                urls = self._unsubmitted(claim, urls)
+                self._give_up_after(attempt, claim, urls, exc)
+                time.sleep(backoff_delay(attempt))
+                continue
+            except InvalidUrls as exc:
+                self._mark_invalid(exc.invalid)
+                if exc.task_id is not None:
+                    accepted = [u for u in urls if u not in exc.invalid]
+                    self._record(claim, SubmitResult(exc.task_id, tuple(accepted)), len(urls))
+                    return
+                urls = [u for u in urls if u not in exc.invalid]
+                self._settle(len(exc.invalid), 0)
+                continue
+            except BatchTooLarge as exc:
+                self._back_off_batch(claim, urls, exc)
+                return
+            except QuotaExhausted:
+                self._abandon(claim, urls)
+                self.ledger.exhaust_quota(*self.quota_key())
+                self._finish(quota_exhausted=True)
+                raise _Stop from None
+            except ProviderError as exc:
+                self._abandon(claim, urls)
+                self._finish(error=exc)
+                raise _Stop from None
+            self._record(claim, result, len(urls))
+            return
+
+    # Steps ----------------------------------------------------------------
+    def _record(self, claim: Claim, result: SubmitResult, reserved: int) -> None:
+        now = self._now()
+        self.ledger.mark_submitted(claim, result.task_id, result.accepted, now)
+        if result.invalid:
+            self._mark_invalid(result.invalid)
+        self._settle(reserved, len(result.accepted))
+        if result.quota is not None:
+            self._sync_quota(result.quota)
+        with self._lock:
+            self._report.submitted += len(result.accepted)
+            self._report.batches += 1
+        self._on_submitted(len(result.accepted) + len(result.invalid))
+        log.info(
+            "batch %s: %d URLs submitted as task %s",
+            claim.claim_id,
+            len(result.accepted),
+            result.task_id,
+        )
+
+    def _unsubmitted(self, claim: Claim, urls: Sequence[str]) -> list[str]:
+        found = self._find_submitted(claim, urls)
+        if found:
+            arrived = self._record_found(claim, found)
+            self._settle(arrived, arrived)
+            with self._lock:
+                self._report.submitted += arrived
+                self._report.reconciled += arrived
+            self._on_submitted(arrived)
+        return [url for url in urls if url not in found]
+
+    def _find_submitted(self, claim: Claim, urls: Sequence[str]) -> dict[str, str]:
+        since = claim.claimed_at - RECONCILE_MARGIN
+        return self._retrying(lambda: self.provider.find_submitted(urls, since))
+
+    def _record_found(self, claim: Claim, found: dict[str, str]) -> int:
+        by_task: dict[str, list[str]] = {}
+        for url, task_id in found.items():
+            by_task.setdefault(task_id, []).append(url)
+        for task_id, task_urls in by_task.items():
+            self.ledger.mark_submitted(claim, task_id, task_urls, self._now())
+        return len(found)
+
+    def _mark_invalid(self, reasons: dict[str, str]) -> None:
+        self.ledger.mark_invalid(self.provider.name, self.provider.area, reasons, self._now())
+        with self._lock:
+            self._report.invalid += len(reasons)
+        self._on_submitted(len(reasons))
+
+    def _back_off_batch(self, claim: Claim, urls: Sequence[str], exc: BatchTooLarge) -> None:
+        self._abandon(claim, urls)
+        with self._lock:
+            smallest = self._batch_size == 1
+            self._batch_size = max(1, self._batch_size // 2)
+        if smallest:
+            self._finish(error=exc)
+            raise _Stop from exc
+        log.warning(
+            "provider refused a batch of %d URLs; batches are now %d", len(urls), self._batch_size
+        )
+
+    def _give_up_after(
+        self, attempt: int, claim: Claim, urls: Sequence[str], exc: ProviderError
+    ) -> None:
+        if attempt < self.options.max_retries or not urls:
+            return
+        self.ledger.release(claim, urls, str(exc), count_attempt=True)
+        self._settle(len(urls), 0)
+        self._finish(error=exc)
+        raise _Stop from exc
+
+    def _abandon(self, claim: Claim, urls: Sequence[str]) -> None:
+        self.ledger.release(claim, urls, None, count_attempt=False)
+        self._settle(len(urls), 0)
+
+    def _finish(self, *, quota_exhausted: bool = False, error: PreheatError | None = None) -> None:
+        with self._lock:
+            if quota_exhausted:
+                self._report.quota_exhausted = True
+            if error is not None and self._report.stopped_by is None:
+                self._report.stopped_by = error
+        self._stop.set()
+
+    # Quota ----------------------------------------------------------------
+    def _refresh_quota(self) -> None:
+        quota = self._retrying(self.provider.quota)
+        self._sync_quota(quota)
+        if quota.batch:
+            self._batch_size = min(self._batch_size, quota.batch)
+
+    def _sync_quota(self, quota: Quota) -> None:
+        with self._lock:
+            self._report.quota = quota
+            self._limited = not quota.unlimited
+        if quota.total is not None and quota.available is not None:
+            self.ledger.sync_quota(
+                *self.quota_key(), quota.total, max(0, quota.total - quota.available)
+            )
+
+    def _reserve(self) -> int:
+        if not self._limited:
+            return self._batch_size
+        granted = self.ledger.reserve_quota(*self.quota_key(), self._batch_size)
+        if granted == 0:
+            # Our bookkeeping may be stale (another day began, another worker
+            # settled): ask the provider once before calling it a day.
+            self._refresh_quota()
+            granted = self.ledger.reserve_quota(*self.quota_key(), self._batch_size)
+        return granted
+
+    def _settle(self, reserved: int, used: int) -> None:
+        if self._limited and reserved:
+            self.ledger.settle_quota(*self.quota_key(), reserved, used)
+
+    def quota_key(self, when: dt.datetime | None = None) -> tuple[str, str, str]:
+        day = quota_day(when or self._now(), self._utc_offset)
+        return self.provider.name, self.provider.area, day
+
+    # Helpers --------------------------------------------------------------
+    def _now(self) -> dt.datetime:
+        return self._clock()
+
+    def _retrying(self, call: Callable[[], T]) -> T:
+        """Call a read-only provider method, retrying rate-limit and transient answers."""
+        return call_with_retries(
+            call, self._limiter, attempts=self.options.max_retries, on_retry=self._count_retry
+        )
+
+    def _count_retry(self, exc: ProviderError) -> None:
+        with self._lock:
+            if isinstance(exc, RateLimited):
+                self._report.rate_limited += 1
+            else:
+                self._report.transient += 1

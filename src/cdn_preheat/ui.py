@@ -1,0 +1,78 @@
+"""Terminal rendering: progress bars, summary tables, errors. Rich is loaded here only."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+# Results go to stdout; progress, tables and messages to stderr so that
+# `cdn-preheat expand URL > urls.txt` and `--json` output stay clean.
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def error(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+
+
+def note(message: str) -> None:
+    err.print(message, markup=False)
+
+
+@contextmanager
+def progress(description: str, total: int | None, *, enabled: bool = True) -> Iterator[Any]:
+    """A progress bar on stderr; yields ``advance(n)``. Silent when not a terminal."""
+    if not enabled or not err.is_terminal:
+        yield lambda n=1: None
+        return
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )
+    with bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n=1: bar.advance(task, n)
+
+
+def table(title: str, rows: Mapping[str, Any]) -> None:
+    """A two-column summary table on stderr."""
+    grid = Table(title=title, show_header=False, title_justify="left")
+    grid.add_column(style="bold")
+    grid.add_column(justify="right")
+    for key, value in rows.items():
+        grid.add_row(key, "-" if value is None else str(value))
+    err.print(grid)
+
+
+def grid(title: str, headers: list[str], rows: list[list[Any]]) -> None:
+    """A table with headers on stderr."""
+    view = Table(title=title, title_justify="left")
+    for index, header in enumerate(headers):
+        view.add_column(header, justify="left" if index == 0 else "right")
+    for row in rows:
+        view.add_row(*("-" if v is None else str(v) for v in row))
+    err.print(view)
