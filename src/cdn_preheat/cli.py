@@ -81,8 +81,9 @@ def push(
 ) -> None:
     """Expand a video, skip what is already preheated, push the rest within quota."""
     from cdn_preheat import pipeline
-    from cdn_preheat.app import expand_options, run_options
+    from cdn_preheat.app import expand_options
     from cdn_preheat.hls import expand
+    from cdn_preheat.scheduler import utcnow
 
     settings = _settings()
     head = pipeline.HeadFirst.parse(head_first)
@@ -99,7 +100,7 @@ def push(
         if reset:
             ledger.reset_video(video_id)
         video = ledger.get_video(video_id)
-        if pipeline.is_preheated(video, pipeline.utcnow(), settings.cdn_preheat_max_age):
+        if pipeline.is_preheated(video, utcnow(), settings.cdn_preheat_max_age):
             queued = pipeline.QueuedVideo(video_id, m3u8_url, already_preheated=True)
             queued.found = video.url_count if video else 0
             _report_push(queued, None, json_out)
@@ -145,8 +146,8 @@ def _exit_for(report: RunReport) -> None:
         raise typer.Exit(EXIT_QUOTA)
 
 
-def _push_dict(queued: QueuedVideo, report: RunReport | None) -> dict[str, Any]:
-    data: dict[str, Any] = {
+def _video_dict(queued: QueuedVideo) -> dict[str, Any]:
+    return {
         "video_id": queued.video_id,
         "m3u8_url": queued.m3u8_url,
         "already_preheated": queued.already_preheated,
@@ -156,23 +157,29 @@ def _push_dict(queued: QueuedVideo, report: RunReport | None) -> dict[str, Any]:
         "already_queued": queued.already_queued,
         "skipped": dict(queued.skipped),
         "live": queued.live,
+        "error": queued.error,
     }
-    if report is not None:
-        data.update(
-            pushed=report.submitted,
-            invalid=report.invalid,
-            done=report.done,
-            failed=report.failed,
-            pending=report.pending,
-            in_flight=report.in_flight,
-            quota_exhausted=report.quota_exhausted,
-            quota_left_today=report.quota_left_today,
-            requests=report.requests,
-            rate_limited=report.rate_limited,
-            transient_errors=report.transient,
-            error=str(report.stopped_by) if report.stopped_by else None,
-        )
-    return data
+
+
+def _run_dict(report: RunReport) -> dict[str, Any]:
+    return {
+        "pushed": report.submitted,
+        "invalid": report.invalid,
+        "done": report.done,
+        "failed": report.failed,
+        "pending": report.pending,
+        "in_flight": report.in_flight,
+        "quota_exhausted": report.quota_exhausted,
+        "quota_left_today": report.quota_left_today,
+        "requests": report.requests,
+        "rate_limited": report.rate_limited,
+        "transient_errors": report.transient,
+        "stopped_by": str(report.stopped_by) if report.stopped_by else None,
+    }
+
+
+def _push_dict(queued: QueuedVideo, report: RunReport | None) -> dict[str, Any]:
+    return _video_dict(queued) | (_run_dict(report) if report is not None else {})
 
 
 def _report_push(
@@ -247,6 +254,170 @@ def expand(
         ui.note(f"skipped {skipped.url}: {skipped.reason}")
     if expansion.is_live:
         ui.note("note: live playlist (no EXT-X-ENDLIST)")
+
+
+# batch / worker ---------------------------------------------------------------
+@app.command()
+def batch(
+    file: Annotated[
+        str, typer.Argument(help="CSV or JSON lines of video_id,m3u8_url; - for stdin.")
+    ],
+    reset: Annotated[bool, typer.Option(help="Forget these videos' records first.")] = False,
+    head_first: Annotated[
+        str,
+        typer.Option(help="Push the first N segments (or Ns) of every rendition first; 'fifo'."),
+    ] = "10",
+    push_now: Annotated[
+        bool,
+        typer.Option("--push/--queue-only", help="Push after queueing, or leave it to a worker."),
+    ] = True,
+    wait: Annotated[bool, typer.Option(help="Follow the CDN's tasks to completion.")] = True,
+    wait_timeout: Annotated[float, typer.Option(help="Seconds to follow tasks.")] = 600.0,
+    json_out: JsonOption = False,
+) -> None:
+    """Queue many videos (expanded concurrently), then push them within quota."""
+    from cdn_preheat import pipeline, ui
+    from cdn_preheat.app import expand_options
+
+    settings = _settings()
+    head = pipeline.HeadFirst.parse(head_first)
+    sources, bad = _read_sources(file)
+    for line in bad:
+        ui.error(f"{file}:{line.line}: {line.reason}")
+    ledger = _ledger(settings)
+    try:
+        provider = _provider(settings)
+        provider.quota()  # fail on wrong credentials before anything is written
+        with ui.progress("expanding", len(sources)) as advance:
+            videos = pipeline.queue_videos(
+                ledger, provider.name, provider.area, sources, expand_options(settings),
+                head_first=head, max_age=settings.cdn_preheat_max_age, reset=reset,
+                on_video=lambda video: advance(1),
+            )  # fmt: skip
+        report = None
+        if push_now:
+            report = _run(ledger, provider, settings, wait=wait, wait_timeout=wait_timeout)
+            pipeline.refresh_states(ledger, [v.video_id for v in videos if v.error is None])
+    finally:
+        ledger.close()
+    _report_batch(videos, bad, report, json_out)
+    if report is not None:
+        _exit_for(report)
+    if bad or any(v.error for v in videos):
+        raise typer.Exit(2)
+
+
+def _read_sources(file: str) -> tuple[list[Any], list[Any]]:
+    from cdn_preheat.errors import InputError
+    from cdn_preheat.source import BadLine, read_videos
+
+    try:
+        if file == "-":
+            entries = list(read_videos(sys.stdin))
+        else:
+            with open(file, encoding="utf-8-sig") as handle:
+                entries = list(read_videos(handle))
+    except OSError as exc:
+        raise InputError(f"cannot read {file}: {exc.strerror}.") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{file} is not UTF-8 text.") from None
+    bad = [e for e in entries if isinstance(e, BadLine)]
+    sources, seen = [], set()
+    for entry in entries:
+        if isinstance(entry, BadLine):
+            continue
+        if entry.video_id in seen:
+            bad.append(BadLine(entry.line, f"video {entry.video_id!r} appears twice"))
+            continue
+        seen.add(entry.video_id)
+        sources.append(entry)
+    return sources, sorted(bad, key=lambda b: b.line)
+
+
+def _report_batch(
+    videos: list[Any], bad: list[Any], report: RunReport | None, json_out: bool
+) -> None:
+    from cdn_preheat import ui
+
+    if json_out:
+        ui.print_json(
+            {
+                "videos": [_video_dict(video) for video in videos],
+                "bad_lines": [{"line": b.line, "reason": b.reason} for b in bad],
+                "run": _run_dict(report) if report is not None else None,
+            }
+        )
+        return
+    rows = []
+    for video in videos:
+        state = (
+            "already preheated"
+            if video.already_preheated
+            else f"failed: {video.error}"
+            if video.error
+            else "queued"
+        )
+        rows.append(
+            [
+                video.video_id,
+                video.found,
+                video.queued,
+                video.already_done,
+                sum(video.skipped.values()),
+                state,
+            ]
+        )
+    ui.grid("videos", ["video", "URLs", "queued", "already done", "skipped", "result"], rows)
+    if report is not None:
+        ui.table(
+            "push",
+            {
+                "pushed": report.submitted,
+                "done": report.done,
+                "invalid": report.invalid,
+                "failed": report.failed,
+                "still queued": report.pending,
+                "quota left today": report.quota_left_today,
+            },
+        )
+        if report.quota_exhausted and report.pending:
+            ui.note(
+                "The daily quota is spent; `cdn-preheat worker` pushes the rest after the reset."
+            )
+
+
+@app.command()
+def worker(
+    once: Annotated[bool, typer.Option(help="Drain what can be pushed now, then exit.")] = False,
+    idle: Annotated[float, typer.Option(help="Seconds between looks at an empty queue.")] = 30.0,
+    wait_timeout: Annotated[float, typer.Option(help="Seconds to follow tasks per round.")] = 600.0,
+) -> None:
+    """Drain the queue, follow tasks, sleep past the quota reset, and go on."""
+    import signal
+    import threading
+
+    from cdn_preheat.worker import run_worker
+
+    settings = _settings()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    if not State.debug:
+        logging.getLogger("cdn_preheat").setLevel(logging.INFO)
+    ledger = _ledger(settings)
+    try:
+        code = run_worker(
+            ledger,
+            _provider(settings),
+            settings,
+            stop=stop,
+            once=once,
+            idle=idle,
+            wait_timeout=wait_timeout,
+        )
+    finally:
+        ledger.close()
+    raise typer.Exit(code)
 
 
 # status / quota ---------------------------------------------------------------
@@ -350,7 +521,7 @@ def sandbox(
     from cdn_preheat.sandbox.server import Sandbox, run_forever
 
     box = Sandbox.from_settings(_settings(), videos=videos, segments=segments, first_port=port)
-    run_forever(box, lambda endpoints: ui.print_json(endpoints))
+    run_forever(box, ui.print_json)
 
 
 @app.command()
@@ -379,13 +550,12 @@ def _legacy_form(args: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import click
-
+    """Run the CLI; usage errors exit 2 (Typer), PreheatErrors print one sentence."""
     from cdn_preheat.errors import PreheatError
 
     args = _legacy_form(list(sys.argv[1:] if argv is None else argv))
     try:
-        code = app(args, standalone_mode=False, prog_name="cdn-preheat")
+        app(args=args, prog_name="cdn-preheat")
     except PreheatError as exc:
         if State.debug:
             raise
@@ -393,11 +563,5 @@ def main(argv: list[str] | None = None) -> None:
 
         ui.error(str(exc))
         sys.exit(exc.exit_code)
-    except click.exceptions.UsageError as exc:
-        exc.show()
-        sys.exit(2)
-    except click.exceptions.Abort:
-        sys.exit(130)
     except KeyboardInterrupt:
         sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)

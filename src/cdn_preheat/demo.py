@@ -40,9 +40,14 @@ def _preheat(box: Sandbox, settings: Any, videos: int) -> None:
             expansion = expand(box.video_url(video_id), expand_options(settings))
             queued.append(
                 pipeline.queue_expansion(
-                    ledger, cdn.name, cdn.area, video_id, expansion,
-                    head_first=pipeline.DEFAULT_HEAD_FIRST, max_age=settings.cdn_preheat_max_age,
-                )  # fmt: skip
+                    ledger,
+                    cdn.name,
+                    cdn.area,
+                    video_id,
+                    expansion,
+                    head_first=pipeline.DEFAULT_HEAD_FIRST,
+                    max_age=settings.cdn_preheat_max_age,
+                )
             )
         total = sum(q.queued for q in queued)
         with ui.progress(f"preheating on {cdn.name} (sandbox)", total) as advance:

@@ -6,6 +6,7 @@ parses arguments and renders what these functions return.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 import threading
@@ -23,10 +24,11 @@ from cdn_preheat.ledger.base import (
     VideoState,
 )
 from cdn_preheat.scheduler import Scheduler, SchedulerOptions, utcnow
+from cdn_preheat.source import VideoSource
 from cdn_preheat.tracker import Tracker, TrackerOptions
 
 if TYPE_CHECKING:
-    from cdn_preheat.hls import Expansion
+    from cdn_preheat.hls import ExpandOptions, Expansion
     from cdn_preheat.providers.base import Provider, Quota
 
 # Queue tiers: what a player needs to start, then the opening of every
@@ -51,7 +53,9 @@ class HeadFirst:
             return None
         match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(s|sec|seconds)?", text)
         if match is None:
-            raise InputError(f"--head-first takes a segment count, seconds like 60s, or fifo: {text!r}")
+            raise InputError(
+                f"--head-first takes a segment count, seconds like 60s, or fifo: {text!r}"
+            )
         return cls(float(match.group(1)), "seconds" if match.group(2) else "segments")
 
 
@@ -64,10 +68,9 @@ def prioritize(expansion: Expansion, head_first: HeadFirst | None) -> list[Queue
 
     queued: list[QueuedUrl] = []
     elapsed: dict[str, float] = {}
+    media = (UrlKind.SEGMENT, UrlKind.PART)
     for item in expansion.urls:
-        if head_first is None:
-            priority = PRIORITY_START
-        elif item.kind is not UrlKind.SEGMENT and item.kind is not UrlKind.PART:
+        if head_first is None or item.kind not in media:
             priority = PRIORITY_START
         elif head_first.unit == "segments":
             priority = PRIORITY_HEAD if item.index < head_first.amount else PRIORITY_TAIL
@@ -229,6 +232,59 @@ def _quota_left(ledger: Ledger, provider: Provider, scheduler: Scheduler) -> int
     provider_name, area, day = scheduler.quota_key()
     quota = ledger.quota_day(provider_name, area, day)
     return None if quota is None else quota.remaining
+
+
+def queue_videos(
+    ledger: Ledger,
+    provider_name: str,
+    area: str,
+    sources: Sequence[VideoSource],
+    expand_options: ExpandOptions,
+    *,
+    head_first: HeadFirst | None,
+    max_age: dt.timedelta,
+    reset: bool = False,
+    on_video: Callable[[QueuedVideo], None] | None = None,
+) -> list[QueuedVideo]:
+    """Expand many videos concurrently and queue each as it arrives.
+
+    A video whose playlist fails is returned with ``error`` set; the others go on.
+    Videos already preheated are reported as such and not expanded.
+    """
+    from cdn_preheat.hls import expand_many
+
+    now = utcnow()
+    results: list[QueuedVideo] = []
+    todo: list[VideoSource] = []
+    for source in sources:
+        if reset:
+            ledger.reset_video(source.video_id)
+        if is_preheated(ledger.get_video(source.video_id), now, max_age):
+            done = QueuedVideo(source.video_id, source.m3u8_url, already_preheated=True)
+            results.append(done)
+            if on_video:
+                on_video(done)
+        else:
+            todo.append(source)
+
+    async def expand_all() -> None:
+        items = ((source, source.m3u8_url) for source in todo)
+        async for source, outcome in expand_many(items, expand_options):
+            if isinstance(outcome, PreheatError):
+                video = QueuedVideo(source.video_id, source.m3u8_url, error=str(outcome))
+            else:
+                video = queue_expansion(
+                    ledger, provider_name, area, source.video_id, outcome,
+                    head_first=head_first, max_age=max_age,
+                )  # fmt: skip
+            results.append(video)
+            if on_video:
+                on_video(video)
+
+    asyncio.run(expand_all())
+    order = {source.video_id: index for index, source in enumerate(sources)}
+    results.sort(key=lambda video: order.get(video.video_id, 0))
+    return results
 
 
 def refresh_states(ledger: Ledger, video_ids: Sequence[str]) -> None:

@@ -55,6 +55,14 @@ def quota_day(now: dt.datetime, utc_offset_hours: int | None) -> str:
     return now.astimezone(dt.timezone(offset)).date().isoformat()
 
 
+def seconds_until_next_day(now: dt.datetime, utc_offset_hours: int | None) -> float:
+    """Seconds from ``now`` to the provider's next local midnight (its quota reset)."""
+    tz = dt.timezone(dt.timedelta(hours=utc_offset_hours or 0))
+    local = now.astimezone(tz)
+    midnight = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(), tzinfo=tz)
+    return (midnight - local).total_seconds()
+
+
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -123,6 +131,11 @@ class Scheduler:
         self._limited = True
 
     # Public ---------------------------------------------------------------
+    @property
+    def utc_offset_hours(self) -> int | None:
+        """The offset of the provider's quota day (None: no daily quota)."""
+        return self._utc_offset
+
     def drain(self, stop: threading.Event | None = None) -> DrainReport:
         """Push pending URLs until the queue is empty, the quota is spent or ``stop`` is set."""
         self._stop = stop or threading.Event()

@@ -1,0 +1,67 @@
+"""Where videos come from: CSV or JSON-lines files of ``video_id,m3u8_url``."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+
+@dataclass(frozen=True)
+class VideoSource:
+    video_id: str
+    m3u8_url: str
+    line: int
+
+
+@dataclass(frozen=True)
+class BadLine:
+    line: int
+    reason: str
+
+
+def _check(video_id: str, url: str, line: int) -> VideoSource | BadLine:
+    video_id, url = video_id.strip(), url.strip()
+    if not video_id:
+        return BadLine(line, "empty video id")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return BadLine(line, f"not an http(s) URL: {url[:200]!r}")
+    return VideoSource(video_id, url, line)
+
+
+def _json_line(text: str, line: int) -> VideoSource | BadLine:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return BadLine(line, f"invalid JSON ({exc.msg})")
+    if not isinstance(data, dict):
+        return BadLine(line, "expected a JSON object with video_id and m3u8_url")
+    video_id, url = data.get("video_id"), data.get("m3u8_url")
+    if not isinstance(video_id, str | int) or not isinstance(url, str):
+        return BadLine(line, "expected string fields video_id and m3u8_url")
+    return _check(str(video_id), url, line)
+
+
+def read_videos(lines: Iterable[str]) -> Iterator[VideoSource | BadLine]:
+    """Parse each line as JSON (when it starts with ``{``) or CSV; a header is optional.
+
+    Blank lines and lines starting with ``#`` are ignored. Bad lines are
+    yielded as :class:`BadLine` with their number so nothing is silently lost.
+    """
+    for number, raw in enumerate(lines, start=1):
+        text = raw.strip().lstrip("\ufeff")
+        if not text or text.startswith("#"):
+            continue
+        if text.startswith("{"):
+            yield _json_line(text, number)
+            continue
+        fields = next(csv.reader([text]))
+        if number == 1 and [f.strip().lower() for f in fields[:2]] == ["video_id", "m3u8_url"]:
+            continue
+        if len(fields) != 2:
+            yield BadLine(number, f"expected 2 fields video_id,m3u8_url, found {len(fields)}")
+            continue
+        yield _check(fields[0], fields[1], number)
