@@ -1,0 +1,408 @@
+"""Qiniu fusion CDN through the official ``qiniu`` SDK.
+
+``CdnManager`` covers prefetch, refresh, traffic and logs; the task queries
+(``/v2/tune/prefetch/list``, ``/v2/tune/refresh/list``) are not wrapped by the
+SDK, so they go through the same signed-request helper ``CdnManager`` uses.
+
+Task ids are Qiniu request ids. When Qiniu answers 400037 (some URLs are
+already being prefetched) the batch's task id joins the request ids that hold
+its URLs with commas; every status method splits them again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import qiniu
+import qiniu.http
+from qiniu.http.endpoint import Endpoint
+from qiniu.http.region import Region, ServiceName
+
+from cdn_preheat.config import Settings, require_secret
+from cdn_preheat.errors import (
+    AuthError,
+    BatchTooLarge,
+    DomainError,
+    InvalidUrls,
+    ProviderError,
+    QuotaExhausted,
+    RateLimited,
+    Transient,
+)
+from cdn_preheat.providers.base import Limits, Provider, Quota, SubmitResult, TaskEntry, TaskState
+from cdn_preheat.providers.stats import LogFile, TrafficPoint, TrafficSeries
+
+CHINA = dt.timezone(dt.timedelta(hours=8))  # Qiniu's quota day and timestamps
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+DOCUMENTED_DAILY_PREFETCH_QUOTA = 100
+ANTI_LEECH_PARAMS = frozenset({"sign", "t"})
+LIST_PAGE_SIZE = 100
+Granularity = Literal["5min", "hour", "day"]
+JsonObject = dict[str, Any]
+
+# Qiniu's documents disagree between versions (20, 60 or 100 URLs a request,
+# 5 or 10 dirs): these are the smallest published values. 10 requests of 20
+# URLs a second stays well under the 240 URLs+dirs a second account limit.
+QINIU_LIMITS = Limits(
+    batch_size=20,
+    requests_per_second=10,
+    purge_batch_size=20,
+    purge_dir_batch_size=5,
+    quota_utc_offset_hours=8,
+)
+
+_STATES = {
+    "processing": TaskState.PROCESSING,
+    "success": TaskState.DONE,
+    "failure": TaskState.FAILED,
+}
+_CLIENT_ERROR = re.compile(r"\b4\d\d\b")  # origin answered 4xx: retrying will not help
+_LOG_HOUR = re.compile(r"_(\d{4}-\d{2}-\d{2}-\d{2})_part")  # name_2024-03-01-13_part-00000.gz
+
+
+class QiniuProvider(Provider):
+    """One Qiniu account; it has a single CDN area, called ``global`` here."""
+
+    name = "qiniu"
+    limits = QINIU_LIMITS
+
+    def __init__(self, settings: Settings, *, area: str = "global") -> None:
+        access_key = require_secret(settings.qiniu_access_key, "QINIU_ACCESS_KEY")
+        secret_key = require_secret(settings.qiniu_secret_key, "QINIU_SECRET_KEY")
+        self.area = area
+        self._auth = qiniu.Auth(access_key, secret_key)
+        self._cdn = qiniu.CdnManager(self._auth)
+        self._endpoint: str | None = settings.qiniu_endpoint
+        if self._endpoint:
+            self._cdn.server = self._endpoint
+        self._cdn_host = settings.cdn_host
+        self._last_quota: Quota | None = None
+        self._last_quota_day: str | None = None
+
+    # Prefetch --------------------------------------------------------------
+    def quota(self) -> Quota:
+        """The figures of the last prefetch answer; Qiniu has no quota query.
+
+        Before the first answer the total is the documented default and
+        ``available`` is ``None`` (unknown): the scheduler then treats the
+        quota as limited without overwriting the count its ledger keeps.
+        """
+        today = _china_day(dt.datetime.now(dt.UTC))
+        last = self._last_quota
+        if last is None:
+            return Quota(self.area, DOCUMENTED_DAILY_PREFETCH_QUOTA, None, self.limits.batch_size)
+        if self._last_quota_day != today:  # midnight in China reset it
+            return Quota(self.area, last.total, last.total, last.batch)
+        return last
+
+    def submit(self, urls: Sequence[str]) -> SubmitResult:
+        return self._submit(list(urls), follow_duplicates=True)
+
+    def _submit(self, urls: list[str], *, follow_duplicates: bool) -> SubmitResult:
+        if len(urls) > self.limits.batch_size:
+            raise BatchTooLarge(
+                f"Qiniu accepts at most {self.limits.batch_size} URLs a prefetch request, "
+                f"got {len(urls)}."
+            )
+        code, body = self._call("prefetch", self._cdn.prefetch_urls, urls)
+        if code == 400037 and follow_duplicates:
+            return self._submit_around_duplicates(urls)
+        self._raise_for(code, body, "prefetch", urls)
+        quota = self._remember_quota(body)
+        invalid = dict.fromkeys(_strings(body.get("invalidUrls")), "invalid url")
+        accepted = tuple(url for url in urls if url not in invalid)
+        return SubmitResult(str(body.get("requestId", "")), accepted, invalid, quota)
+
+    def _submit_around_duplicates(self, urls: list[str]) -> SubmitResult:
+        """400037: some URLs are already being prefetched, which counts as submitted.
+
+        Their request ids come from the task list; the rest is submitted once more.
+        """
+        holders = {
+            item["url"]: str(item["requestId"])
+            for item in self._list_tasks("prefetch", {"urls": urls, "state": "processing"})
+        }
+        rest = [url for url in urls if url not in holders]
+        request_ids = list(dict.fromkeys(holders.values()))
+        invalid: dict[str, str] = {}
+        quota = self._last_quota
+        if rest:
+            result = self._submit(rest, follow_duplicates=False)
+            request_ids.append(result.task_id)
+            invalid, quota = result.invalid, result.quota
+        accepted = tuple(url for url in urls if url not in invalid)
+        return SubmitResult(",".join(request_ids), accepted, invalid, quota)
+
+    def task_status(self, task_ids: Sequence[str]) -> list[TaskEntry]:
+        return self._statuses("prefetch", task_ids)
+
+    def find_submitted(self, urls: Sequence[str], since: dt.datetime) -> dict[str, str]:
+        found: dict[str, str] = {}
+        start = since.astimezone(CHINA).strftime(TIME_FORMAT)
+        for offset in range(0, len(urls), LIST_PAGE_SIZE):
+            chunk = list(urls[offset : offset + LIST_PAGE_SIZE])
+            for item in self._list_tasks("prefetch", {"urls": chunk, "startTime": start}):
+                # Items come newest first: keep the latest request for each URL.
+                found.setdefault(str(item["url"]), str(item["requestId"]))
+        return found
+
+    # Refresh ---------------------------------------------------------------
+    def purge_urls(self, urls: Sequence[str]) -> str:
+        self._check_batch(len(urls), self.limits.purge_batch_size, "URLs a refresh")
+        cleaned = list(dict.fromkeys(strip_anti_leech(url) for url in urls))
+        code, body = self._call("refresh", self._cdn.refresh_urls, cleaned)
+        self._raise_for(code, body, "refresh", cleaned)
+        return str(body.get("requestId", ""))
+
+    def purge_dirs(self, dirs: Sequence[str], *, delete: bool = False) -> str:
+        # Qiniu always marks cached copies stale; it has no delete mode.
+        self._check_batch(len(dirs), self.limits.purge_dir_batch_size, "dirs a refresh")
+        code, body = self._call("refresh", self._cdn.refresh_dirs, list(dirs))
+        self._raise_for(code, body, "refresh", list(dirs))
+        return str(body.get("requestId", ""))
+
+    def purge_status(self, task_ids: Sequence[str]) -> list[TaskEntry]:
+        return self._statuses("refresh", task_ids)
+
+    # Traffic and logs ------------------------------------------------------
+    def flux(
+        self,
+        domain: str,
+        start: dt.datetime,
+        end: dt.datetime,
+        granularity: Granularity = "5min",
+        metric: str = "flux",
+    ) -> TrafficSeries:
+        """Bytes a period (``flux``) or bit/s (``bandwidth``), China and overseas summed.
+
+        Qiniu takes whole China-time days; points outside [start, end] are dropped.
+        """
+        methods = {"flux": self._cdn.get_flux_data, "bandwidth": self._cdn.get_bandwidth_data}
+        if metric not in methods:
+            raise ProviderError(f"Qiniu reports flux and bandwidth, not {metric}.")
+        first, last = start.astimezone(CHINA).date(), end.astimezone(CHINA).date()
+        args = ([domain], first.isoformat(), last.isoformat(), granularity)
+        code, body = self._call(metric, methods[metric], *args)
+        self._raise_for(code, body, metric, [domain])
+        series = (body.get("data") or {}).get(domain) or {}
+        china, oversea = series.get("china") or [], series.get("oversea") or []
+        times = map(_parse_time, body.get("time") or [])
+        # A region series shorter than ``time`` ends the report there instead of failing it.
+        points = tuple(
+            TrafficPoint(moment, float(c) + float(o))
+            for moment, c, o in zip(times, china, oversea, strict=False)
+            if start <= moment <= end
+        )
+        return TrafficSeries(domain, metric, granularity, points)
+
+    def bandwidth(
+        self, domain: str, start: dt.datetime, end: dt.datetime, granularity: Granularity = "5min"
+    ) -> TrafficSeries:
+        """Bit/s per period; see :meth:`flux`."""
+        return self.flux(domain, start, end, granularity, metric="bandwidth")
+
+    def logs(self, domain: str, day: dt.date) -> list[LogFile]:
+        """Hourly access-log files of ``domain`` for one China-time day."""
+        code, body = self._call("log list", self._cdn.get_log_list_data, [domain], day.isoformat())
+        self._raise_for(code, body, "log list", [domain])
+        data = body.get("data") or {}
+        entries = (data.get(domain) or []) if isinstance(data, dict) else []
+        files = []
+        for entry in entries:
+            name = str(entry["name"])
+            hour = _LOG_HOUR.search(name)
+            begin = (
+                dt.datetime.strptime(hour.group(1), "%Y-%m-%d-%H").replace(tzinfo=CHINA)
+                if hour
+                else dt.datetime.combine(day, dt.time(), CHINA)
+            )
+            length = dt.timedelta(hours=1) if hour else dt.timedelta(days=1)
+            size = entry.get("size")
+            files.append(
+                LogFile(
+                    start=begin,
+                    end=begin + length,
+                    area=self.area,
+                    name=name,
+                    url=str(entry["url"]),
+                    size=int(size) if isinstance(size, int) else None,
+                )
+            )
+        return files
+
+    # Storage -----------------------------------------------------------------
+    def iter_keys(self, bucket: str, prefix: str = "", suffix: str = "") -> Iterator[str]:
+        """Keys of ``bucket`` under ``prefix`` ending in ``suffix``, page by page."""
+        manager = self._bucket_manager()
+        marker = None
+        while True:
+            ret, eof, info = manager.list(bucket, prefix or None, marker, 1000)
+            if not isinstance(ret, dict):
+                code, body = self._failure("bucket list", info)
+                self._raise_for(code, body, "bucket list", [bucket])
+                raise ProviderError(f"Qiniu bucket list of {bucket} answered nothing.")
+            for item in ret.get("items") or []:
+                key = str(item.get("key", ""))
+                if key.endswith(suffix):
+                    yield key
+            marker = ret.get("marker")
+            if eof or not marker:
+                return
+
+    def _bucket_manager(self) -> Any:
+        if not self._endpoint:
+            return qiniu.BucketManager(self._auth)
+        # The endpoint override (the sandbox) also serves the RSF listing API.
+        endpoint = Endpoint.from_host(self._endpoint)
+        region = Region(services={ServiceName.RSF: [endpoint]})
+        return qiniu.BucketManager(self._auth, regions=[region])
+
+    # Plumbing ----------------------------------------------------------------
+    def _call(self, action: str, method: Callable[..., Any], *args: Any) -> tuple[int, JsonObject]:
+        """One SDK call; the Qiniu code and body, or Transient for transport failures."""
+        ret, info = method(*args)
+        if isinstance(ret, dict) and info.status_code == 200:
+            return int(ret.get("code", 200)), ret
+        return self._failure(action, info)
+
+    def _failure(self, action: str, info: Any) -> tuple[int, JsonObject]:
+        """Code and body of a failed call; Transient when no answer came at all."""
+        if info.status_code == -1:  # the SDK caught a connection error or timeout
+            kind = type(info.exception).__name__ if info.exception else "connection error"
+            raise Transient(f"Qiniu {action}: the request failed before an answer ({kind}).")
+        return _decode(info)
+
+    def _post(self, path: str, request: JsonObject) -> tuple[Any, Any]:
+        """A signed JSON POST, exactly as ``CdnManager`` sends its own."""
+        headers = {"Content-Type": "application/json"}
+        url = f"{self._cdn.server}{path}"
+        ret, info = qiniu.http._post_with_auth_and_headers(
+            url, json.dumps(request), self._auth, headers
+        )
+        return ret, info
+
+    def _list_tasks(self, kind: str, filters: JsonObject) -> Iterator[JsonObject]:
+        """Every item of a prefetch or refresh task query, across pages."""
+        page_no, seen = 0, 0
+        while True:
+            request = {**filters, "pageNo": page_no, "pageSize": LIST_PAGE_SIZE}
+            code, body = self._call(f"{kind} list", self._post, f"/v2/tune/{kind}/list", request)
+            self._raise_for(code, body, f"{kind} list", [])
+            items = [item for item in body.get("items") or [] if isinstance(item, dict)]
+            yield from items
+            seen += len(items)
+            if not items or seen >= int(body.get("total", 0)):
+                return
+            page_no += 1
+
+    def _statuses(self, kind: str, task_ids: Sequence[str]) -> list[TaskEntry]:
+        entries: list[TaskEntry] = []
+        for task_id in task_ids:
+            for request_id in filter(None, task_id.split(",")):
+                for item in self._list_tasks(kind, {"requestId": request_id}):
+                    entries.append(_entry(task_id, item))
+        return entries
+
+    def _remember_quota(self, body: JsonObject) -> Quota | None:
+        total, left = body.get("quotaDay"), body.get("surplusDay")
+        if not isinstance(total, int) or not isinstance(left, int):
+            return None
+        self._last_quota = Quota(self.area, total, max(0, left), self.limits.batch_size)
+        self._last_quota_day = _china_day(dt.datetime.now(dt.UTC))
+        return self._last_quota
+
+    def _check_batch(self, count: int, limit: int, what: str) -> None:
+        if count > limit:
+            raise BatchTooLarge(f"Qiniu accepts at most {limit} {what} request, got {count}.")
+
+    def _raise_for(self, code: int, body: JsonObject, action: str, urls: Sequence[str]) -> None:
+        """Map a Qiniu answer code onto the error taxonomy; return quietly on 200."""
+        if code == 200:
+            return
+        error = str(body.get("error") or "")
+        label = str(code)
+        prefix = f"Qiniu {action}: {code} {error}".rstrip()
+        if code == 401:
+            raise AuthError(
+                "Qiniu rejected the credentials (bad token): "
+                "check QINIU_ACCESS_KEY and QINIU_SECRET_KEY.",
+                code=label,
+            )
+        if code in (400033, 400034, 400035):
+            raise QuotaExhausted(f"{prefix}: today's quota is spent.", code=label)
+        if code in (403022, 403024):
+            raise RateLimited(f"{prefix}: slow down.", code=label, retry_after=1.0)
+        if code == 400031:
+            refused = _strings(body.get("invalidUrls")) + _strings(body.get("invalidDirs"))
+            invalid = dict.fromkeys(refused or urls, "invalid url")
+            raise InvalidUrls(f"{prefix}: {len(invalid)} refused.", invalid=invalid, code=label)
+        if code == 400032:
+            host = self._cdn_host or "unset"
+            raise DomainError(
+                f"{prefix}: the URLs' host is not a domain of this Qiniu account; "
+                f"check CDN_HOST (now {host}).",
+                code=label,
+            )
+        if code >= 500000 or 500 <= code < 600:
+            raise Transient(f"{prefix}.", code=label)
+        raise ProviderError(f"{prefix}.", code=label)
+
+
+def strip_anti_leech(url: str) -> str:
+    """The URL without timestamp anti-leech ``sign``/``t`` parameters.
+
+    Qiniu refreshes by the cached key, which excludes them. The rest of the
+    query is kept byte for byte, so its encoding does not change.
+    """
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    kept = [p for p in parts.query.split("&") if p.split("=", 1)[0] not in ANTI_LEECH_PARAMS]
+    return urlunsplit(parts._replace(query="&".join(kept)))
+
+
+def _decode(info: Any) -> tuple[int, JsonObject]:
+    """Code and body of a non-200 (or unsigned) SDK answer."""
+    status = int(info.status_code)
+    try:
+        body = json.loads(info.text_body or "")
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        # An HTML error page from a gateway, or no X-Reqid: not Qiniu's own answer.
+        error = f"HTTP {status} without a Qiniu answer"
+        return (status if status != 200 else 502), {"error": error}
+    code = body.get("code")
+    return (int(code) if isinstance(code, int) else status), body
+
+
+def _entry(task_id: str, item: JsonObject) -> TaskEntry:
+    state = _STATES.get(str(item.get("state")), TaskState.PROCESSING)
+    detail = str(item.get("stateDetail") or "") or None
+    if state is TaskState.FAILED and detail and _CLIENT_ERROR.search(detail):
+        state = TaskState.INVALID
+    created = str(item.get("createAt") or "")
+    return TaskEntry(
+        task_id=task_id,
+        url=str(item.get("url", "")),
+        state=state,
+        reason=detail,
+        created_at=_parse_time(created) if created else None,
+    )
+
+
+def _parse_time(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, TIME_FORMAT).replace(tzinfo=CHINA)
+
+
+def _china_day(moment: dt.datetime) -> str:
+    return moment.astimezone(CHINA).date().isoformat()
+
+
+def _strings(value: object) -> list[str]:
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
