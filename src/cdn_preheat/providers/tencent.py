@@ -1,0 +1,304 @@
+"""Tencent Cloud CDN through the official SDK (``tencentcloud-sdk-python-cdn``).
+
+One SDK call per method (Describe calls paginate). The SDK's own retries and
+circuit breaker stay off: the scheduler decides when to try again. Errors
+become :mod:`cdn_preheat.errors` by their Tencent code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from tencentcloud.cdn.v20180606 import cdn_client, models
+from tencentcloud.common.credential import Credential
+from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
+from tencentcloud.common.profile.client_profile import ClientProfile
+from tencentcloud.common.profile.http_profile import HttpProfile
+
+from cdn_preheat.config import Settings, require_secret
+from cdn_preheat.errors import (
+    AuthError,
+    BatchTooLarge,
+    DomainError,
+    ProviderError,
+    QuotaExhausted,
+    RateLimited,
+    Transient,
+)
+from cdn_preheat.providers.base import Limits, Provider, Quota, SubmitResult, TaskEntry, TaskState
+from cdn_preheat.providers.stats import LogFile, TrafficPoint, TrafficSeries
+
+UTC8 = dt.timezone(dt.timedelta(hours=8))
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+PAGE_SIZE = 1000
+# Task lists are searched this far beyond the asked window, for clock skew.
+SEARCH_MARGIN = dt.timedelta(minutes=5)
+REQUEST_TIMEOUT_SECONDS = 15
+
+_STATES = {
+    "process": TaskState.PROCESSING,
+    "done": TaskState.DONE,
+    "fail": TaskState.FAILED,
+    "invalid": TaskState.INVALID,
+}
+_REASONS = {
+    TaskState.FAILED: "Tencent Cloud could not prefetch the URL",
+    TaskState.INVALID: "the origin answered 4xx or 5xx",
+}
+_RATE_CODES = ("UnauthorizedOperation.OperationTooOften", "LimitExceeded.CdnHostOpTooOften")
+_DOMAIN_CODES = (
+    "ResourceNotFound.CdnHostNotExists",
+    "InvalidParameter.CdnHostInvalidParam",
+    "ResourceUnavailable.CdnHostIsNotOnline",
+)
+# What the SDK raises when no proper answer came back: network failure, a non-200
+# status (502 from a gateway), or a 200 whose body is not the API's JSON.
+_TRANSIENT_CODES = ("ClientNetworkError", "ServerNetworkError", "JSONDecodeError", "KeyError")
+
+
+class TencentProvider(Provider):
+    """Prefetch and purge on one Tencent Cloud account, in the configured area."""
+
+    name = "tencent"
+    limits = Limits(
+        batch_size=500,
+        requests_per_second=20,
+        purge_batch_size=1000,
+        purge_dir_batch_size=500,
+        quota_utc_offset_hours=8,
+    )
+
+    def __init__(self, settings: Settings) -> None:
+        secret_id = require_secret(settings.tencent_secret_id, "TENCENT_SECRET_ID")
+        self._secret_key = require_secret(settings.tencent_secret_key, "TENCENT_SECRET_KEY")
+        http = HttpProfile(reqTimeout=REQUEST_TIMEOUT_SECONDS)
+        if settings.tencent_endpoint:
+            parts = urlsplit(settings.tencent_endpoint)
+            http = HttpProfile(
+                protocol=parts.scheme, endpoint=parts.netloc, reqTimeout=REQUEST_TIMEOUT_SECONDS
+            )
+        profile = ClientProfile(
+            httpProfile=http, language="en-US", disable_region_breaker=True, retryer=None
+        )
+        self._client = cdn_client.CdnClient(
+            Credential(secret_id, self._secret_key), settings.tencent_region, profile
+        )
+        self.area = settings.tencent_area
+        self._layer = settings.tencent_layer
+        self._user_agent = settings.tencent_user_agent
+        self._headers = dict(settings.tencent_headers)
+        self._cdn_host = settings.cdn_host
+
+    # -- prefetch ---------------------------------------------------------------
+
+    def quota(self) -> Quota:
+        answer = self._call("DescribePushQuota", models.DescribePushQuotaRequest())
+        by_area = {q.Area: q for q in answer.UrlPush or []}
+        areas = ("mainland", "overseas") if self.area == "global" else (self.area,)
+        found = [by_area[a] for a in areas if a in by_area]
+        if not found:
+            raise ProviderError(f"Tencent Cloud reported no prefetch quota for {self.area}.")
+        # A global push spends both areas' quota, so the scarcer one limits it.
+        tightest = min(found, key=lambda q: q.Available)
+        return Quota(
+            area=self.area, total=tightest.Total, available=tightest.Available, batch=tightest.Batch
+        )
+
+    def submit(self, urls: Sequence[str]) -> SubmitResult:
+        request = models.PushUrlsCacheRequest()
+        request.Urls = list(urls)
+        request.Area = self.area
+        if self._layer:
+            request.Layer = self._layer
+        if self._user_agent:
+            request.UserAgent = self._user_agent
+        if self._headers:
+            request.Headers = [_http_header(name, value) for name, value in self._headers.items()]
+        answer = self._call("PushUrlsCache", request, urls)
+        return SubmitResult(task_id=answer.TaskId, accepted=tuple(urls))
+
+    def task_status(self, task_ids: Sequence[str]) -> list[TaskEntry]:
+        entries = []
+        for task_id in task_ids:
+            for log in self._push_logs({"TaskId": task_id}):
+                entries.append(_task_entry(log.TaskId, log.Url, log.Status, log.CreateTime))
+        return entries
+
+    def find_submitted(self, urls: Sequence[str], since: dt.datetime) -> dict[str, str]:
+        wanted = set(urls)
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=dt.UTC)
+        window = {
+            "StartTime": _cn_time(since - SEARCH_MARGIN),
+            "EndTime": _cn_time(dt.datetime.now(dt.UTC) + SEARCH_MARGIN),
+        }
+        found: dict[str, str] = {}
+        for log in self._push_logs(window):
+            # Logs come newest first: the first task seen for a URL is its latest.
+            if log.Url in wanted and log.Url not in found:
+                found[log.Url] = log.TaskId
+        return found
+
+    def _push_logs(self, criteria: dict[str, str]) -> Iterator[Any]:
+        def page(offset: int) -> tuple[list[Any], int]:
+            request = models.DescribePushTasksRequest()
+            for name, value in criteria.items():
+                setattr(request, name, value)
+            request.Offset, request.Limit = offset, PAGE_SIZE
+            answer = self._call("DescribePushTasks", request)
+            return list(answer.PushLogs or []), int(answer.TotalCount or 0)
+
+        return _paginate(page)
+
+    # -- purge ------------------------------------------------------------------
+
+    def purge_urls(self, urls: Sequence[str]) -> str:
+        request = models.PurgeUrlsCacheRequest()
+        request.Urls = list(urls)
+        return str(self._call("PurgeUrlsCache", request, urls).TaskId)
+
+    def purge_dirs(self, dirs: Sequence[str], *, delete: bool = False) -> str:
+        request = models.PurgePathCacheRequest()
+        request.Paths = list(dirs)
+        request.FlushType = "delete" if delete else "flush"
+        return str(self._call("PurgePathCache", request, dirs).TaskId)
+
+    def purge_status(self, task_ids: Sequence[str]) -> list[TaskEntry]:
+        entries = []
+        for task_id in task_ids:
+
+            def page(offset: int, task_id: str = task_id) -> tuple[list[Any], int]:
+                request = models.DescribePurgeTasksRequest()
+                request.TaskId, request.Offset, request.Limit = task_id, offset, PAGE_SIZE
+                answer = self._call("DescribePurgeTasks", request)
+                return list(answer.PurgeLogs or []), int(answer.TotalCount or 0)
+
+            for log in _paginate(page):
+                entries.append(_task_entry(log.TaskId, log.Url, log.Status, log.CreateTime))
+        return entries
+
+    # -- statistics -------------------------------------------------------------
+
+    def flux(
+        self,
+        domain: str,
+        start: dt.datetime,
+        end: dt.datetime,
+        granularity: str = "5min",
+        metric: str = "flux",
+    ) -> TrafficSeries:
+        """One metric (flux, bandwidth, request) of ``domain``; granularity min|5min|hour|day."""
+        request = models.DescribeCdnDataRequest()
+        request.StartTime, request.EndTime = _cn_time(start), _cn_time(end)
+        request.Metric, request.Interval, request.Domains = metric, granularity, [domain]
+        answer = self._call("DescribeCdnData", request)
+        points: list[TrafficPoint] = []
+        summary = None
+        for resource in answer.Data or []:
+            for data in resource.CdnData or []:
+                points += [TrafficPoint(_parse_cn_time(d.Time), d.Value) for d in data.DetailData]
+                summary = data.SummarizedData.Value if data.SummarizedData else None
+        return TrafficSeries(domain, metric, answer.Interval or granularity, tuple(points), summary)
+
+    def logs(self, domain: str, day: dt.date) -> list[LogFile]:
+        """Access-log packages of ``domain`` for one day (UTC+8) in the configured area."""
+
+        def page(offset: int) -> tuple[list[Any], int]:
+            request = models.DescribeCdnDomainLogsRequest()
+            request.Domain, request.Area = domain, self.area
+            request.StartTime = f"{day.isoformat()} 00:00:00"
+            request.EndTime = f"{day.isoformat()} 23:59:59"
+            request.Offset, request.Limit = offset, PAGE_SIZE
+            answer = self._call("DescribeCdnDomainLogs", request)
+            return list(answer.DomainLogs or []), int(answer.TotalCount or 0)
+
+        return [
+            LogFile(
+                start=_parse_cn_time(log.StartTime),
+                end=_parse_cn_time(log.EndTime),
+                area=log.Area,
+                name=log.LogName,
+                url=log.LogPath,
+                size=log.FileSize,
+            )
+            for log in _paginate(page)
+        ]
+
+    # -- the SDK ----------------------------------------------------------------
+
+    def _call(self, action: str, request: Any, urls: Sequence[str] = ()) -> Any:
+        try:
+            return getattr(self._client, action)(request)
+        except TencentCloudSDKException as exc:
+            raise self._translate(exc, urls) from exc
+
+    def _translate(self, exc: TencentCloudSDKException, urls: Sequence[str]) -> ProviderError:
+        code = str(exc.code or "")
+        detail = self._scrub(exc.message)
+        if code.startswith("AuthFailure"):
+            return AuthError(
+                f"Tencent Cloud rejected the credentials ({code}): check TENCENT_SECRET_ID "
+                "and TENCENT_SECRET_KEY.",
+                code=code,
+            )
+        if code.endswith("ExceedDayLimit"):
+            return QuotaExhausted(f"Tencent Cloud's daily quota is spent: {detail}", code=code)
+        if code.endswith("ExceedBatchLimit"):
+            return BatchTooLarge(f"Tencent Cloud refused the batch size: {detail}", code=code)
+        if code.startswith("RequestLimitExceeded") or code in _RATE_CODES:
+            return RateLimited(f"Tencent Cloud asked to slow down ({code}).", code=code)
+        if code in _DOMAIN_CODES:
+            hosts = sorted({urlsplit(u).netloc for u in urls}) or [self._cdn_host or "?"]
+            return DomainError(
+                f"{', '.join(hosts)} is not a CDN domain of this Tencent Cloud account ({code});"
+                " check CDN_HOST.",
+                code=code,
+            )
+        if code.startswith("InternalError") or code in _TRANSIENT_CODES:
+            return Transient(f"Tencent Cloud did not answer properly ({code}): {detail}", code=code)
+        return ProviderError(f"Tencent Cloud refused the request ({code}): {detail}", code=code)
+
+    def _scrub(self, message: object) -> str:
+        """A short one-line message that never carries the secret key."""
+        text = message.decode(errors="replace") if isinstance(message, bytes) else str(message)
+        text = " ".join(text.split()).replace(self._secret_key, "***")
+        return text[:200]
+
+
+def _paginate(page: Callable[[int], tuple[list[Any], int]]) -> Iterator[Any]:
+    """Every item of an offset/limit listing."""
+    offset = 0
+    while True:
+        items, total = page(offset)
+        yield from items
+        offset += len(items)
+        if not items or offset >= total:
+            return
+
+
+def _task_entry(task_id: str, url: str, status: str, created: str | None) -> TaskEntry:
+    state = _STATES.get(status, TaskState.FAILED)
+    return TaskEntry(
+        task_id=task_id,
+        url=url,
+        state=state,
+        reason=_REASONS.get(state),
+        created_at=_parse_cn_time(created) if created else None,
+    )
+
+
+def _http_header(name: str, value: str) -> models.HTTPHeader:
+    header = models.HTTPHeader()
+    header.Name, header.Value = name, value
+    return header
+
+
+def _cn_time(moment: dt.datetime) -> str:
+    return moment.astimezone(UTC8).strftime(TIME_FORMAT)
+
+
+def _parse_cn_time(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC8)

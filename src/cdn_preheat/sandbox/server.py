@@ -1,0 +1,224 @@
+"""The whole sandbox: origin, edge and the CDN API emulators, started together.
+
+Every API emulator is built from the same shared pieces (clock, edge cache,
+origin, the edge's netloc, credentials, limits, faults) and started with
+``.start(port) -> LoopbackServer``. Adding a vendor: build it in
+``Sandbox.__init__`` (an attribute, an ``apis`` entry, its ``credentials``) and
+add its variables to ``_CLIENT_ENV``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import signal
+import threading
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Protocol
+
+from cdn_preheat import config
+from cdn_preheat.sandbox.aliyun import AliyunApi, AliyunLimits
+from cdn_preheat.sandbox.core import EdgeCache, Faults, LoopbackServer, SandboxClock
+from cdn_preheat.sandbox.edge import Edge, Vendor
+from cdn_preheat.sandbox.origin import Origin, serve_origin
+from cdn_preheat.sandbox.tencent import TencentEmulator, TencentLimits
+
+
+class Emulator(Protocol):
+    """What the sandbox needs from a vendor API emulator."""
+
+    def start(self, port: int = 0) -> LoopbackServer: ...
+
+
+def _tencent_env(endpoint: str, credentials: tuple[str, str]) -> dict[str, str]:
+    return {
+        "TENCENT_ENDPOINT": endpoint,
+        "TENCENT_SECRET_ID": credentials[0],
+        "TENCENT_SECRET_KEY": credentials[1],
+    }
+
+
+def _aliyun_env(endpoint: str, credentials: tuple[str, str]) -> dict[str, str]:
+    return {
+        "ALIYUN_ENDPOINT": endpoint,
+        "ALIYUN_ACCESS_KEY_ID": credentials[0],
+        "ALIYUN_ACCESS_KEY_SECRET": credentials[1],
+    }
+
+
+# Per API: the environment a client needs to reach it (endpoint URL, credentials).
+_CLIENT_ENV: dict[str, Callable[[str, tuple[str, str]], dict[str, str]]] = {
+    "tencent": _tencent_env,
+    "aliyun": _aliyun_env,
+}
+
+
+class Sandbox:
+    """Loopback servers for a complete preheat run; a context manager.
+
+    Attributes: ``clock``, ``cache``, ``faults``, ``origin``, ``edge``,
+    ``tencent``, ``aliyun`` and ``apis`` (every API emulator by name). The edge binds its
+    port at construction (its netloc is the CDN domain every emulator checks);
+    the other servers bind in ``start()``, after which ``endpoints`` and
+    ``client_env()`` are available.
+    """
+
+    def __init__(
+        self,
+        *,
+        videos: int = 3,
+        variants: int = 3,
+        segments: int = 20,
+        tencent_limits: TencentLimits | None = None,
+        aliyun_limits: AliyunLimits | None = None,
+        aliyun_credentials: tuple[str, str] = (
+            config.SANDBOX_ALIYUN_ACCESS_KEY_ID,
+            config.SANDBOX_ALIYUN_ACCESS_KEY_SECRET,
+        ),
+        faults: Faults | None = None,
+        secret_id: str = config.SANDBOX_TENCENT_SECRET_ID,
+        secret_key: str = config.SANDBOX_TENCENT_SECRET_KEY,
+        edge_vendor: Vendor = "tencent",
+        ports: dict[str, int] | None = None,
+        task_delay: float | None = None,
+    ) -> None:
+        """``task_delay``, when given, overrides every emulator's own (seconds to done)."""
+        self._ports = dict(ports or {})
+        self.clock = SandboxClock()
+        self.cache = EdgeCache()
+        self.faults = faults or Faults()
+        self.origin = Origin(videos=videos, variants=variants, segments=segments)
+        self.edge = Edge(self.origin, self.cache, edge_vendor)
+        # The edge binds now: every emulator needs its netloc as the account's domain.
+        self._edge_server = self.edge.bind(self._ports.get("edge", 0))
+        self.credentials: dict[str, tuple[str, str]] = {
+            "tencent": (secret_id, secret_key),
+            "aliyun": aliyun_credentials,
+        }
+        tencent_limits = tencent_limits or TencentLimits()
+        if task_delay is not None:
+            tencent_limits = dataclasses.replace(tencent_limits, task_delay=task_delay)
+        self.tencent = TencentEmulator(
+            clock=self.clock,
+            cache=self.cache,
+            origin=self.origin,
+            edge_netloc=self.edge.netloc,
+            credentials=self.credentials["tencent"],
+            limits=tencent_limits,
+            faults=self.faults,
+        )
+        aliyun_limits = aliyun_limits or AliyunLimits()
+        if task_delay is not None:
+            aliyun_limits = dataclasses.replace(aliyun_limits, task_delay=task_delay)
+        self.aliyun = AliyunApi(
+            self.clock,
+            self.cache,
+            self.origin.has,
+            self.edge.netloc,
+            *self.credentials["aliyun"],
+            limits=aliyun_limits,
+            faults=self.faults,
+        )
+        self.apis: dict[str, Emulator] = {"tencent": self.tencent, "aliyun": self.aliyun}
+        for api in self.apis.values():
+            # Emulators with delayed tasks expose settle(); the edge runs it per request.
+            settle = getattr(api, "settle", None)
+            if settle is not None:
+                self.edge.before_request.append(settle)
+        self._servers: dict[str, LoopbackServer] = {}
+        self._started = False
+
+    @classmethod
+    def from_settings(cls, settings: config.Settings, **options: Any) -> Sandbox:
+        """A sandbox accepting the configured credentials, or the public sandbox ones."""
+        secret_id = settings.tencent_secret_id
+        secret_key = settings.tencent_secret_key
+        if secret_id is not None and secret_key is not None:
+            options.setdefault("secret_id", secret_id.get_secret_value())
+            options.setdefault("secret_key", secret_key.get_secret_value())
+        key_id, key_secret = settings.aliyun_access_key_id, settings.aliyun_access_key_secret
+        if key_id is not None and key_secret is not None:
+            options.setdefault(
+                "aliyun_credentials", (key_id.get_secret_value(), key_secret.get_secret_value())
+            )
+        return cls(**options)
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def start(self) -> Sandbox:
+        if self._started:
+            return self
+        self._started = True
+        self._servers["origin"] = serve_origin(self.origin, self._ports.get("origin", 0))
+        self._servers["edge"] = self._edge_server.start()
+        for name, api in self.apis.items():
+            self._servers[name] = api.start(self._ports.get(name, 0))
+        return self
+
+    def stop(self) -> None:
+        if not self._started:
+            # shutdown() waits for serve_forever, so a never-started edge is started first.
+            self._edge_server.start()
+            self._servers["edge"] = self._edge_server
+        # Each stop waits out serve_forever's poll interval; waiting in parallel saves time.
+        stoppers = [threading.Thread(target=server.stop) for server in self._servers.values()]
+        for stopper in stoppers:
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join()
+        self._servers.clear()
+        self._started = False
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- addresses --------------------------------------------------------------
+
+    @property
+    def endpoints(self) -> dict[str, str]:
+        """``origin`` and API URLs, and the ``edge`` netloc (the CDN domain)."""
+        if not self._started:
+            raise RuntimeError("start the sandbox first")
+        endpoints = {"origin": self._servers["origin"].url, "edge": self.edge.netloc}
+        endpoints.update({name: self._servers[name].url for name in self.apis})
+        return endpoints
+
+    def client_env(self, provider: str = "tencent") -> dict[str, str]:
+        """Environment variables that point a client at this sandbox."""
+        env = {"CDN_PROVIDER": provider, "CDN_HOST": self.edge.netloc}
+        endpoints = self.endpoints
+        for name, make_env in _CLIENT_ENV.items():
+            env.update(make_env(endpoints[name], self.credentials[name]))
+        return env
+
+    def video_url(self, video_id: str) -> str:
+        """The origin URL of a video's master playlist."""
+        return f"{self.endpoints['origin']}/vod/{video_id}/master.m3u8"
+
+    def edge_url(self, path: str) -> str:
+        """The CDN URL of an origin path."""
+        return self.edge.url(path)
+
+
+def run_forever(
+    sandbox: Sandbox,
+    on_ready: Callable[[dict[str, str]], None],
+    stop: threading.Event | None = None,
+) -> None:
+    """Serve until Ctrl-C, SIGTERM or ``stop`` is set; ``on_ready`` gets the endpoints."""
+    stopped = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    with sandbox, contextlib.suppress(KeyboardInterrupt):
+        on_ready(sandbox.endpoints)
+        while not stopped.wait(0.5):
+            pass

@@ -1,0 +1,724 @@
+"""Tencent Cloud CDN API emulator (API version 2018-06-06) on loopback.
+
+The unmodified ``tencentcloud-sdk-python-cdn`` client talks to it with
+``HttpProfile(protocol="http", endpoint="127.0.0.1:PORT")``. It checks TC3
+signatures, enforces batch size, per-action request rate and daily quotas with
+Tencent's error codes, runs prefetch and purge tasks against the sandbox's
+origin and edge cache, and answers the Describe calls.
+
+Tasks advance on the :class:`SandboxClock`: a URL is ``process`` for
+``task_delay`` seconds, then ``done`` (and in the edge cache) if the origin has
+it, ``invalid`` if not, or ``fail`` with probability ``fail_rate``. Tasks are
+settled lazily, on every API call, on every edge request and on ``settle()``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import heapq
+import itertools
+import json
+import random
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from cdn_preheat.sandbox import traffic
+from cdn_preheat.sandbox.core import EdgeCache, Faults, LoopbackServer, SandboxClock
+from cdn_preheat.sandbox.origin import Origin
+from cdn_preheat.sandbox.tc3 import SignatureError, verify_tc3
+
+API_VERSION = "2018-06-06"
+SERVICE = "cdn"
+UTC8 = dt.timezone(dt.timedelta(hours=8))
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+AREAS = ("mainland", "overseas")
+BAD_GATEWAY = (
+    b"<html><head><title>502 Bad Gateway</title></head><body>502 Bad Gateway</body></html>"
+)
+Params = Mapping[str, Any]
+
+
+@dataclass
+class TencentLimits:
+    """The account's limits; defaults are Tencent's, except the prefetch quota.
+
+    Mutable: tests change them on a running emulator.
+    """
+
+    push_batch: int = 500
+    # Tencent's default is 1,000 URLs a day per area, raised on request; a demo needs more.
+    push_per_day: int = 100_000
+    purge_url_batch: int = 1000
+    purge_url_per_day: int = 10_000
+    purge_path_batch: int = 500
+    purge_path_per_day: int = 100
+    requests_per_second: int = 20  # per action
+    task_delay: float = 0.5  # seconds on the sandbox clock from process to done
+    fail_rate: float = 0.0  # share of existing URLs whose prefetch ends in "fail"
+    seed: int = 0
+
+
+class ApiError(Exception):
+    """An error answer: ``{"Error": {"Code", "Message"}}``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class TaskRecord:
+    """One URL (or directory) of one prefetch or purge task."""
+
+    task_id: str
+    url: str
+    area: str
+    kind: str  # push | url | path
+    created: dt.datetime
+    status: str = "process"
+    updated: dt.datetime | None = None
+    flush_type: str | None = None
+
+
+@dataclass(frozen=True)
+class ReceivedPush:
+    """An accepted PushUrlsCache request."""
+
+    time: dt.datetime
+    task_id: str
+    area: str
+    urls: tuple[str, ...]
+    options: Mapping[str, Any] = field(default_factory=dict)  # Layer, UserAgent, Headers, ...
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    content_type: str
+    body: bytes
+
+
+@dataclass
+class _RateWindow:
+    """Requests per action in the last second, on the machine's clock."""
+
+    _hits: dict[str, deque[float]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def allow(self, key: str, per_second: int) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            hits = self._hits.setdefault(key, deque())
+            while hits and hits[0] <= now - 1.0:
+                hits.popleft()
+            if len(hits) >= per_second:
+                return False
+            hits.append(now)
+            return True
+
+
+class TencentEmulator:
+    """State and behaviour of one Tencent Cloud account owning one CDN domain."""
+
+    name = "tencent"
+
+    def __init__(
+        self,
+        *,
+        clock: SandboxClock,
+        cache: EdgeCache,
+        origin: Origin,
+        edge_netloc: str,
+        credentials: tuple[str, str],
+        limits: TencentLimits | None = None,
+        faults: Faults | None = None,
+    ) -> None:
+        self.clock = clock
+        self.cache = cache
+        self.origin = origin
+        self.domain = edge_netloc.lower()
+        self.secrets = {credentials[0]: credentials[1]}
+        self.limits = limits or TencentLimits()
+        self.faults = faults or Faults()
+        self.outcomes: Counter[str] = Counter()  # ok, auth, rate_limited, quota, fault, ...
+        self._lock = threading.RLock()
+        self._rate = _RateWindow()
+        self._random = random.Random(self.limits.seed)
+        self._sequence = itertools.count()  # ties in the due-heap
+        self._task_numbers = itertools.count(1)
+        self._push: list[TaskRecord] = []
+        self._purge: list[TaskRecord] = []
+        self._due: list[tuple[dt.datetime, int, TaskRecord]] = []
+        self._by_task: dict[str, list[TaskRecord]] = {}
+        self._used: Counter[tuple[str, str, str]] = Counter()  # (kind, day, area) -> URLs
+        self._received: list[ReceivedPush] = []
+        self._injected: deque[str] = deque()
+        self._actions: dict[str, tuple[Callable[[Params], dict[str, Any]], frozenset[str]]] = {
+            "PushUrlsCache": (self._push_urls_cache, _PUSH_PARAMS),
+            "DescribePushQuota": (self._describe_push_quota, frozenset()),
+            "DescribePushTasks": (self._describe_push_tasks, _PUSH_TASK_PARAMS),
+            "PurgeUrlsCache": (self._purge_urls_cache, frozenset({"Urls", "Area", "UrlEncode"})),
+            "PurgePathCache": (self._purge_path_cache, _PURGE_PATH_PARAMS),
+            "DescribePurgeQuota": (self._describe_purge_quota, frozenset()),
+            "DescribePurgeTasks": (self._describe_purge_tasks, _PURGE_TASK_PARAMS),
+            "DescribeCdnData": (self._describe_cdn_data, _CDN_DATA_PARAMS),
+            "DescribeCdnDomainLogs": (self._describe_cdn_domain_logs, _DOMAIN_LOG_PARAMS),
+        }
+
+    def start(self, port: int = 0) -> LoopbackServer:
+        """Serve the API on 127.0.0.1:``port`` (0: any free port)."""
+        return LoopbackServer(TencentHandler, self, port).start()
+
+    # -- what tests read --------------------------------------------------------
+
+    def received(self) -> list[ReceivedPush]:
+        """Every accepted PushUrlsCache, oldest first."""
+        with self._lock:
+            return list(self._received)
+
+    def received_urls(self) -> list[str]:
+        """Every URL of every accepted PushUrlsCache, in arrival order."""
+        return [url for push in self.received() for url in push.urls]
+
+    def quota_used(self, area: str = "mainland", kind: str = "push") -> int:
+        """URLs charged today (UTC+8) to ``area``; ``kind`` is push, url or path."""
+        with self._lock:
+            return self._used[(kind, self.clock.day(8), area)]
+
+    def inject(self, code: str, times: int = 1) -> None:
+        """Answer the next ``times`` authenticated calls with this error code."""
+        with self._lock:
+            self._injected.extend([code] * times)
+
+    def settle(self) -> None:
+        """Finish every task that is due by the sandbox clock."""
+        now = self.clock.now()
+        with self._lock:
+            while self._due and self._due[0][0] <= now:
+                _, _, record = heapq.heappop(self._due)
+                self._finish(record, now)
+
+    # -- the wire ---------------------------------------------------------------
+
+    def answer(
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes
+    ) -> Reply | None:
+        """The reply to one HTTP request (``headers`` lower-cased); None: drop it."""
+        request_id = str(uuid.uuid4())
+        if self.faults.latency:
+            time.sleep(self.faults.latency)
+        fault = self.faults.draw()
+        if fault in ("drop", "server_error"):
+            self._count("fault")
+            return None if fault == "drop" else Reply(502, "text/html", BAD_GATEWAY)
+        action = headers.get("x-tc-action", "")
+        try:
+            verify_tc3(
+                method=method,
+                target=target,
+                headers=headers,
+                body=body,
+                secrets=self.secrets,
+                service=SERVICE,
+            )
+            if fault == "rate_limited":
+                raise ApiError("RequestLimitExceeded", "Request rate limit exceeded (injected).")
+            self._raise_injected()
+            result = self._dispatch(method, action, headers, body)
+        except (ApiError, SignatureError) as error:
+            self._count(_outcome(error.code))
+            return _json_reply(
+                {"Error": {"Code": error.code, "Message": error.message}}, request_id
+            )
+        self._count("ok")
+        return _json_reply(result, request_id)
+
+    def _dispatch(
+        self, method: str, action: str, headers: Mapping[str, str], body: bytes
+    ) -> dict[str, Any]:
+        if method != "POST":
+            raise ApiError("UnsupportedProtocol", "The emulator accepts POST with a JSON body.")
+        if headers.get("x-tc-version") != API_VERSION:
+            raise ApiError("NoSuchVersion", f"The API version must be {API_VERSION}.")
+        if action not in self._actions:
+            raise ApiError("InvalidAction", f"The action {action!r} does not exist.")
+        if not self._rate.allow(action, self.limits.requests_per_second):
+            raise ApiError(
+                "RequestLimitExceeded",
+                f"The request rate exceeds {self.limits.requests_per_second} per second"
+                f" for {action}.",
+            )
+        try:
+            params = json.loads(body or b"{}")
+        except ValueError:
+            raise ApiError("InvalidParameter", "The body is not JSON.") from None
+        if not isinstance(params, dict):
+            raise ApiError("InvalidParameter", "The body must be a JSON object.")
+        run, accepted = self._actions[action]
+        unknown = sorted(set(params) - accepted)
+        if unknown:
+            raise ApiError("UnknownParameter", f"The parameter {unknown[0]} is not recognized.")
+        self.settle()
+        return run(params)
+
+    def _raise_injected(self) -> None:
+        with self._lock:
+            code = self._injected.popleft() if self._injected else None
+        if code is not None:
+            raise ApiError(code, f"{code} (injected).")
+
+    def _count(self, outcome: str) -> None:
+        with self._lock:
+            self.outcomes[outcome] += 1
+
+    # -- prefetch ---------------------------------------------------------------
+
+    def _push_urls_cache(self, params: Params) -> dict[str, Any]:
+        urls = self._urls(params, "Urls")
+        area = _choice(params, "Area", ("mainland", "overseas", "global"), "mainland")
+        _optional_choice(params, "Layer", ("middle",))
+        headers = params.get("Headers") or []
+        if not isinstance(headers, list) or len(headers) > 20:
+            raise ApiError("InvalidParameter.CdnParamError", "Headers holds at most 20 entries.")
+        if len(urls) > self.limits.push_batch:
+            raise ApiError(
+                "LimitExceeded.CdnPushExceedBatchLimit",
+                f"At most {self.limits.push_batch} URLs can be prefetched in one request.",
+            )
+        self._check_hosts(urls)
+        with self._lock:
+            self._charge("push", area, len(urls), "LimitExceeded.CdnPushExceedDayLimit")
+            task_id = self._new_task_id()
+            now = self.clock.now()
+            for url in urls:
+                self._schedule(self._push, TaskRecord(task_id, url, area, "push", now))
+            options = {k: v for k, v in params.items() if k not in ("Urls", "Area")}
+            self._received.append(ReceivedPush(now, task_id, area, tuple(urls), options))
+        return {"TaskId": task_id}
+
+    def _describe_push_quota(self, params: Params) -> dict[str, Any]:
+        return {
+            "UrlPush": self._quota_list("push", self.limits.push_batch, self.limits.push_per_day)
+        }
+
+    def _describe_push_tasks(self, params: Params) -> dict[str, Any]:
+        records, total = self._select(self._push, params, frozenset({"push"}))
+        logs = [
+            {
+                "TaskId": r.task_id,
+                "Url": r.url,
+                "Status": r.status,
+                "Percent": 100 if r.status == "done" else 0,
+                "CreateTime": _cn_time(r.created),
+                "UpdateTime": _cn_time(r.updated or r.created),
+                "Area": r.area,
+            }
+            for r in records
+        ]
+        return {"PushLogs": logs, "TotalCount": total}
+
+    # -- purge ------------------------------------------------------------------
+
+    def _purge_urls_cache(self, params: Params) -> dict[str, Any]:
+        urls = self._urls(params, "Urls")
+        if len(urls) > self.limits.purge_url_batch:
+            raise ApiError(
+                "LimitExceeded.CdnPurgeUrlExceedBatchLimit",
+                f"At most {self.limits.purge_url_batch} URLs can be purged in one request.",
+            )
+        return self._purge_task(urls, params, "url", None)
+
+    def _purge_path_cache(self, params: Params) -> dict[str, Any]:
+        paths = self._urls(params, "Paths")
+        flush = _optional_choice(params, "FlushType", ("flush", "delete"))
+        if flush is None:
+            raise ApiError("MissingParameter", "FlushType is required.")
+        if len(paths) > self.limits.purge_path_batch:
+            raise ApiError(
+                "LimitExceeded.CdnPurgePathExceedBatchLimit",
+                f"At most {self.limits.purge_path_batch} directories can be purged in one request.",
+            )
+        return self._purge_task(paths, params, "path", flush)
+
+    def _purge_task(
+        self, urls: list[str], params: Params, kind: str, flush: str | None
+    ) -> dict[str, Any]:
+        area = _choice(params, "Area", ("mainland", "overseas", "global"), "global")
+        self._check_hosts(urls)
+        code = f"LimitExceeded.CdnPurge{'Url' if kind == 'url' else 'Path'}ExceedDayLimit"
+        with self._lock:
+            self._charge(kind, area, len(urls), code)
+            task_id = self._new_task_id()
+            now = self.clock.now()
+            for url in urls:
+                self._schedule(
+                    self._purge, TaskRecord(task_id, url, area, kind, now, flush_type=flush)
+                )
+        return {"TaskId": task_id}
+
+    def _describe_purge_quota(self, params: Params) -> dict[str, Any]:
+        limits = self.limits
+        return {
+            "UrlPurge": self._quota_list("url", limits.purge_url_batch, limits.purge_url_per_day),
+            "PathPurge": self._quota_list(
+                "path", limits.purge_path_batch, limits.purge_path_per_day
+            ),
+        }
+
+    def _describe_purge_tasks(self, params: Params) -> dict[str, Any]:
+        kind = _optional_choice(params, "PurgeType", ("url", "path"))
+        kinds = frozenset({kind} if kind else {"url", "path"})
+        records, total = self._select(self._purge, params, kinds)
+        logs = [
+            {
+                "TaskId": r.task_id,
+                "Url": r.url,
+                "Status": r.status,
+                "PurgeType": r.kind,
+                # Tencent reports URL purges as "delete"; only directories have "flush".
+                "FlushType": r.flush_type or "delete",
+                "CreateTime": _cn_time(r.created),
+            }
+            for r in records
+        ]
+        return {"PurgeLogs": logs, "TotalCount": total}
+
+    # -- statistics -------------------------------------------------------------
+
+    def _describe_cdn_data(self, params: Params) -> dict[str, Any]:
+        start, end = _required_time(params, "StartTime"), _required_time(params, "EndTime")
+        metric = params.get("Metric")
+        if metric not in traffic.METRICS:
+            raise ApiError(
+                "InvalidParameter.CdnStatInvalidMetric", f"Metric {metric!r} is not supported."
+            )
+        domains = params.get("Domains") or [self.domain]
+        for domain in domains:
+            self._check_domain(domain)
+        interval = _optional_choice(params, "Interval", tuple(traffic.STEP_SECONDS))
+        interval = interval or _default_interval(end - start)
+        _check_span(interval, start, end)
+        step = traffic.STEP_SECONDS[interval]
+        summary_name = "max" if metric == "bandwidth" else "sum"
+        data = []
+        for domain in domains:
+            points = traffic.series(domain, metric, start, end, step)
+            values = [value for _, value in points]
+            summary = max(values, default=0.0) if summary_name == "max" else sum(values)
+            detail = [{"Time": _cn_time(moment), "Value": value} for moment, value in points]
+            data.append(
+                {
+                    "Resource": domain,
+                    "CdnData": [
+                        {
+                            "Metric": metric,
+                            "DetailData": detail,
+                            "SummarizedData": {"Name": summary_name, "Value": summary},
+                        }
+                    ],
+                }
+            )
+        return {"Interval": interval, "Data": data}
+
+    def _describe_cdn_domain_logs(self, params: Params) -> dict[str, Any]:
+        domain = params.get("Domain")
+        if not isinstance(domain, str):
+            raise ApiError("MissingParameter", "Domain is required.")
+        self._check_domain(domain)
+        start, end = _required_time(params, "StartTime"), _required_time(params, "EndTime")
+        area = _choice(params, "Area", ("mainland", "overseas", "global"), "mainland")
+        areas = AREAS if area == "global" else (area,)
+        offset, limit = _page(params, default_limit=100, max_limit=1000)
+        packages = traffic.log_packages(domain, start, end, areas)
+        logs = [
+            {
+                "StartTime": _cn_time(p.start),
+                "EndTime": _cn_time(p.end),
+                "LogPath": f"https://log-download.sandbox.invalid/{domain}/{p.name}",
+                "Area": p.area,
+                "LogName": p.name,
+                "FileSize": p.size,
+            }
+            for p in packages[offset : offset + limit]
+        ]
+        return {"DomainLogs": logs, "TotalCount": len(packages)}
+
+    # -- shared pieces ----------------------------------------------------------
+
+    def _urls(self, params: Params, name: str) -> list[str]:
+        urls = params.get(name)
+        if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
+            raise ApiError("InvalidParameter.CdnParamError", f"{name} must be a non-empty list.")
+        if params.get("UrlEncode"):
+            urls = [quote(u.strip(), safe=":/?#[]@!$&'()*+,;=%~") for u in urls]
+        return [u.strip() for u in urls]
+
+    def _check_hosts(self, urls: list[str]) -> None:
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ApiError(
+                    "InvalidParameter.CdnParamError", f"{url} must start with http:// or https://."
+                )
+            self._check_domain(parts.netloc)
+
+    def _check_domain(self, domain: str) -> None:
+        if domain.lower() != self.domain:
+            raise ApiError(
+                "ResourceNotFound.CdnHostNotExists", f"The domain {domain} is not in this account."
+            )
+
+    def _charge(self, kind: str, area: str, count: int, code: str) -> None:
+        """Take ``count`` from today's quota of ``area`` (both areas for global), or refuse."""
+        day = self.clock.day(8)
+        areas = AREAS if area == "global" else (area,)
+        total = self._quota_total(kind)
+        for each in areas:
+            if self._used[(kind, day, each)] + count > total:
+                left = total - self._used[(kind, day, each)]
+                raise ApiError(code, f"The daily quota of {each} is exceeded: {left} left today.")
+        for each in areas:
+            self._used[(kind, day, each)] += count
+
+    def _quota_total(self, kind: str) -> int:
+        return {
+            "push": self.limits.push_per_day,
+            "url": self.limits.purge_url_per_day,
+            "path": self.limits.purge_path_per_day,
+        }[kind]
+
+    def _quota_list(self, kind: str, batch: int, total: int) -> list[dict[str, Any]]:
+        day = self.clock.day(8)
+        with self._lock:
+            return [
+                {
+                    "Batch": batch,
+                    "Total": total,
+                    "Available": max(total - self._used[(kind, day, area)], 0),
+                    "Area": area,
+                }
+                for area in AREAS
+            ]
+
+    def _new_task_id(self) -> str:
+        number = next(self._task_numbers)
+        return f"{int(self.clock.now().timestamp())}-{number:06d}-{uuid.uuid4().hex[:8]}"
+
+    def _schedule(self, log: list[TaskRecord], record: TaskRecord) -> None:
+        log.append(record)
+        self._by_task.setdefault(record.task_id, []).append(record)
+        due = record.created + dt.timedelta(seconds=self.limits.task_delay)
+        heapq.heappush(self._due, (due, next(self._sequence), record))
+
+    def _finish(self, record: TaskRecord, now: dt.datetime) -> None:
+        record.updated = now
+        key = self._cache_key(record.url)
+        if record.kind == "url":
+            self.cache.discard(key)
+            record.status = "done"
+        elif record.kind == "path":
+            # "flush" only marks changed files stale; the sandbox never changes files, so
+            # dropping the copies is the observable behaviour of both flush types.
+            self.cache.discard_prefix(key)
+            record.status = "done"
+        elif self.origin.lookup(key.removeprefix(f"http://{self.domain}")) is None:
+            record.status = "invalid"
+        elif self._random.random() < self.limits.fail_rate:
+            record.status = "fail"
+        else:
+            self.cache.add(key)
+            record.status = "done"
+
+    def _cache_key(self, url: str) -> str:
+        """The edge cache's key for ``url``: always http, the edge's netloc."""
+        parts = urlsplit(url)
+        query = f"?{parts.query}" if parts.query else ""
+        return f"http://{self.domain}{parts.path or '/'}{query}"
+
+    def _select(
+        self, pool: list[TaskRecord], params: Params, kinds: frozenset[str]
+    ) -> tuple[list[TaskRecord], int]:
+        """Filter a task log like the Describe*Tasks calls do; one page, newest first."""
+        task_id = params.get("TaskId")
+        start, end = _time(params, "StartTime"), _time(params, "EndTime")
+        if not task_id and start is None:
+            raise ApiError("MissingParameter", "TaskId or StartTime must be given.")
+        end = end or self.clock.now()
+        keyword = params.get("Keyword")
+        area, status = params.get("Area"), params.get("Status")
+        offset, limit = _page(params, default_limit=20, max_limit=1000)
+        with self._lock:
+            if task_id:
+                candidates = self._by_task.get(task_id, [])
+            else:
+                # Logs are in creation order (the sandbox clock only moves forward):
+                # bisect the window instead of scanning a bench-sized log.
+                first = (
+                    bisect.bisect_left(pool, start, key=lambda r: _whole_second(r.created))
+                    if start is not None
+                    else 0
+                )
+                last = bisect.bisect_right(pool, end, key=lambda r: _whole_second(r.created))
+                candidates = pool[first:last]
+            chosen = [
+                r
+                for r in reversed(candidates)
+                if r.kind in kinds
+                and (start is None or start <= _whole_second(r.created) <= end)
+                and (not keyword or _keyword_matches(keyword, r.url))
+                and (not area or r.area == area)
+                and (not status or r.status == status)
+            ]
+        return chosen[offset : offset + limit], len(chosen)
+
+
+_PUSH_PARAMS = frozenset(
+    {"Urls", "UserAgent", "Area", "Layer", "ParseM3U8", "DisableRange", "Headers", "UrlEncode"}
+)
+_PUSH_TASK_PARAMS = frozenset(
+    {"StartTime", "EndTime", "TaskId", "Keyword", "Offset", "Limit", "Area", "Status"}
+)
+_PURGE_PATH_PARAMS = frozenset({"Paths", "FlushType", "UrlEncode", "Area"})
+_PURGE_TASK_PARAMS = _PUSH_TASK_PARAMS | {"PurgeType"}
+_CDN_DATA_PARAMS = frozenset(
+    {
+        "StartTime", "EndTime", "Metric", "Domains", "Project", "Interval", "Detail", "Isp",
+        "District", "Protocol", "DataSource", "IpProtocol", "Area", "AreaType", "Product",
+        "TimeZone",
+    }
+)  # fmt: skip
+_DOMAIN_LOG_PARAMS = frozenset(
+    {"Domain", "StartTime", "EndTime", "Offset", "Limit", "Area", "LogType"}
+)
+
+
+def _outcome(code: str) -> str:
+    """The received-log counter an error code is filed under."""
+    if code.startswith("AuthFailure"):
+        return "auth"
+    if code.startswith("RequestLimitExceeded"):
+        return "rate_limited"
+    if code.endswith("ExceedDayLimit"):
+        return "quota"
+    if code.endswith("ExceedBatchLimit"):
+        return "batch"
+    if code == "ResourceNotFound.CdnHostNotExists":
+        return "domain"
+    return "invalid"
+
+
+def _json_reply(result: Mapping[str, Any], request_id: str) -> Reply:
+    body = json.dumps({"Response": {**result, "RequestId": request_id}}).encode()
+    # Exactly "application/json": the SDK ignores error bodies under any other type.
+    return Reply(200, "application/json", body)
+
+
+def _choice(params: Params, name: str, choices: tuple[str, ...], default: str) -> str:
+    return _optional_choice(params, name, choices) or default
+
+
+def _optional_choice(params: Params, name: str, choices: tuple[str, ...]) -> str | None:
+    value = params.get(name)
+    if value is None or value == "":
+        return None
+    if value not in choices:
+        raise ApiError(
+            "InvalidParameter.CdnParamError", f"{name} must be one of {', '.join(choices)}."
+        )
+    return str(value)
+
+
+def _page(params: Params, *, default_limit: int, max_limit: int) -> tuple[int, int]:
+    offset, limit = params.get("Offset", 0), params.get("Limit", default_limit)
+    if not isinstance(offset, int) or not isinstance(limit, int):
+        raise ApiError("InvalidParameter.CdnParamError", "Offset and Limit must be integers.")
+    if offset < 0 or not 1 <= limit <= max_limit:
+        raise ApiError("InvalidParameter.CdnParamError", f"Limit must be 1 to {max_limit}.")
+    return offset, limit
+
+
+def _time(params: Params, name: str) -> dt.datetime | None:
+    value = params.get(name)
+    if value is None:
+        return None
+    try:
+        return dt.datetime.strptime(str(value), TIME_FORMAT).replace(tzinfo=UTC8)
+    except ValueError:
+        raise ApiError(
+            "InvalidParameter.CdnParamError", f"{name} must look like 2018-08-08 00:00:00."
+        ) from None
+
+
+def _required_time(params: Params, name: str) -> dt.datetime:
+    value = _time(params, name)
+    if value is None:
+        raise ApiError("MissingParameter", f"{name} is required.")
+    return value
+
+
+def _cn_time(moment: dt.datetime) -> str:
+    return moment.astimezone(UTC8).strftime(TIME_FORMAT)
+
+
+def _whole_second(moment: dt.datetime) -> dt.datetime:
+    return moment.replace(microsecond=0)
+
+
+def _keyword_matches(keyword: str, url: str) -> bool:
+    """A full URL matches itself; anything else is a domain."""
+    if "://" in keyword:
+        return keyword == url
+    return urlsplit(url).netloc.lower() == keyword.lower()
+
+
+def _default_interval(span: dt.timedelta) -> str:
+    if span <= dt.timedelta(days=1):
+        return "5min"
+    return "hour" if span <= dt.timedelta(days=31) else "day"
+
+
+def _check_span(interval: str, start: dt.datetime, end: dt.datetime) -> None:
+    span = end - start
+    longest = {"min": dt.timedelta(days=1), "5min": dt.timedelta(days=31)}
+    if span < dt.timedelta(0) or span > dt.timedelta(days=90):
+        raise ApiError("InvalidParameter.CdnStatInvalidDate", "The range must be 0 to 90 days.")
+    if span > longest.get(interval, dt.timedelta(days=90)):
+        raise ApiError(
+            "InvalidParameter.CdnInvalidParamInterval",
+            f"Interval {interval} is not available for a range this long.",
+        )
+
+
+class TencentHandler(BaseHTTPRequestHandler):
+    """Hands each request to :meth:`TencentEmulator.answer`."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "cdn-preheat-sandbox-tencent"
+
+    def do_POST(self) -> None:
+        emulator: TencentEmulator = self.server.app  # type: ignore[attr-defined]
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        reply = emulator.answer(self.command, self.path, headers, body)
+        if reply is None:
+            self.close_connection = True  # hang up without a word
+            return
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(len(reply.body)))
+        self.end_headers()
+        self.wfile.write(reply.body)
+
+    do_GET = do_POST
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet: tests and the CLI own the terminal."""

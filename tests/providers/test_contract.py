@@ -1,0 +1,190 @@
+"""The provider contract: what every CDN provider does, checked on the sandbox.
+
+Written only against :class:`Provider` and :class:`ProviderEnv`; a new
+provider is done when this suite passes for its kind.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from contract_env import ProviderEnv, wait_for
+
+from cdn_preheat.errors import (
+    AuthError,
+    BatchTooLarge,
+    DomainError,
+    QuotaExhausted,
+    RateLimited,
+    Transient,
+)
+from cdn_preheat.providers.base import TaskEntry, TaskState
+
+
+def _states(entries: list[TaskEntry]) -> dict[str, TaskState]:
+    return {entry.url: entry.state for entry in entries}
+
+
+def _all_settled(entries: list[TaskEntry]) -> bool:
+    return bool(entries) and all(e.state is not TaskState.PROCESSING for e in entries)
+
+
+def test_submit_within_batch_reaches_the_cdn_exactly(provider_env: ProviderEnv) -> None:
+    urls = provider_env.urls(3)
+    result = provider_env.provider.submit(urls)
+    assert result.task_id
+    assert result.accepted == tuple(urls)
+    assert provider_env.received_urls() == urls
+
+
+def test_task_goes_from_processing_to_done(provider_env: ProviderEnv) -> None:
+    provider = provider_env.provider
+    urls = provider_env.urls(3)
+    task_id = provider.submit(urls).task_id
+    before = provider.task_status([task_id])
+    first = TaskState.DONE if provider_env.tasks_finish_on_submit else TaskState.PROCESSING
+    assert _states(before) == dict.fromkeys(urls, first)
+    assert {e.task_id for e in before} == {task_id}
+
+    provider_env.finish_tasks()
+    after = wait_for(lambda: provider.task_status([task_id]), _all_settled)
+    assert _states(after) == dict.fromkeys(urls, TaskState.DONE)
+    assert all(provider_env.edge_hits(url) for url in urls)
+
+
+def test_url_the_origin_lacks_becomes_invalid(provider_env: ProviderEnv) -> None:
+    provider = provider_env.provider
+    good, missing = provider_env.urls(1)[0], provider_env.missing_url()
+    task_id = provider.submit([good, missing]).task_id
+    provider_env.finish_tasks()
+    after = wait_for(lambda: provider.task_status([task_id]), _all_settled)
+    assert _states(after) == {good: TaskState.DONE, missing: TaskState.INVALID}
+    assert [e.reason for e in after if e.state is TaskState.INVALID] != [None]
+
+
+def test_quota_reflects_submissions(provider_env: ProviderEnv) -> None:
+    provider = provider_env.provider
+    before = provider.quota()
+    if before.unlimited:
+        pytest.skip(f"{provider_env.kind} has no daily quota")
+    assert before.area == provider.area
+    assert before.batch is None or before.batch >= 1
+    provider.submit(provider_env.urls(4))
+    after = provider.quota()
+    assert before.available is not None and after.available is not None
+    assert after.available == before.available - 4
+
+
+def test_oversize_batch_is_refused(provider_env: ProviderEnv) -> None:
+    provider = provider_env.provider
+    size = provider.limits.batch_size + 1
+    urls = [provider_env.sandbox.edge_url(f"/vod/demo-1/v0/seg{i}.ts") for i in range(size)]
+    with pytest.raises(BatchTooLarge):
+        provider.submit(urls)
+    assert provider_env.received_urls() == []
+
+
+def test_wrong_secret_names_the_variables_without_leaking(provider_env: ProviderEnv) -> None:
+    if provider_env.secret_variable is None:
+        pytest.skip(f"{provider_env.kind} has no credentials")
+    wrong = "wrong-secret-0123456789"
+    provider = provider_env.make_provider({provider_env.secret_variable: wrong})
+    with pytest.raises(AuthError) as caught:
+        provider.submit(provider_env.urls(1))
+    message = str(caught.value)
+    for variable in provider_env.credential_variables:
+        assert variable in message
+    right = provider_env.sandbox.client_env(provider_env.kind)[provider_env.secret_variable]
+    assert wrong not in message and right not in message
+    assert provider_env.received_urls() == []
+
+
+def test_foreign_host_is_a_domain_error(provider_env: ProviderEnv) -> None:
+    foreign = "http://not-our-cdn.example.com/vod/demo-1/master.m3u8"
+    with pytest.raises(DomainError) as caught:
+        provider_env.provider.submit([*provider_env.urls(1), foreign])
+    assert "CDN_HOST" in str(caught.value)
+
+
+def test_exhausted_quota_stops(provider_env: ProviderEnv) -> None:
+    if provider_env.set_daily_quota is None:
+        pytest.skip(f"{provider_env.kind} has no daily quota")
+    provider_env.set_daily_quota(2)
+    with pytest.raises(QuotaExhausted):
+        provider_env.provider.submit(provider_env.urls(3))
+    assert provider_env.received_urls() == []
+
+
+def test_rate_limit_answer_is_rate_limited(provider_env: ProviderEnv) -> None:
+    if not provider_env.api_faults:
+        pytest.skip(f"{provider_env.kind} has no API for the sandbox to fault")
+    provider_env.sandbox.faults.rate_limited = 1.0
+    with pytest.raises(RateLimited):
+        provider_env.provider.submit(provider_env.urls(1))
+    provider_env.sandbox.faults.rate_limited = 0.0
+    assert provider_env.provider.submit(provider_env.urls(1)).task_id
+
+
+@pytest.mark.parametrize("fault", ["server_error", "drop"])
+def test_server_error_and_dropped_connection_are_transient(
+    provider_env: ProviderEnv, fault: str
+) -> None:
+    if not provider_env.api_faults:
+        pytest.skip(f"{provider_env.kind} has no API for the sandbox to fault")
+    setattr(provider_env.sandbox.faults, fault, 1.0)
+    with pytest.raises(Transient):
+        provider_env.provider.submit(provider_env.urls(1))
+    with pytest.raises(Transient):
+        provider_env.provider.quota()
+    setattr(provider_env.sandbox.faults, fault, 0.0)
+    assert provider_env.provider.submit(provider_env.urls(1)).task_id
+
+
+def test_find_submitted_finds_only_what_was_submitted(provider_env: ProviderEnv) -> None:
+    provider = provider_env.provider
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    sent, unsent = provider_env.urls(3), provider_env.urls(2, video="demo-2")
+    first = provider.submit(sent[:2]).task_id
+    second = provider.submit(sent[2:]).task_id
+    found = provider.find_submitted([*sent, *unsent], since)
+    assert found == {sent[0]: first, sent[1]: first, sent[2]: second}
+
+
+def test_purge_urls_empties_the_edge(provider_env: ProviderEnv) -> None:
+    if not provider_env.can_purge:
+        pytest.skip(f"{provider_env.kind} cannot purge")
+    provider = provider_env.provider
+    urls = provider_env.urls(2)
+    task_id = provider.submit(urls).task_id
+    provider_env.finish_tasks()
+    wait_for(lambda: provider.task_status([task_id]), _all_settled)
+    assert all(provider_env.edge_hits(url) for url in urls)
+
+    purge_id = provider.purge_urls(urls[:1])
+    assert purge_id
+    provider_env.finish_tasks()
+    done = wait_for(lambda: provider.purge_status([purge_id]), _all_settled)
+    assert _states(done) == {urls[0]: TaskState.DONE}
+    assert not provider_env.edge_hits(urls[0])
+    assert provider_env.edge_hits(urls[1])
+
+
+@pytest.mark.parametrize("delete", [False, True])
+def test_purge_dirs_empties_the_edge_below_them(provider_env: ProviderEnv, delete: bool) -> None:
+    if not provider_env.can_purge:
+        pytest.skip(f"{provider_env.kind} cannot purge")
+    provider = provider_env.provider
+    inside = provider_env.sandbox.edge_url("/vod/demo-1/v0/seg0.ts")
+    outside = provider_env.sandbox.edge_url("/vod/demo-2/v0/seg0.ts")
+    task_id = provider.submit([inside, outside]).task_id
+    provider_env.finish_tasks()
+    wait_for(lambda: provider.task_status([task_id]), _all_settled)
+
+    directory = provider_env.sandbox.edge_url("/vod/demo-1/")
+    purge_id = provider.purge_dirs([directory], delete=delete)
+    provider_env.finish_tasks()
+    done = wait_for(lambda: provider.purge_status([purge_id]), _all_settled)
+    assert {e.state for e in done} == {TaskState.DONE}
+    assert not provider_env.edge_hits(inside)
+    assert provider_env.edge_hits(outside)

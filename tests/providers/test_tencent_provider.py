@@ -1,0 +1,137 @@
+"""TencentProvider details beyond the contract: options, areas, error codes, stats."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+from collections.abc import Iterator
+
+import pytest
+from contract_env import settings_from
+
+from cdn_preheat.errors import (
+    ConfigError,
+    DomainError,
+    ProviderError,
+    RateLimited,
+    Transient,
+)
+from cdn_preheat.providers.tencent import TencentProvider
+from cdn_preheat.sandbox.server import Sandbox
+from cdn_preheat.sandbox.tencent import TencentLimits
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(videos=2, segments=5, tencent_limits=TencentLimits(task_delay=0)) as box:
+        yield box
+
+
+def provider(box: Sandbox, **overrides: str) -> TencentProvider:
+    return TencentProvider(settings_from({**box.client_env(), **overrides}))
+
+
+def test_options_reach_the_api(sandbox: Sandbox) -> None:
+    settings = settings_from(
+        {
+            **sandbox.client_env(),
+            "TENCENT_LAYER": "middle",
+            "TENCENT_USER_AGENT": "preheat-bot/1",
+            "TENCENT_AREA": "overseas",
+        }
+    )
+    cdn = TencentProvider(settings.model_copy(update={"tencent_headers": {"X-Preheat": "1"}}))
+    cdn.submit([sandbox.edge_url("/vod/demo-1/master.m3u8")])
+    (push,) = sandbox.tencent.received()
+    assert push.area == "overseas"
+    assert push.options["Layer"] == "middle"
+    assert push.options["UserAgent"] == "preheat-bot/1"
+    assert push.options["Headers"] == [{"Name": "X-Preheat", "Value": "1"}]
+
+
+def test_global_quota_is_the_scarcer_area(sandbox: Sandbox) -> None:
+    provider(sandbox, TENCENT_AREA="overseas").submit(
+        [sandbox.edge_url(f"/vod/demo-1/v0/seg{i}.ts") for i in range(3)]
+    )
+    quota = provider(sandbox, TENCENT_AREA="global").quota()
+    assert (quota.area, quota.total, quota.available, quota.batch) == (
+        "global",
+        100_000,
+        99_997,
+        500,
+    )
+
+
+def test_find_submitted_pages_through_long_task_lists(sandbox: Sandbox) -> None:
+    cdn = provider(sandbox)
+    since = dt.datetime.now(dt.UTC)
+    urls = [sandbox.edge_url(f"/vod/demo-1/v0/seg{i}.ts?n={i}") for i in range(1200)]
+    task_ids = [cdn.submit(urls[i : i + 500]).task_id for i in range(0, 1200, 500)]
+    found = cdn.find_submitted(urls, since)
+    assert len(found) == 1200
+    assert found[urls[0]] == task_ids[0] and found[urls[-1]] == task_ids[2]
+
+
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [
+        ("InternalError.CdnSystemError", Transient),
+        ("InternalError", Transient),
+        ("UnauthorizedOperation.OperationTooOften", RateLimited),
+        ("LimitExceeded.CdnHostOpTooOften", RateLimited),
+        ("RequestLimitExceeded.UinLimitExceeded", RateLimited),
+        ("ResourceUnavailable.CdnHostIsNotOnline", DomainError),
+        ("InvalidParameter.CdnHostInvalidParam", DomainError),
+    ],
+)
+def test_error_codes_map_onto_the_taxonomy(
+    sandbox: Sandbox, code: str, error: type[ProviderError]
+) -> None:
+    sandbox.tencent.inject(code)
+    with pytest.raises(error) as caught:
+        provider(sandbox).submit([sandbox.edge_url("/vod/demo-1/master.m3u8")])
+    assert caught.value.code == code
+    if error is DomainError:
+        assert sandbox.edge.netloc in str(caught.value) and "CDN_HOST" in str(caught.value)
+
+
+def test_other_codes_stay_provider_errors_with_the_code(sandbox: Sandbox) -> None:
+    sandbox.tencent.inject("UnauthorizedOperation.CdnAccountUnauthorized")
+    with pytest.raises(ProviderError) as caught:
+        provider(sandbox).quota()
+    assert type(caught.value) is ProviderError
+    assert caught.value.code == "UnauthorizedOperation.CdnAccountUnauthorized"
+    assert "UnauthorizedOperation.CdnAccountUnauthorized" in str(caught.value)
+
+
+def test_unreachable_endpoint_is_transient(sandbox: Sandbox) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with pytest.raises(Transient):
+        provider(sandbox, TENCENT_ENDPOINT=f"http://127.0.0.1:{port}").quota()
+
+
+def test_missing_secret_names_the_variable(sandbox: Sandbox) -> None:
+    with pytest.raises(ConfigError, match="TENCENT_SECRET_KEY"):
+        provider(sandbox, TENCENT_SECRET_KEY="")
+
+
+def test_flux_series_and_logs(sandbox: Sandbox) -> None:
+    cdn = provider(sandbox)
+    tz = dt.timezone(dt.timedelta(hours=8))
+    start = dt.datetime(2024, 5, 1, tzinfo=tz)
+    series = cdn.flux(sandbox.edge.netloc, start, start + dt.timedelta(hours=1), "5min")
+    assert series.interval == "5min"
+    assert [p.time for p in series.points] == [
+        start + dt.timedelta(minutes=5 * i) for i in range(13)
+    ]
+    assert series.summary == sum(p.value for p in series.points)
+    assert cdn.flux(sandbox.edge.netloc, start, start + dt.timedelta(hours=1)) == series
+
+    logs = cdn.logs(sandbox.edge.netloc, dt.date(2024, 5, 1))
+    assert len(logs) == 24
+    assert logs[0].start == start and logs[0].end == start + dt.timedelta(hours=1)
+    assert all(log.area == "mainland" and log.url and log.size for log in logs)
+    with pytest.raises(DomainError):
+        cdn.logs("cdn.example.com", dt.date(2024, 5, 1))
