@@ -1,0 +1,343 @@
+"""Alibaba Cloud CDN through the official ``alibabacloud-cdn20180510`` SDK.
+
+Prefetch is ``PushObjectCache`` (100 URLs a call, 50 calls a second, a daily
+quota that resets at midnight UTC+8), followed with
+``DescribeRefreshTaskById``; ``DescribeRefreshTasks`` lists recent tasks for
+crash reconciliation; ``RefreshObjectCaches`` purges. The SDK's own retries
+are off: the scheduler decides when to try again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from alibabacloud_cdn20180510 import models as cdn_models
+from alibabacloud_cdn20180510.client import Client
+from alibabacloud_tea_openapi import utils_models as openapi_models
+from darabonba.runtime import RuntimeOptions
+from Tea.exceptions import TeaException, UnretryableException
+
+from cdn_preheat.config import Settings, require_secret
+from cdn_preheat.errors import (
+    AuthError,
+    BatchTooLarge,
+    DomainError,
+    InvalidUrls,
+    ProviderError,
+    QuotaExhausted,
+    RateLimited,
+    Transient,
+)
+from cdn_preheat.providers.base import Limits, Provider, Quota, SubmitResult, TaskEntry, TaskState
+
+AliyunArea = Literal["domestic", "overseas"]
+
+DEFAULT_ENDPOINT = "cdn.aliyuncs.com"
+CONNECT_TIMEOUT_MS = 5_000
+READ_TIMEOUT_MS = 20_000
+TASK_IDS_PER_QUERY = 10  # DescribeRefreshTaskById takes at most 10 ids
+TASKS_PAGE_SIZE = 100
+MAX_TASK_PAGES = 100  # find_submitted looks at no more than 10,000 recent tasks
+MAX_OBJECT_PATH = 1024
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+# PreloadQueueFull is not the daily quota: the queue drains, so wait and retry.
+QUEUE_FULL_RETRY_SECONDS = 60.0
+
+AUTH_CODES = frozenset(
+    {
+        "InvalidAccessKeyId",
+        "InvalidAccessKeyId.NotFound",
+        "InvalidAccessKeyId.Inactive",
+        "InvalidAccessKeySecret",
+        "SignatureDoesNotMatch",
+        "IncompleteSignature",
+        "Forbidden.AccessKeyDisabled",
+        "Forbidden.RAM",
+        "Forbidden.NoPermission",
+        "NoPermission",
+    }
+)
+QUOTA_CODES = frozenset({"QuotaExceeded.Preload", "QuotaExceeded.Refresh"})
+DOMAIN_CODES = frozenset(
+    {
+        "InvalidDomain.NotFound",
+        "InvalidDomain.Offline",
+        "IllegalOperation",
+        "InvalidExtensiveDomain.ValueNotSupported",
+    }
+)
+BATCH_CODES = frozenset(
+    {
+        "InvalidObjectPath.ExceedsMaximum",
+        "SingleRequest.OverLimit",
+        "InvalidObjectPath.Size.Malformed",
+    }
+)
+MALFORMED_CODES = frozenset({"InvalidObjectPath.Malformed", "ObjectPath.Malformed"})
+
+STATES = {"Complete": TaskState.DONE, "Refreshing": TaskState.PROCESSING}
+
+
+class AliyunProvider(Provider):
+    """One Alibaba Cloud account, prefetching into one area."""
+
+    name = "aliyun"
+    limits = Limits(
+        batch_size=100,
+        # Alibaba allows 50 calls a second; stay below so bursts are not refused.
+        requests_per_second=40,
+        purge_batch_size=100,
+        purge_dir_batch_size=100,
+        quota_utc_offset_hours=8,
+    )
+
+    def __init__(
+        self, settings: Settings, *, area: AliyunArea = "domestic", l2_preload: bool = False
+    ) -> None:
+        self.area = area
+        self._l2_preload = l2_preload
+        endpoint, protocol = _endpoint(settings.aliyun_endpoint)
+        config = openapi_models.Config(
+            access_key_id=require_secret(settings.aliyun_access_key_id, "ALIYUN_ACCESS_KEY_ID"),
+            access_key_secret=require_secret(
+                settings.aliyun_access_key_secret, "ALIYUN_ACCESS_KEY_SECRET"
+            ),
+            endpoint=endpoint,
+            protocol=protocol,
+            connect_timeout=CONNECT_TIMEOUT_MS,
+            read_timeout=READ_TIMEOUT_MS,
+        )
+        # With no Config.retry_options this SDK tries once; autoretry=False also
+        # turns off the older Tea runtime's retries, should that code path run.
+        self._client = Client(config)
+        self._runtime = RuntimeOptions(
+            autoretry=False,
+            max_attempts=0,
+            connect_timeout=CONNECT_TIMEOUT_MS,
+            read_timeout=READ_TIMEOUT_MS,
+        )
+
+    def quota(self) -> Quota:
+        body = self._call(
+            "DescribeRefreshQuota",
+            self._client.describe_refresh_quota_with_options,
+            cdn_models.DescribeRefreshQuotaRequest(),
+        )
+        return Quota(
+            area=self.area,
+            total=int(body.preload_quota),
+            available=int(body.preload_remain),
+            batch=self.limits.batch_size,
+        )
+
+    def submit(self, urls: Sequence[str]) -> SubmitResult:
+        if len(urls) > self.limits.batch_size:
+            raise BatchTooLarge(
+                f"Alibaba Cloud CDN prefetches at most {self.limits.batch_size} URLs a call, "
+                f"got {len(urls)}."
+            )
+        invalid = {url: reason for url in urls if (reason := _object_path_problem(url))}
+        valid = [url for url in urls if url not in invalid]
+        if not valid:
+            raise InvalidUrls(f"{len(invalid)} URL(s) cannot be prefetched.", invalid=invalid)
+        request = cdn_models.PushObjectCacheRequest(
+            object_path="\n".join(valid),
+            area=self.area,
+            l_2preload=True if self._l2_preload else None,
+        )
+        body = self._call(
+            "PushObjectCache", self._client.push_object_cache_with_options, request, urls=valid
+        )
+        return SubmitResult(task_id=str(body.push_task_id), accepted=tuple(valid), invalid=invalid)
+
+    def task_status(self, task_ids: Sequence[str]) -> list[TaskEntry]:
+        return self._describe_tasks(task_ids)
+
+    def find_submitted(self, urls: Sequence[str], since: dt.datetime) -> dict[str, str]:
+        wanted = {_without_scheme(url): url for url in urls}
+        found: dict[str, str] = {}
+        for task in self._recent_preload_tasks(since):
+            url = wanted.get(_without_scheme(str(task.object_path)))
+            # Tasks come newest first; keep the newest task per URL.
+            if url is not None and url not in found:
+                found[url] = str(task.task_id)
+            if len(found) == len(wanted):
+                break
+        return found
+
+    def purge_urls(self, urls: Sequence[str]) -> str:
+        return self._refresh(urls, "File", force=False)
+
+    def purge_dirs(self, dirs: Sequence[str], *, delete: bool = False) -> str:
+        # Alibaba refreshes a directory only when its path ends with "/".
+        paths = [d if d.endswith("/") else f"{d}/" for d in dirs]
+        # Force=true refreshes everything under the directories, not only changed files:
+        # the closest Alibaba has to deleting the cached copies.
+        return self._refresh(paths, "Directory", force=delete)
+
+    def purge_status(self, task_ids: Sequence[str]) -> list[TaskEntry]:
+        return self._describe_tasks(task_ids)
+
+    def _refresh(self, paths: Sequence[str], object_type: str, *, force: bool) -> str:
+        request = cdn_models.RefreshObjectCachesRequest(
+            object_path="\n".join(paths),
+            object_type=object_type,
+            force=True if force else None,
+        )
+        body = self._call(
+            "RefreshObjectCaches",
+            self._client.refresh_object_caches_with_options,
+            request,
+            urls=paths,
+        )
+        return str(body.refresh_task_id)
+
+    def _describe_tasks(self, task_ids: Sequence[str]) -> list[TaskEntry]:
+        # PushTaskId may hold several comma-separated ids; report under the id we were given.
+        asked = {part.strip(): tid for tid in task_ids for part in tid.split(",") if part.strip()}
+        parts = list(asked)
+        entries: list[TaskEntry] = []
+        for start in range(0, len(parts), TASK_IDS_PER_QUERY):
+            request = cdn_models.DescribeRefreshTaskByIdRequest(
+                task_id=",".join(parts[start : start + TASK_IDS_PER_QUERY])
+            )
+            body = self._call(
+                "DescribeRefreshTaskById",
+                self._client.describe_refresh_task_by_id_with_options,
+                request,
+            )
+            for task in body.tasks or []:
+                entries.append(_entry(task, asked.get(str(task.task_id), str(task.task_id))))
+        return entries
+
+    def _recent_preload_tasks(self, since: dt.datetime) -> Iterator[Any]:
+        start = since.astimezone(dt.UTC).strftime(TIME_FORMAT)
+        for page in range(1, MAX_TASK_PAGES + 1):
+            request = cdn_models.DescribeRefreshTasksRequest(
+                object_type="preload", start_time=start, page_number=page, page_size=TASKS_PAGE_SIZE
+            )
+            body = self._call(
+                "DescribeRefreshTasks", self._client.describe_refresh_tasks_with_options, request
+            )
+            tasks = body.tasks.cdntask if body.tasks and body.tasks.cdntask else []
+            yield from tasks
+            if page * TASKS_PAGE_SIZE >= int(body.total_count or 0):
+                return
+
+    def _call(
+        self,
+        action: str,
+        method: Callable[[Any, RuntimeOptions], Any],
+        request: Any,
+        urls: Sequence[str] = (),
+    ) -> Any:
+        """Run one SDK call; its response body, or a cdn-preheat error."""
+        try:
+            return method(request, self._runtime).body
+        except Exception as exc:
+            error = map_error(exc, action, urls)
+            if error is None:
+                raise
+            raise error from None
+
+
+def map_error(exc: Exception, action: str, urls: Sequence[str] = ()) -> ProviderError | None:
+    """The cdn-preheat error for an SDK exception; None when it is not the SDK's."""
+    if isinstance(exc, UnretryableException):
+        # Connection refused or dropped, timeout, or a non-JSON answer such as a 502 page.
+        inner = type(exc.inner_exception).__name__
+        return Transient(f"Alibaba Cloud CDN {action} failed in transit ({inner}); will retry.")
+    if not isinstance(exc, TeaException):
+        return None
+    code = str(exc.code or "")
+    status = _status_code(exc)
+    said = f"Alibaba Cloud CDN {action} refused: {code}"
+    if code in AUTH_CODES:
+        return AuthError(
+            f"{said}. Check ALIYUN_ACCESS_KEY_ID and ALIYUN_ACCESS_KEY_SECRET "
+            "(and that the key may use CDN).",
+            code=code,
+        )
+    if code in QUOTA_CODES:
+        return QuotaExhausted(f"{said}: today's quota is spent (resets 00:00 UTC+8).", code=code)
+    if code.startswith("Throttling"):
+        retry_after = getattr(exc, "retry_after", None)
+        seconds = retry_after / 1000 if isinstance(retry_after, int | float) else None
+        return RateLimited(f"{said}.", code=code, retry_after=seconds)
+    if code == "PreloadQueueFull":
+        return RateLimited(
+            f"{said}: the prefetch queue is full.", code=code, retry_after=QUEUE_FULL_RETRY_SECONDS
+        )
+    if code in DOMAIN_CODES:
+        return DomainError(
+            f"{said}. Check CDN_HOST: it must be a domain of this Alibaba Cloud CDN account.",
+            code=code,
+        )
+    if code in BATCH_CODES:
+        return BatchTooLarge(f"{said}: too many paths in one call.", code=code)
+    if code in MALFORMED_CODES and urls:
+        # Alibaba does not say which path; local checks catch what it checks, so
+        # this is rare, and it names every URL of the call.
+        return InvalidUrls(f"{said}.", invalid=dict.fromkeys(urls, code), code=code)
+    if status is not None and status >= 500:
+        return Transient(f"{said} (HTTP {status}); will retry.", code=code)
+    return ProviderError(f"{said}: {exc.message}", code=code)
+
+
+def _endpoint(override: str | None) -> tuple[str, str]:
+    """(``host:port``, ``HTTP``|``HTTPS``) from ALIYUN_ENDPOINT (already normalised)."""
+    if not override:
+        return DEFAULT_ENDPOINT, "HTTPS"
+    parts = urlsplit(override)
+    return parts.netloc, parts.scheme.upper()
+
+
+def _object_path_problem(url: str) -> str | None:
+    """Why Alibaba would refuse this URL as an ObjectPath, or None."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return "not an absolute http(s) URL"
+    if len(url) > MAX_OBJECT_PATH:
+        return f"longer than {MAX_OBJECT_PATH} characters"
+    if any(ch.isspace() for ch in url):
+        return "contains whitespace"
+    return None
+
+
+def _without_scheme(url: str) -> str:
+    return url.split("://", 1)[-1]
+
+
+def _entry(task: Any, task_id: str) -> TaskEntry:
+    status = str(task.status or "")
+    description = str(task.description or "") or None
+    state = STATES.get(status, TaskState.PROCESSING)
+    if status == "Failed":
+        state = TaskState.INVALID if _origin_lacks_file(description) else TaskState.FAILED
+    return TaskEntry(
+        task_id=task_id,
+        url=str(task.object_path),
+        state=state,
+        reason=description if state in (TaskState.FAILED, TaskState.INVALID) else None,
+        created_at=_parse_time(task.creation_time),
+    )
+
+
+def _origin_lacks_file(description: str | None) -> bool:
+    text = (description or "").lower()
+    return "404" in text or "not found" in text or "not exist" in text
+
+
+def _parse_time(value: object) -> dt.datetime | None:
+    try:
+        return dt.datetime.strptime(str(value), TIME_FORMAT).replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
+
+
+def _status_code(exc: TeaException) -> int | None:
+    status = getattr(exc, "status_code", None) or getattr(exc, "statusCode", None)
+    return int(status) if status is not None else None

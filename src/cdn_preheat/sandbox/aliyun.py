@@ -1,0 +1,568 @@
+"""Alibaba Cloud CDN API emulator (``cdn`` 2018-05-10) for the sandbox.
+
+The official ``alibabacloud-cdn20180510`` SDK talks to it unmodified when its
+``Config`` has ``endpoint="127.0.0.1:PORT", protocol="HTTP"``. That SDK signs
+every call with ``ACS3-HMAC-SHA256`` (``Authorization`` header, all sent
+headers signed, ``x-acs-content-sha256`` the body's hash); the emulator
+recomputes that signature with the SDK's own helper from what actually
+arrived, so a wrong key, a wrong secret or a tampered request is refused with
+Alibaba's codes.
+
+Actions: ``PushObjectCache``, ``DescribeRefreshQuota``,
+``DescribeRefreshTaskById``, ``DescribeRefreshTasks`` and
+``RefreshObjectCaches``, with Alibaba's limits (100 URLs a prefetch call,
+50 calls a second per action, daily quotas that reset at midnight UTC+8 on
+the :class:`SandboxClock`). A prefetch task is ``Refreshing`` for
+``task_delay``, then ``Complete`` (the edge cache now holds the URL) when the
+origin has the file, else ``Failed``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import itertools
+import json
+import threading
+import time
+import uuid
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit
+
+from alibabacloud_tea_openapi.utils import Utils as OpenApiUtils
+from darabonba.request import DaraRequest
+
+from cdn_preheat.sandbox.core import EdgeCache, Faults, LoopbackServer, SandboxClock
+
+API_VERSION = "2018-05-10"
+HOST_ID = "cdn.aliyuncs.com"
+SIGNATURE_ALGORITHMS = ("ACS3-HMAC-SHA256", "ACS3-HMAC-SM3")
+# Headers the gateway insists are signed, so none of them can be swapped in transit.
+REQUIRED_SIGNED_HEADERS = frozenset(
+    {"host", "x-acs-action", "x-acs-version", "x-acs-date", "x-acs-signature-nonce",
+     "x-acs-content-sha256"}
+)  # fmt: skip
+TIMESTAMP_TOLERANCE = dt.timedelta(minutes=15)
+NONCE_MEMORY = 100_000
+ORIGIN_MISSING = "The origin server answered 404 Not Found for this URL."
+
+ObjectType = Literal["file", "directory", "preload"]
+
+
+@dataclass(frozen=True)
+class AliyunLimits:
+    """Alibaba Cloud's default CDN limits; the daily quotas are settable."""
+
+    preload_batch: int = 100
+    refresh_url_batch: int = 1000
+    refresh_dir_batch: int = 100
+    calls_per_second: int = 50
+    # Tests stretch the window so a rate check does not depend on timing.
+    rate_window_seconds: float = 1.0
+    preload_quota: int = 100_000
+    refresh_url_quota: int = 10_000
+    refresh_dir_quota: int = 100
+    task_delay: float = 0.5  # seconds on the sandbox clock from Refreshing to done
+    quota_utc_offset_hours: int = 8
+
+
+@dataclass(frozen=True)
+class ReceivedCall:
+    """One accepted prefetch or refresh call, as the emulator logged it."""
+
+    time: dt.datetime
+    action: str
+    task_id: str
+    urls: tuple[str, ...]
+
+
+class ApiError(Exception):
+    """An answer in Alibaba's error format: HTTP status, code, message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class _TaskItem:
+    """One URL (or directory) of one task."""
+
+    task_id: str
+    url: str
+    object_type: ObjectType
+    created_at: dt.datetime
+    done_at: dt.datetime
+    failed: bool
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """One HTTP request as it arrived: params merge the query and a form body."""
+
+    method: str
+    path: str
+    params: dict[str, str]
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class AliyunApi:
+    """The CDN API of one Alibaba Cloud account holding one domain.
+
+    ``origin_has`` answers whether the origin serves a ``path[?query]``;
+    ``edge_netloc`` is the account's only domain, and cached URLs are keyed
+    ``http://<edge_netloc><path>[?query]`` as the sandbox edge looks them up.
+    """
+
+    def __init__(
+        self,
+        clock: SandboxClock,
+        cache: EdgeCache,
+        origin_has: Callable[[str], bool],
+        edge_netloc: str,
+        access_key_id: str,
+        access_key_secret: str,
+        limits: AliyunLimits | None = None,
+        faults: Faults | None = None,
+    ) -> None:
+        self.clock = clock
+        self.cache = cache
+        self.origin_has = origin_has
+        self.edge_netloc = edge_netloc.lower()
+        self.limits = limits or AliyunLimits()
+        self.faults = faults or Faults()
+        self._access_key_id = access_key_id
+        self._access_key_secret = access_key_secret
+        self._lock = threading.Lock()
+        self._task_ids = itertools.count(80_000_001)
+        self._items: list[_TaskItem] = []  # in creation order
+        self._by_task: dict[str, list[_TaskItem]] = {}
+        # Not yet applied to the cache; every task takes the same delay, so FIFO.
+        self._pending: deque[_TaskItem] = deque()
+        self._used: Counter[tuple[str, str]] = Counter()  # (day, quota kind) -> used
+        self._calls: dict[str, list[dt.datetime]] = {}
+        self._nonces: OrderedDict[str, None] = OrderedDict()
+        self._received: list[ReceivedCall] = []
+        self._counters: Counter[str] = Counter()
+        self._actions: dict[str, Callable[[dict[str, str]], dict[str, Any]]] = {
+            "PushObjectCache": self._push_object_cache,
+            "DescribeRefreshQuota": self._describe_refresh_quota,
+            "DescribeRefreshTaskById": self._describe_refresh_task_by_id,
+            "DescribeRefreshTasks": self._describe_refresh_tasks,
+            "RefreshObjectCaches": self._refresh_object_caches,
+        }
+
+    def start(self, port: int = 0) -> LoopbackServer:
+        return LoopbackServer(_AliyunHandler, self, port).start()
+
+    @property
+    def received(self) -> list[ReceivedCall]:
+        with self._lock:
+            return list(self._received)
+
+    def received_urls(self) -> list[str]:
+        """Every URL accepted for prefetch, in the order received."""
+        return [
+            url for call in self.received if call.action == "PushObjectCache" for url in call.urls
+        ]
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """Answers by outcome: ``ok``, an error code, or ``fault:<kind>``."""
+        with self._lock:
+            return dict(self._counters)
+
+    def count(self, outcome: str) -> None:
+        with self._lock:
+            self._counters[outcome] += 1
+
+    def settle(self) -> None:
+        """Apply every task that has finished by now to the edge cache.
+
+        Runs before each API call; a caller that reads the edge cache without
+        an API call in between (with a ``task_delay``) calls it first.
+        """
+        with self._lock:
+            self._settle_locked()
+
+    def handle(self, call: ApiCall) -> dict[str, Any]:
+        """Authenticate, rate-limit and run one call; raises ApiError."""
+        self._verify_signature(call)
+        action = call.headers.get("x-acs-action", call.params.get("Action", ""))
+        version = call.headers.get("x-acs-version", call.params.get("Version", ""))
+        run = self._actions.get(action)
+        if run is None or version != API_VERSION:
+            raise ApiError(
+                404, "InvalidAction.NotFound", f"Specified api is not found: {action} {version}."
+            )
+        with self._lock:
+            self._settle_locked()
+            self._check_rate(action)
+        return run(call.params)
+
+    # Authentication ---------------------------------------------------------
+
+    def _verify_signature(self, call: ApiCall) -> None:
+        algorithm, fields = _parse_authorization(call.headers.get("authorization", ""))
+        if algorithm not in SIGNATURE_ALGORITHMS or not fields.keys() >= {
+            "Credential",
+            "SignedHeaders",
+            "Signature",
+        }:
+            raise ApiError(
+                400, "IncompleteSignature", "The request signature does not conform to standards."
+            )
+        if not hmac.compare_digest(fields["Credential"], self._access_key_id):
+            raise ApiError(404, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
+        signed = fields["SignedHeaders"].split(";")
+        if not REQUIRED_SIGNED_HEADERS.issubset(signed) or any(
+            name not in call.headers for name in signed
+        ):
+            raise ApiError(
+                400, "IncompleteSignature", "Required headers are missing from SignedHeaders."
+            )
+        request = DaraRequest()
+        request.method = call.method
+        request.query = dict(parse_qsl(urlsplit(call.path).query, keep_blank_values=True))
+        request.pathname = urlsplit(call.path).path
+        request.headers = {name: call.headers[name] for name in signed}
+        # The payload hash comes from the bytes that arrived, never from the header.
+        payload = OpenApiUtils.hash(call.body, algorithm).hex()
+        expected = OpenApiUtils.get_authorization(
+            request, algorithm, payload, self._access_key_id, self._access_key_secret
+        )
+        _, expected_fields = _parse_authorization(expected)
+        if not hmac.compare_digest(expected_fields["Signature"], fields["Signature"]):
+            raise ApiError(
+                400,
+                "SignatureDoesNotMatch",
+                "Specified signature is not matched with our calculation.",
+            )
+        self._check_freshness(call.headers)
+
+    def _check_freshness(self, headers: Mapping[str, str]) -> None:
+        # The SDK stamps real time, so the window is checked against the real clock.
+        try:
+            stamped = dt.datetime.strptime(headers["x-acs-date"], "%Y-%m-%dT%H:%M:%SZ")
+        except ValueError:
+            raise ApiError(400, "InvalidTimeStamp.Format", "x-acs-date is malformed.") from None
+        skew = abs(dt.datetime.now(dt.UTC).replace(tzinfo=None) - stamped)
+        if skew > TIMESTAMP_TOLERANCE:
+            raise ApiError(400, "InvalidTimeStamp.Expired", "Specified time stamp is expired.")
+        nonce = headers["x-acs-signature-nonce"]
+        with self._lock:
+            if nonce in self._nonces:
+                raise ApiError(400, "SignatureNonceUsed", "Specified signature nonce was used.")
+            self._nonces[nonce] = None
+            if len(self._nonces) > NONCE_MEMORY:
+                self._nonces.popitem(last=False)
+
+    def _check_rate(self, action: str) -> None:
+        now = self.clock.now()
+        window_start = now - dt.timedelta(seconds=self.limits.rate_window_seconds)
+        recent = [t for t in self._calls.get(action, []) if t > window_start]
+        if len(recent) >= self.limits.calls_per_second:
+            self._calls[action] = recent
+            raise ApiError(400, "Throttling.User", "Request was denied due to user flow control.")
+        recent.append(now)
+        self._calls[action] = recent
+
+    # Actions: validate without the lock, take it to read or change state ----
+
+    def _push_object_cache(self, params: dict[str, str]) -> dict[str, Any]:
+        urls = self._object_urls(params, self.limits.preload_batch)
+        area = params.get("Area", "domestic")
+        if area not in ("domestic", "overseas"):
+            raise ApiError(400, "InvalidArea.ValueNotSupported", f"Area {area!r} is invalid.")
+        for name in ("L2Preload", "QueryHashkey"):
+            if params.get(name, "false").lower() not in ("true", "false"):
+                raise ApiError(400, "InvalidParameter", f"{name} must be true or false.")
+        if "WithHeader" in params:
+            _parse_with_header(params["WithHeader"])
+        # Outside the lock: the origin may build large files to answer.
+        failed = [not self.origin_has(_path_and_query(url)) for url in urls]
+        with self._lock:
+            self._spend("preload", len(urls), self.limits.preload_quota, "QuotaExceeded.Preload")
+            task_id = self._new_task(
+                "PushObjectCache", "preload", list(zip(urls, failed, strict=True))
+            )
+        return {"PushTaskId": task_id}
+
+    def _refresh_object_caches(self, params: dict[str, str]) -> dict[str, Any]:
+        kind = params.get("ObjectType", "File")
+        if kind not in ("File", "Directory"):
+            raise ApiError(
+                400, "InvalidObjectType.ValueNotSupported", f"ObjectType {kind!r} is not supported."
+            )
+        if kind == "File":
+            urls = self._object_urls(params, self.limits.refresh_url_batch)
+            quota_kind, quota = "url", self.limits.refresh_url_quota
+        else:
+            urls = self._object_urls(params, self.limits.refresh_dir_batch)
+            if any(not urlsplit(url).path.endswith("/") for url in urls):
+                raise ApiError(
+                    400, "InvalidObjectPath.Malformed", "A directory path must end with '/'."
+                )
+            quota_kind, quota = "dir", self.limits.refresh_dir_quota
+        object_type: ObjectType = "file" if kind == "File" else "directory"
+        with self._lock:
+            self._spend(quota_kind, len(urls), quota, "QuotaExceeded.Refresh")
+            task_id = self._new_task("RefreshObjectCaches", object_type, [(u, False) for u in urls])
+        return {"RefreshTaskId": task_id}
+
+    def _describe_refresh_quota(self, params: dict[str, str]) -> dict[str, Any]:
+        day = self.clock.day(self.limits.quota_utc_offset_hours)
+        with self._lock:
+            used = {kind: self._used[day, kind] for kind in ("preload", "url", "dir")}
+        rows = {
+            "Preload": (self.limits.preload_quota, used["preload"]),
+            "Url": (self.limits.refresh_url_quota, used["url"]),
+            "Dir": (self.limits.refresh_dir_quota, used["dir"]),
+            "Block": (100, 0),
+            "Regex": (20, 0),
+            "IgnoreParams": (10, 0),
+            "PreloadEdge": (self.limits.preload_quota, used["preload"]),
+        }
+        answer: dict[str, Any] = {}
+        for name, (quota, spent) in rows.items():
+            # Alibaba returns these numbers as strings.
+            answer[f"{name}Quota"] = str(quota)
+            answer[f"{name}Remain"] = str(max(quota - spent, 0))
+        return answer
+
+    def _describe_refresh_task_by_id(self, params: dict[str, str]) -> dict[str, Any]:
+        ids = [t.strip() for t in params.get("TaskId", "").split(",") if t.strip()]
+        if not ids:
+            raise ApiError(400, "MissingParameter", "The input parameter TaskId is not supplied.")
+        if len(ids) > 10:
+            raise ApiError(400, "InvalidTaskId.Malformed", "At most 10 task IDs are allowed.")
+        with self._lock:
+            items = [
+                item for task_id in dict.fromkeys(ids) for item in self._by_task.get(task_id, [])
+            ]
+        tasks = [self._task_view(item) for item in items]
+        return {"Tasks": tasks, "TotalCount": len(tasks)}
+
+    def _describe_refresh_tasks(self, params: dict[str, str]) -> dict[str, Any]:
+        page = _int_param(params, "PageNumber", 1, 1, 100_000)
+        size = _int_param(params, "PageSize", 20, 1, 100)
+        start = _time_param(params, "StartTime")
+        end = _time_param(params, "EndTime")
+        if start and end and end <= start:
+            raise ApiError(400, "InvalidTime.Mismatch", "EndTime must be later than StartTime.")
+        path = params.get("ObjectPath")
+        wanted_path = _normalize_object_path(path) if path else None
+        with self._lock:
+            newest_first = self._items[::-1]  # as Alibaba lists them
+        items = [
+            item
+            for item in newest_first
+            if (not params.get("TaskId") or item.task_id == params["TaskId"])
+            and (not params.get("ObjectType") or item.object_type == params["ObjectType"])
+            and (wanted_path is None or item.url == wanted_path)
+            and (start is None or item.created_at >= start)
+            and (end is None or item.created_at < end)
+        ]
+        views = [self._task_view(i) for i in items]
+        if params.get("Status"):
+            views = [v for v in views if v["Status"] == params["Status"]]
+        chunk = views[(page - 1) * size : page * size]
+        return {
+            "PageNumber": page,
+            "PageSize": size,
+            "TotalCount": len(views),
+            "Tasks": {"CDNTask": chunk},
+        }
+
+    # Helpers -------------------------------------------------------------------
+
+    def _object_urls(self, params: dict[str, str], batch: int) -> list[str]:
+        raw = params.get("ObjectPath", "")
+        paths = [p.strip() for p in raw.replace("\r\n", "\n").split("\n") if p.strip()]
+        if not paths:
+            raise ApiError(
+                400, "MissingParameter", "The input parameter ObjectPath is not supplied."
+            )
+        if len(paths) > batch:
+            raise ApiError(
+                400,
+                "InvalidObjectPath.ExceedsMaximum",
+                f"The maximum number of urls is exceeded: {len(paths)} > {batch}.",
+            )
+        urls = [_normalize_object_path(p) for p in paths]
+        for url in urls:
+            if urlsplit(url).netloc.lower() != self.edge_netloc:
+                raise ApiError(
+                    404, "InvalidDomain.NotFound", "The domain provided does not belong to you."
+                )
+        return urls
+
+    def _spend(self, kind: str, count: int, quota: int, code: str) -> None:
+        """Take ``count`` from today's quota (lock held)."""
+        day = self.clock.day(self.limits.quota_utc_offset_hours)
+        if self._used[day, kind] + count > quota:
+            raise ApiError(400, code, "You have exceeded the prescribed daily limits.")
+        self._used[day, kind] += count
+
+    def _new_task(self, action: str, object_type: ObjectType, urls: list[tuple[str, bool]]) -> str:
+        task_id = str(next(self._task_ids))
+        now = self.clock.now()
+        done_at = now + dt.timedelta(seconds=self.limits.task_delay)
+        items = [_TaskItem(task_id, url, object_type, now, done_at, failed) for url, failed in urls]
+        self._items.extend(items)
+        self._by_task[task_id] = items
+        self._pending.extend(items)
+        self._received.append(ReceivedCall(now, action, task_id, tuple(u for u, _ in urls)))
+        self._settle_locked()
+        return task_id
+
+    def _settle_locked(self) -> None:
+        now = self.clock.now()
+        while self._pending and self._pending[0].done_at <= now:
+            item = self._pending.popleft()
+            key = self._cache_key(item.url)
+            if item.object_type == "preload" and not item.failed:
+                self.cache.add(key)
+            elif item.object_type == "file":
+                self.cache.discard(key)
+            elif item.object_type == "directory":
+                self.cache.discard_prefix(key)
+
+    def _cache_key(self, url: str) -> str:
+        return f"http://{self.edge_netloc}{_path_and_query(url)}"
+
+    def _task_view(self, item: _TaskItem) -> dict[str, Any]:
+        done = item.done_at <= self.clock.now()
+        status = "Refreshing" if not done else "Failed" if item.failed else "Complete"
+        return {
+            "TaskId": item.task_id,
+            "ObjectPath": item.url,
+            "ObjectType": item.object_type,
+            "Status": status,
+            "Process": "100%" if done else "0%",
+            "CreationTime": item.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "Description": ORIGIN_MISSING if status == "Failed" else "",
+        }
+
+
+def _path_and_query(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}" if parts.query else parts.path
+
+
+def _parse_authorization(header: str) -> tuple[str, dict[str, str]]:
+    """``ALG Credential=..,SignedHeaders=..,Signature=..`` -> (ALG, fields)."""
+    algorithm, _, rest = header.strip().partition(" ")
+    fields = {}
+    for part in rest.split(","):
+        name, sep, value = part.strip().partition("=")
+        if sep:
+            fields[name] = value
+    return algorithm, fields
+
+
+def _normalize_object_path(path: str) -> str:
+    """``host/path`` or ``http(s)://host/path`` -> an absolute URL; else ApiError."""
+    url = path if "://" in path else f"http://{path}"
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or len(path) > 1024:
+        raise ApiError(400, "InvalidObjectPath.Malformed", "The specified ObjectPath is invalid.")
+    return parts._replace(path=parts.path or "/", fragment="").geturl()
+
+
+def _parse_with_header(value: str) -> None:
+    try:
+        headers = json.loads(value)
+    except ValueError:
+        headers = None
+    if not isinstance(headers, dict):
+        raise ApiError(400, "InvalidWithHeader.Malformed", "WithHeader must be a JSON object.")
+
+
+def _int_param(params: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    try:
+        value = int(params.get(name, default))
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise ApiError(400, f"Invalid{name}.ValueNotSupported", f"{name} is out of range.")
+    return value
+
+
+def _time_param(params: dict[str, str], name: str) -> dt.datetime | None:
+    if not params.get(name):
+        return None
+    try:
+        parsed = dt.datetime.strptime(params[name], "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        raise ApiError(400, f"Invalid{name}.Malformed", f"{name} is malformed.") from None
+    return parsed.replace(tzinfo=dt.UTC)
+
+
+class _AliyunHandler(BaseHTTPRequestHandler):
+    """Turns HTTP into :meth:`AliyunApi.handle` calls, applying faults first."""
+
+    server_version = "Tengine"
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep test output quiet."""
+
+    def _serve(self) -> None:
+        api: AliyunApi = self.server.app  # type: ignore[attr-defined]
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if api.faults.latency:
+            time.sleep(api.faults.latency)
+        fault = api.faults.draw()
+        if fault != "ok":
+            api.count(f"fault:{fault}")
+        if fault == "drop":
+            self.close_connection = True
+            return
+        if fault == "server_error":
+            self._send(502, b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html")
+            return
+        try:
+            if fault == "rate_limited":
+                raise ApiError(503, "Throttling", "Request was denied due to request throttling.")
+            answer = api.handle(self._call(body))
+        except ApiError as error:
+            if fault == "ok":
+                api.count(error.code)
+            self._send_json(error.status, {"Code": error.code, "Message": error.message})
+            return
+        api.count("ok")
+        self._send_json(200, answer)
+
+    def _call(self, body: bytes) -> ApiCall:
+        params = dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True))
+        if "x-www-form-urlencoded" in self.headers.get("Content-Type", ""):
+            params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        return ApiCall(self.command, self.path, params, headers, body)
+
+    def _send_json(self, status: int, answer: dict[str, Any]) -> None:
+        answer = {"RequestId": str(uuid.uuid4()).upper(), **answer}
+        if status >= 400:
+            answer["HostId"] = HOST_ID
+        self._send(status, json.dumps(answer).encode(), "application/json;charset=utf-8")
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)

@@ -1,0 +1,317 @@
+"""AliyunProvider against the sandbox emulator: results, states and every error mapping."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from cdn_preheat.config import Settings
+from cdn_preheat.errors import (
+    AuthError,
+    BatchTooLarge,
+    ConfigError,
+    DomainError,
+    InvalidUrls,
+    ProviderError,
+    QuotaExhausted,
+    RateLimited,
+    Transient,
+)
+from cdn_preheat.providers.aliyun import AliyunProvider, map_error
+from cdn_preheat.providers.base import TaskState
+from cdn_preheat.sandbox.aliyun import AliyunApi, AliyunLimits
+from cdn_preheat.sandbox.core import EdgeCache, Faults, LoopbackServer, SandboxClock
+
+AK = "LTAIprovider000000000"
+SECRET = "provider-secret-value-never-shown"
+EDGE = "127.0.0.1:8999"
+ORIGIN_FILES = {f"/v/1/seg{i}.ts" for i in range(200)} | {"/v/1/index.m3u8"}
+
+
+def origin_has(path: str) -> bool:
+    """The origin stand-in: it ignores query strings, as most origins do."""
+    return path.partition("?")[0] in ORIGIN_FILES
+
+
+def instant(**options: object) -> AliyunLimits:
+    """Alibaba's limits with tasks that finish at once unless a test says otherwise."""
+    return AliyunLimits(**{"task_delay": 0.0, **options})
+
+
+def url(path: str) -> str:
+    return f"http://{EDGE}{path}"
+
+
+@dataclass
+class Account:
+    api: AliyunApi
+    server: LoopbackServer
+    clock: SandboxClock
+    cache: EdgeCache
+
+    def provider(self, key_id: str = AK, secret: str = SECRET, **options: object) -> AliyunProvider:
+        return AliyunProvider(settings(self.server.url, key_id, secret), **options)
+
+
+def settings(endpoint: str, key_id: str | None = AK, secret: str | None = SECRET) -> Settings:
+    return Settings(
+        _env_file=None,
+        aliyun_access_key_id=key_id,
+        aliyun_access_key_secret=secret,
+        aliyun_endpoint=endpoint,
+    )
+
+
+@pytest.fixture
+def make_account() -> Iterator[object]:
+    servers: list[LoopbackServer] = []
+
+    def make(limits: AliyunLimits | None = None, faults: Faults | None = None) -> Account:
+        clock, cache = SandboxClock(), EdgeCache()
+        api = AliyunApi(clock, cache, origin_has, EDGE, AK, SECRET, limits or instant(), faults)
+        servers.append(api.start())
+        return Account(api, servers[-1], clock, cache)
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def account(make_account) -> Account:
+    return make_account()
+
+
+def assert_secret_hidden(error: Exception) -> None:
+    assert SECRET not in str(error)
+    assert SECRET not in repr(error.args)
+
+
+# Configuration
+
+
+def test_missing_keys_name_the_variable() -> None:
+    with pytest.raises(ConfigError, match="ALIYUN_ACCESS_KEY_ID"):
+        AliyunProvider(settings("http://127.0.0.1:1", key_id=None))
+    with pytest.raises(ConfigError, match="ALIYUN_ACCESS_KEY_SECRET"):
+        AliyunProvider(settings("http://127.0.0.1:1", secret=None))
+
+
+def test_limits_follow_alibaba() -> None:
+    limits = AliyunProvider.limits
+    assert (limits.batch_size, limits.purge_batch_size, limits.purge_dir_batch_size) == (100,) * 3
+    assert limits.requests_per_second < 50
+    assert limits.quota_utc_offset_hours == 8
+
+
+# Prefetch, quota and task states
+
+
+def test_quota_reports_preload_quota(make_account) -> None:
+    account = make_account(instant(preload_quota=500))
+    provider = account.provider(area="overseas")
+    provider.submit([url("/v/1/seg0.ts"), url("/v/1/seg1.ts")])
+    quota = provider.quota()
+    assert (quota.area, quota.total, quota.available, quota.batch) == ("overseas", 500, 498, 100)
+
+
+def test_submit_then_task_status(account: Account) -> None:
+    provider = account.provider(l2_preload=True)
+    urls = [url("/v/1/index.m3u8"), url("/v/1/seg0.ts?token=x"), url("/v/9/gone.ts")]
+    result = provider.submit(urls)
+    assert result.accepted == tuple(urls)
+    assert result.invalid == {}
+    assert url("/v/1/seg0.ts?token=x") in account.cache
+
+    entries = {e.url: e for e in provider.task_status([result.task_id])}
+    assert set(entries) == set(urls)
+    assert entries[url("/v/1/index.m3u8")].state is TaskState.DONE
+    assert entries[url("/v/1/index.m3u8")].task_id == result.task_id
+    assert entries[url("/v/1/index.m3u8")].created_at is not None
+    gone = entries[url("/v/9/gone.ts")]
+    assert gone.state is TaskState.INVALID
+    assert gone.reason
+
+
+def test_task_status_while_processing(make_account) -> None:
+    account = make_account(instant(task_delay=600))
+    provider = account.provider()
+    task_id = provider.submit([url("/v/1/seg0.ts")]).task_id
+    assert [e.state for e in provider.task_status([task_id])] == [TaskState.PROCESSING]
+    account.clock.advance(dt.timedelta(minutes=11))
+    assert [e.state for e in provider.task_status([task_id])] == [TaskState.DONE]
+
+
+def test_task_status_of_many_tasks_is_queried_in_chunks(account: Account) -> None:
+    provider = account.provider()
+    task_ids = [provider.submit([url(f"/v/1/seg{i}.ts")]).task_id for i in range(23)]
+    entries = provider.task_status(task_ids)
+    assert sorted(e.task_id for e in entries) == sorted(task_ids)
+    assert {e.state for e in entries} == {TaskState.DONE}
+
+
+def test_locally_invalid_urls_are_split_off(account: Account) -> None:
+    provider = account.provider()
+    good, bad = url("/v/1/seg0.ts"), "ftp://elsewhere/x.ts"
+    result = provider.submit([good, bad])
+    assert result.accepted == (good,)
+    assert set(result.invalid) == {bad}
+    with pytest.raises(InvalidUrls) as info:
+        provider.submit([bad, url("/v/1/with space.ts")])
+    assert set(info.value.invalid) == {bad, url("/v/1/with space.ts")}
+    assert len(account.api.received) == 1
+
+
+def test_find_submitted_reconciles_from_the_task_list(account: Account) -> None:
+    provider = account.provider()
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    first = provider.submit([url("/v/1/seg0.ts"), url("/v/1/seg1.ts")]).task_id
+    second = provider.submit([url("/v/1/seg2.ts")]).task_id
+    provider.purge_urls([url("/v/1/seg3.ts")])  # a refresh is not a prefetch
+
+    found = provider.find_submitted(
+        [url("/v/1/seg1.ts"), url("/v/1/seg2.ts"), url("/v/1/seg3.ts")], since
+    )
+    assert found == {url("/v/1/seg1.ts"): first, url("/v/1/seg2.ts"): second}
+    # The scheme does not matter for matching; https was never submitted but is the same object.
+    assert provider.find_submitted([f"https://{EDGE}/v/1/seg0.ts"], since) == {
+        f"https://{EDGE}/v/1/seg0.ts": first
+    }
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    assert provider.find_submitted([url("/v/1/seg1.ts")], later) == {}
+
+
+def test_find_submitted_pages_through_many_tasks(account: Account) -> None:
+    provider = account.provider()
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    oldest = provider.submit([url("/v/1/seg0.ts")]).task_id
+    for start in range(1, 151, 50):
+        provider.submit([url(f"/v/1/seg{i}.ts") for i in range(start, start + 50)])
+    assert provider.find_submitted([url("/v/1/seg0.ts")], since) == {url("/v/1/seg0.ts"): oldest}
+
+
+# Purge
+
+
+def test_purge_urls_and_dirs(account: Account) -> None:
+    provider = account.provider()
+    provider.submit([url("/v/1/seg0.ts"), url("/v/1/seg1.ts"), url("/v/1/index.m3u8")])
+
+    task_id = provider.purge_urls([url("/v/1/index.m3u8")])
+    assert url("/v/1/index.m3u8") not in account.cache
+    [entry] = provider.purge_status([task_id])
+    assert (entry.url, entry.state) == (url("/v/1/index.m3u8"), TaskState.DONE)
+
+    dir_task = provider.purge_dirs([url("/v/1")], delete=True)
+    assert len(account.cache) == 0
+    [entry] = provider.purge_status([dir_task])
+    assert (entry.url, entry.state) == (url("/v/1/"), TaskState.DONE)
+
+
+# Error mapping
+
+
+def test_wrong_secret_is_an_auth_error_naming_both_variables(account: Account) -> None:
+    provider = account.provider(secret="wrong-secret")
+    with pytest.raises(AuthError) as info:
+        provider.quota()
+    assert info.value.code == "SignatureDoesNotMatch"
+    assert "ALIYUN_ACCESS_KEY_ID" in str(info.value)
+    assert "ALIYUN_ACCESS_KEY_SECRET" in str(info.value)
+    assert "wrong-secret" not in str(info.value)
+
+
+def test_unknown_key_id_is_an_auth_error(account: Account) -> None:
+    with pytest.raises(AuthError) as info:
+        account.provider(key_id="LTAIunknown").submit([url("/v/1/seg0.ts")])
+    assert info.value.code == "InvalidAccessKeyId.NotFound"
+    assert_secret_hidden(info.value)
+
+
+def test_spent_quota_is_quota_exhausted(make_account) -> None:
+    account = make_account(instant(preload_quota=1))
+    provider = account.provider()
+    provider.submit([url("/v/1/seg0.ts")])
+    with pytest.raises(QuotaExhausted) as info:
+        provider.submit([url("/v/1/seg1.ts")])
+    assert info.value.code == "QuotaExceeded.Preload"
+    assert_secret_hidden(info.value)
+    account.clock.next_day(8)
+    assert provider.quota().available == 1
+
+
+def test_refresh_quota_is_quota_exhausted(make_account) -> None:
+    account = make_account(instant(refresh_dir_quota=0))
+    with pytest.raises(QuotaExhausted):
+        account.provider().purge_dirs([url("/v/1/")])
+
+
+def test_throttling_is_rate_limited(make_account) -> None:
+    account = make_account(instant(calls_per_second=1, rate_window_seconds=3600))
+    provider = account.provider()
+    provider.submit([url("/v/1/seg0.ts")])
+    with pytest.raises(RateLimited) as info:
+        provider.submit([url("/v/1/seg1.ts")])
+    assert info.value.code == "Throttling.User"
+    assert_secret_hidden(info.value)
+
+
+def test_foreign_domain_is_a_domain_error_naming_cdn_host(account: Account) -> None:
+    with pytest.raises(DomainError) as info:
+        account.provider().submit(["http://video.example.org/v/1/seg0.ts"])
+    assert info.value.code == "InvalidDomain.NotFound"
+    assert "CDN_HOST" in str(info.value)
+
+
+def test_oversized_batch_is_refused_locally(account: Account) -> None:
+    with pytest.raises(BatchTooLarge):
+        account.provider().submit([url(f"/v/1/seg{i}.ts") for i in range(101)])
+    assert account.api.received == []
+
+
+def test_server_batch_limit_is_batch_too_large(make_account) -> None:
+    account = make_account(instant(preload_batch=2))
+    with pytest.raises(BatchTooLarge) as info:
+        account.provider().submit([url(f"/v/1/seg{i}.ts") for i in range(3)])
+    assert info.value.code == "InvalidObjectPath.ExceedsMaximum"
+
+
+@pytest.mark.parametrize(
+    ("faults", "expected", "code"),
+    [
+        (Faults(server_error=1.0), Transient, None),
+        (Faults(drop=1.0), Transient, None),
+        (Faults(rate_limited=1.0), RateLimited, "Throttling"),
+    ],
+)
+def test_faults_map_to_retryable_errors(make_account, faults, expected, code) -> None:
+    account = make_account(faults=faults)
+    with pytest.raises(expected) as info:
+        account.provider().submit([url("/v/1/seg0.ts")])
+    assert info.value.code == code
+    assert_secret_hidden(info.value)
+
+
+def test_unreachable_endpoint_is_transient() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    provider = AliyunProvider(settings(f"http://127.0.0.1:{port}"))
+    with pytest.raises(Transient) as info:
+        provider.quota()
+    assert_secret_hidden(info.value)
+
+
+def test_other_vendor_errors_stay_provider_errors(account: Account) -> None:
+    with pytest.raises(ProviderError) as info:
+        account.provider(area="mars").submit([url("/v/1/seg0.ts")])
+    assert type(info.value) is ProviderError
+    assert info.value.code == "InvalidArea.ValueNotSupported"
+
+
+def test_non_sdk_exceptions_are_not_mapped() -> None:
+    assert map_error(ValueError("boom"), "PushObjectCache") is None
