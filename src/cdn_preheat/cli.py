@@ -106,6 +106,7 @@ def push(
             _report_push(queued, None, json_out)
             return
         provider = _provider(settings)
+        provider.quota()  # fail on wrong credentials before anything is written
         expansion = expand(m3u8_url, expand_options(settings))
         queued = pipeline.queue_expansion(
             ledger, provider.name, provider.area, video_id, expansion,
