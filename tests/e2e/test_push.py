@@ -40,7 +40,10 @@ def test_full_push_reaches_the_cdn_and_a_second_push_pushes_nothing(cli: Cli) ->
 def test_a_url_shared_by_two_videos_is_pushed_once(cli: Cli) -> None:
     origin = cli.sandbox.origin
     for name in ("a", "b"):
-        body = f"#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\n/vod/demo-1/v0/seg0.ts\n#EXTINF:4,\n{name}.ts\n#EXT-X-ENDLIST\n"
+        body = (
+            "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\n/vod/demo-1/v0/seg0.ts\n"
+            f"#EXTINF:4,\n{name}.ts\n#EXT-X-ENDLIST\n"
+        )
         origin.add_file(f"/shared/{name}.m3u8", body.encode())
         origin.add_file(f"/shared/{name}.ts", b"x", "video/mp2t")
     for name in ("a", "b"):

@@ -1,0 +1,28 @@
+"""The ledger: what was queued, pushed and finished, and how much quota is used.
+
+``open_ledger`` picks the backend from the settings. Each backend module is
+imported only when chosen, so the CLI starts without loading pymongo.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cdn_preheat.config import require_secret
+from cdn_preheat.ledger.base import Ledger
+
+if TYPE_CHECKING:
+    from cdn_preheat.config import Settings
+
+__all__ = ["Ledger", "open_ledger"]
+
+
+def open_ledger(settings: Settings) -> Ledger:
+    """MongoDB when configured (``MONGODB_URI``), else the SQLite file ``CDN_PREHEAT_DB``."""
+    if settings.store_kind == "mongodb":
+        from cdn_preheat.ledger.mongo import MongoLedger
+
+        return MongoLedger.from_uri(require_secret(settings.mongodb_uri, "MONGODB_URI"))
+    from cdn_preheat.ledger.sqlite import SqliteLedger
+
+    return SqliteLedger(settings.cdn_preheat_db)
