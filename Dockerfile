@@ -52,7 +52,7 @@ VOLUME ["/data"]
 # one-sentence reason goes to stderr and shows in `docker inspect`. Any
 # failure exits 1: Docker reserves 2, which cdn-preheat uses for bad config.
 HEALTHCHECK --interval=60s --timeout=30s --start-period=30s --retries=3 \
-    CMD ["sh", "-c", "cdn-preheat status --json > /dev/null || exit 1"]
+    CMD ["sh", "-c", "cdn-preheat health > /dev/null || exit 1"]
 
 ENTRYPOINT ["cdn-preheat"]
 CMD ["worker"]

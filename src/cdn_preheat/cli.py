@@ -31,7 +31,7 @@ app = typer.Typer(
 EXIT_QUOTA = 3
 COMMANDS = (
     "push", "expand", "batch", "status", "quota", "worker", "purge", "verify",
-    "sandbox", "demo", "stats", "logs",
+    "sandbox", "demo", "stats", "logs", "health",
 )  # fmt: skip
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print results as JSON.")]
@@ -71,6 +71,9 @@ def push(
     video_id: Annotated[str, typer.Argument(help="Your id for the video.")],
     m3u8_url: Annotated[str, typer.Argument(help="URL of its master or media playlist.")],
     reset: Annotated[bool, typer.Option(help="Forget the video's record and push again.")] = False,
+    purge: Annotated[
+        bool, typer.Option(help="With --reset: purge the old URLs from the CDN first.")
+    ] = False,
     dry_run: Annotated[bool, typer.Option(help="Expand and report; push nothing.")] = False,
     head_first: Annotated[
         str, typer.Option(help="Push the first N segments (or Ns seconds) first; 'fifo' for none.")
@@ -97,6 +100,10 @@ def push(
 
     ledger = _ledger(settings)
     try:
+        if purge:
+            _purge_before_republish(
+                ledger, settings, video_id, reset=reset, wait_timeout=wait_timeout
+            )
         if reset:
             ledger.reset_video(video_id)
         video = ledger.get_video(video_id)
@@ -261,8 +268,8 @@ def expand(
 @app.command()
 def batch(
     file: Annotated[
-        str, typer.Argument(help="CSV or JSON lines of video_id,m3u8_url; - for stdin.")
-    ],
+        str | None, typer.Argument(help="CSV or JSON lines of video_id,m3u8_url; - for stdin.")
+    ] = None,
     reset: Annotated[bool, typer.Option(help="Forget these videos' records first.")] = False,
     head_first: Annotated[
         str,
@@ -275,20 +282,32 @@ def batch(
     wait: Annotated[bool, typer.Option(help="Follow the CDN's tasks to completion.")] = True,
     wait_timeout: Annotated[float, typer.Option(help="Seconds to follow tasks.")] = 600.0,
     json_out: JsonOption = False,
+    qiniu_bucket: Annotated[
+        str | None, typer.Option(help="Instead of FILE: the top-level playlists of this bucket.")
+    ] = None,
+    prefix: Annotated[str, typer.Option(help="With --qiniu-bucket: keys under this prefix.")] = "",
+    domain: Annotated[
+        str | None,
+        typer.Option(help="With --qiniu-bucket: host serving the bucket; CDN_HOST by default."),
+    ] = None,
 ) -> None:
     """Queue many videos (expanded concurrently), then push them within quota."""
     from cdn_preheat import pipeline, ui
     from cdn_preheat.app import expand_options
+    from cdn_preheat.ratelimit import RateLimiter, call_with_retries
 
     settings = _settings()
     head = pipeline.HeadFirst.parse(head_first)
-    sources, bad = _read_sources(file)
+    sources, bad = _batch_sources(file, settings, qiniu_bucket, prefix, domain)
     for line in bad:
         ui.error(f"{file}:{line.line}: {line.reason}")
     ledger = _ledger(settings)
     try:
         provider = _provider(settings)
-        provider.quota()  # fail on wrong credentials before anything is written
+        # Fail on wrong credentials before anything is written; ride out a flaky API.
+        call_with_retries(
+            provider.quota, RateLimiter(provider.limits.requests_per_second), attempts=8
+        )
         with ui.progress("expanding", len(sources)) as advance:
             videos = pipeline.queue_videos(
                 ledger, provider.name, provider.area, sources, expand_options(settings),
@@ -478,13 +497,15 @@ def status(
 def quota(json_out: JsonOption = False) -> None:
     """The provider's quota left today and what the ledger has reserved."""
     from cdn_preheat import ui
+    from cdn_preheat.ratelimit import RateLimiter, call_with_retries
     from cdn_preheat.scheduler import quota_day, utcnow
 
     settings = _settings()
     provider = _provider(settings)
     ledger = _ledger(settings)
     try:
-        live = provider.quota()
+        limiter = RateLimiter(provider.limits.requests_per_second)
+        live = call_with_retries(provider.quota, limiter, attempts=8)
         offset = settings.cdn_preheat_quota_utc_offset_hours
         if offset is None:
             offset = provider.limits.quota_utc_offset_hours
@@ -506,6 +527,21 @@ def quota(json_out: JsonOption = False) -> None:
         ui.print_json(data)
     else:
         ui.table(f"{provider.name} quota ({provider.area})", data)
+
+
+@app.command()
+def health(json_out: JsonOption = False) -> None:
+    """Exit 0 when the settings are valid and the ledger answers (no CDN call)."""
+    from cdn_preheat import ui
+
+    settings = _settings()
+    ledger = _ledger(settings)
+    try:
+        ledger.get_video("cdn-preheat-health-probe")  # one indexed round trip
+    finally:
+        ledger.close()
+    if json_out:
+        ui.print_json({"ok": True, "store": settings.store_kind})
 
 
 # sandbox / demo ---------------------------------------------------------------
@@ -539,6 +575,323 @@ def demo(
     from cdn_preheat.demo import run_demo
 
     run_demo(provider=provider, videos=videos, db=db)
+
+
+# purge / stats / logs (issue 4) ---------------------------------------------
+if TYPE_CHECKING:
+    from cdn_preheat.purge import PurgeReport
+
+
+@app.command("purge")
+def purge_command(
+    urls: Annotated[
+        list[str] | None, typer.Argument(help="URLs to refresh (sign/t parameters are dropped).")
+    ] = None,
+    dirs: Annotated[
+        list[str] | None,
+        typer.Option("--dir", help="Refresh everything under this directory URL; repeatable."),
+    ] = None,
+    delete: Annotated[
+        bool,
+        typer.Option(help="With --dir: delete cached copies rather than mark them stale."),
+    ] = False,
+    video: Annotated[
+        str | None, typer.Option("--video", help="Refresh every URL the ledger holds for it.")
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="Follow the purge tasks to completion.")] = True,
+    wait_timeout: Annotated[float, typer.Option(help="Seconds to follow tasks.")] = 600.0,
+    json_out: JsonOption = False,
+) -> None:
+    """Refresh (purge) cached URLs, directories, or a whole video, within the purge limits."""
+    from cdn_preheat import purge
+    from cdn_preheat.errors import InputError
+
+    if delete and not dirs:
+        raise InputError("--delete applies to --dir purges only.")
+    targets = purge.clean_urls(urls or [])
+    directories = purge.clean_dirs(dirs or [])
+    settings = _settings()
+    ledger = _ledger(settings)
+    try:
+        if video is not None:
+            targets = list(dict.fromkeys([*targets, *purge.video_urls(ledger, video)]))
+        if not targets and not directories:
+            raise InputError("give URLs to purge, --dir DIR or --video VIDEO_ID.")
+        provider = _provider(settings)
+        try:
+            report = _purge_run(
+                ledger, provider, targets, directories,
+                delete=delete, wait=wait, wait_timeout=wait_timeout,
+            )  # fmt: skip
+        finally:
+            provider.close()
+    finally:
+        ledger.close()
+    _report_purge(report, json_out)
+    if report.quota_exhausted is not None:
+        raise report.quota_exhausted
+    if report.failed:
+        raise typer.Exit(1)
+
+
+def _purge_run(
+    ledger: Ledger,
+    provider: Any,
+    urls: list[str],
+    dirs: list[str],
+    *,
+    delete: bool,
+    wait: bool,
+    wait_timeout: float,
+) -> PurgeReport:
+    from cdn_preheat import ui
+    from cdn_preheat.purge import PurgeOptions, purge
+
+    options = PurgeOptions(wait=wait, timeout=wait_timeout)
+    total = len(urls) + len(dirs)
+    with ui.progress(f"purging on {provider.name}", total, enabled=wait) as advance:
+        return purge(
+            ledger, provider, urls, dirs, delete=delete, options=options, on_progress=advance
+        )
+
+
+def _purge_dict(report: PurgeReport) -> dict[str, Any]:
+    return {
+        "provider": report.provider,
+        "urls": report.urls,
+        "dirs": report.dirs,
+        "submitted": report.submitted,
+        "not_submitted": report.not_submitted,
+        "tasks": report.tasks,
+        "done": report.done,
+        "failed": report.failed,
+        "processing": report.processing,
+        "timed_out": report.timed_out,
+        "quota_exhausted": report.quota_exhausted is not None,
+        "failures": [{"url": url, "reason": why} for url, why in report.failures.items()],
+    }
+
+
+def _report_purge(report: PurgeReport, json_out: bool) -> None:
+    from cdn_preheat import ui
+
+    if json_out:
+        ui.print_json(_purge_dict(report))
+        return
+    rows = {
+        "URLs": report.urls,
+        "directories": report.dirs,
+        "accepted": report.submitted,
+        "done": report.done,
+        "failed": report.failed,
+        "still processing": report.processing,
+        "not submitted": report.not_submitted,
+    }
+    ui.table(f"purge on {report.provider}", rows)
+    for url, why in report.failures.items():
+        ui.note(f"failed: {url}: {why}")
+    if report.timed_out:
+        ui.note("Stopped following the purge tasks at --wait-timeout; they go on at the CDN.")
+
+
+def _purge_before_republish(
+    ledger: Ledger, settings: Settings, video_id: str, *, reset: bool, wait_timeout: float
+) -> None:
+    """``push --reset --purge``: purge the URLs the ledger holds for the video, then go on."""
+    from cdn_preheat import purge, ui
+    from cdn_preheat.errors import InputError, ProviderError
+
+    if not reset:
+        raise InputError("--purge goes with --reset: it purges the old URLs before pushing anew.")
+    if ledger.get_video(video_id) is None:
+        ui.note(f"{video_id} is not in the ledger: nothing to purge.")
+        return
+    urls = purge.video_urls(ledger, video_id)
+    provider = _provider(settings)
+    try:
+        report = _purge_run(
+            ledger, provider, urls, [], delete=False, wait=True, wait_timeout=wait_timeout
+        )
+    finally:
+        provider.close()
+    if report.quota_exhausted is not None:
+        raise report.quota_exhausted
+    if report.failed:
+        raise ProviderError(
+            f"{report.failed} of {len(urls)} purges of {video_id} failed; nothing was pushed."
+        )
+    ui.note(f"purged {report.submitted} URLs of {video_id}; pushing the new version.")
+
+
+def _batch_sources(
+    file: str | None,
+    settings: Settings,
+    qiniu_bucket: str | None,
+    prefix: str,
+    domain: str | None,
+) -> tuple[list[Any], list[Any]]:
+    """Videos from FILE, or the top-level playlists of a Qiniu bucket."""
+    from cdn_preheat.errors import InputError
+
+    if qiniu_bucket is None:
+        if file is None:
+            raise InputError("give a FILE of video_id,m3u8_url lines, or --qiniu-bucket.")
+        return _read_sources(file)
+    if file is not None:
+        raise InputError("give either FILE or --qiniu-bucket, not both.")
+    from cdn_preheat.app import expand_options
+    from cdn_preheat.discover import discover_qiniu_videos
+    from cdn_preheat.providers.qiniu import QiniuProvider
+
+    serving = domain or settings.cdn_host
+    if not serving:
+        raise InputError("--qiniu-bucket needs --domain (or CDN_HOST) to fetch playlists from.")
+    lister = QiniuProvider(settings)
+    try:
+        sources = discover_qiniu_videos(
+            lister, qiniu_bucket, prefix, serving, expand_options(settings)
+        )
+    finally:
+        lister.close()
+    if not sources:
+        raise InputError(f"no .m3u8 playlists in bucket {qiniu_bucket} under {prefix!r}.")
+    return sources, []
+
+
+@app.command()
+def stats(
+    from_day: Annotated[str, typer.Option("--from", help="First day, YYYY-MM-DD (UTC+8).")],
+    to_day: Annotated[str, typer.Option("--to", help="Last day, included.")],
+    domain: Annotated[str | None, typer.Option(help="CDN domain; CDN_HOST by default.")] = None,
+    granularity: Annotated[str, typer.Option(help="5min, hour or day.")] = "hour",
+    plot: Annotated[
+        Path | None, typer.Option(help="Also draw a PNG chart here (needs the plot extra).")
+    ] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Flux and bandwidth of a CDN domain per interval, as the provider reports them."""
+    from cdn_preheat import report as traffic
+    from cdn_preheat import ui
+
+    first = traffic.parse_day(from_day, "--from")
+    last = traffic.parse_day(to_day, "--to")
+    if plot is not None:
+        traffic.require_matplotlib()
+    settings = _settings()
+    name = _domain(domain, settings)
+    provider = _provider(settings)
+    try:
+        result = traffic.traffic_report(provider, name, first, last, granularity)
+    finally:
+        provider.close()
+    if plot is not None:
+        traffic.plot_traffic(result, plot)
+    if json_out:
+        ui.print_json(traffic.report_dict(result) | {"plot": str(plot) if plot else None})
+        return
+    shown = result.rows[:STATS_TABLE_ROWS]
+    ui.grid(
+        f"{name} on {result.provider}, per {result.granularity} (UTC+8)",
+        ["time", "flux", "bandwidth"],
+        [
+            [
+                f"{row.time.astimezone(traffic.UTC8):%Y-%m-%d %H:%M}",
+                traffic.human(row.flux_bytes, "B"),
+                traffic.human(row.bandwidth_bps, "bit/s"),
+            ]
+            for row in shown
+        ],
+    )
+    if len(result.rows) > len(shown):
+        ui.note(f"showing {len(shown)} of {len(result.rows)} intervals; --json has them all.")
+    peak = result.peak
+    ui.table(
+        "traffic summary",
+        {
+            "intervals": len(result.rows),
+            "total flux": traffic.human(result.total_bytes, "B"),
+            "peak bandwidth": traffic.human(peak.bandwidth_bps if peak else None, "bit/s"),
+            "peak at": f"{peak.time.astimezone(traffic.UTC8):%Y-%m-%d %H:%M}" if peak else None,
+        },
+    )
+    if plot is not None:
+        ui.note(f"chart written to {plot}")
+
+
+STATS_TABLE_ROWS = 400  # a longer table is unreadable; --json and --plot have every row
+
+
+@app.command()
+def logs(
+    domain: Annotated[str | None, typer.Option(help="CDN domain; CDN_HOST by default.")] = None,
+    date: Annotated[
+        str | None, typer.Option(help="Day, YYYY-MM-DD (UTC+8); yesterday by default.")
+    ] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Download links of a CDN domain's access logs for one day."""
+    import datetime as dt
+
+    from cdn_preheat import report as traffic
+    from cdn_preheat import ui
+
+    if date is None:
+        day = dt.datetime.now(traffic.UTC8).date() - dt.timedelta(days=1)
+    else:
+        day = traffic.parse_day(date, "--date")
+    settings = _settings()
+    name = _domain(domain, settings)
+    provider = _provider(settings)
+    try:
+        files = traffic.access_logs(provider, name, day)
+    finally:
+        provider.close()
+    if json_out:
+        ui.print_json(
+            {
+                "domain": name,
+                "date": day.isoformat(),
+                "logs": [
+                    {
+                        "name": f.name,
+                        "start": f.start.isoformat(),
+                        "end": f.end.isoformat(),
+                        "area": f.area,
+                        "size": f.size,
+                        "url": f.url,
+                    }
+                    for f in files
+                ],
+            }
+        )
+        return
+    ui.grid(
+        f"{name} access logs, {day} (UTC+8)",
+        ["start", "end", "area", "size", "name"],
+        [
+            [
+                f"{f.start.astimezone(traffic.UTC8):%H:%M}",
+                f"{f.end.astimezone(traffic.UTC8):%H:%M}",
+                f.area,
+                traffic.human(f.size, "B"),
+                f.name,
+            ]
+            for f in files
+        ],
+    )
+    # Links go to stdout, one a line, so `cdn-preheat logs ... | xargs -n1 curl -O` works.
+    sys.stdout.write("".join(f"{f.url}\n" for f in files))
+    if not files:
+        ui.note(f"no access logs for {name} on {day}.")
+
+
+def _domain(domain: str | None, settings: Settings) -> str:
+    from cdn_preheat.errors import InputError
+
+    name = (domain or settings.cdn_host or "").strip()
+    if not name:
+        raise InputError("give --domain (or set CDN_HOST).")
+    return name
 
 
 # entry point ----------------------------------------------------------------

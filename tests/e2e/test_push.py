@@ -7,7 +7,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from conftest import Cli
+from clirun import Cli
 
 from cdn_preheat.config import SANDBOX_TENCENT_SECRET_KEY
 

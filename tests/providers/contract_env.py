@@ -39,6 +39,10 @@ class ProviderEnv:
     api_faults: bool = True  # the sandbox can fault this provider's API
     can_purge: bool = True
     tasks_finish_on_submit: bool = False  # no PROCESSING: the outcome is known on return
+    # Qiniu has no quota query: its quota is unknown until a prefetch answer reports it,
+    # and quota() answers from that (no API call, so no API fault reaches it).
+    quota_known_before_submit: bool = True
+    quota_calls_api: bool = True
     extra: dict[str, object] = field(default_factory=dict)
 
     def urls(self, count: int, video: str = "demo-1") -> list[str]:

@@ -1,0 +1,294 @@
+"""Prove the edge serves from cache: probe URLs and read the cache verdict.
+
+A prefetch task that says "done" is only the CDN's claim. Each probe is a
+one-byte ``GET`` (``Range: bytes=0-0``) with a player's headers: a HEAD can
+be answered differently from a GET, and a full GET would warm the cache it
+is checking. Probes run concurrently, bounded and paced, optionally once per
+listed edge IP; a failed probe is reported, never raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import httpx
+
+from cdn_preheat.cachestatus import UNKNOWN, CacheStatus, CacheVerdict, parse_cache_status
+from cdn_preheat.edgehttp import (
+    BROWSER_ACCEPT_ENCODING,
+    DEFAULT_PLAYER_USER_AGENT,
+    EdgeAddress,
+    describe_transport_error,
+    edge_client,
+    edge_request,
+    player_headers,
+)
+from cdn_preheat.ledger.base import UrlRecord, UrlState
+from cdn_preheat.throttle import TokenBucket
+
+_SMALL_BODY = 64 * 1024  # an error page or a 1-byte range: cheap to read
+
+
+@dataclass(frozen=True)
+class VerifyTarget:
+    """A URL to probe, with the rendition and video its ratios are grouped by."""
+
+    url: str
+    rendition: str = ""
+    video_id: str = ""
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    vendor: str | None = None  # which cache header to read; None: any known one
+    edge_ips: tuple[EdgeAddress, ...] = ()  # probe each URL on each; empty: DNS
+    user_agent: str = DEFAULT_PLAYER_USER_AGENT
+    referer: str | None = None
+    accept_encoding: str = BROWSER_ACCEPT_ENCODING
+    extra_headers: Mapping[str, str] = field(default_factory=dict)
+    concurrency: int = 16
+    rate: float = 50.0  # probes a second, across all edges
+    timeout: float = 10.0
+    verify_tls: bool = True
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One URL on one edge. ``error`` is set when no HTTP answer came back."""
+
+    url: str
+    edge_ip: str | None
+    status_code: int | None
+    verdict: CacheVerdict
+    error: str | None = None
+    rendition: str = ""
+    video_id: str = ""
+
+    @property
+    def status(self) -> CacheStatus:
+        return self.verdict.status
+
+    @property
+    def header(self) -> str | None:
+        """The header that decided the verdict."""
+        return self.verdict.header
+
+
+@dataclass(frozen=True)
+class HitRatio:
+    hits: int = 0
+    misses: int = 0
+    unknown: int = 0  # answered, but without a readable cache header
+    errors: int = 0  # no answer at all
+
+    @property
+    def total(self) -> int:
+        return self.hits + self.misses + self.unknown + self.errors
+
+    @property
+    def ratio(self) -> float | None:
+        """Hits over every probe; None when nothing was probed."""
+        return self.hits / self.total if self.total else None
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    results: tuple[ProbeResult, ...]
+
+    @property
+    def overall(self) -> HitRatio:
+        return _ratio(self.results)
+
+    def by_rendition(self) -> dict[str, HitRatio]:
+        return _grouped(self.results, lambda r: r.rendition)
+
+    def by_video(self) -> dict[str, HitRatio]:
+        return _grouped(self.results, lambda r: r.video_id)
+
+    def by_edge(self) -> dict[str, HitRatio]:
+        return _grouped(self.results, lambda r: r.edge_ip or "")
+
+
+def _ratio(results: Iterable[ProbeResult]) -> HitRatio:
+    counts = dict.fromkeys(CacheStatus, 0)
+    errors = 0
+    for result in results:
+        if result.error is not None:
+            errors += 1
+        else:
+            counts[result.status] += 1
+    return HitRatio(
+        counts[CacheStatus.HIT], counts[CacheStatus.MISS], counts[CacheStatus.UNKNOWN], errors
+    )
+
+
+def _grouped(
+    results: Sequence[ProbeResult], key: Callable[[ProbeResult], str]
+) -> dict[str, HitRatio]:
+    groups: dict[str, list[ProbeResult]] = defaultdict(list)
+    for result in results:
+        groups[key(result)].append(result)
+    return {name: _ratio(members) for name, members in groups.items()}
+
+
+# -- probing ------------------------------------------------------------------
+
+
+def verify_urls(
+    urls: Sequence[VerifyTarget | str], *, options: VerifyOptions | None = None
+) -> VerifyReport:
+    """Probe every URL (on every listed edge) and report the cache verdicts.
+
+    Runs its own event loop; from async code use :func:`verify_urls_async`.
+    """
+    return asyncio.run(verify_urls_async(urls, options=options))
+
+
+async def verify_urls_async(
+    urls: Sequence[VerifyTarget | str], *, options: VerifyOptions | None = None
+) -> VerifyReport:
+    options = options or VerifyOptions()
+    targets = [VerifyTarget(u) if isinstance(u, str) else u for u in urls]
+    edges: tuple[EdgeAddress | None, ...] = options.edge_ips or (None,)
+    probes = [(target, edge) for target in targets for edge in edges]
+    results: list[ProbeResult | None] = [None] * len(probes)
+    pacer = TokenBucket(options.rate, burst=1)
+    headers = {
+        **player_headers(
+            options.user_agent, options.accept_encoding, options.referer, options.extra_headers
+        ),
+        "Range": "bytes=0-0",
+    }
+    pending = iter(range(len(probes)))
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        for index in pending:  # shared iterator: each probe is taken once
+            await pacer.take()
+            target, edge = probes[index]
+            results[index] = await _probe(client, target, edge, headers, options.vendor)
+
+    workers = max(1, min(options.concurrency, len(probes)))
+    async with edge_client(
+        concurrency=workers, timeout=options.timeout, verify_tls=options.verify_tls
+    ) as client:
+        await asyncio.gather(*(worker(client) for _ in range(workers)))
+    return VerifyReport(tuple(r for r in results if r is not None))
+
+
+async def _probe(
+    client: httpx.AsyncClient,
+    target: VerifyTarget,
+    edge: EdgeAddress | None,
+    headers: Mapping[str, str],
+    vendor: str | None,
+) -> ProbeResult:
+    status_code: int | None = None
+    verdict, error = UNKNOWN, None
+    try:
+        request = edge_request(client, target.url, headers, edge)
+        response = await client.send(request, stream=True)
+        status_code = response.status_code
+        verdict = parse_cache_status(response.headers, vendor)
+        await _drain_if_small(response)
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        error = describe_transport_error(exc)
+    edge_ip = edge.ip if edge else None
+    return ProbeResult(
+        target.url, edge_ip, status_code, verdict, error, target.rendition, target.video_id
+    )
+
+
+async def _drain_if_small(response: httpx.Response) -> None:
+    """Read the one byte so the connection is reused; never a whole file.
+
+    An edge that ignores ``Range`` answers 200 with the full body: that
+    connection is closed unread instead.
+    """
+    length = response.headers.get("Content-Length", "")
+    if response.status_code == 206 or (length.isdigit() and int(length) <= _SMALL_BODY):
+        with contextlib.suppress(httpx.HTTPError):  # the verdict is already in hand
+            async for _ in response.aiter_raw():
+                pass
+    await response.aclose()
+
+
+# -- what to probe, and what to push again ----------------------------------------
+
+_NOT_PUSHED = frozenset({UrlState.SKIPPED, UrlState.INVALID})
+_STARTERS = frozenset({"init", "key"})  # a player needs these before the first segment
+
+
+def rendition_key(url: str) -> str:
+    """The URL's directory: where HLS packagers put one rendition's segments."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rsplit('/', 1)[0]}/"
+
+
+def is_playlist(record: UrlRecord) -> bool:
+    return record.kind in ("playlist", "master") or urlsplit(record.url).path.endswith(".m3u8")
+
+
+def select_sample(
+    records: Sequence[UrlRecord],
+    n: int | None,
+    seed: int | str | None = 0,
+    *,
+    video_id: str = "",
+    head: int = 1,
+    rendition_of: Callable[[str], str] = rendition_key,
+) -> list[VerifyTarget]:
+    """The URLs to probe, in the records' order; ``n=None`` takes all (``--all``).
+
+    Always taken: every playlist, and the start of every rendition (its
+    init segment and keys before its first media file, and the first
+    ``head`` media files): what a viewer requests first. The rest of the
+    ``n`` are drawn at random, the same draw for the same ``seed``.
+    """
+    pushed = [r for r in records if r.state not in _NOT_PUSHED]
+    if n is None:
+        chosen = set(range(len(pushed)))
+    else:
+        chosen = _must_probe(pushed, head, rendition_of)
+        rest = [i for i in range(len(pushed)) if i not in chosen]
+        room = max(0, n - len(chosen))
+        chosen.update(random.Random(seed).sample(rest, min(room, len(rest))))
+    return [
+        VerifyTarget(pushed[i].url, rendition_of(pushed[i].url), video_id) for i in sorted(chosen)
+    ]
+
+
+def _must_probe(
+    records: Sequence[UrlRecord], head: int, rendition_of: Callable[[str], str]
+) -> set[int]:
+    chosen: set[int] = set()
+    media_seen: dict[str, int] = defaultdict(int)
+    for index, record in enumerate(records):
+        if is_playlist(record):
+            chosen.add(index)
+            continue
+        rendition = rendition_of(record.url)
+        if media_seen[rendition] >= head:
+            continue
+        chosen.add(index)
+        if record.kind not in _STARTERS:
+            media_seen[rendition] += 1
+    return chosen
+
+
+def missed_urls(report: VerifyReport) -> list[str]:
+    """URLs an edge answered successfully but not from cache: push them again.
+
+    Errors and unreadable headers are left out (they prove nothing), and so
+    are 4xx/5xx answers: pushing a URL the origin refuses again will not help.
+    """
+    missed: dict[str, None] = {}
+    for result in report.results:
+        if result.status is CacheStatus.MISS and result.status_code in (200, 206):
+            missed.setdefault(result.url)
+    return list(missed)
