@@ -37,9 +37,8 @@ LOCK = ROOT / "requirements.lock"
 DOCKERIGNORE = ROOT / ".dockerignore"
 COMPOSE = ROOT / "compose.yaml"
 PYPROJECT = ROOT / "pyproject.toml"
-# Where variables are documented: the README's configuration table, and the
-# container page until it is merged into the README.
-DOC_FILES = (ROOT / "README.md", ROOT / "docs" / "container.md")
+# Where variables are documented: the README's configuration table.
+DOC_FILES = (ROOT / "README.md",)
 # Read by the container rather than by cdn-preheat's settings.
 CONTAINER_VARIABLES = {"TZ"}
 # What a compose deployment cannot do without.

@@ -80,6 +80,9 @@ def push(
     ] = "10",
     wait: Annotated[bool, typer.Option(help="Follow the CDN's tasks to completion.")] = True,
     wait_timeout: Annotated[float, typer.Option(help="Seconds to follow tasks.")] = 600.0,
+    verify_after: Annotated[
+        bool, typer.Option("--verify", help="Probe a sample at the edge after the tasks finish.")
+    ] = False,
     json_out: JsonOption = False,
 ) -> None:
     """Expand a video, skip what is already preheated, push the rest within quota."""
@@ -121,6 +124,11 @@ def push(
         )  # fmt: skip
         report = _run(ledger, provider, settings, wait=wait, wait_timeout=wait_timeout)
         pipeline.refresh_video_state(ledger, video_id)
+        if verify_after and report.stopped_by is None:
+            from cdn_preheat.verify import options_from_settings, verify_video
+
+            checked = verify_video(ledger, video_id, 20, options_from_settings(settings))
+            queued.hit_ratio = checked.overall.ratio
         _report_push(queued, report, json_out)
         _exit_for(report)
     finally:
@@ -166,6 +174,7 @@ def _video_dict(queued: QueuedVideo) -> dict[str, Any]:
         "skipped": dict(queued.skipped),
         "live": queued.live,
         "error": queued.error,
+        "edge_hit_ratio": queued.hit_ratio,
     }
 
 
@@ -223,6 +232,8 @@ def _report_push(
                 "quota left today": report.quota_left_today,
             }
         )
+    if queued.hit_ratio is not None:
+        rows["edge hit ratio (sample)"] = _percent(queued.hit_ratio)
     ui.table(f"{queued.video_id}{' (dry run: nothing pushed)' if dry_run else ''}", rows)
     if report is not None and report.quota_exhausted and report.pending:
         ui.note("The daily quota is spent; run again after it resets to push the rest.")
@@ -527,6 +538,85 @@ def quota(json_out: JsonOption = False) -> None:
         ui.print_json(data)
     else:
         ui.table(f"{provider.name} quota ({provider.area})", data)
+
+
+@app.command()
+def verify(
+    video_id: Annotated[str, typer.Argument(help="A video in the ledger.")],
+    sample: Annotated[
+        int, typer.Option(help="Probe this many URLs (playlists and rendition starts always).")
+    ] = 50,
+    all_urls: Annotated[bool, typer.Option("--all", help="Probe every pushed URL.")] = False,
+    edge: Annotated[
+        list[str] | None, typer.Option("--edge", help="Edge IP[:port] to pin to; repeatable.")
+    ] = None,
+    vendor: Annotated[
+        str | None, typer.Option(help="Cache header to read: tencent, qiniu, aliyun, ...")
+    ] = None,
+    requeue: Annotated[bool, typer.Option(help="Queue the URLs that missed again.")] = False,
+    seed: Annotated[int, typer.Option(help="Sample seed, for a repeatable sample.")] = 0,
+    json_out: JsonOption = False,
+) -> None:
+    """Ask the edge (GET of one byte) whether the video's files are served from cache."""
+    from cdn_preheat.errors import InputError
+    from cdn_preheat.verify import missed_urls, options_from_settings, verify_video
+
+    settings = _settings()
+    ledger = _ledger(settings)
+    try:
+        if ledger.get_video(video_id) is None:
+            raise InputError(f"no video {video_id!r} in the ledger.")
+        options = options_from_settings(settings, edge_ips=edge or (), vendor=vendor)
+        report = verify_video(ledger, video_id, None if all_urls else sample, options, seed=seed)
+        requeued = 0
+        if requeue:
+            provider = _provider(settings)
+            requeued = ledger.requeue(provider.name, provider.area, missed_urls(report))
+    finally:
+        ledger.close()
+    _report_verify(video_id, report, requeued, json_out)
+
+
+def _percent(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.0%}"
+
+
+def _report_verify(video_id: str, report: Any, requeued: int, json_out: bool) -> None:
+    from cdn_preheat import ui
+
+    def ratio(value: Any) -> dict[str, Any]:
+        return {"hits": value.hits, "misses": value.misses, "unknown": value.unknown,
+                "errors": value.errors, "ratio": value.ratio}  # fmt: skip
+
+    if json_out:
+        ui.print_json(
+            {
+                "video_id": video_id,
+                "overall": ratio(report.overall),
+                "renditions": {k: ratio(v) for k, v in report.by_rendition().items()},
+                "urls": [
+                    {
+                        "url": r.url,
+                        "edge": r.edge_ip,
+                        "status": r.status_code,
+                        "cache": str(r.status),
+                        "error": r.error,
+                    }
+                    for r in report.results
+                ],
+                "requeued": requeued,
+            }
+        )
+        return
+    groups = sorted(report.by_rendition().items())
+    rows = [
+        [name or "-", v.hits, v.misses, v.unknown, v.errors, _percent(v.ratio)]
+        for name, v in [*groups, ("all", report.overall)]
+    ]
+    headers = ["rendition", "hit", "miss", "unknown", "error", "hit ratio"]
+    ui.grid(f"{video_id}: edge cache", headers, rows)
+    if requeued:
+        ui.note(f"{requeued} URLs that missed are queued again; run push or the worker.")
 
 
 @app.command()

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from cdn_preheat.errors import ConfigError
 
 ProviderName = Literal["tencent", "qiniu", "aliyun", "http"]
+OriginSigning = Literal["none", "qiniu-private", "qiniu-timestamp"]
 TencentArea = Literal["mainland", "overseas", "global"]
 
 # Credentials the sandbox accepts when none are configured. They are public on
@@ -63,10 +64,27 @@ class Settings(BaseSettings):
     qiniu_access_key: SecretStr | None = None
     qiniu_secret_key: SecretStr | None = None
     qiniu_endpoint: str | None = None
+    qiniu_rsf_endpoint: str | None = Field(
+        default=None, description="bucket listing (RSF) endpoint override, e.g. the sandbox"
+    )
 
     aliyun_access_key_id: SecretStr | None = None
     aliyun_access_key_secret: SecretStr | None = None
     aliyun_endpoint: str | None = None
+    aliyun_area: Literal["domestic", "overseas"] = "domestic"
+    aliyun_l2_preload: bool = False
+
+    # Edge requests (verify, and the http warm provider). Lists are comma-separated.
+    cdn_preheat_edge_ips: str | None = Field(
+        default=None, description="edge addresses to pin requests to, e.g. 1.2.3.4,5.6.7.8:8080"
+    )
+    cdn_preheat_user_agent: str | None = None
+    cdn_preheat_referer: str | None = None
+    cdn_preheat_warm_encodings: str | None = Field(
+        default=None, description="Accept-Encoding variants to warm, e.g. gzip,identity"
+    )
+    cdn_preheat_warm_bandwidth: float | None = Field(default=None, gt=0, description="bytes/s")
+    cdn_preheat_warm_concurrency: int = Field(default=8, ge=1, le=256)
 
     # Store.
     cdn_preheat_store: Literal["auto", "sqlite", "mongodb"] = "auto"
@@ -77,6 +95,10 @@ class Settings(BaseSettings):
     cdn_preheat_fetch_concurrency: int = Field(default=16, ge=1, le=256)
     cdn_preheat_fetch_timeout: float = Field(default=15.0, gt=0)
     cdn_preheat_max_playlist_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # Private origins: playlists are fetched with signed URLs; pushed URLs stay unsigned.
+    cdn_preheat_origin_signing: OriginSigning = "none"
+    cdn_preheat_origin_anti_leech_key: SecretStr | None = None
+    cdn_preheat_origin_sign_expires: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
 
     # Scheduling.
     cdn_preheat_max_age: dt.timedelta = dt.timedelta(days=3)
@@ -87,7 +109,7 @@ class Settings(BaseSettings):
     cdn_preheat_max_attempts: int = Field(default=3, ge=1)
     cdn_preheat_quota_utc_offset_hours: int | None = Field(default=None, ge=-12, le=14)
 
-    @field_validator("tencent_endpoint", "qiniu_endpoint", "aliyun_endpoint")
+    @field_validator("tencent_endpoint", "qiniu_endpoint", "qiniu_rsf_endpoint", "aliyun_endpoint")
     @classmethod
     def _endpoint_has_scheme(cls, value: str | None) -> str | None:
         if value is None or value == "":

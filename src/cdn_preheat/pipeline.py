@@ -96,6 +96,7 @@ class QueuedVideo:
     live: bool = False
     already_preheated: bool = False
     error: str | None = None
+    hit_ratio: float | None = None  # from a verification after pushing
 
 
 @dataclass

@@ -15,6 +15,7 @@ import random
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
@@ -27,10 +28,14 @@ from cdn_preheat.edgehttp import (
     describe_transport_error,
     edge_client,
     edge_request,
+    parse_edge_addresses,
     player_headers,
 )
-from cdn_preheat.ledger.base import UrlRecord, UrlState
+from cdn_preheat.ledger.base import Ledger, UrlRecord, UrlState
 from cdn_preheat.throttle import TokenBucket
+
+if TYPE_CHECKING:
+    from cdn_preheat.config import Settings
 
 _SMALL_BODY = 64 * 1024  # an error page or a 1-byte range: cheap to read
 
@@ -292,3 +297,35 @@ def missed_urls(report: VerifyReport) -> list[str]:
         if result.status is CacheStatus.MISS and result.status_code in (200, 206):
             missed.setdefault(result.url)
     return list(missed)
+
+
+# -- a video from the ledger --------------------------------------------------
+
+# Which cache header each provider's edges send.
+PROVIDER_VENDORS: dict[str, str | None] = {
+    "tencent": "tencent",
+    "qiniu": "qiniu",
+    "aliyun": "aliyun",
+    "http": None,  # whatever CDN sits in front: read any known header
+}
+
+
+def options_from_settings(
+    settings: Settings, *, edge_ips: Sequence[str] = (), vendor: str | None = None
+) -> VerifyOptions:
+    """Verification options from the settings; explicit edges override the configured ones."""
+    return VerifyOptions(
+        vendor=vendor or PROVIDER_VENDORS.get(settings.cdn_provider),
+        edge_ips=parse_edge_addresses(list(edge_ips) or settings.cdn_preheat_edge_ips),
+        user_agent=settings.cdn_preheat_user_agent or DEFAULT_PLAYER_USER_AGENT,
+        referer=settings.cdn_preheat_referer,
+        timeout=settings.cdn_preheat_fetch_timeout,
+    )
+
+
+def verify_video(
+    ledger: Ledger, video_id: str, sample: int | None, options: VerifyOptions, *, seed: int = 0
+) -> VerifyReport:
+    """Probe a sample (``None``: all) of the video's pushed URLs at the edge."""
+    targets = select_sample(ledger.url_records(video_id), sample, seed, video_id=video_id)
+    return verify_urls(targets, options=options)

@@ -26,7 +26,9 @@ def make_provider(settings: Settings) -> Provider:
     if name == "aliyun":
         from cdn_preheat.providers.aliyun import AliyunProvider
 
-        return AliyunProvider(settings)
+        return AliyunProvider(
+            settings, area=settings.aliyun_area, l2_preload=settings.aliyun_l2_preload
+        )
     if name == "http":
         from cdn_preheat.providers.http import HttpProvider
 

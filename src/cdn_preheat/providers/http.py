@@ -67,18 +67,15 @@ class WarmOptions:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WarmOptions:
-        # getattr: these settings are not all in Settings yet.
-        bandwidth = getattr(settings, "cdn_preheat_warm_bandwidth", None)
-        user_agent = getattr(settings, "cdn_preheat_user_agent", None)
         return cls(
-            edge_ips=parse_edge_addresses(getattr(settings, "cdn_preheat_edge_ips", None)),
+            edge_ips=parse_edge_addresses(settings.cdn_preheat_edge_ips),
             cdn_host=settings.cdn_host,
-            encodings=_csv(getattr(settings, "cdn_preheat_warm_encodings", None)) or ("gzip",),
-            bandwidth=float(bandwidth) if bandwidth else None,
-            concurrency=int(getattr(settings, "cdn_preheat_warm_concurrency", 8)),
-            timeout=float(getattr(settings, "cdn_preheat_fetch_timeout", 30.0)),
-            user_agent=user_agent or DEFAULT_PLAYER_USER_AGENT,
-            referer=getattr(settings, "cdn_preheat_referer", None),
+            encodings=_csv(settings.cdn_preheat_warm_encodings) or ("gzip",),
+            bandwidth=settings.cdn_preheat_warm_bandwidth,
+            concurrency=settings.cdn_preheat_warm_concurrency,
+            timeout=settings.cdn_preheat_fetch_timeout,
+            user_agent=settings.cdn_preheat_user_agent or DEFAULT_PLAYER_USER_AGENT,
+            referer=settings.cdn_preheat_referer,
         )
 
 
