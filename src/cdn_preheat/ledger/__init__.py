@@ -25,4 +25,4 @@ def open_ledger(settings: Settings) -> Ledger:
         return MongoLedger.from_uri(require_secret(settings.mongodb_uri, "MONGODB_URI"))
     from cdn_preheat.ledger.sqlite import SqliteLedger
 
-    return SqliteLedger(settings.cdn_preheat_db)
+    return SqliteLedger(settings.cdn_preheat_db, busy_timeout=settings.cdn_preheat_lock_timeout)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -230,6 +230,13 @@ class Ledger(ABC):
         """Apply task results; FAILED goes back to pending while attempts remain."""
 
     @abstractmethod
+    def requeue(self, provider: str, area: str, urls: Sequence[str]) -> int:
+        """Send done, failed or invalid URLs back to the end of the queue; how many moved.
+
+        Used when the edge still misses URLs whose tasks said done.
+        """
+
+    @abstractmethod
     def expired_claims(self, provider: str, area: str, now: dt.datetime) -> list[Claim]:
         """Claims whose lease ran out without being submitted or released."""
 
@@ -238,6 +245,16 @@ class Ledger(ABC):
         self, task_id: str, provider: str, area: str, kind: str, url_count: int, now: dt.datetime
     ) -> None:
         """Remember a task (``mark_submitted`` does this for push tasks)."""
+
+    def known_tasks(self, provider: str, task_ids: Iterable[str]) -> set[str]:
+        """Which of these task ids the ledger has recorded (for any kind).
+
+        Reconciliation uses it: a task already recorded is an earlier push of a
+        URL (a failed attempt, an expired preheat), never the lost answer of the
+        batch being reconciled. Backends should override this default, which
+        knows no task and so cannot tell the two apart.
+        """
+        return set()
 
     @abstractmethod
     def close_task(self, task_id: str, provider: str) -> None:

@@ -1,0 +1,946 @@
+"""The shared ledger: MongoDB, for workers on several machines.
+
+Every change workers race on is one conditional write that a MongoDB server
+applies atomically per document:
+
+* a claim stamps candidate URLs with ``update_many({_id in ids, state:
+  pending})`` and reads back what carries its own claim id, so a URL another
+  worker took in between is simply not in the claim;
+* a quota reservation is an ``$inc`` whose filter (``$expr``) says the
+  reservation still fits; when it does not, it retries with what is left.
+
+Enqueueing is one ``find`` to classify, then one ``bulk_write`` each for URLs
+and links, whatever the size of the video.
+
+The old script's ``preheated_videos`` documents (``{video_id, m3u8_url,
+ts_count, pushed_at}``) stay readable (state LEGACY) and are written again for
+finished videos, so a deployment can switch back to the old script.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from functools import wraps
+from itertools import groupby, islice
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import pymongo
+from pymongo import ASCENDING, ReturnDocument, UpdateOne
+from pymongo.collection import Collection
+from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, PyMongoError
+
+from cdn_preheat.errors import LedgerError
+from cdn_preheat.ledger.base import (
+    Claim,
+    EnqueueResult,
+    Ledger,
+    Outcome,
+    QueuedUrl,
+    QuotaDay,
+    TaskRecord,
+    UrlRecord,
+    UrlState,
+    VideoRecord,
+    VideoState,
+)
+
+Doc = dict[str, Any]
+
+# ``exhaust_quota`` with an unknown limit: a figure no real quota reaches.
+EXHAUSTED = 10**15
+
+# Keeps each ``$in`` list well under the 16 MB document limit.
+CHUNK = 10_000
+
+CLOSED_TASK_TTL = dt.timedelta(days=30)
+
+_ACTIVE = [UrlState.PENDING, UrlState.RESERVED, UrlState.SUBMITTED]
+_CLAIM_FIELDS = {"claim_id": "", "worker": "", "claimed_at": "", "lease_until": ""}
+_DUPLICATE_KEY = 11000
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def redact_uri(uri: str) -> str:
+    """The URI's scheme and hosts only: no user, password, database or options."""
+    match = re.match(r"^(?P<scheme>[a-z+]+://)?(?:[^@/]*@)?(?P<hosts>[^/?]*)", uri)
+    if match is None:  # pragma: no cover - the pattern matches any string
+        return "MongoDB"
+    return f"{match['scheme'] or ''}{match['hosts']}"
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    """BSON dates come back naive (UTC) unless the client is tz_aware."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+def _moment(value: dt.datetime) -> dt.datetime:
+    moment = _aware(value)
+    assert moment is not None
+    return moment
+
+
+def _chunks(items: Iterable[str], size: int = CHUNK) -> Iterator[list[str]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _reconnecting(
+    *, retry: bool = True
+) -> Callable[[Callable[Concatenate[MongoLedger, P], R]], Callable[Concatenate[MongoLedger, P], R]]:
+    """Retry dropped connections with backoff; every failure leaves as LedgerError.
+
+    ``retry=False`` is for writes that are not idempotent: after a dropped
+    connection we cannot know whether they were applied (pymongo's own
+    retryable writes already cover the common case).
+    """
+
+    def decorate(
+        method: Callable[Concatenate[MongoLedger, P], R],
+    ) -> Callable[Concatenate[MongoLedger, P], R]:
+        @wraps(method)
+        def wrapper(self: MongoLedger, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            attempts = self.retries + 1 if retry else 1
+            for attempt in range(attempts):
+                try:
+                    self._ensure_indexes()
+                    return method(self, *args, **kwargs)
+                except ConnectionFailure as exc:
+                    if attempt + 1 == attempts:
+                        raise self._unreachable(exc, attempts) from None
+                    time.sleep(self.backoff * 2**attempt)
+                except PyMongoError as exc:
+                    raise self._failed(exc) from None
+            raise AssertionError("unreachable")  # pragma: no cover
+
+        return wrapper
+
+    return decorate
+
+
+class MongoLedger(Ledger):
+    """The ledger in MongoDB (database ``cdn_preheat`` unless told otherwise)."""
+
+    def __init__(
+        self,
+        client: pymongo.MongoClient[Doc],
+        db_name: str = "cdn_preheat",
+        *,
+        where: str = "MongoDB",
+        secrets: Sequence[str] = (),
+        retries: int = 3,
+        backoff: float = 0.5,
+    ) -> None:
+        self.client = client
+        self.db = client[db_name]
+        self.where = where
+        self.retries = retries
+        self.backoff = backoff
+        self._secrets = [secret for secret in secrets if secret]
+        self._indexed = False
+        self.videos: Collection[Doc] = self.db["videos"]
+        self.urls: Collection[Doc] = self.db["urls"]
+        self.links: Collection[Doc] = self.db["video_urls"]
+        self.skipped: Collection[Doc] = self.db["skipped_urls"]
+        self.tasks: Collection[Doc] = self.db["tasks"]
+        self.quota: Collection[Doc] = self.db["quota_days"]
+        self.counters: Collection[Doc] = self.db["counters"]
+        self.legacy: Collection[Doc] = self.db["preheated_videos"]
+
+    @classmethod
+    def from_uri(
+        cls,
+        uri: str,
+        db_name: str = "cdn_preheat",
+        *,
+        timeout: float = 10.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+    ) -> MongoLedger:
+        """Connect lazily to ``uri``; errors never repeat its password."""
+        where = f"MongoDB at {redact_uri(uri)}"
+        password = re.match(r"^[a-z+]+://[^:/@]*:([^@/]*)@", uri)
+        secrets = [uri] + ([password[1]] if password else [])
+        try:
+            client: pymongo.MongoClient[Doc] = pymongo.MongoClient(
+                uri, serverSelectionTimeoutMS=int(timeout * 1000), tz_aware=True
+            )
+        except PyMongoError as exc:
+            message = _redacted(str(exc), secrets)
+            raise LedgerError(f"{where} cannot be used: {message}") from None
+        return cls(client, db_name, where=where, secrets=secrets, retries=retries, backoff=backoff)
+
+    def close(self) -> None:
+        self.client.close()
+
+    # Plumbing -------------------------------------------------------------
+    def _unreachable(self, exc: ConnectionFailure, attempts: int) -> LedgerError:
+        detail = _redacted(str(exc).split(",")[0], self._secrets)
+        return LedgerError(
+            f"{self.where} is unreachable after {attempts} attempts ({type(exc).__name__}: "
+            f"{detail}); check MONGODB_URI and that the server is running."
+        )
+
+    def _failed(self, exc: PyMongoError) -> LedgerError:
+        detail = _redacted(str(exc), self._secrets)
+        return LedgerError(f"{self.where} refused the operation: {detail}")
+
+    def _ensure_indexes(self) -> None:
+        """Create the indexes once per process; creating an existing one is a no-op."""
+        if self._indexed:
+            return
+        pending = {"state": UrlState.PENDING.value}
+        reserved = {"state": UrlState.RESERVED.value}
+        submitted = {"state": UrlState.SUBMITTED.value}
+        key = [("provider", ASCENDING), ("area", ASCENDING), ("url", ASCENDING)]
+        self.urls.create_index(key, unique=True, name="url")
+        # Partial indexes hold only the rows the query looks for, so the mass
+        # of done URLs does not slow enqueueing.
+        self.urls.create_index(
+            [("provider", 1), ("area", 1), ("priority", 1), ("seq", 1)],
+            partialFilterExpression=pending,
+            name="claim",
+        )
+        self.urls.create_index(
+            [("provider", 1), ("area", 1), ("lease_until", 1)],
+            partialFilterExpression=reserved,
+            name="lease",
+        )
+        self.urls.create_index(
+            [("claim_id", 1)], partialFilterExpression={"claim_id": {"$exists": True}}, name="cid"
+        )
+        self.urls.create_index(
+            [("provider", 1), ("task_id", 1)], partialFilterExpression=submitted, name="task"
+        )
+        self.urls.create_index([("state", 1), ("seq", 1)], name="state")
+        self.links.create_index([("video_id", 1), *key], unique=True, name="link")
+        self.links.create_index(key, name="url")
+        self.skipped.create_index([("video_id", 1), *key], unique=True, name="link")
+        self.tasks.create_index([("provider", 1), ("task_id", 1)], unique=True, name="task")
+        self.tasks.create_index(
+            [("provider", 1), ("area", 1), ("kind", 1), ("open", 1), ("created_at", 1)],
+            name="open",
+        )
+        # Closed tasks are only history; MongoDB drops them after a while.
+        self.tasks.create_index(
+            [("closed_at", 1)],
+            expireAfterSeconds=int(CLOSED_TASK_TTL.total_seconds()),
+            name="closed_ttl",
+        )
+        self.quota.create_index([("provider", 1), ("area", 1), ("day", 1)], unique=True, name="day")
+        self.legacy.create_index([("video_id", 1)], name="video_id")
+        self._indexed = True
+
+    # Videos ---------------------------------------------------------------
+    @_reconnecting()
+    def get_video(self, video_id: str) -> VideoRecord | None:
+        doc = self.videos.find_one({"_id": video_id})
+        if doc is not None:
+            return _video(doc)
+        old = self.legacy.find_one({"video_id": video_id}, sort=[("pushed_at", -1)])
+        return None if old is None else _legacy_video(old)
+
+    @_reconnecting()
+    def put_video(self, video_id: str, m3u8_url: str, url_count: int, now: dt.datetime) -> None:
+        self.videos.update_one(
+            {"_id": video_id},
+            {
+                "$set": {
+                    "m3u8_url": m3u8_url,
+                    "url_count": url_count,
+                    "state": VideoState.QUEUED.value,
+                    "updated_at": now,
+                },
+                "$setOnInsert": {"created_at": now},
+            },
+            upsert=True,
+        )
+
+    @_reconnecting()
+    def set_video_state(self, video_id: str, state: VideoState, now: dt.datetime) -> None:
+        doc = self.videos.find_one_and_update(
+            {"_id": video_id},
+            {"$set": {"state": state.value, "updated_at": now}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is not None and state in (VideoState.SUBMITTED, VideoState.DONE):
+            # Exactly the old script's shape, so it would skip this video too.
+            self.legacy.update_one(
+                {"video_id": video_id},
+                {
+                    "$set": {
+                        "m3u8_url": doc["m3u8_url"],
+                        "ts_count": doc["url_count"],
+                        "pushed_at": now,
+                    }
+                },
+                upsert=True,
+            )
+
+    @_reconnecting()
+    def reset_video(self, video_id: str) -> int:
+        """Forget the video, its URLs and the old script's records of it.
+
+        A URL shared with another video is forgotten for both (it is the same
+        push), as on SQLite.
+        """
+        by_target: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for link in self.links.find({"video_id": video_id}, {"provider": 1, "area": 1, "url": 1}):
+            by_target[link["provider"], link["area"]].append(link["url"])
+        for (provider, area), urls in by_target.items():
+            for chunk in _chunks(urls):
+                where = {"provider": provider, "area": area, "url": {"$in": chunk}}
+                self.urls.delete_many(where)
+                self.links.delete_many(where)
+        skipped = self.skipped.delete_many({"video_id": video_id}).deleted_count
+        self.videos.delete_one({"_id": video_id})
+        self.legacy.delete_many({"video_id": video_id})
+        return sum(len(urls) for urls in by_target.values()) + skipped
+
+    @_reconnecting()
+    def list_videos(self) -> list[VideoRecord]:
+        videos = [_video(doc) for doc in self.videos.find()]
+        known = {video.video_id for video in videos}
+        for old in self.legacy.find({"video_id": {"$nin": list(known)}}):
+            if old["video_id"] not in known:
+                known.add(old["video_id"])
+                videos.append(_legacy_video(old))
+        return sorted(videos, key=lambda video: (video.created_at, video.video_id))
+
+    # URLs -----------------------------------------------------------------
+    @_reconnecting()
+    def enqueue(
+        self,
+        video_id: str,
+        provider: str,
+        area: str,
+        urls: Sequence[QueuedUrl],
+        now: dt.datetime,
+        max_age: dt.timedelta,
+    ) -> EnqueueResult:
+        """Link the URLs to the video; queue those never pushed, expired or failed.
+
+        Same rules as SQLite: a done URL has expired when ``expires_at`` passed
+        or it was pushed more than ``max_age`` ago; failed and invalid URLs
+        are queued again with their attempts reset.
+        """
+        unique = {item.url: item for item in urls}
+        target = {"provider": provider, "area": area}
+        known: dict[str, Doc] = {}
+        for chunk in _chunks(unique):
+            fields = {"url": 1, "state": 1, "expires_at": 1, "pushed_at": 1}
+            for row in self.urls.find({**target, "url": {"$in": chunk}}, fields):
+                known[row["url"]] = row
+        first_seq = self._take_seq(len(unique))
+        ops: list[UpdateOne] = []
+        queued = done = in_queue = 0
+        for seq, item in enumerate(unique.values(), start=first_seq):
+            doc = known.get(item.url)
+            if doc is not None and doc["state"] in _ACTIVE:
+                in_queue += 1
+            elif (
+                doc is not None
+                and doc["state"] == UrlState.DONE
+                and not _expired(doc, now, max_age)
+            ):
+                done += 1
+            else:
+                ops.append(_queue_update(target, item, seq, doc))
+                queued += 1
+        _bulk(self.urls, ops)
+        _bulk(self.links, [_link(video_id, provider, area, url) for url in unique])
+        if self.skipped.find_one({"video_id": video_id, **target}, {"_id": 1}) is not None:
+            for chunk in _chunks(unique):
+                self.skipped.delete_many({"video_id": video_id, **target, "url": {"$in": chunk}})
+        return EnqueueResult(queued=queued, already_done=done, already_queued=in_queue, skipped=0)
+
+    def _take_seq(self, count: int) -> int:
+        """Reserve ``count`` queue positions; the first one."""
+        doc = self.counters.find_one_and_update(
+            {"_id": "seq"},
+            {"$inc": {"value": count}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        assert doc is not None  # an upsert returning the document after it
+        return int(doc["value"]) - count
+
+    @_reconnecting()
+    def mark_skipped(
+        self, video_id: str, provider: str, area: str, reasons: Mapping[str, str]
+    ) -> None:
+        _bulk(
+            self.skipped,
+            [
+                UpdateOne(
+                    {"video_id": video_id, "provider": provider, "area": area, "url": url},
+                    {"$set": {"reason": reason}},
+                    upsert=True,
+                )
+                for url, reason in reasons.items()
+            ],
+        )
+
+    @_reconnecting()
+    def claim(
+        self,
+        provider: str,
+        area: str,
+        limit: int,
+        worker: str,
+        now: dt.datetime,
+        lease: dt.timedelta,
+    ) -> Claim | None:
+        claim_id = uuid.uuid4().hex
+        lease_until = now + lease
+        stamp = {
+            "state": UrlState.RESERVED.value,
+            "claim_id": claim_id,
+            "worker": worker,
+            "claimed_at": now,
+            "lease_until": lease_until,
+        }
+        where = {"provider": provider, "area": area, "state": UrlState.PENDING.value}
+        order = [("priority", ASCENDING), ("seq", ASCENDING)]
+        taken = 0
+        # Another worker may stamp some candidates first; look again a few times.
+        for _ in range(5):
+            ids = [
+                doc["_id"]
+                for doc in self.urls.find(where, {"_id": 1}).sort(order).limit(limit - taken)
+            ]
+            if not ids:
+                break
+            taken += self.urls.update_many(
+                {**where, "_id": {"$in": ids}}, {"$set": stamp}
+            ).modified_count
+            if taken >= limit:
+                break
+        urls = tuple(
+            doc["url"] for doc in self.urls.find({"claim_id": claim_id}, {"url": 1}).sort(order)
+        )
+        if not urls:
+            return None
+        return Claim(claim_id, provider, area, urls, worker, now, lease_until)
+
+    @_reconnecting()
+    def mark_submitted(
+        self, claim: Claim, task_id: str, urls: Sequence[str], now: dt.datetime
+    ) -> None:
+        for chunk in _chunks(urls):
+            self.urls.update_many(
+                _claimed(claim, chunk),
+                {
+                    "$set": {
+                        "state": UrlState.SUBMITTED.value,
+                        "task_id": task_id,
+                        "pushed_at": now,
+                    },
+                    "$unset": _CLAIM_FIELDS,
+                },
+            )
+        self._insert_task(task_id, claim.provider, claim.area, "push", len(urls), now)
+
+    @_reconnecting()
+    def release(
+        self, claim: Claim, urls: Sequence[str], error: str | None, *, count_attempt: bool
+    ) -> None:
+        update: Doc = {
+            "$set": {"state": UrlState.PENDING.value},
+            "$unset": _CLAIM_FIELDS,
+            "$inc": {"attempts": int(count_attempt)},
+        }
+        if error is not None:
+            update["$set"]["last_error"] = error
+        for chunk in _chunks(urls):
+            self.urls.update_many(_claimed(claim, chunk), update)
+
+    @_reconnecting()
+    def mark_invalid(
+        self, provider: str, area: str, reasons: Mapping[str, str], now: dt.datetime
+    ) -> None:
+        target = {"provider": provider, "area": area, "state": {"$in": _ACTIVE}}
+        tasks = set()
+        for chunk in _chunks(reasons):
+            for doc in self.urls.find({**target, "url": {"$in": chunk}}, {"task_id": 1}):
+                if doc.get("task_id"):
+                    tasks.add(doc["task_id"])
+        _bulk(
+            self.urls,
+            [
+                UpdateOne(
+                    {**target, "url": url},
+                    {
+                        "$set": {"state": UrlState.INVALID.value, "last_error": reason},
+                        "$unset": _CLAIM_FIELDS,
+                    },
+                )
+                for url, reason in reasons.items()
+            ],
+        )
+        self._close_finished_tasks(provider, tasks, now)
+
+    @_reconnecting()
+    def requeue(self, provider: str, area: str, urls: Sequence[str]) -> int:
+        unique = list(dict.fromkeys(urls))
+        if not unique:
+            return 0
+        first_seq = self._take_seq(len(unique))
+        moved = 0
+        finished = [UrlState.DONE.value, UrlState.FAILED.value, UrlState.INVALID.value]
+        for seq, url in enumerate(unique, start=first_seq):
+            result = self.urls.update_one(
+                {"provider": provider, "area": area, "url": url, "state": {"$in": finished}},
+                {
+                    "$set": {"state": UrlState.PENDING.value, "seq": seq, "attempts": 0},
+                    "$unset": {"last_error": "", "task_id": "", "expires_at": ""},
+                },
+            )
+            moved += result.modified_count
+        return moved
+
+    @_reconnecting()
+    def record_outcomes(
+        self,
+        provider: str,
+        area: str,
+        outcomes: Sequence[Outcome],
+        now: dt.datetime,
+        max_age: dt.timedelta,
+        max_attempts: int,
+    ) -> None:
+        """Apply task results to URLs still submitted under that task (see SQLite)."""
+        ops: list[UpdateOne] = []
+        for outcome in outcomes:
+            where = {
+                "provider": provider,
+                "area": area,
+                "url": outcome.url,
+                "task_id": outcome.task_id,
+                "state": UrlState.SUBMITTED.value,
+            }
+            ops.extend(_outcome_updates(outcome, where, now + max_age, max_attempts))
+        # Ordered: of the two conditional FAILED updates at most one matches.
+        _bulk(self.urls, ops, ordered=True)
+        self._close_finished_tasks(provider, {outcome.task_id for outcome in outcomes}, now)
+
+    @_reconnecting()
+    def expired_claims(self, provider: str, area: str, now: dt.datetime) -> list[Claim]:
+        docs = self.urls.find(
+            {
+                "provider": provider,
+                "area": area,
+                "state": UrlState.RESERVED.value,
+                "lease_until": {"$lte": now},
+            },
+            {"url": 1, "claim_id": 1, "worker": 1, "claimed_at": 1, "lease_until": 1},
+        ).sort([("claimed_at", 1), ("claim_id", 1), ("priority", 1), ("seq", 1)])
+        claims = []
+        for claim_id, group in groupby(docs, key=lambda doc: doc["claim_id"]):
+            rows = list(group)
+            first = rows[0]
+            claims.append(
+                Claim(
+                    claim_id,
+                    provider,
+                    area,
+                    tuple(row["url"] for row in rows),
+                    first["worker"],
+                    _moment(first["claimed_at"]),
+                    _moment(first["lease_until"]),
+                )
+            )
+        return claims
+
+    @_reconnecting()
+    def record_task(
+        self, task_id: str, provider: str, area: str, kind: str, url_count: int, now: dt.datetime
+    ) -> None:
+        self._insert_task(task_id, provider, area, kind, url_count, now)
+
+    def _insert_task(
+        self, task_id: str, provider: str, area: str, kind: str, url_count: int, now: dt.datetime
+    ) -> None:
+        # Recorded once: a repeated call (a retried reconciliation) changes nothing.
+        self.tasks.update_one(
+            {"provider": provider, "task_id": task_id},
+            {
+                "$setOnInsert": {
+                    "area": area,
+                    "kind": kind,
+                    "url_count": url_count,
+                    "created_at": now,
+                    "open": True,
+                }
+            },
+            upsert=True,
+        )
+
+    @_reconnecting()
+    def known_tasks(self, provider: str, task_ids: Iterable[str]) -> set[str]:
+        wanted = list(task_ids)
+        return {
+            str(task_id)
+            for chunk in _chunks(wanted)
+            for task_id in self.tasks.distinct(
+                "task_id", {"provider": provider, "task_id": {"$in": chunk}}
+            )
+        }
+
+    @_reconnecting()
+    def close_task(self, task_id: str, provider: str) -> None:
+        self.tasks.update_one(
+            {"provider": provider, "task_id": task_id, "open": True},
+            {"$set": {"open": False, "closed_at": dt.datetime.now(dt.UTC)}},
+        )
+
+    def _close_finished_tasks(self, provider: str, task_ids: set[str], now: dt.datetime) -> None:
+        if not task_ids:
+            return
+        busy = set(
+            self.urls.distinct(
+                "task_id",
+                {
+                    "provider": provider,
+                    "task_id": {"$in": list(task_ids)},
+                    "state": UrlState.SUBMITTED.value,
+                },
+            )
+        )
+        if finished := task_ids - busy:
+            self.tasks.update_many(
+                {"provider": provider, "task_id": {"$in": list(finished)}, "open": True},
+                {"$set": {"open": False, "closed_at": now}},
+            )
+
+    @_reconnecting()
+    def open_tasks(self, provider: str, area: str, kind: str = "push") -> list[TaskRecord]:
+        docs = self.tasks.find(
+            {"provider": provider, "area": area, "kind": kind, "open": True}
+        ).sort([("created_at", 1), ("_id", 1)])
+        return [
+            TaskRecord(
+                doc["task_id"],
+                doc["provider"],
+                doc["area"],
+                doc["kind"],
+                doc["url_count"],
+                _moment(doc["created_at"]),
+                True,
+            )
+            for doc in docs
+        ]
+
+    @_reconnecting()
+    def url_records(self, video_id: str) -> list[UrlRecord]:
+        """The video's URLs in queue order, then its skipped URLs."""
+        docs = sorted(self._video_url_docs(video_id), key=lambda doc: doc["seq"])
+        skipped = self.skipped.find({"video_id": video_id}).sort("_id", 1)
+        return [_url_record(doc) for doc in docs] + [
+            UrlRecord(
+                doc["url"],
+                doc["provider"],
+                doc["area"],
+                "",
+                UrlState.SKIPPED,
+                None,
+                0,
+                doc["reason"],
+                None,
+                None,
+            )
+            for doc in skipped
+        ]
+
+    def _video_url_docs(self, video_id: str, state: Doc | None = None) -> Iterator[Doc]:
+        by_target: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for link in self.links.find({"video_id": video_id}, {"provider": 1, "area": 1, "url": 1}):
+            by_target[link["provider"], link["area"]].append(link["url"])
+        for (provider, area), urls in by_target.items():
+            for chunk in _chunks(urls):
+                where: Doc = {"provider": provider, "area": area, "url": {"$in": chunk}}
+                if state is not None:
+                    where["state"] = state
+                yield from self.urls.find(where)
+
+    @_reconnecting()
+    def counts(self, video_id: str | None = None) -> dict[UrlState, int]:
+        result: dict[UrlState, int] = defaultdict(int)
+        if video_id is None:
+            for row in self.urls.aggregate([{"$group": {"_id": "$state", "n": {"$sum": 1}}}]):
+                result[UrlState(row["_id"])] = row["n"]
+            skipped = self.skipped.count_documents({})
+        else:
+            for doc in self._video_url_docs(video_id):
+                result[UrlState(doc["state"])] += 1
+            skipped = self.skipped.count_documents({"video_id": video_id})
+        if skipped:
+            result[UrlState.SKIPPED] = skipped
+        return dict(result)
+
+    @_reconnecting()
+    def failures(self, video_id: str | None = None, limit: int = 20) -> list[UrlRecord]:
+        """Failed and invalid URLs, in queue order."""
+        failed = {"$in": [UrlState.FAILED.value, UrlState.INVALID.value]}
+        if video_id is None:
+            docs = list(self.urls.find({"state": failed}).sort("seq", 1).limit(limit))
+        else:
+            docs = sorted(self._video_url_docs(video_id, failed), key=lambda doc: doc["seq"])[
+                :limit
+            ]
+        return [_url_record(doc) for doc in docs]
+
+    # Quota ----------------------------------------------------------------
+    @_reconnecting()
+    def sync_quota(
+        self, provider: str, area: str, day: str, limit: int | None, used: int
+    ) -> QuotaDay:
+        doc = self.quota.find_one_and_update(
+            {"provider": provider, "area": area, "day": day},
+            {"$set": {"limit": limit, "used": used}, "$setOnInsert": {"inflight": 0}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        assert doc is not None  # an upsert returning the document after it
+        return _quota_day(doc)
+
+    @_reconnecting()
+    def reserve_quota(self, provider: str, area: str, day: str, n: int) -> int:
+        key = {"provider": provider, "area": area, "day": day}
+        want = n
+        # Each round either grants, or learns what is left after other workers'
+        # reservations; the bound only guards against endless contention.
+        for _ in range(50):
+            if want <= 0:
+                return 0
+            if self._reserve_exactly(key, want):
+                return want
+            doc = self.quota.find_one(key)
+            if doc is None:
+                try:
+                    self.quota.insert_one({**key, "limit": None, "used": 0, "inflight": want})
+                except DuplicateKeyError:
+                    continue  # another worker created the day first
+                return want
+            remaining = _quota_day(doc).remaining
+            want = n if remaining is None else min(n, remaining)
+        return 0
+
+    def _reserve_exactly(self, key: Doc, want: int) -> bool:
+        """One atomic conditional ``$inc``: all of ``want`` or nothing."""
+        fits = {"$expr": {"$lte": [{"$add": ["$used", "$inflight", want]}, "$limit"]}}
+        result = self.quota.update_one(
+            {**key, "$or": [{"limit": None}, fits]}, {"$inc": {"inflight": want}}
+        )
+        return result.modified_count == 1
+
+    @_reconnecting(retry=False)
+    def settle_quota(self, provider: str, area: str, day: str, reserved: int, used: int) -> None:
+        self.quota.update_one(
+            {"provider": provider, "area": area, "day": day},
+            [
+                {
+                    "$set": {
+                        "used": {"$add": [{"$ifNull": ["$used", 0]}, used]},
+                        "inflight": {
+                            "$max": [0, {"$subtract": [{"$ifNull": ["$inflight", 0]}, reserved]}]
+                        },
+                    }
+                }
+            ],
+            upsert=True,
+        )
+
+    @_reconnecting()
+    def exhaust_quota(self, provider: str, area: str, day: str) -> None:
+        """Used becomes the limit; with no known limit both become ``EXHAUSTED``."""
+        limit = {"$ifNull": ["$limit", EXHAUSTED]}
+        self.quota.update_one(
+            {"provider": provider, "area": area, "day": day},
+            [
+                {
+                    "$set": {
+                        "limit": limit,
+                        "used": limit,
+                        "inflight": {"$ifNull": ["$inflight", 0]},
+                    }
+                }
+            ],
+            upsert=True,
+        )
+
+    @_reconnecting()
+    def quota_day(self, provider: str, area: str, day: str) -> QuotaDay | None:
+        doc = self.quota.find_one({"provider": provider, "area": area, "day": day})
+        return None if doc is None else _quota_day(doc)
+
+
+def _redacted(text: str, secrets: Sequence[str]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _bulk(collection: Collection[Doc], ops: list[UpdateOne], *, ordered: bool = False) -> None:
+    """One round trip (pymongo splits very large lists); racing upserts are fine."""
+    if not ops:
+        return
+    try:
+        collection.bulk_write(ops, ordered=ordered)
+    except BulkWriteError as exc:
+        # Two workers upserting the same URL: one insert loses, the row exists.
+        errors = exc.details.get("writeErrors", [])
+        if any(error.get("code") != _DUPLICATE_KEY for error in errors):
+            raise
+
+
+def _link(video_id: str, provider: str, area: str, url: str) -> UpdateOne:
+    link = {"video_id": video_id, "provider": provider, "area": area, "url": url}
+    return UpdateOne(link, {"$setOnInsert": link}, upsert=True)
+
+
+def _queue_update(target: Doc, item: QueuedUrl, seq: int, known: Doc | None) -> UpdateOne:
+    """Insert a new URL, or put a finished one back in the queue."""
+    fresh = {
+        "kind": item.kind,
+        "priority": item.priority,
+        "seq": seq,
+        "state": UrlState.PENDING.value,
+        "attempts": 0,
+    }
+    if known is None:
+        return UpdateOne({**target, "url": item.url}, {"$setOnInsert": fresh}, upsert=True)
+    # Conditional on the state we saw, so a concurrent change wins.
+    return UpdateOne(
+        {"_id": known["_id"], "state": known["state"]},
+        {"$set": fresh, "$unset": {"task_id": "", "last_error": "", "expires_at": ""}},
+    )
+
+
+def _expired(doc: Doc, now: dt.datetime, max_age: dt.timedelta) -> bool:
+    expires_at = _aware(doc.get("expires_at"))
+    pushed_at = _aware(doc.get("pushed_at"))
+    return (expires_at is not None and expires_at <= now) or (
+        pushed_at is not None and pushed_at <= now - max_age
+    )
+
+
+def _claimed(claim: Claim, urls: list[str]) -> Doc:
+    return {
+        "provider": claim.provider,
+        "area": claim.area,
+        "url": {"$in": urls},
+        "claim_id": claim.claim_id,
+        "state": UrlState.RESERVED.value,
+    }
+
+
+def _outcome_updates(
+    outcome: Outcome, where: Doc, expires_at: dt.datetime, max_attempts: int
+) -> list[UpdateOne]:
+    if outcome.state is UrlState.DONE:
+        return [
+            UpdateOne(
+                where,
+                {
+                    "$set": {"state": UrlState.DONE.value, "expires_at": expires_at},
+                    "$unset": {"last_error": ""},
+                },
+            )
+        ]
+    if outcome.state is UrlState.INVALID:
+        return [
+            UpdateOne(
+                where, {"$set": {"state": UrlState.INVALID.value, "last_error": outcome.reason}}
+            )
+        ]
+    if outcome.state is UrlState.FAILED:
+        last = max_attempts - 1
+        return [
+            UpdateOne(
+                {**where, "attempts": {"$gte": last}},
+                {
+                    "$set": {"state": UrlState.FAILED.value, "last_error": outcome.reason},
+                    "$inc": {"attempts": 1},
+                },
+            ),
+            UpdateOne(
+                {**where, "attempts": {"$lt": last}},
+                {
+                    "$set": {"state": UrlState.PENDING.value, "last_error": outcome.reason},
+                    "$unset": {"task_id": ""},
+                    "$inc": {"attempts": 1},
+                },
+            ),
+        ]
+    raise ValueError(f"an outcome is DONE, FAILED or INVALID, not {outcome.state}")
+
+
+def _quota_day(doc: Doc) -> QuotaDay:
+    return QuotaDay(
+        doc["provider"],
+        doc["area"],
+        doc["day"],
+        doc.get("limit"),
+        doc.get("used", 0),
+        doc.get("inflight", 0),
+    )
+
+
+def _video(doc: Doc) -> VideoRecord:
+    return VideoRecord(
+        doc["_id"],
+        doc["m3u8_url"],
+        doc["url_count"],
+        VideoState(doc["state"]),
+        _moment(doc["created_at"]),
+        _moment(doc["updated_at"]),
+    )
+
+
+def _legacy_video(doc: Doc) -> VideoRecord:
+    """A document the old script wrote; its fields were never validated."""
+    pushed = doc.get("pushed_at")
+    if isinstance(pushed, str):
+        try:
+            pushed = dt.datetime.fromisoformat(pushed)
+        except ValueError:
+            pushed = None
+    if not isinstance(pushed, dt.datetime):
+        oid = doc.get("_id")
+        pushed = getattr(oid, "generation_time", None) or dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    moment = _moment(pushed)
+    return VideoRecord(
+        str(doc["video_id"]),
+        str(doc.get("m3u8_url") or ""),
+        int(doc.get("ts_count") or 0),
+        VideoState.LEGACY,
+        moment,
+        moment,
+    )
+
+
+def _url_record(doc: Doc) -> UrlRecord:
+    return UrlRecord(
+        doc["url"],
+        doc["provider"],
+        doc["area"],
+        doc["kind"],
+        UrlState(doc["state"]),
+        doc.get("task_id"),
+        doc.get("attempts", 0),
+        doc.get("last_error"),
+        _aware(doc.get("pushed_at")),
+        _aware(doc.get("expires_at")),
+    )

@@ -1,0 +1,799 @@
+"""The embedded ledger: one SQLite file, shared by every worker process on a machine.
+
+The file runs in WAL mode so readers never block the writer, and every change
+that workers race on (claims, quota reservations) happens inside one
+``BEGIN IMMEDIATE`` transaction: SQLite takes the write lock up front, so two
+processes can never read the same pending rows and both reserve them.
+
+Timestamps are stored as integer microseconds since the epoch (exact, and
+comparable with ``<=`` in SQL) and come back as aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from functools import wraps
+from itertools import groupby
+from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from cdn_preheat.errors import LedgerError
+from cdn_preheat.ledger.base import (
+    Claim,
+    EnqueueResult,
+    Ledger,
+    Outcome,
+    QueuedUrl,
+    QuotaDay,
+    TaskRecord,
+    UrlRecord,
+    UrlState,
+    VideoRecord,
+    VideoState,
+)
+
+SCHEMA_VERSION = 1
+
+# ``exhaust_quota`` with an unknown limit: a figure no real quota reaches, so
+# that ``remaining`` is 0 until the provider's own figures are synced again.
+EXHAUSTED = 10**15
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO counters (name, value) VALUES ('seq', 0);
+
+CREATE TABLE IF NOT EXISTS videos (
+    video_id   TEXT PRIMARY KEY,
+    m3u8_url   TEXT NOT NULL,
+    url_count  INTEGER NOT NULL,
+    state      TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS urls (
+    id          INTEGER PRIMARY KEY,
+    provider    TEXT NOT NULL,
+    area        TEXT NOT NULL,
+    url         TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    priority    INTEGER NOT NULL,
+    seq         INTEGER NOT NULL,
+    state       TEXT NOT NULL,
+    task_id     TEXT,
+    claim_id    TEXT,
+    worker      TEXT,
+    claimed_at  INTEGER,
+    lease_until INTEGER,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    last_error  TEXT,
+    pushed_at   INTEGER,
+    expires_at  INTEGER,
+    UNIQUE (provider, area, url)
+);
+-- Partial indexes hold only the rows each query looks for, so the bulk of
+-- done URLs costs them nothing and enqueue stays fast.
+CREATE INDEX IF NOT EXISTS urls_claim
+    ON urls (provider, area, priority, seq) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS urls_lease
+    ON urls (provider, area, lease_until) WHERE state = 'reserved';
+CREATE INDEX IF NOT EXISTS urls_claim_id ON urls (claim_id) WHERE claim_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS urls_task ON urls (task_id) WHERE state = 'submitted';
+
+CREATE TABLE IF NOT EXISTS video_urls (
+    video_id TEXT NOT NULL,
+    url_id   INTEGER NOT NULL,
+    PRIMARY KEY (video_id, url_id)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS skipped_urls (
+    video_id TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    area     TEXT NOT NULL,
+    url      TEXT NOT NULL,
+    reason   TEXT NOT NULL,
+    PRIMARY KEY (video_id, provider, area, url)
+);
+
+CREATE TABLE IF NOT EXISTS tasks (
+    provider   TEXT NOT NULL,
+    task_id    TEXT NOT NULL,
+    area       TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    url_count  INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    open       INTEGER NOT NULL,
+    PRIMARY KEY (provider, task_id)
+);
+CREATE INDEX IF NOT EXISTS tasks_open ON tasks (provider, area, kind, created_at) WHERE open = 1;
+
+CREATE TABLE IF NOT EXISTS quota_days (
+    provider TEXT NOT NULL,
+    area     TEXT NOT NULL,
+    day      TEXT NOT NULL,
+    "limit"  INTEGER,
+    used     INTEGER NOT NULL DEFAULT 0,
+    inflight INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (provider, area, day)
+);
+"""
+
+_SELECT_URLS = (
+    "SELECT u.url, u.provider, u.area, u.kind, u.state, u.task_id, u.attempts, u.last_error,"
+    " u.pushed_at, u.expires_at FROM urls u"
+)
+_SELECT_VIDEO_URLS = _SELECT_URLS + " JOIN video_urls l ON l.url_id = u.id WHERE l.video_id = ?"
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _micros(moment: dt.datetime) -> int:
+    if moment.tzinfo is None:
+        raise ValueError("the ledger takes timezone-aware datetimes only")
+    return round(moment.timestamp() * 1_000_000)
+
+
+def _span_micros(span: dt.timedelta) -> int:
+    return span // dt.timedelta(microseconds=1)
+
+
+def _moment(micros: int) -> dt.datetime:
+    return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=micros)
+
+
+def _maybe_moment(micros: int | None) -> dt.datetime | None:
+    return None if micros is None else _moment(micros)
+
+
+def _translated(
+    method: Callable[Concatenate[SqliteLedger, P], R],
+) -> Callable[Concatenate[SqliteLedger, P], R]:
+    """Turn sqlite3 errors into one-sentence LedgerErrors naming the file."""
+
+    @wraps(method)
+    def wrapper(self: SqliteLedger, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise self.describe(exc) from exc
+
+    return wrapper
+
+
+class SqliteLedger(Ledger):
+    """The ledger in one SQLite file. Safe for several processes and threads."""
+
+    def __init__(self, path: str | Path, *, busy_timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        self.busy_timeout = busy_timeout
+        # One connection per ledger object; the lock lets threads share it.
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(
+                self.path,
+                timeout=busy_timeout,
+                isolation_level=None,  # transactions are explicit, see _write
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise self.describe(exc) from exc
+        try:
+            self._open()
+        except BaseException:
+            self._db.close()
+            raise
+
+    # Plumbing -------------------------------------------------------------
+    def describe(self, exc: sqlite3.Error) -> LedgerError:
+        """A one-sentence error for what went wrong with the file."""
+        text = str(exc).lower()
+        if "not a database" in text or "malformed" in text or "encrypted" in text:
+            return LedgerError(
+                f"The ledger file {self.path} is not a cdn-preheat SQLite database "
+                "(damaged or another kind of file); move it aside or set CDN_PREHEAT_DB."
+            )
+        if "locked" in text or "busy" in text:
+            return LedgerError(
+                f"The ledger file {self.path} stayed locked by another process for "
+                f"{self.busy_timeout:g} s; try again when that process has finished."
+            )
+        if "unable to open" in text or "readonly" in text or "read-only" in text:
+            return LedgerError(f"The ledger file {self.path} cannot be opened for writing ({exc}).")
+        return LedgerError(f"The ledger file {self.path} failed: {exc}.")
+
+    @_translated
+    def _open(self) -> None:
+        self._db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        self._db.execute("PRAGMA journal_mode = WAL")
+        # NORMAL is durable in WAL mode except for the last commits on power loss;
+        # losing those only means a few URLs are pushed twice.
+        self._db.execute("PRAGMA synchronous = NORMAL")
+        # executescript() commits any open transaction first, so the script
+        # carries its own; IMMEDIATE keeps two first-time openers apart.
+        self._db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+        with self._write() as db:
+            row = db.execute("SELECT max(version) FROM schema_version").fetchone()
+            if row[0] is None:
+                db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            elif row[0] > SCHEMA_VERSION:
+                raise LedgerError(
+                    f"The ledger file {self.path} was written by a newer cdn-preheat "
+                    f"(schema {row[0]}); upgrade cdn-preheat to use it."
+                )
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, holding SQLite's write lock from the start."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            yield self._db
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # Videos ---------------------------------------------------------------
+    @_translated
+    def get_video(self, video_id: str) -> VideoRecord | None:
+        with self._read() as db:
+            row = db.execute(
+                "SELECT video_id, m3u8_url, url_count, state, created_at, updated_at"
+                " FROM videos WHERE video_id = ?",
+                (video_id,),
+            ).fetchone()
+        return None if row is None else _video(row)
+
+    @_translated
+    def put_video(self, video_id: str, m3u8_url: str, url_count: int, now: dt.datetime) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO videos VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (video_id) DO UPDATE"
+                " SET m3u8_url = excluded.m3u8_url, url_count = excluded.url_count,"
+                " state = excluded.state, updated_at = excluded.updated_at",
+                (video_id, m3u8_url, url_count, VideoState.QUEUED, _micros(now), _micros(now)),
+            )
+
+    @_translated
+    def set_video_state(self, video_id: str, state: VideoState, now: dt.datetime) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE videos SET state = ?, updated_at = ? WHERE video_id = ?",
+                (state, _micros(now), video_id),
+            )
+
+    @_translated
+    def reset_video(self, video_id: str) -> int:
+        """Forget the video, its skipped URLs and its URL rows.
+
+        A URL row shared with another video is forgotten for both (it is the
+        same push); the other video sees it again once it is re-queued.
+        """
+        with self._write() as db:
+            ids = [
+                row[0]
+                for row in db.execute(
+                    "SELECT url_id FROM video_urls WHERE video_id = ?", (video_id,)
+                )
+            ]
+            skipped = db.execute(
+                "DELETE FROM skipped_urls WHERE video_id = ?", (video_id,)
+            ).rowcount
+            db.execute("CREATE TEMP TABLE IF NOT EXISTS forget (id INTEGER PRIMARY KEY)")
+            db.execute("DELETE FROM temp.forget")
+            db.executemany("INSERT INTO temp.forget VALUES (?)", ((i,) for i in ids))
+            db.execute("DELETE FROM video_urls WHERE url_id IN (SELECT id FROM temp.forget)")
+            db.execute("DELETE FROM urls WHERE id IN (SELECT id FROM temp.forget)")
+            db.execute("DELETE FROM videos WHERE video_id = ?", (video_id,))
+        return len(ids) + skipped
+
+    @_translated
+    def list_videos(self) -> list[VideoRecord]:
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT video_id, m3u8_url, url_count, state, created_at, updated_at"
+                " FROM videos ORDER BY created_at, video_id"
+            ).fetchall()
+        return [_video(row) for row in rows]
+
+    # URLs -----------------------------------------------------------------
+    @_translated
+    def enqueue(
+        self,
+        video_id: str,
+        provider: str,
+        area: str,
+        urls: Sequence[QueuedUrl],
+        now: dt.datetime,
+        max_age: dt.timedelta,
+    ) -> EnqueueResult:
+        """Link the URLs to the video; queue those never pushed, expired or failed.
+
+        A done URL has expired when its ``expires_at`` has passed or it was
+        pushed longer than ``max_age`` ago (so a shorter setting applies at
+        once). A URL that failed or was refused before is queued again, with
+        its attempts reset: enqueueing is a new request to push it.
+        """
+        unique = {item.url: item for item in urls}
+        params = {
+            "provider": provider,
+            "area": area,
+            "now": _micros(now),
+            "cutoff": _micros(now - max_age),
+        }
+        with self._write() as db:
+            _fill_batch(db, unique.values())
+            queued, done, in_queue = db.execute(_CLASSIFY_BATCH, params).fetchone()
+            (params["base"],) = db.execute(
+                "UPDATE counters SET value = value + ? WHERE name = 'seq' RETURNING value - ?",
+                (len(unique), len(unique)),
+            ).fetchone()
+            db.execute(_UPSERT_BATCH, params)
+            db.execute(_LINK_BATCH, {**params, "video_id": video_id})
+            db.execute(
+                "DELETE FROM skipped_urls WHERE video_id = ? AND provider = ? AND area = ?"
+                " AND url IN (SELECT url FROM temp.batch)",
+                (video_id, provider, area),
+            )
+        return EnqueueResult(
+            queued=queued or 0, already_done=done or 0, already_queued=in_queue or 0, skipped=0
+        )
+
+    @_translated
+    def mark_skipped(
+        self, video_id: str, provider: str, area: str, reasons: Mapping[str, str]
+    ) -> None:
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO skipped_urls VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE"
+                " SET reason = excluded.reason",
+                ((video_id, provider, area, url, why) for url, why in reasons.items()),
+            )
+
+    @_translated
+    def claim(
+        self,
+        provider: str,
+        area: str,
+        limit: int,
+        worker: str,
+        now: dt.datetime,
+        lease: dt.timedelta,
+    ) -> Claim | None:
+        claim_id = uuid.uuid4().hex
+        lease_until = now + lease
+        with self._write() as db:
+            rows = db.execute(
+                "UPDATE urls SET state = 'reserved', claim_id = ?, worker = ?, claimed_at = ?,"
+                " lease_until = ? WHERE id IN (SELECT id FROM urls WHERE state = 'pending'"
+                " AND provider = ? AND area = ? ORDER BY priority, seq LIMIT ?)"
+                " RETURNING priority, seq, url",
+                (claim_id, worker, _micros(now), _micros(lease_until), provider, area, limit),
+            ).fetchall()
+        if not rows:
+            return None
+        # RETURNING gives rows in no particular order.
+        urls = tuple(url for _, _, url in sorted(rows))
+        return Claim(claim_id, provider, area, urls, worker, now, lease_until)
+
+    @_translated
+    def mark_submitted(
+        self, claim: Claim, task_id: str, urls: Sequence[str], now: dt.datetime
+    ) -> None:
+        with self._write() as db:
+            db.executemany(
+                "UPDATE urls SET state = 'submitted', task_id = ?, pushed_at = ?,"
+                " claim_id = NULL, worker = NULL, claimed_at = NULL, lease_until = NULL"
+                " WHERE provider = ? AND area = ? AND url = ? AND claim_id = ?"
+                " AND state = 'reserved'",
+                (
+                    (task_id, _micros(now), claim.provider, claim.area, url, claim.claim_id)
+                    for url in urls
+                ),
+            )
+            _insert_task(db, task_id, claim.provider, claim.area, "push", len(urls), now)
+            db.execute(
+                "UPDATE tasks SET open = 1 WHERE provider = ? AND task_id = ?",
+                (claim.provider, task_id),
+            )
+
+    @_translated
+    def release(
+        self, claim: Claim, urls: Sequence[str], error: str | None, *, count_attempt: bool
+    ) -> None:
+        with self._write() as db:
+            db.executemany(
+                "UPDATE urls SET state = 'pending',"
+                " claim_id = NULL, worker = NULL, claimed_at = NULL, lease_until = NULL,"
+                " attempts = attempts + ?, last_error = coalesce(?, last_error)"
+                " WHERE provider = ? AND area = ? AND url = ? AND claim_id = ?"
+                " AND state = 'reserved'",
+                (
+                    (int(count_attempt), error, claim.provider, claim.area, url, claim.claim_id)
+                    for url in urls
+                ),
+            )
+
+    @_translated
+    def mark_invalid(
+        self, provider: str, area: str, reasons: Mapping[str, str], now: dt.datetime
+    ) -> None:
+        with self._write() as db:
+            tasks = set()
+            for url, reason in reasons.items():
+                row = db.execute(
+                    "UPDATE urls SET state = 'invalid', last_error = ?, claim_id = NULL,"
+                    " worker = NULL, claimed_at = NULL, lease_until = NULL"
+                    " WHERE provider = ? AND area = ? AND url = ?"
+                    " AND state IN ('pending', 'reserved', 'submitted') RETURNING task_id",
+                    (reason, provider, area, url),
+                ).fetchone()
+                if row is not None and row[0] is not None:
+                    tasks.add(row[0])
+            _close_finished_tasks(db, provider, tasks)
+
+    @_translated
+    def requeue(self, provider: str, area: str, urls: Sequence[str]) -> int:
+        unique = list(dict.fromkeys(urls))
+        moved = 0
+        with self._write() as db:
+            (base,) = db.execute(
+                "UPDATE counters SET value = value + ? WHERE name = 'seq' RETURNING value - ?",
+                (len(unique), len(unique)),
+            ).fetchone()
+            for offset, url in enumerate(unique):
+                moved += db.execute(
+                    "UPDATE urls SET state = 'pending', seq = ?, attempts = 0, last_error = NULL,"
+                    " task_id = NULL, expires_at = NULL"
+                    " WHERE provider = ? AND area = ? AND url = ?"
+                    " AND state IN ('done', 'failed', 'invalid')",
+                    (base + offset, provider, area, url),
+                ).rowcount
+        return moved
+
+    @_translated
+    def record_outcomes(
+        self,
+        provider: str,
+        area: str,
+        outcomes: Sequence[Outcome],
+        now: dt.datetime,
+        max_age: dt.timedelta,
+        max_attempts: int,
+    ) -> None:
+        """Apply task results to URLs still submitted under that task.
+
+        DONE expires ``max_age`` from now; FAILED counts an attempt and goes
+        back to pending (same place in the queue) until ``max_attempts``
+        failures, then stays failed. A task is closed once none of its URLs is
+        submitted any more.
+        """
+        expires = _micros(now) + _span_micros(max_age)
+        with self._write() as db:
+            for outcome in outcomes:
+                key = (provider, area, outcome.url, outcome.task_id)
+                if outcome.state is UrlState.DONE:
+                    db.execute(_OUTCOME_DONE, (expires, *key))
+                elif outcome.state is UrlState.FAILED:
+                    db.execute(_OUTCOME_FAILED, (max_attempts, max_attempts, outcome.reason, *key))
+                elif outcome.state is UrlState.INVALID:
+                    db.execute(_OUTCOME_INVALID, (outcome.reason, *key))
+                else:
+                    raise ValueError(f"an outcome is DONE, FAILED or INVALID, not {outcome.state}")
+            _close_finished_tasks(db, provider, {outcome.task_id for outcome in outcomes})
+
+    @_translated
+    def expired_claims(self, provider: str, area: str, now: dt.datetime) -> list[Claim]:
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT claim_id, worker, claimed_at, lease_until, url FROM urls"
+                " WHERE state = 'reserved' AND provider = ? AND area = ? AND lease_until <= ?"
+                " ORDER BY claimed_at, claim_id, priority, seq",
+                (provider, area, _micros(now)),
+            ).fetchall()
+        claims = []
+        for (claim_id, worker, claimed_at, lease_until), group in groupby(
+            rows, key=lambda row: row[:4]
+        ):
+            urls = tuple(row[4] for row in group)
+            claims.append(
+                Claim(
+                    claim_id,
+                    provider,
+                    area,
+                    urls,
+                    worker,
+                    _moment(claimed_at),
+                    _moment(lease_until),
+                )
+            )
+        return claims
+
+    @_translated
+    def record_task(
+        self, task_id: str, provider: str, area: str, kind: str, url_count: int, now: dt.datetime
+    ) -> None:
+        with self._write() as db:
+            _insert_task(db, task_id, provider, area, kind, url_count, now)
+
+    @_translated
+    def known_tasks(self, provider: str, task_ids: Iterable[str]) -> set[str]:
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT task_id FROM tasks WHERE provider = ?"
+                " AND task_id IN (SELECT value FROM json_each(?))",
+                (provider, json.dumps(sorted(set(task_ids)))),
+            ).fetchall()
+        return {row[0] for row in rows}
+
+    @_translated
+    def close_task(self, task_id: str, provider: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE tasks SET open = 0 WHERE provider = ? AND task_id = ?", (provider, task_id)
+            )
+
+    @_translated
+    def open_tasks(self, provider: str, area: str, kind: str = "push") -> list[TaskRecord]:
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT task_id, provider, area, kind, url_count, created_at, open FROM tasks"
+                " WHERE open = 1 AND provider = ? AND area = ? AND kind = ?"
+                " ORDER BY created_at, rowid",
+                (provider, area, kind),
+            ).fetchall()
+        return [
+            TaskRecord(task_id, prov, ar, kd, count, _moment(created), bool(is_open))
+            for task_id, prov, ar, kd, count, created, is_open in rows
+        ]
+
+    @_translated
+    def url_records(self, video_id: str) -> list[UrlRecord]:
+        """The video's URLs in queue order, then its skipped URLs."""
+        with self._read() as db:
+            rows = db.execute(
+                _SELECT_VIDEO_URLS + " ORDER BY u.seq",
+                (video_id,),
+            ).fetchall()
+            skipped = db.execute(
+                "SELECT url, provider, area, reason FROM skipped_urls WHERE video_id = ?"
+                " ORDER BY rowid",
+                (video_id,),
+            ).fetchall()
+        return [_url_record(row) for row in rows] + [
+            UrlRecord(url, prov, ar, "", UrlState.SKIPPED, None, 0, reason, None, None)
+            for url, prov, ar, reason in skipped
+        ]
+
+    @_translated
+    def counts(self, video_id: str | None = None) -> dict[UrlState, int]:
+        with self._read() as db:
+            if video_id is None:
+                rows = db.execute("SELECT state, count(*) FROM urls GROUP BY state").fetchall()
+                (skipped,) = db.execute("SELECT count(*) FROM skipped_urls").fetchone()
+            else:
+                rows = db.execute(
+                    "SELECT u.state, count(*) FROM video_urls l JOIN urls u ON u.id = l.url_id"
+                    " WHERE l.video_id = ? GROUP BY u.state",
+                    (video_id,),
+                ).fetchall()
+                (skipped,) = db.execute(
+                    "SELECT count(*) FROM skipped_urls WHERE video_id = ?", (video_id,)
+                ).fetchone()
+        result = {UrlState(state): count for state, count in rows}
+        if skipped:
+            result[UrlState.SKIPPED] = skipped
+        return result
+
+    @_translated
+    def failures(self, video_id: str | None = None, limit: int = 20) -> list[UrlRecord]:
+        """Failed and invalid URLs, in queue order."""
+        with self._read() as db:
+            if video_id is None:
+                rows = db.execute(
+                    _SELECT_URLS + " WHERE u.state IN ('failed', 'invalid') ORDER BY u.seq LIMIT ?",
+                    (limit,),
+                ).fetchall()
+            else:
+                rows = db.execute(
+                    _SELECT_VIDEO_URLS
+                    + " AND u.state IN ('failed', 'invalid') ORDER BY u.seq LIMIT ?",
+                    (video_id, limit),
+                ).fetchall()
+        return [_url_record(row) for row in rows]
+
+    # Quota ----------------------------------------------------------------
+    @_translated
+    def sync_quota(
+        self, provider: str, area: str, day: str, limit: int | None, used: int
+    ) -> QuotaDay:
+        with self._write() as db:
+            db.execute(
+                'INSERT INTO quota_days (provider, area, day, "limit", used) VALUES (?, ?, ?, ?, ?)'
+                ' ON CONFLICT DO UPDATE SET "limit" = excluded."limit", used = excluded.used',
+                (provider, area, day, limit, used),
+            )
+            return _quota_day(db, provider, area, day) or QuotaDay(
+                provider, area, day, limit, used, 0
+            )
+
+    @_translated
+    def reserve_quota(self, provider: str, area: str, day: str, n: int) -> int:
+        with self._write() as db:
+            quota = _quota_day(db, provider, area, day) or QuotaDay(provider, area, day, None, 0, 0)
+            remaining = quota.remaining
+            granted = max(0, n if remaining is None else min(n, remaining))
+            db.execute(
+                "INSERT INTO quota_days (provider, area, day, inflight) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT DO UPDATE SET inflight = inflight + excluded.inflight",
+                (provider, area, day, granted),
+            )
+        return granted
+
+    @_translated
+    def settle_quota(self, provider: str, area: str, day: str, reserved: int, used: int) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO quota_days (provider, area, day, used) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT DO UPDATE SET used = used + excluded.used,"
+                " inflight = max(0, inflight - ?)",
+                (provider, area, day, used, reserved),
+            )
+
+    @_translated
+    def exhaust_quota(self, provider: str, area: str, day: str) -> None:
+        """Used becomes the limit; with no known limit both become ``EXHAUSTED``."""
+        with self._write() as db:
+            db.execute(
+                'INSERT INTO quota_days (provider, area, day, "limit", used)'
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE"
+                ' SET "limit" = coalesce("limit", excluded."limit"),'
+                ' used = coalesce("limit", excluded.used)',
+                (provider, area, day, EXHAUSTED, EXHAUSTED),
+            )
+
+    @_translated
+    def quota_day(self, provider: str, area: str, day: str) -> QuotaDay | None:
+        with self._read() as db:
+            return _quota_day(db, provider, area, day)
+
+
+# Enqueue works on a temporary table so that classification, upsert and
+# linking are three set-wise statements instead of three statements per URL.
+_CLASSIFY_BATCH = """
+SELECT
+    sum(u.id IS NULL OR u.state IN ('failed', 'invalid')
+        OR (u.state = 'done' AND (ifnull(u.expires_at <= :now, 0)
+                                  OR ifnull(u.pushed_at <= :cutoff, 0)))),
+    sum(u.state = 'done' AND NOT (ifnull(u.expires_at <= :now, 0)
+                                  OR ifnull(u.pushed_at <= :cutoff, 0))),
+    sum(u.state IN ('pending', 'reserved', 'submitted'))
+FROM temp.batch b LEFT JOIN urls u
+    ON u.provider = :provider AND u.area = :area AND u.url = b.url
+"""
+
+_UPSERT_BATCH = """
+INSERT INTO urls (provider, area, url, kind, priority, seq, state)
+SELECT :provider, :area, url, kind, priority, :base + pos, 'pending' FROM temp.batch WHERE true
+ON CONFLICT (provider, area, url) DO UPDATE SET
+    state = 'pending', kind = excluded.kind, priority = excluded.priority, seq = excluded.seq,
+    attempts = 0, last_error = NULL, task_id = NULL, expires_at = NULL
+WHERE urls.state IN ('failed', 'invalid')
+    OR (urls.state = 'done' AND (ifnull(urls.expires_at <= :now, 0)
+                                 OR ifnull(urls.pushed_at <= :cutoff, 0)))
+"""
+
+_LINK_BATCH = """
+INSERT OR IGNORE INTO video_urls (video_id, url_id)
+SELECT :video_id, u.id FROM temp.batch b JOIN urls u
+    ON u.provider = :provider AND u.area = :area AND u.url = b.url
+"""
+
+# Outcomes only touch a URL still submitted under the task they report on, so
+# a late answer about an older task cannot undo a newer push.
+_OUTCOME_DONE = """
+UPDATE urls SET state = 'done', expires_at = ?, last_error = NULL
+WHERE provider = ? AND area = ? AND url = ? AND task_id = ? AND state = 'submitted'
+"""
+
+# Both CASEs read the row as it was before the update (SQL semantics).
+_OUTCOME_FAILED = """
+UPDATE urls SET
+    attempts = attempts + 1,
+    state = CASE WHEN attempts + 1 >= ? THEN 'failed' ELSE 'pending' END,
+    task_id = CASE WHEN attempts + 1 >= ? THEN task_id END,
+    last_error = ?
+WHERE provider = ? AND area = ? AND url = ? AND task_id = ? AND state = 'submitted'
+"""
+
+_OUTCOME_INVALID = """
+UPDATE urls SET state = 'invalid', last_error = ?
+WHERE provider = ? AND area = ? AND url = ? AND task_id = ? AND state = 'submitted'
+"""
+
+
+def _fill_batch(db: sqlite3.Connection, items: Iterable[QueuedUrl]) -> None:
+    db.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS batch"
+        " (pos INTEGER PRIMARY KEY, url TEXT NOT NULL, kind TEXT NOT NULL, priority INTEGER)"
+    )
+    db.execute("DELETE FROM temp.batch")
+    db.executemany(
+        "INSERT INTO temp.batch VALUES (?, ?, ?, ?)",
+        ((pos, item.url, item.kind, item.priority) for pos, item in enumerate(items)),
+    )
+
+
+def _insert_task(
+    db: sqlite3.Connection,
+    task_id: str,
+    provider: str,
+    area: str,
+    kind: str,
+    url_count: int,
+    now: dt.datetime,
+) -> None:
+    # A task is recorded once; repeating the call (a retried reconciliation)
+    # must not change its count or reopen it.
+    db.execute(
+        "INSERT OR IGNORE INTO tasks VALUES (?, ?, ?, ?, ?, ?, 1)",
+        (provider, task_id, area, kind, url_count, _micros(now)),
+    )
+
+
+def _close_finished_tasks(db: sqlite3.Connection, provider: str, task_ids: Iterable[str]) -> None:
+    db.executemany(
+        "UPDATE tasks SET open = 0 WHERE provider = ? AND task_id = ? AND open = 1"
+        " AND NOT EXISTS (SELECT 1 FROM urls WHERE task_id = tasks.task_id"
+        " AND state = 'submitted' AND provider = tasks.provider)",
+        ((provider, task_id) for task_id in task_ids),
+    )
+
+
+def _quota_day(db: sqlite3.Connection, provider: str, area: str, day: str) -> QuotaDay | None:
+    row = db.execute(
+        'SELECT "limit", used, inflight FROM quota_days'
+        " WHERE provider = ? AND area = ? AND day = ?",
+        (provider, area, day),
+    ).fetchone()
+    return None if row is None else QuotaDay(provider, area, day, *row)
+
+
+def _video(row: Any) -> VideoRecord:
+    video_id, m3u8_url, url_count, state, created_at, updated_at = row
+    return VideoRecord(
+        video_id, m3u8_url, url_count, VideoState(state), _moment(created_at), _moment(updated_at)
+    )
+
+
+def _url_record(row: Any) -> UrlRecord:
+    url, provider, area, kind, state, task_id, attempts, last_error, pushed, expires = row
+    return UrlRecord(
+        url,
+        provider,
+        area,
+        kind,
+        UrlState(state),
+        task_id,
+        attempts,
+        last_error,
+        _maybe_moment(pushed),
+        _maybe_moment(expires),
+    )

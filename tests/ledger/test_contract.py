@@ -1,0 +1,679 @@
+"""The ledger contract: written only against ``Ledger``, run on every backend."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+import pytest
+
+from cdn_preheat.ledger.base import (
+    Claim,
+    Ledger,
+    Outcome,
+    QueuedUrl,
+    QuotaDay,
+    UrlState,
+    VideoState,
+)
+
+P, A = "tencent", "mainland"
+T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
+MAX_AGE = dt.timedelta(days=3)
+LEASE = dt.timedelta(minutes=2)
+
+
+def at(minutes: float) -> dt.datetime:
+    return T0 + dt.timedelta(minutes=minutes)
+
+
+def queued(*names: str, priority: int = 0) -> list[QueuedUrl]:
+    return [QueuedUrl(url(name), "segment", priority) for name in names]
+
+
+def url(name: str) -> str:
+    return f"https://cdn.example.com/{name}"
+
+
+def enqueue(ledger: Ledger, video_id: str, *names: str, now: dt.datetime = T0) -> object:
+    return ledger.enqueue(video_id, P, A, queued(*names), now, MAX_AGE)
+
+
+def claim_all(ledger: Ledger, now: dt.datetime = T0, limit: int = 1000) -> Claim:
+    claim = ledger.claim(P, A, limit, "worker-1", now, LEASE)
+    assert claim is not None
+    return claim
+
+
+def submit_all(ledger: Ledger, task_id: str, now: dt.datetime = T0) -> Claim:
+    claim = claim_all(ledger, now)
+    ledger.mark_submitted(claim, task_id, claim.urls, now)
+    return claim
+
+
+def states(ledger: Ledger, video_id: str) -> dict[str, UrlState]:
+    return {record.url: record.state for record in ledger.url_records(video_id)}
+
+
+# Videos -------------------------------------------------------------------
+
+
+def test_unknown_video_is_none(ledger: Ledger) -> None:
+    assert ledger.get_video("nope") is None
+    assert ledger.list_videos() == []
+
+
+def test_put_video_creates_then_updates(ledger: Ledger) -> None:
+    ledger.put_video("v1", "https://o.example.com/v1.m3u8", 10, T0)
+    ledger.put_video("v1", "https://o.example.com/v1b.m3u8", 12, at(5))
+
+    video = ledger.get_video("v1")
+
+    assert video is not None
+    assert (video.video_id, video.m3u8_url, video.url_count) == (
+        "v1",
+        "https://o.example.com/v1b.m3u8",
+        12,
+    )
+    assert video.state is VideoState.QUEUED
+    assert (video.created_at, video.updated_at) == (T0, at(5))
+    assert video.created_at.tzinfo is not None
+
+
+def test_video_states_and_listing_oldest_first(ledger: Ledger) -> None:
+    ledger.put_video("later", "https://o.example.com/b.m3u8", 1, at(1))
+    ledger.put_video("first", "https://o.example.com/a.m3u8", 1, T0)
+    ledger.set_video_state("first", VideoState.SUBMITTED, at(2))
+    ledger.set_video_state("later", VideoState.DONE, at(3))
+
+    videos = ledger.list_videos()
+
+    assert [video.video_id for video in videos] == ["first", "later"]
+    assert [video.state for video in videos] == [VideoState.SUBMITTED, VideoState.DONE]
+    assert videos[1].updated_at == at(3)
+
+
+def test_reset_forgets_the_video_and_its_urls(ledger: Ledger) -> None:
+    ledger.put_video("v1", "https://o.example.com/v1.m3u8", 4, T0)
+    enqueue(ledger, "v1", "a", "b", "c")
+    ledger.mark_skipped("v1", P, A, {"https://elsewhere.example.org/x.ts": "foreign host"})
+    submit_all(ledger, "task-1")
+
+    forgotten = ledger.reset_video("v1")
+
+    assert forgotten == 4
+    assert ledger.get_video("v1") is None
+    assert ledger.counts("v1") == {}
+    assert ledger.url_records("v1") == []
+    result = enqueue(ledger, "v1", "a", "b", "c", now=at(1))
+    assert result.queued == 3  # type: ignore[attr-defined]
+
+
+# Enqueue and dedup --------------------------------------------------------
+
+
+def test_enqueue_dedups_across_videos(ledger: Ledger) -> None:
+    first = ledger.enqueue("v1", P, A, queued("a", "b", "c"), T0, MAX_AGE)
+    second = ledger.enqueue("v2", P, A, queued("b", "c", "d"), T0, MAX_AGE)
+
+    assert (first.queued, first.already_queued, first.already_done) == (3, 0, 0)
+    assert (second.queued, second.already_queued, second.already_done) == (1, 2, 0)
+    assert ledger.counts("v2") == {UrlState.PENDING: 3}
+    assert ledger.counts() == {UrlState.PENDING: 4}
+
+
+def test_done_url_is_not_queued_again_for_another_video(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "a", "b")
+    claim = submit_all(ledger, "task-1")
+    ledger.record_outcomes(
+        P, A, [Outcome(u, "task-1", UrlState.DONE) for u in claim.urls], at(1), MAX_AGE, 3
+    )
+
+    result = ledger.enqueue("v2", P, A, queued("a", "c"), at(2), MAX_AGE)
+
+    assert (result.queued, result.already_done, result.already_queued) == (1, 1, 0)
+    assert states(ledger, "v2") == {url("a"): UrlState.DONE, url("c"): UrlState.PENDING}
+
+
+def test_reserved_and_submitted_urls_count_as_already_queued(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "a")
+    submit_all(ledger, "task-1")
+    enqueue(ledger, "v1", "b")
+    claim_all(ledger)
+
+    result = ledger.enqueue("v2", P, A, queued("a", "b"), T0, MAX_AGE)
+
+    assert (result.queued, result.already_queued) == (0, 2)
+
+
+def test_a_url_repeated_in_one_call_is_queued_once(ledger: Ledger) -> None:
+    result = ledger.enqueue("v1", P, A, queued("a", "a", "b"), T0, MAX_AGE)
+
+    assert result.queued == 2
+    assert ledger.counts("v1") == {UrlState.PENDING: 2}
+
+
+def test_same_url_for_another_area_is_another_push(ledger: Ledger) -> None:
+    ledger.enqueue("v1", P, A, queued("a"), T0, MAX_AGE)
+    result = ledger.enqueue("v1", P, "overseas", queued("a"), T0, MAX_AGE)
+
+    assert result.queued == 1
+    assert ledger.claim(P, "overseas", 10, "w", T0, LEASE) is not None
+
+
+def test_done_url_is_queued_again_after_max_age(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "a")
+    submit_all(ledger, "task-1")
+    ledger.record_outcomes(P, A, [Outcome(url("a"), "task-1", UrlState.DONE)], T0, MAX_AGE, 3)
+    (record,) = ledger.url_records("v1")
+    assert record.expires_at == T0 + MAX_AGE
+
+    early = ledger.enqueue("v2", P, A, queued("a"), T0 + dt.timedelta(days=1), MAX_AGE)
+    late = ledger.enqueue("v2", P, A, queued("a"), T0 + dt.timedelta(days=3, seconds=1), MAX_AGE)
+
+    assert (early.queued, early.already_done) == (0, 1)
+    assert (late.queued, late.already_done) == (1, 0)
+    assert states(ledger, "v1") == {url("a"): UrlState.PENDING}
+    claim = claim_all(ledger, T0 + dt.timedelta(days=4))
+    assert claim.urls == (url("a"),)
+
+
+def test_a_shorter_max_age_applies_to_urls_already_done(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "a")
+    submit_all(ledger, "task-1")
+    ledger.record_outcomes(P, A, [Outcome(url("a"), "task-1", UrlState.DONE)], T0, MAX_AGE, 3)
+
+    result = ledger.enqueue("v1", P, A, queued("a"), at(120), dt.timedelta(hours=1))
+
+    assert result.queued == 1
+
+
+def test_failed_and_invalid_urls_are_queued_again_with_fresh_attempts(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "a", "b")
+    submit_all(ledger, "task-1")
+    ledger.record_outcomes(
+        P,
+        A,
+        [
+            Outcome(url("a"), "task-1", UrlState.FAILED, "origin 404"),
+            Outcome(url("b"), "task-1", UrlState.INVALID, "bad host"),
+        ],
+        T0,
+        MAX_AGE,
+        max_attempts=1,
+    )
+
+    result = enqueue(ledger, "v1", "a", "b", now=at(1))
+
+    assert result.queued == 2  # type: ignore[attr-defined]
+    records = ledger.url_records("v1")
+    assert [(r.state, r.attempts, r.last_error) for r in records] == [
+        (UrlState.PENDING, 0, None),
+        (UrlState.PENDING, 0, None),
+    ]
+
+
+def test_skipped_urls_are_recorded_per_video_and_never_claimed(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "a")
+    foreign = "https://elsewhere.example.org/x.ts"
+    ledger.mark_skipped("v1", P, A, {foreign: "foreign host", "skd://key": "scheme"})
+
+    records = ledger.url_records("v1")
+
+    assert [(r.url, r.state, r.last_error) for r in records] == [
+        (url("a"), UrlState.PENDING, None),
+        (foreign, UrlState.SKIPPED, "foreign host"),
+        ("skd://key", UrlState.SKIPPED, "scheme"),
+    ]
+    assert ledger.counts("v1") == {UrlState.PENDING: 1, UrlState.SKIPPED: 2}
+    assert ledger.counts("v2") == {}
+    assert claim_all(ledger).urls == (url("a"),)
+    assert ledger.claim(P, A, 10, "w", T0, LEASE) is None
+
+
+def test_url_records_in_queue_order(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "m.m3u8", "s1.ts", "s2.ts")
+
+    records = ledger.url_records("v1")
+
+    assert [r.url for r in records] == [url("m.m3u8"), url("s1.ts"), url("s2.ts")]
+    assert all((r.provider, r.area, r.kind) == (P, A, "segment") for r in records)
+    assert all(r.task_id is None and r.pushed_at is None for r in records)
+
+
+# Claims -------------------------------------------------------------------
+
+
+def test_claim_takes_best_priority_then_insertion_order(ledger: Ledger) -> None:
+    ledger.enqueue(
+        "v1",
+        P,
+        A,
+        [
+            QueuedUrl(url("late-1"), "segment", 5),
+            QueuedUrl(url("urgent-1"), "playlist", 0),
+            QueuedUrl(url("late-2"), "segment", 5),
+            QueuedUrl(url("urgent-2"), "playlist", 0),
+        ],
+        T0,
+        MAX_AGE,
+    )
+
+    first = ledger.claim(P, A, 3, "w", T0, LEASE)
+    second = ledger.claim(P, A, 3, "w", T0, LEASE)
+
+    assert first is not None and second is not None
+    assert first.urls == (url("urgent-1"), url("urgent-2"), url("late-1"))
+    assert second.urls == (url("late-2"),)
+
+
+def test_claim_describes_itself(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "a")
+
+    claim = ledger.claim(P, A, 10, "host-7", T0, LEASE)
+
+    assert claim is not None
+    assert (claim.provider, claim.area, claim.worker) == (P, A, "host-7")
+    assert (claim.claimed_at, claim.lease_until) == (T0, T0 + LEASE)
+    assert states(ledger, "v1") == {url("a"): UrlState.RESERVED}
+
+
+def test_claim_never_returns_the_same_url_twice(ledger: Ledger) -> None:
+    names = [f"s{i:02d}.ts" for i in range(10)]
+    enqueue(ledger, "v1", *names)
+
+    claims = []
+    while (claim := ledger.claim(P, A, 3, "w", T0, LEASE)) is not None:
+        claims.append(claim)
+
+    claimed = [u for claim in claims for u in claim.urls]
+    assert [len(claim.urls) for claim in claims] == [3, 3, 3, 1]
+    assert claimed == [url(name) for name in names]
+    assert len({claim.claim_id for claim in claims}) == 4
+
+
+def test_claim_is_per_provider_and_area(ledger: Ledger) -> None:
+    ledger.enqueue("v1", P, "overseas", queued("a"), T0, MAX_AGE)
+    ledger.enqueue("v1", "qiniu", A, queued("b"), T0, MAX_AGE)
+
+    assert ledger.claim(P, A, 10, "w", T0, LEASE) is None
+    other = ledger.claim("qiniu", A, 10, "w", T0, LEASE)
+    assert other is not None and other.urls == (url("b"),)
+
+
+def test_expired_leases_are_reported_by_claim(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "a", "b", "c")
+    first = ledger.claim(P, A, 2, "w1", T0, LEASE)
+    second = ledger.claim(P, A, 2, "w2", at(1), LEASE)
+    assert first is not None and second is not None
+
+    assert ledger.expired_claims(P, A, at(1)) == []
+    assert ledger.expired_claims(P, A, at(2.5)) == [first]
+    assert ledger.expired_claims(P, A, at(10)) == [first, second]
+    assert ledger.expired_claims(P, "overseas", at(10)) == []
+
+
+def test_submitted_or_released_urls_leave_the_expired_claim(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "a", "b", "c")
+    claim = claim_all(ledger)
+    ledger.mark_submitted(claim, "task-1", [url("a")], at(1))
+    ledger.release(claim, [url("b")], None, count_attempt=False)
+
+    (expired,) = ledger.expired_claims(P, A, at(10))
+
+    assert expired.claim_id == claim.claim_id
+    assert expired.urls == (url("c"),)
+
+
+def test_release_returns_urls_to_the_queue(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "a", "b", "c")
+    claim = claim_all(ledger)
+
+    ledger.release(claim, [url("a")], "connection reset", count_attempt=True)
+    ledger.release(claim, [url("b")], None, count_attempt=False)
+
+    records = {r.url: r for r in ledger.url_records("v1")}
+    assert (records[url("a")].state, records[url("a")].attempts) == (UrlState.PENDING, 1)
+    assert records[url("a")].last_error == "connection reset"
+    assert (records[url("b")].state, records[url("b")].attempts) == (UrlState.PENDING, 0)
+    assert records[url("c")].state is UrlState.RESERVED
+    again = claim_all(ledger, at(1))
+    assert again.urls == (url("a"), url("b"))
+
+
+def test_release_of_another_claim_changes_nothing(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "a")
+    claim = claim_all(ledger)
+    stale = Claim("not-this-one", P, A, claim.urls, "w", T0, T0 + LEASE)
+
+    ledger.release(stale, claim.urls, "late", count_attempt=True)
+    ledger.mark_submitted(stale, "task-x", claim.urls, T0)
+
+    assert states(ledger, "v1") == {url("a"): UrlState.RESERVED}
+
+
+# Submission, tasks and outcomes ------------------------------------------
+
+
+def test_mark_submitted_records_an_open_task(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "a", "b")
+    claim = claim_all(ledger)
+
+    ledger.mark_submitted(claim, "task-1", claim.urls, at(1))
+
+    (task,) = ledger.open_tasks(P, A)
+    assert (task.task_id, task.provider, task.area, task.kind) == ("task-1", P, A, "push")
+    assert (task.url_count, task.created_at, task.open) == (2, at(1), True)
+    records = ledger.url_records("v1")
+    assert {(r.state, r.task_id, r.pushed_at) for r in records} == {
+        (UrlState.SUBMITTED, "task-1", at(1))
+    }
+    assert ledger.expired_claims(P, A, at(60)) == []
+
+
+def test_tasks_are_listed_oldest_first_per_kind(ledger: Ledger) -> None:
+    ledger.record_task("t2", P, A, "push", 5, at(2))
+    ledger.record_task("t1", P, A, "push", 5, at(1))
+    ledger.record_task("p1", P, A, "purge", 1, at(1))
+    ledger.record_task("t3", P, "overseas", "push", 5, at(1))
+
+    assert [t.task_id for t in ledger.open_tasks(P, A)] == ["t1", "t2"]
+    assert [t.task_id for t in ledger.open_tasks(P, A, kind="purge")] == ["p1"]
+
+    ledger.close_task("t1", P)
+
+    assert [t.task_id for t in ledger.open_tasks(P, A)] == ["t2"]
+
+
+def test_known_tasks_are_those_recorded_for_the_provider(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "a")
+    submit_all(ledger, "push-1")
+    ledger.record_task("purge-1", P, A, "purge", 1, T0)
+    ledger.record_task("other", "qiniu", A, "push", 1, T0)
+
+    known = ledger.known_tasks(P, ["push-1", "purge-1", "other", "never"])
+
+    assert known == {"push-1", "purge-1"}
+    assert ledger.known_tasks(P, []) == set()
+
+
+def test_record_outcomes_done_failed_and_invalid(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "ok", "flaky", "broken", "refused")
+    submit_all(ledger, "task-1")
+
+    ledger.record_outcomes(
+        P,
+        A,
+        [
+            Outcome(url("ok"), "task-1", UrlState.DONE),
+            Outcome(url("flaky"), "task-1", UrlState.FAILED, "origin timeout"),
+            Outcome(url("broken"), "task-1", UrlState.FAILED, "origin 404"),
+            Outcome(url("refused"), "task-1", UrlState.INVALID, "not our domain"),
+        ],
+        at(5),
+        MAX_AGE,
+        max_attempts=2,
+    )
+
+    records = {r.url.rsplit("/", 1)[1]: r for r in ledger.url_records("v1")}
+    assert records["ok"].state is UrlState.DONE
+    assert records["ok"].expires_at == at(5) + MAX_AGE
+    assert (records["flaky"].state, records["flaky"].attempts) == (UrlState.PENDING, 1)
+    assert records["flaky"].last_error == "origin timeout"
+    assert (records["refused"].state, records["refused"].last_error) == (
+        UrlState.INVALID,
+        "not our domain",
+    )
+    assert ledger.open_tasks(P, A) == []  # nothing of task-1 is still submitted
+
+    retry = submit_all(ledger, "task-2", at(6))
+    assert retry.urls == (url("flaky"), url("broken"))
+    ledger.record_outcomes(
+        P,
+        A,
+        [
+            Outcome(url("flaky"), "task-2", UrlState.DONE),
+            Outcome(url("broken"), "task-2", UrlState.FAILED, "origin 404 again"),
+        ],
+        at(7),
+        MAX_AGE,
+        max_attempts=2,
+    )
+
+    records = {r.url.rsplit("/", 1)[1]: r for r in ledger.url_records("v1")}
+    assert records["flaky"].state is UrlState.DONE
+    assert (records["broken"].state, records["broken"].attempts) == (UrlState.FAILED, 2)
+    assert records["broken"].last_error == "origin 404 again"
+    assert ledger.claim(P, A, 10, "w", at(8), LEASE) is None
+
+
+def test_requeue_sends_finished_urls_to_the_back_of_the_queue(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "hit", "miss", "never")
+    claim = ledger.claim(P, A, 2, "w", T0, LEASE)
+    assert claim is not None
+    ledger.mark_submitted(claim, "task-1", claim.urls, T0)
+    ledger.record_outcomes(
+        P, A, [Outcome(url("hit"), "task-1", UrlState.DONE),
+               Outcome(url("miss"), "task-1", UrlState.DONE)], at(1), MAX_AGE, 3,
+    )  # fmt: skip
+
+    # "never" is still pending and an unknown URL is not ours: neither moves.
+    moved = ledger.requeue(P, A, [url("miss"), url("never"), "http://cdn.test/unknown"])
+
+    assert moved == 1
+    assert states(ledger, "v1") == {
+        url("hit"): UrlState.DONE, url("miss"): UrlState.PENDING, url("never"): UrlState.PENDING,
+    }  # fmt: skip
+    again = ledger.claim(P, A, 10, "w", at(2), LEASE)
+    assert again is not None and again.urls == (url("never"), url("miss"))
+    record = {r.url: r for r in ledger.url_records("v1")}[url("miss")]
+    assert (record.task_id, record.expires_at, record.attempts) == (None, None, 0)
+
+
+def test_task_stays_open_while_any_url_is_submitted(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "a", "b")
+    submit_all(ledger, "task-1")
+
+    ledger.record_outcomes(P, A, [Outcome(url("a"), "task-1", UrlState.DONE)], T0, MAX_AGE, 3)
+
+    assert [t.task_id for t in ledger.open_tasks(P, A)] == ["task-1"]
+
+
+def test_outcomes_only_touch_urls_submitted_under_that_task(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "a")
+    submit_all(ledger, "task-new")
+
+    ledger.record_outcomes(
+        P, A, [Outcome(url("a"), "task-old", UrlState.FAILED, "stale")], T0, MAX_AGE, 3
+    )
+
+    assert states(ledger, "v1") == {url("a"): UrlState.SUBMITTED}
+
+
+def test_invalid_stays_invalid(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "a")
+    submit_all(ledger, "task-1")
+    ledger.record_outcomes(
+        P, A, [Outcome(url("a"), "task-1", UrlState.INVALID, "refused")], T0, MAX_AGE, 3
+    )
+
+    ledger.record_outcomes(P, A, [Outcome(url("a"), "task-1", UrlState.DONE)], at(1), MAX_AGE, 3)
+
+    assert states(ledger, "v1") == {url("a"): UrlState.INVALID}
+
+
+def test_mark_invalid_takes_urls_out_of_the_queue(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "a", "b")
+    claim = claim_all(ledger)
+
+    ledger.mark_invalid(P, A, {url("a"): "InvalidParameter.CdnUrlInvalid"}, T0)
+    ledger.mark_submitted(claim, "task-1", [url("b")], T0)
+
+    records = {r.url: r for r in ledger.url_records("v1")}
+    assert records[url("a")].state is UrlState.INVALID
+    assert records[url("a")].last_error == "InvalidParameter.CdnUrlInvalid"
+    assert records[url("b")].state is UrlState.SUBMITTED
+    assert ledger.expired_claims(P, A, at(60)) == []
+
+
+# Reporting ---------------------------------------------------------------
+
+
+def test_counts_per_video_and_in_total(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "a", "b", "c")
+    enqueue(ledger, "v2", "c", "d")
+    ledger.mark_skipped("v2", P, A, {"https://elsewhere.example.org/e": "foreign host"})
+    claim = ledger.claim(P, A, 2, "w", T0, LEASE)
+    assert claim is not None
+    ledger.mark_submitted(claim, "task-1", claim.urls, T0)
+    ledger.record_outcomes(P, A, [Outcome(url("a"), "task-1", UrlState.DONE)], T0, MAX_AGE, 3)
+
+    assert ledger.counts("v1") == {
+        UrlState.DONE: 1,
+        UrlState.SUBMITTED: 1,
+        UrlState.PENDING: 1,
+    }
+    assert ledger.counts("v2") == {UrlState.PENDING: 2, UrlState.SKIPPED: 1}
+    assert ledger.counts() == {
+        UrlState.DONE: 1,
+        UrlState.SUBMITTED: 1,
+        UrlState.PENDING: 2,
+        UrlState.SKIPPED: 1,
+    }
+
+
+def test_failures_lists_failed_and_invalid_with_their_errors(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "a", "b", "c")
+    enqueue(ledger, "v2", "x")
+    submit_all(ledger, "task-1")
+    ledger.record_outcomes(
+        P,
+        A,
+        [
+            Outcome(url("a"), "task-1", UrlState.FAILED, "origin 404"),
+            Outcome(url("b"), "task-1", UrlState.INVALID, "bad url"),
+            Outcome(url("c"), "task-1", UrlState.DONE),
+            Outcome(url("x"), "task-1", UrlState.FAILED, "origin 500"),
+        ],
+        T0,
+        MAX_AGE,
+        max_attempts=1,
+    )
+
+    everything = ledger.failures()
+    of_v1 = ledger.failures("v1")
+
+    assert [(r.url, r.state, r.last_error) for r in everything] == [
+        (url("a"), UrlState.FAILED, "origin 404"),
+        (url("b"), UrlState.INVALID, "bad url"),
+        (url("x"), UrlState.FAILED, "origin 500"),
+    ]
+    assert [r.url for r in of_v1] == [url("a"), url("b")]
+    assert len(ledger.failures(limit=1)) == 1
+    assert ledger.failures("v3") == []
+
+
+# Quota -------------------------------------------------------------------
+
+DAY = "2024-05-01"
+
+
+def test_no_quota_day_until_one_is_recorded(ledger: Ledger) -> None:
+    assert ledger.quota_day(P, A, DAY) is None
+
+
+def test_sync_takes_the_providers_figures(ledger: Ledger) -> None:
+    synced = ledger.sync_quota(P, A, DAY, 1000, 200)
+
+    assert synced == QuotaDay(P, A, DAY, 1000, 200, 0)
+    assert synced.remaining == 800
+    assert ledger.quota_day(P, A, DAY) == synced
+
+
+def test_reserve_grants_what_is_left(ledger: Ledger) -> None:
+    ledger.sync_quota(P, A, DAY, 100, 40)
+
+    assert ledger.reserve_quota(P, A, DAY, 50) == 50
+    assert ledger.reserve_quota(P, A, DAY, 50) == 10
+    assert ledger.reserve_quota(P, A, DAY, 50) == 0
+    assert ledger.quota_day(P, A, DAY) == QuotaDay(P, A, DAY, 100, 40, 60)
+
+
+def test_reserve_without_a_known_limit_grants_everything(ledger: Ledger) -> None:
+    assert ledger.reserve_quota(P, A, DAY, 500) == 500
+    quota = ledger.quota_day(P, A, DAY)
+
+    assert quota is not None
+    assert (quota.limit, quota.inflight, quota.remaining) == (None, 500, None)
+
+
+def test_settle_moves_a_reservation_into_used(ledger: Ledger) -> None:
+    ledger.sync_quota(P, A, DAY, 100, 0)
+    ledger.reserve_quota(P, A, DAY, 30)
+
+    ledger.settle_quota(P, A, DAY, reserved=30, used=20)
+
+    assert ledger.quota_day(P, A, DAY) == QuotaDay(P, A, DAY, 100, 20, 0)
+    assert ledger.reserve_quota(P, A, DAY, 100) == 80
+
+
+def test_sync_keeps_inflight_and_may_lower_used_after_the_providers_day_reset(
+    ledger: Ledger,
+) -> None:
+    ledger.sync_quota(P, A, DAY, 1000, 900)
+    ledger.reserve_quota(P, A, DAY, 100)
+    assert ledger.reserve_quota(P, A, DAY, 1) == 0
+
+    reset = ledger.sync_quota(P, A, DAY, 1000, 0)
+
+    assert reset == QuotaDay(P, A, DAY, 1000, 0, 100)
+    assert ledger.reserve_quota(P, A, DAY, 1000) == 900
+
+
+def test_exhaust_stops_reservations(ledger: Ledger) -> None:
+    ledger.sync_quota(P, A, DAY, 1000, 10)
+
+    ledger.exhaust_quota(P, A, DAY)
+
+    quota = ledger.quota_day(P, A, DAY)
+    assert quota is not None
+    assert (quota.used, quota.remaining) == (1000, 0)
+    assert ledger.reserve_quota(P, A, DAY, 1) == 0
+
+
+def test_exhaust_with_an_unknown_limit_stops_reservations_too(ledger: Ledger) -> None:
+    ledger.reserve_quota(P, A, DAY, 5)
+
+    ledger.exhaust_quota(P, A, "2024-05-01")
+
+    assert ledger.reserve_quota(P, A, DAY, 1) == 0
+    quota = ledger.quota_day(P, A, DAY)
+    assert quota is not None and quota.remaining == 0
+
+
+def test_quota_days_and_areas_are_separate(ledger: Ledger) -> None:
+    ledger.sync_quota(P, A, DAY, 10, 10)
+
+    assert ledger.reserve_quota(P, A, "2024-05-02", 5) == 5
+    assert ledger.reserve_quota(P, "overseas", DAY, 5) == 5
+    assert ledger.reserve_quota(P, A, DAY, 5) == 0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_reservations_never_exceed_the_limit(ledger: Ledger, seed: int) -> None:
+    rng = random.Random(seed)
+    limit = rng.randint(50, 500)
+    ledger.sync_quota(P, A, DAY, limit, rng.randint(0, 40))
+    open_reservations: list[int] = []
+
+    for _ in range(60):
+        if open_reservations and rng.random() < 0.4:
+            reserved = open_reservations.pop(rng.randrange(len(open_reservations)))
+            ledger.settle_quota(P, A, DAY, reserved, rng.randint(0, reserved))
+        else:
+            granted = ledger.reserve_quota(P, A, DAY, rng.randint(1, 80))
+            open_reservations.append(granted)
+        quota = ledger.quota_day(P, A, DAY)
+        assert quota is not None
+        assert quota.inflight == sum(open_reservations)
+        assert quota.used + quota.inflight <= limit

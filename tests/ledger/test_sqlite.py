@@ -1,0 +1,94 @@
+"""SQLite-only behaviour: a damaged or locked file is one clear LedgerError."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from cdn_preheat.errors import LedgerError
+from cdn_preheat.ledger.base import QueuedUrl
+from cdn_preheat.ledger.sqlite import SqliteLedger
+
+T0 = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
+
+
+def test_a_file_that_is_not_a_database_is_a_ledger_error(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    path.write_bytes(b"these are not the bytes of an SQLite database\n" * 100)
+
+    with pytest.raises(LedgerError) as caught:
+        SqliteLedger(path)
+
+    message = str(caught.value)
+    assert str(path) in message
+    assert "not a cdn-preheat SQLite database" in message
+    assert "\n" not in message
+
+
+def test_a_locked_database_is_a_ledger_error(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    ledger = SqliteLedger(path, busy_timeout=0.05)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(LedgerError) as caught:
+            ledger.enqueue("v1", "p", "a", [QueuedUrl("https://x/1", "s")], T0, dt.timedelta(1))
+        with pytest.raises(LedgerError):
+            ledger.reserve_quota("p", "a", "2024-05-01", 10)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+    message = str(caught.value)
+    assert str(path) in message
+    assert "locked by another process" in message
+    # The lock is gone: the same ledger works again.
+    assert ledger.reserve_quota("p", "a", "2024-05-01", 10) == 10
+    ledger.close()
+
+
+def test_opening_a_locked_new_file_is_a_ledger_error(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(LedgerError, match="locked by another process"):
+            SqliteLedger(path, busy_timeout=0.05)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    SqliteLedger(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO schema_version VALUES (99)")
+
+    with pytest.raises(LedgerError, match="newer cdn-preheat"):
+        SqliteLedger(path)
+
+
+def test_reopening_keeps_the_data_and_uses_wal(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    first = SqliteLedger(path)
+    first.put_video("v1", "https://o/v1.m3u8", 3, T0)
+    first.close()
+
+    second = SqliteLedger(path)
+
+    assert second.get_video("v1") is not None
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    second.close()
+
+
+def test_naive_datetimes_are_refused(tmp_path: Path) -> None:
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+
+    with pytest.raises(ValueError, match="timezone-aware"):
+        ledger.put_video("v1", "https://o/v1.m3u8", 3, dt.datetime(2024, 5, 1))
+    ledger.close()
