@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 def expand_options(settings: Settings, *, cdn_host: str | None = None) -> ExpandOptions:
     from cdn_preheat.hls import ExpandOptions
+    from cdn_preheat.signing import make_signer
 
     return ExpandOptions(
         cdn_host=cdn_host or settings.cdn_host,
@@ -22,6 +23,7 @@ def expand_options(settings: Settings, *, cdn_host: str | None = None) -> Expand
         timeout=settings.cdn_preheat_fetch_timeout,
         concurrency=settings.cdn_preheat_fetch_concurrency,
         max_bytes=settings.cdn_preheat_max_playlist_bytes,
+        sign_url=make_signer(settings),
     )
 
 

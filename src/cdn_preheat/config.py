@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     # Store.
     cdn_preheat_store: Literal["auto", "sqlite", "mongodb"] = "auto"
     cdn_preheat_db: str = "cdn-preheat.sqlite3"
+    # Seconds to wait for another process's lock on the SQLite ledger before giving up.
+    cdn_preheat_lock_timeout: float = Field(default=30.0, gt=0)
 
     # Expansion.
     cdn_preheat_allow_foreign_hosts: bool = False

@@ -16,8 +16,10 @@ from contract_env import TASK_DELAY, ProviderEnv, settings_from
 from cdn_preheat.providers.aliyun import AliyunProvider
 from cdn_preheat.providers.base import Provider
 from cdn_preheat.providers.http import HttpProvider, WarmOptions
+from cdn_preheat.providers.qiniu import QiniuProvider
 from cdn_preheat.providers.tencent import TencentProvider
 from cdn_preheat.sandbox.aliyun import AliyunLimits
+from cdn_preheat.sandbox.qiniu import QiniuLimits
 from cdn_preheat.sandbox.server import Sandbox
 from cdn_preheat.sandbox.tencent import TencentLimits
 
@@ -67,6 +69,30 @@ def _aliyun_env() -> ProviderEnv:
     )
 
 
+def _qiniu_env() -> ProviderEnv:
+    sandbox = Sandbox(videos=2, segments=5, qiniu_limits=QiniuLimits(task_delay=TASK_DELAY))
+    sandbox.start()
+
+    def make(overrides: Mapping[str, str]) -> Provider:
+        return QiniuProvider(settings_from({**sandbox.client_env("qiniu"), **overrides}))
+
+    def set_quota(per_day: int) -> None:
+        sandbox.qiniu.limits.prefetch_quota = per_day
+
+    return ProviderEnv(
+        kind="qiniu",
+        sandbox=sandbox,
+        provider=make({}),
+        make_provider=make,
+        received_urls=sandbox.qiniu.received_urls,
+        set_daily_quota=set_quota,
+        secret_variable="QINIU_SECRET_KEY",
+        credential_variables=("QINIU_ACCESS_KEY", "QINIU_SECRET_KEY"),
+        quota_known_before_submit=False,
+        quota_calls_api=False,
+    )
+
+
 def _http_env() -> ProviderEnv:
     sandbox = Sandbox(videos=2, segments=5)
     sandbox.start()
@@ -99,6 +125,7 @@ def _http_env() -> ProviderEnv:
 PROVIDER_KINDS: dict[str, Callable[[], ProviderEnv]] = {
     "tencent": _tencent_env,
     "aliyun": _aliyun_env,
+    "qiniu": _qiniu_env,
     "http": _http_env,
 }
 

@@ -65,6 +65,7 @@ def settings(api: QiniuApi, secret_key: str | None = SK) -> Settings:
         qiniu_access_key=SecretStr(AK),
         qiniu_secret_key=SecretStr(secret_key) if secret_key else None,
         qiniu_endpoint=api.server.url,
+        qiniu_rsf_endpoint=api.server.url,
         cdn_host=EDGE,
     )
 

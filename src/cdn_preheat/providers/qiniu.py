@@ -16,7 +16,6 @@ import json
 import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 import qiniu
 import qiniu.http
@@ -36,11 +35,11 @@ from cdn_preheat.errors import (
 )
 from cdn_preheat.providers.base import Limits, Provider, Quota, SubmitResult, TaskEntry, TaskState
 from cdn_preheat.providers.stats import LogFile, TrafficPoint, TrafficSeries
+from cdn_preheat.signing import strip_anti_leech
 
 CHINA = dt.timezone(dt.timedelta(hours=8))  # Qiniu's quota day and timestamps
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 DOCUMENTED_DAILY_PREFETCH_QUOTA = 100
-ANTI_LEECH_PARAMS = frozenset({"sign", "t"})
 LIST_PAGE_SIZE = 100
 Granularity = Literal["5min", "hour", "day"]
 JsonObject = dict[str, Any]
@@ -80,6 +79,7 @@ class QiniuProvider(Provider):
         self._endpoint: str | None = settings.qiniu_endpoint
         if self._endpoint:
             self._cdn.server = self._endpoint
+        self._rsf_endpoint: str | None = settings.qiniu_rsf_endpoint
         self._cdn_host = settings.cdn_host
         self._last_quota: Quota | None = None
         self._last_quota_day: str | None = None
@@ -255,10 +255,9 @@ class QiniuProvider(Provider):
                 return
 
     def _bucket_manager(self) -> Any:
-        if not self._endpoint:
+        if not self._rsf_endpoint:
             return qiniu.BucketManager(self._auth)
-        # The endpoint override (the sandbox) also serves the RSF listing API.
-        endpoint = Endpoint.from_host(self._endpoint)
+        endpoint = Endpoint.from_host(self._rsf_endpoint)
         region = Region(services={ServiceName.RSF: [endpoint]})
         return qiniu.BucketManager(self._auth, regions=[region])
 
@@ -351,19 +350,6 @@ class QiniuProvider(Provider):
         if code >= 500000 or 500 <= code < 600:
             raise Transient(f"{prefix}.", code=label)
         raise ProviderError(f"{prefix}.", code=label)
-
-
-def strip_anti_leech(url: str) -> str:
-    """The URL without timestamp anti-leech ``sign``/``t`` parameters.
-
-    Qiniu refreshes by the cached key, which excludes them. The rest of the
-    query is kept byte for byte, so its encoding does not change.
-    """
-    parts = urlsplit(url)
-    if not parts.query:
-        return url
-    kept = [p for p in parts.query.split("&") if p.split("=", 1)[0] not in ANTI_LEECH_PARAMS]
-    return urlunsplit(parts._replace(query="&".join(kept)))
 
 
 def _decode(info: Any) -> tuple[int, JsonObject]:

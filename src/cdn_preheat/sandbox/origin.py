@@ -18,12 +18,17 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from cdn_preheat.sandbox.core import LoopbackServer
+
+if TYPE_CHECKING:
+    from cdn_preheat.sandbox.origin_auth import OriginSignatures
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 SEGMENT_SECONDS = 6
@@ -65,12 +70,22 @@ class CustomFile:
 class Origin:
     """The catalog plus custom files; thread-safe."""
 
-    def __init__(self, *, videos: int = 3, variants: int = 3, segments: int = 20) -> None:
+    def __init__(
+        self,
+        *,
+        videos: int = 3,
+        variants: int = 3,
+        segments: int = 20,
+        signatures: OriginSignatures | None = None,
+    ) -> None:
+        """``signatures``: demand signed URLs over HTTP (settable later, like a test's limits)."""
         if videos < 0 or variants < 1 or segments < 1:
             raise ValueError("videos >= 0, variants >= 1 and segments >= 1 are required")
         self.videos = videos
         self.variants = variants
         self.segments = segments
+        self.signatures = signatures
+        self.latency = 0.0  # seconds before every answer: a distant origin (settable)
         self._custom: dict[str, CustomFile] = {}
         self._hidden: set[str] = set()
         self._lock = threading.Lock()
@@ -353,8 +368,17 @@ def send_body(
 def send_not_found(
     handler: BaseHTTPRequestHandler, extra_headers: dict[str, str] | None = None
 ) -> None:
-    body = b"not found\n"
-    handler.send_response(404)
+    send_text(handler, 404, "not found\n", extra_headers)
+
+
+def send_text(
+    handler: BaseHTTPRequestHandler,
+    status: int,
+    text: str,
+    extra_headers: dict[str, str] | None = None,
+) -> None:
+    body = text.encode()
+    handler.send_response(status)
     handler.send_header("Content-Type", "text/plain")
     handler.send_header("Content-Length", str(len(body)))
     for name, value in (extra_headers or {}).items():
@@ -369,9 +393,19 @@ class OriginHandler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server_version = "cdn-preheat-sandbox-origin"
+    # Headers and body go out in two writes; with Nagle on, the body waits for
+    # the client's delayed ACK (40 ms on Linux) on every keep-alive request.
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         origin: Origin = self.server.app  # type: ignore[attr-defined]
+        if origin.latency:
+            time.sleep(origin.latency)
+        signatures = origin.signatures
+        denial = signatures.denial(self.headers.get("Host", ""), self.path) if signatures else None
+        if denial is not None:
+            send_text(self, denial.status, f"{denial.reason}\n")
+            return
         custom = origin.custom(self.path)
         if custom is not None and custom.status != 200:
             self.send_response(custom.status)

@@ -22,6 +22,8 @@ from cdn_preheat.sandbox.aliyun import AliyunApi, AliyunLimits
 from cdn_preheat.sandbox.core import EdgeCache, Faults, LoopbackServer, SandboxClock
 from cdn_preheat.sandbox.edge import Edge, Vendor
 from cdn_preheat.sandbox.origin import Origin, serve_origin
+from cdn_preheat.sandbox.origin_auth import OriginSignatures
+from cdn_preheat.sandbox.qiniu import QiniuApi, QiniuLimits
 from cdn_preheat.sandbox.tencent import TencentEmulator, TencentLimits
 
 
@@ -47,18 +49,38 @@ def _aliyun_env(endpoint: str, credentials: tuple[str, str]) -> dict[str, str]:
     }
 
 
+def _qiniu_env(endpoint: str, credentials: tuple[str, str]) -> dict[str, str]:
+    # One emulator answers both the fusion CDN API and the bucket listing (RSF).
+    return {
+        "QINIU_ENDPOINT": endpoint,
+        "QINIU_RSF_ENDPOINT": endpoint,
+        "QINIU_ACCESS_KEY": credentials[0],
+        "QINIU_SECRET_KEY": credentials[1],
+    }
+
+
 # Per API: the environment a client needs to reach it (endpoint URL, credentials).
 _CLIENT_ENV: dict[str, Callable[[str, tuple[str, str]], dict[str, str]]] = {
     "tencent": _tencent_env,
     "aliyun": _aliyun_env,
+    "qiniu": _qiniu_env,
 }
+
+# Qiniu's default daily prefetch quota is 100 URLs, less than one generated
+# video; the sandbox account has it raised (as real accounts can ask for), so
+# `cdn-preheat demo --provider qiniu` runs to the end. Tests lower it to see
+# the quota stop.
+SANDBOX_QINIU_PREFETCH_QUOTA = 100_000
+
+# The order of consecutive ports from ``first_port``: origin, edge, then the APIs.
+SERVER_ORDER = ("origin", "edge", "tencent", "aliyun", "qiniu")
 
 
 class Sandbox:
     """Loopback servers for a complete preheat run; a context manager.
 
     Attributes: ``clock``, ``cache``, ``faults``, ``origin``, ``edge``,
-    ``tencent``, ``aliyun`` and ``apis`` (every API emulator by name). The edge binds its
+    ``tencent``, ``aliyun``, ``qiniu`` and ``apis`` (every API emulator by name). The edge binds its
     port at construction (its netloc is the CDN domain every emulator checks);
     the other servers bind in ``start()``, after which ``endpoints`` and
     ``client_env()`` are available.
@@ -76,25 +98,43 @@ class Sandbox:
             config.SANDBOX_ALIYUN_ACCESS_KEY_ID,
             config.SANDBOX_ALIYUN_ACCESS_KEY_SECRET,
         ),
+        qiniu_limits: QiniuLimits | None = None,
+        qiniu_credentials: tuple[str, str] = (
+            config.SANDBOX_QINIU_ACCESS_KEY,
+            config.SANDBOX_QINIU_SECRET_KEY,
+        ),
+        origin_signatures: OriginSignatures | None = None,
         faults: Faults | None = None,
         secret_id: str = config.SANDBOX_TENCENT_SECRET_ID,
         secret_key: str = config.SANDBOX_TENCENT_SECRET_KEY,
         edge_vendor: Vendor = "tencent",
         ports: dict[str, int] | None = None,
+        first_port: int = 0,
         task_delay: float | None = None,
     ) -> None:
-        """``task_delay``, when given, overrides every emulator's own (seconds to done)."""
-        self._ports = dict(ports or {})
+        """``task_delay``, when given, overrides every emulator's own (seconds to done).
+
+        ``origin_signatures`` makes the origin's HTTP server demand signed URLs.
+        ``first_port`` (0: any free ports) numbers the servers consecutively in
+        ``SERVER_ORDER``; ``ports`` sets single ones.
+        """
+        numbered = (
+            {name: first_port + i for i, name in enumerate(SERVER_ORDER)} if first_port else {}
+        )
+        self._ports = numbered | dict(ports or {})
         self.clock = SandboxClock()
         self.cache = EdgeCache()
         self.faults = faults or Faults()
-        self.origin = Origin(videos=videos, variants=variants, segments=segments)
+        self.origin = Origin(
+            videos=videos, variants=variants, segments=segments, signatures=origin_signatures
+        )
         self.edge = Edge(self.origin, self.cache, edge_vendor)
         # The edge binds now: every emulator needs its netloc as the account's domain.
         self._edge_server = self.edge.bind(self._ports.get("edge", 0))
         self.credentials: dict[str, tuple[str, str]] = {
             "tencent": (secret_id, secret_key),
             "aliyun": aliyun_credentials,
+            "qiniu": qiniu_credentials,
         }
         tencent_limits = tencent_limits or TencentLimits()
         if task_delay is not None:
@@ -120,7 +160,23 @@ class Sandbox:
             limits=aliyun_limits,
             faults=self.faults,
         )
-        self.apis: dict[str, Emulator] = {"tencent": self.tencent, "aliyun": self.aliyun}
+        qiniu_limits = qiniu_limits or QiniuLimits(prefetch_quota=SANDBOX_QINIU_PREFETCH_QUOTA)
+        if task_delay is not None:
+            qiniu_limits = dataclasses.replace(qiniu_limits, task_delay=task_delay)
+        self.qiniu = QiniuApi(
+            self.clock,
+            self.cache,
+            self.origin.has,
+            self.edge.netloc,
+            *self.credentials["qiniu"],
+            limits=qiniu_limits,
+            faults=self.faults,
+        )
+        self.apis: dict[str, Emulator] = {
+            "tencent": self.tencent,
+            "aliyun": self.aliyun,
+            "qiniu": self.qiniu,
+        }
         for api in self.apis.values():
             # Emulators with delayed tasks expose settle(); the edge runs it per request.
             settle = getattr(api, "settle", None)
@@ -142,6 +198,15 @@ class Sandbox:
             options.setdefault(
                 "aliyun_credentials", (key_id.get_secret_value(), key_secret.get_secret_value())
             )
+        access_key, qiniu_secret = settings.qiniu_access_key, settings.qiniu_secret_key
+        if access_key is not None and qiniu_secret is not None:
+            options.setdefault(
+                "qiniu_credentials",
+                (access_key.get_secret_value(), qiniu_secret.get_secret_value()),
+            )
+        signatures = _origin_signatures(settings, options.get("qiniu_credentials"))
+        if signatures is not None:
+            options.setdefault("origin_signatures", signatures)
         return cls(**options)
 
     # -- lifecycle --------------------------------------------------------------
@@ -193,11 +258,21 @@ class Sandbox:
         return endpoints
 
     def client_env(self, provider: str = "tencent") -> dict[str, str]:
-        """Environment variables that point a client at this sandbox."""
+        """Environment variables that point a client at this sandbox.
+
+        When the origin demands signatures, the variables that make the
+        expander sign its fetches are included.
+        """
         env = {"CDN_PROVIDER": provider, "CDN_HOST": self.edge.netloc}
         endpoints = self.endpoints
         for name, make_env in _CLIENT_ENV.items():
             env.update(make_env(endpoints[name], self.credentials[name]))
+        signatures = self.origin.signatures
+        if signatures is not None:
+            # A private bucket is signed with the account's Qiniu keys (above).
+            env["CDN_PREHEAT_ORIGIN_SIGNING"] = signatures.mode
+            if signatures.mode == "qiniu-timestamp":
+                env["CDN_PREHEAT_ORIGIN_ANTI_LEECH_KEY"] = signatures.anti_leech_key
         return env
 
     def video_url(self, video_id: str) -> str:
@@ -207,6 +282,25 @@ class Sandbox:
     def edge_url(self, path: str) -> str:
         """The CDN URL of an origin path."""
         return self.edge.url(path)
+
+
+def _origin_signatures(
+    settings: config.Settings, qiniu_credentials: tuple[str, str] | None
+) -> OriginSignatures | None:
+    """What the origin demands when ``CDN_PREHEAT_ORIGIN_SIGNING`` is configured."""
+    mode = settings.cdn_preheat_origin_signing
+    if mode == "qiniu-private":
+        access_key, secret_key = qiniu_credentials or (
+            config.SANDBOX_QINIU_ACCESS_KEY,
+            config.SANDBOX_QINIU_SECRET_KEY,
+        )
+        return OriginSignatures(mode, access_key=access_key, secret_key=secret_key)
+    if mode == "qiniu-timestamp":
+        key = config.require_secret(
+            settings.cdn_preheat_origin_anti_leech_key, "CDN_PREHEAT_ORIGIN_ANTI_LEECH_KEY"
+        )
+        return OriginSignatures(mode, anti_leech_key=key)
+    return None
 
 
 def run_forever(
