@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import m3u8
+import m3u8.parser
 from m3u8.parser import ATTRIBUTELISTPATTERN, remove_quotes
 
 from cdn_preheat import __version__
@@ -320,15 +321,27 @@ class ParsedPlaylist:
     is_live: bool
     renditions: list[str]  # master: every playlist URI, as listed
     keys: list[tuple[int, str]]  # (index of the first segment it applies to, URI)
-    segments: Sequence[Any]  # m3u8 Segment objects
+    segments: Sequence[Mapping[str, Any]]  # m3u8's parsed segment dicts (uri, duration, ...)
     ignored: list[tuple[str, str]]
 
 
 def parse_playlist(text: str, url: str, base_url: str) -> ParsedPlaylist:
-    """Parse with ``m3u8``; PlaylistError names ``url`` when it fails or yields nothing."""
+    """Parse with ``m3u8``; PlaylistError names ``url`` when it fails or yields nothing.
+
+    Media playlists are read from ``m3u8.parser.parse``'s data: building the
+    ``M3U8`` model on top (an object per segment, key and init section) cost
+    a third of the parse time and nothing here needs it. Masters, a few lines
+    long, get the model too, which validates their tags (``BANDWIDTH``).
+    """
     recorder = _TagRecorder()
     try:
-        model = m3u8.loads(text, uri=base_url, custom_tags_parser=recorder)
+        data = m3u8.parser.parse(text, custom_tags_parser=recorder)
+        session_keys: list[str] = []
+        if recorder.renditions:
+            recorder = _TagRecorder()
+            model = m3u8.loads(text, uri=base_url, custom_tags_parser=recorder)
+            data = model.data
+            session_keys = [key.uri for key in model.session_keys if key is not None and key.uri]
     except KeyError as exc:
         # m3u8 indexes required attributes directly, e.g. a STREAM-INF without BANDWIDTH.
         name = str(exc.args[0]) if exc.args else ""
@@ -339,26 +352,42 @@ def parse_playlist(text: str, url: str, base_url: str) -> ParsedPlaylist:
     except Exception as exc:  # m3u8 raises bare ValueError/TypeError/IndexError on bad input
         raise PlaylistError(url, f"malformed playlist ({type(exc).__name__}: {exc})") from None
 
-    data = model.data
     renditions = []
     for list_name, position in recorder.renditions:
         entries = data[list_name]
         if position < len(entries) and entries[position].get("uri"):
             renditions.append(entries[position]["uri"])
     keys = recorder.keys
+    segments = data["segments"]
     if renditions:
-        keys = [(0, key.uri) for key in model.session_keys if key is not None and key.uri]
-    elif not model.segments:
+        keys = [(0, uri) for uri in session_keys]
+    elif not segments:
         # Lowercase or unknown tags parse to nothing; that is not an empty video.
         raise PlaylistError(url, "no segments or variant streams found, not an HLS playlist")
+    else:
+        _check_media(data, url)
     return ParsedPlaylist(
         is_master=bool(renditions),
-        is_live=not renditions and not model.is_endlist,
+        is_live=not renditions and not data["is_endlist"],
         renditions=renditions,
         keys=keys,
-        segments=model.segments,
+        segments=segments,
         ignored=recorder.ignored,
     )
+
+
+def _check_media(data: Mapping[str, Any], url: str) -> None:
+    """Refuse what the ``M3U8`` model would: a key without METHOD, a map or part without URI."""
+    for key in data["keys"]:
+        if key is not None and "method" not in key:
+            raise PlaylistError(url, "malformed playlist: EXT-X-KEY lacks METHOD")
+    for segment in data["segments"]:
+        init = segment.get("init_section")
+        if init is not None and not init.get("uri"):
+            raise PlaylistError(url, "malformed playlist: EXT-X-MAP lacks URI")
+        for part in segment.get("parts", ()):
+            if not part.get("uri") or "duration" not in part:
+                raise PlaylistError(url, "malformed playlist: EXT-X-PART lacks URI or DURATION")
 
 
 # --------------------------------------------------------------------------- expand
@@ -393,23 +422,27 @@ def media_urls(
             append(ExpandedUrl(url, kind, rendition, -1, None))
             last_url = url
 
+    segment_kind = UrlKind.SEGMENT
+    next_key_at = keys[0][0] if keys else -1
     for index, segment in enumerate(playlist.segments):
-        while next_key < len(keys) and keys[next_key][0] <= index:
-            add(keys[next_key][1], UrlKind.KEY)
-            next_key += 1
-        init = segment.init_section
-        if init is not None and init.uri != last_init:
-            last_init = init.uri
-            add(init.uri, UrlKind.INIT)
-        for part in segment.parts:
-            if part.gap == "YES":
-                skip(_describe(resolver, part.uri), "gap part")
+        if next_key_at != -1 and next_key_at <= index:
+            while next_key < len(keys) and keys[next_key][0] <= index:
+                add(keys[next_key][1], UrlKind.KEY)
+                next_key += 1
+            next_key_at = keys[next_key][0] if next_key < len(keys) else -1
+        init = segment.get("init_section")
+        if init is not None and init["uri"] != last_init:
+            last_init = init["uri"]
+            add(init["uri"], UrlKind.INIT)
+        for part in segment.get("parts", ()):
+            if part.get("gap") == "YES":
+                skip(_describe(resolver, part["uri"]), "gap part")
             else:
-                add(part.uri, UrlKind.PART)
-        uri = segment.uri
+                add(part["uri"], UrlKind.PART)
+        uri = segment.get("uri")
         if uri is None:  # parts of a segment still being written
             continue
-        if segment.gap_tag:
+        if segment.get("gap_tag"):
             skip(_describe(resolver, uri), "gap segment")
             continue
         # add() inlined: this runs once per segment.
@@ -419,7 +452,7 @@ def media_urls(
             skip(exc.url, exc.reason)
             continue
         if url != last_url:
-            append(ExpandedUrl(url, UrlKind.SEGMENT, rendition, index, segment.duration))
+            append(ExpandedUrl(url, segment_kind, rendition, index, segment.get("duration")))
             last_url = url
     for _, uri in keys[next_key:]:
         add(uri, UrlKind.KEY)

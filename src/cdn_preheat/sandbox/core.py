@@ -43,7 +43,7 @@ class SandboxClock:
         self.advance(midnight - local + dt.timedelta(seconds=1))
 
 
-FaultKind = Literal["ok", "server_error", "rate_limited", "drop"]
+FaultKind = Literal["ok", "server_error", "rate_limited", "drop", "lost_answer"]
 
 
 @dataclass
@@ -54,6 +54,10 @@ class Faults:
     server_error: float = 0.0  # answer HTTP 502 with an HTML body
     rate_limited: float = 0.0  # answer the vendor's rate-limit error
     drop: float = 0.0  # close the connection without answering
+    # Carry the request out, then close the connection without answering: the
+    # client cannot tell this from ``drop`` although its request took effect.
+    # Emulators that do not support it treat it as "ok".
+    lost_answer: float = 0.0
     seed: int | None = None
     _random: random.Random = field(init=False, repr=False)
     _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
@@ -68,6 +72,7 @@ class Faults:
             ("server_error", self.server_error),
             ("rate_limited", self.rate_limited),
             ("drop", self.drop),
+            ("lost_answer", self.lost_answer),
         ):
             if roll < chance:
                 return kind  # type: ignore[return-value]
@@ -111,7 +116,10 @@ class LoopbackServer:
     """
 
     def __init__(self, handler: type[BaseHTTPRequestHandler], app: object, port: int = 0) -> None:
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        # Nagle's algorithm holds small answers back ~40 ms behind delayed ACKs,
+        # which skews every emulator's latency and its per-second rate window.
+        no_delay = type(handler.__name__, (handler,), {"disable_nagle_algorithm": True})
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), no_delay)
         self._httpd.daemon_threads = True
         self._httpd.app = app  # type: ignore[attr-defined]
         # A short poll makes stop() quick; tests start and stop many servers.
