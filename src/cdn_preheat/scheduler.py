@@ -126,7 +126,11 @@ class Scheduler:
         offset = self.options.quota_utc_offset_hours
         self._utc_offset = offset if offset is not None else limits.quota_utc_offset_hours
         self._lock = threading.Lock()
+        # ``_stop`` ends this drain's loops; ``_cancel`` is the caller's event. They
+        # are separate so that a drain ending on its own (quota spent, provider
+        # error) does not look to the caller like a request to stop everything.
         self._stop = threading.Event()
+        self._cancel = threading.Event()
         self._report = DrainReport()
         self._limited = True
 
@@ -138,7 +142,8 @@ class Scheduler:
 
     def drain(self, stop: threading.Event | None = None) -> DrainReport:
         """Push pending URLs until the queue is empty, the quota is spent or ``stop`` is set."""
-        self._stop = stop or threading.Event()
+        self._stop = threading.Event()
+        self._cancel = stop or threading.Event()
         self._report = DrainReport()
         self._refresh_quota()
         self.reconcile_expired()
@@ -175,24 +180,13 @@ class Scheduler:
     # Worker loop ----------------------------------------------------------
     def _work(self) -> None:
         try:
-            while not self._stop.is_set():
-                granted = self._reserve()
+            while not (self._stop.is_set() or self._cancel.is_set()):
+                claim, granted = self._claim()
                 if granted == 0:
                     self._finish(quota_exhausted=True)
                     return
-                claim = self.ledger.claim(
-                    self.provider.name,
-                    self.provider.area,
-                    granted,
-                    self.options.worker_id,
-                    self._now(),
-                    self.options.lease,
-                )
                 if claim is None:
-                    self._settle(granted, 0)
                     return
-                if len(claim.urls) < granted:
-                    self._settle(granted - len(claim.urls), 0)
                 self._push(claim)
         except _Stop:
             return
@@ -250,10 +244,17 @@ class Scheduler:
     # Steps ----------------------------------------------------------------
     def _record(self, claim: Claim, result: SubmitResult, reserved: int) -> None:
         now = self._now()
-        self.ledger.mark_submitted(claim, result.task_id, result.accepted, now)
+        if self._limited:
+            # One ledger step: killed between the two, the reservation would
+            # stay in flight for the rest of the day with no claim to reconcile.
+            day = self.quota_key()[2]
+            self.ledger.mark_submitted_settling(
+                claim, result.task_id, result.accepted, now, day, reserved
+            )
+        else:
+            self.ledger.mark_submitted(claim, result.task_id, result.accepted, now)
         if result.invalid:
             self._mark_invalid(result.invalid)
-        self._settle(reserved, len(result.accepted))
         if result.quota is not None:
             self._sync_quota(result.quota)
         with self._lock:
@@ -279,8 +280,17 @@ class Scheduler:
         return [url for url in urls if url not in found]
 
     def _find_submitted(self, claim: Claim, urls: Sequence[str]) -> dict[str, str]:
+        """The URLs of ``urls`` that this claim's lost request delivered, by task id.
+
+        The provider's task list also holds earlier pushes of the same URLs (an
+        attempt that ended ``fail``, a preheat that expired); taking one of those
+        for this claim's push would close the URL without pushing it again. Those
+        tasks are in the ledger already, and a lost answer's task never is.
+        """
         since = claim.claimed_at - RECONCILE_MARGIN
-        return self._retrying(lambda: self.provider.find_submitted(urls, since))
+        found = self._retrying(lambda: self.provider.find_submitted(urls, since))
+        earlier = self.ledger.known_tasks(self.provider.name, set(found.values()))
+        return {url: task_id for url, task_id in found.items() if task_id not in earlier}
 
     def _record_found(self, claim: Claim, found: dict[str, str]) -> int:
         by_task: dict[str, list[str]] = {}
@@ -346,16 +356,33 @@ class Scheduler:
                 *self.quota_key(), quota.total, max(0, quota.total - quota.available)
             )
 
-    def _reserve(self) -> int:
+    def _claim(self) -> tuple[Claim | None, int]:
+        """The next batch and the quota granted for it (0: the quota is spent).
+
+        Quota and URLs are taken in one ledger step: a worker killed between a
+        separate reservation and claim would leave quota reserved that no lease
+        ever gives back, and the day's quota would shrink for good.
+        """
         if not self._limited:
-            return self._batch_size
-        granted = self.ledger.reserve_quota(*self.quota_key(), self._batch_size)
+            return self._claim_with_quota(None)
+        claim, granted = self._claim_with_quota(self.quota_key())
         if granted == 0:
             # Our bookkeeping may be stale (another day began, another worker
             # settled): ask the provider once before calling it a day.
             self._refresh_quota()
-            granted = self.ledger.reserve_quota(*self.quota_key(), self._batch_size)
-        return granted
+            claim, granted = self._claim_with_quota(self.quota_key())
+        return claim, granted
+
+    def _claim_with_quota(self, key: tuple[str, str, str] | None) -> tuple[Claim | None, int]:
+        """Claim with a quota reservation, or (``key`` None: no daily quota) without."""
+        now, worker, lease = self._now(), self.options.worker_id, self.options.lease
+        name, area = self.provider.name, self.provider.area
+        if key is None:
+            claim = self.ledger.claim(name, area, self._batch_size, worker, now, lease)
+            return claim, self._batch_size
+        return self.ledger.claim_with_quota(
+            name, area, key[2], self._batch_size, worker, now, lease
+        )
 
     def _settle(self, reserved: int, used: int) -> None:
         if self._limited and reserved:

@@ -13,9 +13,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cdn_preheat.errors import RateLimited, Transient
 from cdn_preheat.ledger.base import Ledger, Outcome, UrlState
 from cdn_preheat.providers.base import Provider, TaskEntry, TaskState
-from cdn_preheat.ratelimit import RateLimiter, call_with_retries
+from cdn_preheat.ratelimit import RateLimiter, backoff_delay, call_with_retries
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +127,27 @@ class Tracker:
         return total
 
     def _status(self, task_ids: list[str]) -> list[TaskEntry]:
-        return call_with_retries(
-            lambda: self.provider.task_status(task_ids),
-            self._limiter,
-            attempts=8,
-            on_retry=lambda exc: log.warning("task status: %s (retrying)", exc),
-        )
+        """Statuses of these tasks; a chunk that fails is split instead of retried.
+
+        A provider may need one request per task id (Tencent does), so a chunk
+        is answered only when every one of its requests is: on a flaky API a
+        chunk of 20 almost never is, and retrying it whole only repeats the
+        requests that worked. A failed chunk is halved at once; single tasks
+        get the retries.
+        """
+        if len(task_ids) == 1:
+            return call_with_retries(
+                lambda: self.provider.task_status(task_ids),
+                self._limiter,
+                attempts=8,
+                on_retry=lambda exc: log.warning("task status: %s (retrying)", exc),
+            )
+        self._limiter.acquire()
+        try:
+            return self.provider.task_status(task_ids)
+        except RateLimited as exc:
+            self._limiter.penalise(exc.retry_after or backoff_delay(1))
+        except Transient:
+            pass
+        half = len(task_ids) // 2
+        return self._status(task_ids[:half]) + self._status(task_ids[half:])

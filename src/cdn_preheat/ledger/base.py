@@ -199,11 +199,57 @@ class Ledger(ABC):
     ) -> Claim | None:
         """Atomically reserve up to ``limit`` pending URLs, best priority first."""
 
+    def claim_with_quota(
+        self,
+        provider: str,
+        area: str,
+        day: str,
+        limit: int,
+        worker: str,
+        now: dt.datetime,
+        lease: dt.timedelta,
+    ) -> tuple[Claim | None, int]:
+        """Reserve up to ``limit`` URLs of the day's quota and claim that many.
+
+        Returns the claim (None: nothing pending) and the quota granted before
+        trimming to what was pending (0: the quota is spent); the reservation
+        left in flight is exactly ``len(claim.urls)``. Backends should do this
+        in one atomic step, so a process killed half-way cannot leave quota
+        reserved with no claim whose lease would give it back; this default
+        takes two steps.
+        """
+        granted = self.reserve_quota(provider, area, day, limit)
+        if granted == 0:
+            return None, 0
+        claim = self.claim(provider, area, granted, worker, now, lease)
+        taken = len(claim.urls) if claim is not None else 0
+        if taken < granted:
+            self.settle_quota(provider, area, day, granted - taken, 0)
+        return claim, granted
+
     @abstractmethod
     def mark_submitted(
         self, claim: Claim, task_id: str, urls: Sequence[str], now: dt.datetime
     ) -> None:
         """Reserved -> submitted with the provider's task id; records the task."""
+
+    def mark_submitted_settling(
+        self,
+        claim: Claim,
+        task_id: str,
+        urls: Sequence[str],
+        now: dt.datetime,
+        day: str,
+        reserved: int,
+    ) -> None:
+        """``mark_submitted``, and settle ``reserved`` of the day's quota with ``len(urls)`` used.
+
+        Backends should do both in one atomic step (a process killed between
+        them leaves quota reserved that nothing gives back); this default
+        takes two.
+        """
+        self.mark_submitted(claim, task_id, urls, now)
+        self.settle_quota(claim.provider, claim.area, day, reserved, len(urls))
 
     @abstractmethod
     def release(

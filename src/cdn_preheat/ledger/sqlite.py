@@ -394,25 +394,62 @@ class SqliteLedger(Ledger):
         return Claim(claim_id, provider, area, urls, worker, now, lease_until)
 
     @_translated
+    def claim_with_quota(
+        self,
+        provider: str,
+        area: str,
+        day: str,
+        limit: int,
+        worker: str,
+        now: dt.datetime,
+        lease: dt.timedelta,
+    ) -> tuple[Claim | None, int]:
+        """One transaction: a crash cannot separate the reservation from the claim."""
+        claim_id = uuid.uuid4().hex
+        lease_until = now + lease
+        with self._write() as db:
+            quota = _quota_day(db, provider, area, day) or QuotaDay(provider, area, day, None, 0, 0)
+            remaining = quota.remaining
+            granted = max(0, limit if remaining is None else min(limit, remaining))
+            if granted == 0:
+                return None, 0
+            rows = db.execute(
+                "UPDATE urls SET state = 'reserved', claim_id = ?, worker = ?, claimed_at = ?,"
+                " lease_until = ? WHERE id IN (SELECT id FROM urls WHERE state = 'pending'"
+                " AND provider = ? AND area = ? ORDER BY priority, seq LIMIT ?)"
+                " RETURNING priority, seq, url",
+                (claim_id, worker, _micros(now), _micros(lease_until), provider, area, granted),
+            ).fetchall()
+            db.execute(
+                "INSERT INTO quota_days (provider, area, day, inflight) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT DO UPDATE SET inflight = inflight + excluded.inflight",
+                (provider, area, day, len(rows)),
+            )
+        if not rows:
+            return None, granted
+        urls = tuple(url for _, _, url in sorted(rows))
+        return Claim(claim_id, provider, area, urls, worker, now, lease_until), granted
+
+    @_translated
     def mark_submitted(
         self, claim: Claim, task_id: str, urls: Sequence[str], now: dt.datetime
     ) -> None:
         with self._write() as db:
-            db.executemany(
-                "UPDATE urls SET state = 'submitted', task_id = ?, pushed_at = ?,"
-                " claim_id = NULL, worker = NULL, claimed_at = NULL, lease_until = NULL"
-                " WHERE provider = ? AND area = ? AND url = ? AND claim_id = ?"
-                " AND state = 'reserved'",
-                (
-                    (task_id, _micros(now), claim.provider, claim.area, url, claim.claim_id)
-                    for url in urls
-                ),
-            )
-            _insert_task(db, task_id, claim.provider, claim.area, "push", len(urls), now)
-            db.execute(
-                "UPDATE tasks SET open = 1 WHERE provider = ? AND task_id = ?",
-                (claim.provider, task_id),
-            )
+            _mark_submitted(db, claim, task_id, urls, now)
+
+    @_translated
+    def mark_submitted_settling(
+        self,
+        claim: Claim,
+        task_id: str,
+        urls: Sequence[str],
+        now: dt.datetime,
+        day: str,
+        reserved: int,
+    ) -> None:
+        with self._write() as db:
+            _mark_submitted(db, claim, task_id, urls, now)
+            _settle_quota(db, claim.provider, claim.area, day, reserved, len(urls))
 
     @_translated
     def release(
@@ -650,12 +687,7 @@ class SqliteLedger(Ledger):
     @_translated
     def settle_quota(self, provider: str, area: str, day: str, reserved: int, used: int) -> None:
         with self._write() as db:
-            db.execute(
-                "INSERT INTO quota_days (provider, area, day, used) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT DO UPDATE SET used = used + excluded.used,"
-                " inflight = max(0, inflight - ?)",
-                (provider, area, day, used, reserved),
-            )
+            _settle_quota(db, provider, area, day, reserved, used)
 
     @_translated
     def exhaust_quota(self, provider: str, area: str, day: str) -> None:
@@ -738,6 +770,34 @@ def _fill_batch(db: sqlite3.Connection, items: Iterable[QueuedUrl]) -> None:
     db.executemany(
         "INSERT INTO temp.batch VALUES (?, ?, ?, ?)",
         ((pos, item.url, item.kind, item.priority) for pos, item in enumerate(items)),
+    )
+
+
+def _mark_submitted(
+    db: sqlite3.Connection, claim: Claim, task_id: str, urls: Sequence[str], now: dt.datetime
+) -> None:
+    db.executemany(
+        "UPDATE urls SET state = 'submitted', task_id = ?, pushed_at = ?,"
+        " claim_id = NULL, worker = NULL, claimed_at = NULL, lease_until = NULL"
+        " WHERE provider = ? AND area = ? AND url = ? AND claim_id = ?"
+        " AND state = 'reserved'",
+        ((task_id, _micros(now), claim.provider, claim.area, url, claim.claim_id) for url in urls),
+    )
+    _insert_task(db, task_id, claim.provider, claim.area, "push", len(urls), now)
+    db.execute(
+        "UPDATE tasks SET open = 1 WHERE provider = ? AND task_id = ?",
+        (claim.provider, task_id),
+    )
+
+
+def _settle_quota(
+    db: sqlite3.Connection, provider: str, area: str, day: str, reserved: int, used: int
+) -> None:
+    db.execute(
+        "INSERT INTO quota_days (provider, area, day, used) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT DO UPDATE SET used = used + excluded.used,"
+        " inflight = max(0, inflight - ?)",
+        (provider, area, day, used, reserved),
     )
 
 

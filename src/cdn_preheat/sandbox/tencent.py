@@ -236,10 +236,16 @@ class TencentEmulator:
             result = self._dispatch(method, action, headers, body)
         except (ApiError, SignatureError) as error:
             self._count(_outcome(error.code))
+            if fault == "lost_answer":
+                self._count("lost_answer")
+                return None
             return _json_reply(
                 {"Error": {"Code": error.code, "Message": error.message}}, request_id
             )
         self._count("ok")
+        if fault == "lost_answer":
+            self._count("lost_answer")  # done, but the client never hears of it
+            return None
         return _json_reply(result, request_id)
 
     def _dispatch(

@@ -1,0 +1,124 @@
+"""A misbehaving CDN API: 5xx, dropped connections, rate limits, lost answers, failed tasks.
+
+A "lost answer" is the hard case: the emulator carries the push out, then hangs
+up, so the client sees the same network error as for a request that never
+arrived. The scheduler must ask the task list (DescribePushTasks) before
+pushing again, and must not mistake an earlier push of the same URL for it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from support import assert_all_done, duplicates, expected_urls, make_cli, write_catalog
+
+from cdn_preheat.sandbox.core import Faults
+from cdn_preheat.sandbox.server import Sandbox
+from cdn_preheat.sandbox.tencent import TencentLimits
+
+VIDEOS = ["demo-1", "demo-2"]
+
+
+def test_faults_at_a_steady_rate_still_push_every_url_exactly_once(tmp_path: Path) -> None:
+    faults = Faults(server_error=0.1, drop=0.1, rate_limited=0.1, lost_answer=0.1, seed=11)
+    with Sandbox(videos=2, segments=15, task_delay=0.2, faults=faults) as box:
+        cli = make_cli(box, tmp_path, CDN_PREHEAT_BATCH_SIZE=6)
+        urls = expected_urls(cli, *VIDEOS)
+        run = cli("batch", str(write_catalog(cli, VIDEOS)), "--json")
+        assert run.code == 0, run.stderr
+        assert "Traceback" not in run.stderr
+
+        received = box.tencent.received_urls()
+        assert sorted(set(received)) == sorted(urls)
+        assert duplicates(received) == {}
+        outcomes = box.tencent.outcomes
+        assert outcomes["fault"] > 0  # 502s and hang-ups before the request ran
+        assert outcomes["lost_answer"] > 0  # pushes carried out whose answer was lost
+        assert outcomes["rate_limited"] > 0
+        summary = run.json()["run"]
+        assert summary["transient_errors"] > 0 and summary["rate_limited"] > 0
+        assert_all_done(cli, urls)
+
+
+def test_failed_tasks_are_retried_up_to_max_attempts_even_when_answers_get_lost(
+    tmp_path: Path,
+) -> None:
+    faults = Faults(drop=0.15, lost_answer=0.1, seed=5)
+    limits = TencentLimits(fail_rate=0.35, seed=3)
+    with Sandbox(
+        videos=2, segments=15, task_delay=0.2, faults=faults, tencent_limits=limits
+    ) as box:
+        cli = make_cli(box, tmp_path, CDN_PREHEAT_BATCH_SIZE=6, CDN_PREHEAT_MAX_ATTEMPTS=3)
+        urls = expected_urls(cli, *VIDEOS)
+        run = cli("batch", str(write_catalog(cli, VIDEOS)), "--json")
+        assert "Traceback" not in run.stderr
+        assert run.code == 0, run.stderr
+
+        sent = Counter(box.tencent.received_urls())
+        assert set(sent) == set(urls)
+        assert max(sent.values()) <= 3
+        assert any(n > 1 for n in sent.values())  # failures were pushed again
+        status = cli.status()
+        total = status["total"]
+        assert total["done"] + total["failed"] == len(urls), total
+        failed = {f["url"]: f for f in status["failures"] if f["state"] == "failed"}
+        assert len(failed) == total["failed"]
+        for url, failure in failed.items():
+            # Given up only after three real pushes, never on an older task's word.
+            assert sent[url] == 3, (url, sent[url])
+            assert failure["error"]
+        assert total["pending"] == total["reserved"] == total["submitted"] == 0
+
+
+def test_a_failed_prefetch_is_retried_and_ends_done_or_failed_with_its_error(
+    tmp_path: Path,
+) -> None:
+    with Sandbox(
+        videos=1, segments=20, task_delay=0.2, tencent_limits=TencentLimits(fail_rate=0.5, seed=1)
+    ) as box:
+        cli = make_cli(box, tmp_path, CDN_PREHEAT_MAX_ATTEMPTS=2)
+        urls = expected_urls(cli, "demo-1")
+        run = cli("push", "demo-1", box.video_url("demo-1"), "--json")
+        assert run.code in (0, 1), run.stderr
+        sent = Counter(box.tencent.received_urls())
+        status = cli.status("demo-1")
+        total = status["total"]
+        assert total["done"] + total["failed"] == len(urls)
+        assert total["failed"] > 0 and total["done"] > 0
+        for failure in status["failures"]:
+            assert failure["state"] == "failed"
+            assert "could not prefetch" in failure["error"]
+            assert sent[failure["url"]] == 2
+        assert all(n <= 2 for n in sent.values())
+
+
+def test_a_url_the_origin_lacks_ends_invalid_with_its_reason_and_is_not_retried(
+    tmp_path: Path,
+) -> None:
+    with Sandbox(videos=1, segments=4, task_delay=0.2) as box:
+        cli = make_cli(box, tmp_path)
+        origin = box.origin
+        origin.add_file(
+            "/gone/index.m3u8",
+            b"#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\nhere.ts\n"
+            b"#EXTINF:4,\nmissing.ts\n#EXT-X-ENDLIST\n",
+        )
+        origin.add_file("/gone/here.ts", b"x", "video/mp2t")
+        url = f"{box.endpoints['origin']}/gone/index.m3u8"
+        run = cli("push", "gone", url, "--json")
+        assert run.code == 0, run.stderr
+        assert run.json()["invalid"] == 1
+
+        missing = box.edge_url("/gone/missing.ts")
+        status = cli.status("gone")
+        assert status["videos"][0]["invalid"] == 1
+        assert status["videos"][0]["done"] == 2
+        assert status["failures"] == [
+            {"url": missing, "state": "invalid", "error": "the origin answered 4xx or 5xx"}
+        ]
+        assert Counter(box.tencent.received_urls())[missing] == 1
+
+        again = cli("push", "gone", url)
+        assert again.code == 0
+        assert Counter(box.tencent.received_urls())[missing] == 1

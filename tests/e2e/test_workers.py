@@ -1,0 +1,42 @@
+"""Several worker processes on one SQLite ledger share the queue and the daily quota."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from support import Proc, assert_all_done, duplicates, expected_urls, make_cli, write_catalog
+
+from cdn_preheat.sandbox.core import Faults
+from cdn_preheat.sandbox.server import Sandbox
+
+
+def test_three_workers_never_exceed_the_quota_nor_push_a_url_twice(tmp_path: Path) -> None:
+    with Sandbox(videos=3, segments=8, task_delay=0.2, faults=Faults(latency=0.02)) as box:
+        cli = make_cli(box, tmp_path, CDN_PREHEAT_BATCH_SIZE=6)
+        videos = ["demo-1", "demo-2", "demo-3"]
+        urls = expected_urls(cli, *videos)
+        queued = cli("batch", str(write_catalog(cli, videos)), "--queue-only", "--json")
+        assert queued.code == 0, queued.stderr
+        quota = len(urls) * 3 // 5
+        box.tencent.limits.push_per_day = quota
+
+        day_one = [Proc(cli, "worker", "--once") for _ in range(3)]
+        codes = [proc.wait() for proc in day_one]
+        assert codes == [3, 3, 3], [proc.stderr for proc in day_one]
+        received = box.tencent.received_urls()
+        assert len(received) <= quota
+        assert box.tencent.outcomes["quota"] == 0  # the ledger stopped them first
+        assert duplicates(received) == {}
+        # Not one URL of quota was left unused while work was queued.
+        assert len(received) == quota
+        total = cli.status()["total"]
+        assert total["pending"] == len(urls) - quota
+        assert total["reserved"] == 0
+
+        box.clock.next_day()
+        day_two = [Proc(cli, "worker", "--once") for _ in range(3)]
+        assert [proc.wait() for proc in day_two] == [0, 0, 0], [p.stderr for p in day_two]
+        received = box.tencent.received_urls()
+        assert sorted(received) == sorted(urls)
+        assert box.tencent.outcomes["quota"] == 0
+        assert_all_done(cli, urls)
