@@ -41,6 +41,11 @@ from cdn_preheat.ratelimit import RateLimiter, backoff_delay, call_with_retries
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# Before declaring the quota spent, how long to wait for other workers' batches
+# in flight to settle (their reservations may be all that is left).
+SETTLE_WAITS = 40
+SETTLE_WAIT_SECONDS = 0.25
+
 # How far back to look in the provider's task list for a batch whose answer was lost.
 RECONCILE_MARGIN = dt.timedelta(minutes=2)
 
@@ -342,18 +347,24 @@ class Scheduler:
 
     # Quota ----------------------------------------------------------------
     def _refresh_quota(self) -> None:
+        # Read the ledger's settle count first: the provider's answer is current
+        # only if no batch settles while we wait for it (see Ledger.sync_quota).
+        book = self.ledger.quota_day(*self.quota_key())
         quota = self._retrying(self.provider.quota)
-        self._sync_quota(quota)
+        self._sync_quota(quota, settles_seen=book.settles if book else 0)
         if quota.batch:
             self._batch_size = min(self._batch_size, quota.batch)
 
-    def _sync_quota(self, quota: Quota) -> None:
+    def _sync_quota(self, quota: Quota, *, settles_seen: int | None = None) -> None:
         with self._lock:
             self._report.quota = quota
             self._limited = not quota.unlimited
         if quota.total is not None and quota.available is not None:
             self.ledger.sync_quota(
-                *self.quota_key(), quota.total, max(0, quota.total - quota.available)
+                *self.quota_key(),
+                quota.total,
+                max(0, quota.total - quota.available),
+                settles_seen=settles_seen,
             )
 
     def _claim(self) -> tuple[Claim | None, int]:
@@ -366,11 +377,19 @@ class Scheduler:
         if not self._limited:
             return self._claim_with_quota(None)
         claim, granted = self._claim_with_quota(self.quota_key())
-        if granted == 0:
-            # Our bookkeeping may be stale (another day began, another worker
-            # settled): ask the provider once before calling it a day.
+        for _ in range(SETTLE_WAITS):
+            if granted or self._stop.is_set() or self._cancel.is_set():
+                break
+            # Our count may be stale (another day began) or inflated (a snapshot
+            # that already held a batch still in flight): ask the provider before
+            # calling it a day. Its answer only counts once nothing is in flight,
+            # so while other batches are on their way, wait for them to settle.
             self._refresh_quota()
             claim, granted = self._claim_with_quota(self.quota_key())
+            book = self.ledger.quota_day(*self.quota_key())
+            if granted or book is None or book.inflight == 0:
+                break
+            time.sleep(SETTLE_WAIT_SECONDS)
         return claim, granted
 
     def _claim_with_quota(self, key: tuple[str, str, str] | None) -> tuple[Claim | None, int]:

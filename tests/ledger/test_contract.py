@@ -617,17 +617,47 @@ def test_settle_moves_a_reservation_into_used(ledger: Ledger) -> None:
     assert ledger.reserve_quota(P, A, DAY, 100) == 80
 
 
-def test_sync_keeps_inflight_and_may_lower_used_after_the_providers_day_reset(
+def test_a_current_snapshot_may_lower_used_after_the_providers_day_reset(
     ledger: Ledger,
 ) -> None:
-    ledger.sync_quota(P, A, DAY, 1000, 900)
-    ledger.reserve_quota(P, A, DAY, 100)
-    assert ledger.reserve_quota(P, A, DAY, 1) == 0
+    ledger.sync_quota(P, A, DAY, 1000, 0)
+    ledger.reserve_quota(P, A, DAY, 1000)
+    ledger.settle_quota(P, A, DAY, reserved=1000, used=1000)
+    book = ledger.quota_day(P, A, DAY)
+    assert book is not None and book.remaining == 0
 
-    reset = ledger.sync_quota(P, A, DAY, 1000, 0)
+    # Nothing in flight and nothing settled since the count was read: current.
+    reset = ledger.sync_quota(P, A, DAY, 1000, 0, settles_seen=book.settles)
 
-    assert reset == QuotaDay(P, A, DAY, 1000, 0, 100)
-    assert ledger.reserve_quota(P, A, DAY, 1000) == 900
+    assert reset == QuotaDay(P, A, DAY, 1000, 0, 0)
+    assert ledger.reserve_quota(P, A, DAY, 1000) == 1000
+
+
+def test_a_snapshot_taken_before_a_settle_cannot_lower_used(ledger: Ledger) -> None:
+    ledger.sync_quota(P, A, DAY, 100, 0)
+    book = ledger.quota_day(P, A, DAY)
+    assert book is not None
+    # Another worker's batch arrives and settles while our snapshot is on its way.
+    ledger.reserve_quota(P, A, DAY, 30)
+    ledger.settle_quota(P, A, DAY, reserved=30, used=30)
+
+    stale = ledger.sync_quota(P, A, DAY, 100, 0, settles_seen=book.settles)
+
+    assert stale.used == 30
+    assert ledger.reserve_quota(P, A, DAY, 100) == 70
+
+
+def test_a_snapshot_cannot_lower_used_while_a_batch_is_in_flight(ledger: Ledger) -> None:
+    ledger.sync_quota(P, A, DAY, 100, 50)
+    book = ledger.quota_day(P, A, DAY)
+    assert book is not None
+    ledger.reserve_quota(P, A, DAY, 20)
+
+    synced = ledger.sync_quota(P, A, DAY, 100, 10, settles_seen=book.settles)
+    assert (synced.used, synced.inflight) == (50, 20)
+    # Without a settle count, a snapshot can only ever raise the count.
+    assert ledger.sync_quota(P, A, DAY, 100, 0).used == 50
+    assert ledger.sync_quota(P, A, DAY, 100, 60).used == 60
 
 
 def test_exhaust_stops_reservations(ledger: Ledger) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -116,7 +116,8 @@ class QuotaDay:
     ``limit`` is the provider's daily total (None: unknown or unlimited);
     ``used`` is what the provider has counted, ``inflight`` what workers have
     reserved and not yet recorded. A reservation succeeds only while
-    ``used + inflight + n <= limit``.
+    ``used + inflight + n <= limit``. ``settles`` counts settled reservations;
+    it tells :meth:`Ledger.sync_quota` whether a provider snapshot is current.
     """
 
     provider: str
@@ -125,6 +126,7 @@ class QuotaDay:
     limit: int | None
     used: int
     inflight: int
+    settles: int = field(default=0, compare=False)
 
     @property
     def remaining(self) -> int | None:
@@ -325,9 +327,25 @@ class Ledger(ABC):
     # Quota ----------------------------------------------------------------
     @abstractmethod
     def sync_quota(
-        self, provider: str, area: str, day: str, limit: int | None, used: int
+        self,
+        provider: str,
+        area: str,
+        day: str,
+        limit: int | None,
+        used: int,
+        *,
+        settles_seen: int | None = None,
     ) -> QuotaDay:
-        """Take the provider's own figures for the day (its count is the truth)."""
+        """Take the provider's figures for the day: its limit, and its count when current.
+
+        The provider's count replaces ours (and may lower it: the provider's
+        day began) only when the snapshot is known to be current: nothing is
+        in flight and no reservation was settled since ``settles_seen``, read
+        from :meth:`quota_day` before asking the provider. Otherwise our count
+        only grows to the provider's, because a lower figure may be a snapshot
+        taken before another worker's batch arrived, and trusting it would let
+        the workers together exceed the quota.
+        """
 
     @abstractmethod
     def reserve_quota(self, provider: str, area: str, day: str, n: int) -> int:

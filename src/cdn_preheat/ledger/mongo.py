@@ -704,15 +704,42 @@ class MongoLedger(Ledger):
     # Quota ----------------------------------------------------------------
     @_reconnecting()
     def sync_quota(
-        self, provider: str, area: str, day: str, limit: int | None, used: int
+        self,
+        provider: str,
+        area: str,
+        day: str,
+        limit: int | None,
+        used: int,
+        *,
+        settles_seen: int | None = None,
     ) -> QuotaDay:
-        doc = self.quota.find_one_and_update(
-            {"provider": provider, "area": area, "day": day},
-            {"$set": {"limit": limit, "used": used}, "$setOnInsert": {"inflight": 0}},
+        key = {"provider": provider, "area": area, "day": day}
+        # One pipeline update, so the check and the write see the same document.
+        current: object = False
+        if settles_seen is not None:
+            current = {
+                "$and": [
+                    {"$eq": [{"$ifNull": ["$inflight", 0]}, 0]},
+                    {"$eq": [{"$ifNull": ["$settles", 0]}, settles_seen]},
+                ]
+            }
+        grown = {"$max": [{"$ifNull": ["$used", used]}, used]}
+        self.quota.update_one(
+            key,
+            [
+                {
+                    "$set": {
+                        "limit": limit,
+                        "used": {"$cond": [current, used, grown]},
+                        "inflight": {"$ifNull": ["$inflight", 0]},
+                        "settles": {"$ifNull": ["$settles", 0]},
+                    }
+                }
+            ],
             upsert=True,
-            return_document=ReturnDocument.AFTER,
         )
-        assert doc is not None  # an upsert returning the document after it
+        doc = self.quota.find_one(key)
+        assert doc is not None  # just upserted
         return _quota_day(doc)
 
     @_reconnecting()
@@ -756,6 +783,7 @@ class MongoLedger(Ledger):
                         "inflight": {
                             "$max": [0, {"$subtract": [{"$ifNull": ["$inflight", 0]}, reserved]}]
                         },
+                        "settles": {"$add": [{"$ifNull": ["$settles", 0]}, 1]},
                     }
                 }
             ],
@@ -895,6 +923,7 @@ def _quota_day(doc: Doc) -> QuotaDay:
         doc.get("limit"),
         doc.get("used", 0),
         doc.get("inflight", 0),
+        doc.get("settles", 0),
     )
 
 

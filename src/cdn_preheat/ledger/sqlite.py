@@ -121,6 +121,7 @@ CREATE TABLE IF NOT EXISTS quota_days (
     "limit"  INTEGER,
     used     INTEGER NOT NULL DEFAULT 0,
     inflight INTEGER NOT NULL DEFAULT 0,
+    settles  INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (provider, area, day)
 );
 """
@@ -659,9 +660,20 @@ class SqliteLedger(Ledger):
     # Quota ----------------------------------------------------------------
     @_translated
     def sync_quota(
-        self, provider: str, area: str, day: str, limit: int | None, used: int
+        self,
+        provider: str,
+        area: str,
+        day: str,
+        limit: int | None,
+        used: int,
+        *,
+        settles_seen: int | None = None,
     ) -> QuotaDay:
         with self._write() as db:
+            known = _quota_day(db, provider, area, day)
+            current = known is not None and known.inflight == 0 and known.settles == settles_seen
+            if known is not None and not current:
+                used = max(used, known.used)
             db.execute(
                 'INSERT INTO quota_days (provider, area, day, "limit", used) VALUES (?, ?, ?, ?, ?)'
                 ' ON CONFLICT DO UPDATE SET "limit" = excluded."limit", used = excluded.used',
@@ -796,7 +808,7 @@ def _settle_quota(
     db.execute(
         "INSERT INTO quota_days (provider, area, day, used) VALUES (?, ?, ?, ?)"
         " ON CONFLICT DO UPDATE SET used = used + excluded.used,"
-        " inflight = max(0, inflight - ?)",
+        " inflight = max(0, inflight - ?), settles = settles + 1",
         (provider, area, day, used, reserved),
     )
 
@@ -829,7 +841,7 @@ def _close_finished_tasks(db: sqlite3.Connection, provider: str, task_ids: Itera
 
 def _quota_day(db: sqlite3.Connection, provider: str, area: str, day: str) -> QuotaDay | None:
     row = db.execute(
-        'SELECT "limit", used, inflight FROM quota_days'
+        'SELECT "limit", used, inflight, settles FROM quota_days'
         " WHERE provider = ? AND area = ? AND day = ?",
         (provider, area, day),
     ).fetchone()
