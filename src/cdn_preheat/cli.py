@@ -116,7 +116,7 @@ def push(
             _report_push(queued, None, json_out)
             return
         provider = _provider(settings)
-        provider.quota()  # fail on wrong credentials before anything is written
+        _live_quota(provider)
         expansion = expand(m3u8_url, expand_options(settings))
         queued = pipeline.queue_expansion(
             ledger, provider.name, provider.area, video_id, expansion,
@@ -130,7 +130,7 @@ def push(
             checked = verify_video(ledger, video_id, 20, options_from_settings(settings))
             queued.hit_ratio = checked.overall.ratio
         _report_push(queued, report, json_out)
-        _exit_for(report)
+        _exit_for(report, ledger, [video_id])
     finally:
         ledger.close()
 
@@ -139,6 +139,15 @@ def _provider(settings: Settings) -> Any:
     from cdn_preheat.providers import make_provider
 
     return make_provider(settings)
+
+
+def _live_quota(provider: Any) -> Any:
+    """The provider's quota, riding out a flaky API; wrong credentials fail here,
+    before anything is written."""
+    from cdn_preheat.ratelimit import RateLimiter, call_with_retries
+
+    limiter = RateLimiter(provider.limits.requests_per_second)
+    return call_with_retries(provider.quota, limiter, attempts=8)
 
 
 def _run(
@@ -155,11 +164,18 @@ def _run(
         return run_queue(ledger, provider, options, on_progress=advance)
 
 
-def _exit_for(report: RunReport) -> None:
+def _exit_for(report: RunReport, ledger: Ledger, video_ids: list[str]) -> None:
+    from cdn_preheat import ui
+    from cdn_preheat.ledger.base import UrlState
+
     if report.stopped_by is not None:
         raise report.stopped_by
     if report.quota_exhausted and report.pending:
         raise typer.Exit(EXIT_QUOTA)
+    failed = sum(ledger.counts(video_id).get(UrlState.FAILED, 0) for video_id in video_ids)
+    if failed:
+        ui.note(f"{failed} URLs could not be prefetched after every attempt; see status.")
+        raise typer.Exit(1)
 
 
 def _video_dict(queued: QueuedVideo) -> dict[str, Any]:
@@ -305,7 +321,6 @@ def batch(
     """Queue many videos (expanded concurrently), then push them within quota."""
     from cdn_preheat import pipeline, ui
     from cdn_preheat.app import expand_options
-    from cdn_preheat.ratelimit import RateLimiter, call_with_retries
 
     settings = _settings()
     head = pipeline.HeadFirst.parse(head_first)
@@ -315,10 +330,7 @@ def batch(
     ledger = _ledger(settings)
     try:
         provider = _provider(settings)
-        # Fail on wrong credentials before anything is written; ride out a flaky API.
-        call_with_retries(
-            provider.quota, RateLimiter(provider.limits.requests_per_second), attempts=8
-        )
+        _live_quota(provider)
         with ui.progress("expanding", len(sources)) as advance:
             videos = pipeline.queue_videos(
                 ledger, provider.name, provider.area, sources, expand_options(settings),
@@ -326,14 +338,15 @@ def batch(
                 on_video=lambda video: advance(1),
             )  # fmt: skip
         report = None
+        queued_ids = [v.video_id for v in videos if v.error is None]
         if push_now:
             report = _run(ledger, provider, settings, wait=wait, wait_timeout=wait_timeout)
-            pipeline.refresh_states(ledger, [v.video_id for v in videos if v.error is None])
+            pipeline.refresh_states(ledger, queued_ids)
+        _report_batch(videos, bad, report, json_out)
+        if report is not None:
+            _exit_for(report, ledger, queued_ids)
     finally:
         ledger.close()
-    _report_batch(videos, bad, report, json_out)
-    if report is not None:
-        _exit_for(report)
     if bad or any(v.error for v in videos):
         raise typer.Exit(2)
 
@@ -508,15 +521,13 @@ def status(
 def quota(json_out: JsonOption = False) -> None:
     """The provider's quota left today and what the ledger has reserved."""
     from cdn_preheat import ui
-    from cdn_preheat.ratelimit import RateLimiter, call_with_retries
     from cdn_preheat.scheduler import quota_day, utcnow
 
     settings = _settings()
     provider = _provider(settings)
     ledger = _ledger(settings)
     try:
-        limiter = RateLimiter(provider.limits.requests_per_second)
-        live = call_with_retries(provider.quota, limiter, attempts=8)
+        live = _live_quota(provider)
         offset = settings.cdn_preheat_quota_utc_offset_hours
         if offset is None:
             offset = provider.limits.quota_utc_offset_hours
