@@ -33,7 +33,6 @@ class SandboxSpec:
     task_delay: float = 0.5
     latency: float = 0.0  # seconds added to every CDN API request
     nice: int = 0  # scheduling priority change for the sandbox process (negative: root only)
-    api_nodelay: bool = False  # TCP_NODELAY on the API emulator's sockets (see README)
     gc_freeze: bool = False  # no cyclic-GC pauses in the sandbox process (see README)
 
 
@@ -43,12 +42,7 @@ def _serve(spec: SandboxSpec, conn: Connection) -> None:
             os.nice(spec.nice)
     from cdn_preheat.sandbox.core import Faults
     from cdn_preheat.sandbox.server import Sandbox
-    from cdn_preheat.sandbox.tencent import TencentHandler, TencentLimits
-
-    if spec.api_nodelay:
-        # The handler writes headers and body separately; with Nagle's algorithm
-        # on, the body can wait for the client's delayed ACK (up to 40 ms).
-        TencentHandler.disable_nagle_algorithm = True
+    from cdn_preheat.sandbox.tencent import TencentLimits
 
     limits = TencentLimits(
         push_batch=spec.push_batch,

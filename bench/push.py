@@ -175,11 +175,6 @@ def main() -> int:
         " this keeps this machine's load out of the emulator's rate check",
     )
     parser.add_argument(
-        "--api-nodelay",
-        action="store_true",
-        help="TCP_NODELAY on the emulator's sockets (a 40 ms Nagle/delayed-ACK stall otherwise)",
-    )
-    parser.add_argument(
         "--sandbox-no-gc",
         action="store_true",
         help="disable cyclic GC in the sandbox process (its pauses delay the rate check)",
@@ -189,12 +184,12 @@ def main() -> int:
     spec = SandboxSpec(
         videos=1, variants=4, segments=1000, push_batch=BATCH, requests_per_second=RATE,
         push_per_day=10 * (args.urls + args.old_urls), task_delay=3600.0, latency=LATENCY,
-        nice=-args.sandbox_priority, api_nodelay=args.api_nodelay, gc_freeze=args.sandbox_no_gc,
+        nice=-args.sandbox_priority, gc_freeze=args.sandbox_no_gc,
     )  # fmt: skip
     print(
         f"{args.urls:,} URLs at {BATCH} URLs/request, {RATE} requests/s, {LATENCY * 1000:.0f} ms"
         f" per API request; scheduler concurrency {args.concurrency};"
-        f" sandbox priority +{args.sandbox_priority}, API TCP_NODELAY {args.api_nodelay},"
+        f" sandbox priority +{args.sandbox_priority},"
         f" sandbox GC off {args.sandbox_no_gc};"
         f" {machine_load()}"
     )

@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cdn_preheat import render
+
 if TYPE_CHECKING:
     from cdn_preheat.config import Settings
     from cdn_preheat.ledger.base import Ledger
-    from cdn_preheat.pipeline import QueuedVideo, RunReport
+    from cdn_preheat.pipeline import RunReport
 
 app = typer.Typer(
     name="cdn-preheat",
@@ -98,7 +100,7 @@ def push(
         queued = pipeline.QueuedVideo(video_id, m3u8_url, found=len(expansion.urls))
         queued.skipped.update(pipeline.skip_reason_key(s.reason) for s in expansion.skipped)
         queued.live = expansion.is_live
-        _report_push(queued, None, json_out, dry_run=True)
+        render.report_push(queued, None, json_out, dry_run=True)
         return
 
     ledger = _ledger(settings)
@@ -113,7 +115,7 @@ def push(
         if pipeline.is_preheated(video, utcnow(), settings.cdn_preheat_max_age):
             queued = pipeline.QueuedVideo(video_id, m3u8_url, already_preheated=True)
             queued.found = video.url_count if video else 0
-            _report_push(queued, None, json_out)
+            render.report_push(queued, None, json_out)
             return
         provider = _provider(settings)
         _live_quota(provider)
@@ -129,7 +131,7 @@ def push(
 
             checked = verify_video(ledger, video_id, 20, options_from_settings(settings))
             queued.hit_ratio = checked.overall.ratio
-        _report_push(queued, report, json_out)
+        render.report_push(queued, report, json_out)
         _exit_for(report, ledger, [video_id])
     finally:
         ledger.close()
@@ -176,83 +178,6 @@ def _exit_for(report: RunReport, ledger: Ledger, video_ids: list[str]) -> None:
     if failed:
         ui.note(f"{failed} URLs could not be prefetched after every attempt; see status.")
         raise typer.Exit(1)
-
-
-def _video_dict(queued: QueuedVideo) -> dict[str, Any]:
-    return {
-        "video_id": queued.video_id,
-        "m3u8_url": queued.m3u8_url,
-        "already_preheated": queued.already_preheated,
-        "found": queued.found,
-        "queued": queued.queued,
-        "already_done": queued.already_done,
-        "already_queued": queued.already_queued,
-        "skipped": dict(queued.skipped),
-        "live": queued.live,
-        "error": queued.error,
-        "edge_hit_ratio": queued.hit_ratio,
-    }
-
-
-def _run_dict(report: RunReport) -> dict[str, Any]:
-    return {
-        "pushed": report.submitted,
-        "invalid": report.invalid,
-        "done": report.done,
-        "failed": report.failed,
-        "pending": report.pending,
-        "in_flight": report.in_flight,
-        "quota_exhausted": report.quota_exhausted,
-        "quota_left_today": report.quota_left_today,
-        "requests": report.requests,
-        "rate_limited": report.rate_limited,
-        "transient_errors": report.transient,
-        "stopped_by": str(report.stopped_by) if report.stopped_by else None,
-    }
-
-
-def _push_dict(queued: QueuedVideo, report: RunReport | None) -> dict[str, Any]:
-    return _video_dict(queued) | (_run_dict(report) if report is not None else {})
-
-
-def _report_push(
-    queued: QueuedVideo, report: RunReport | None, json_out: bool, *, dry_run: bool = False
-) -> None:
-    from cdn_preheat import ui
-
-    data = _push_dict(queued, report)
-    if json_out:
-        ui.print_json(data)
-        return
-    if queued.already_preheated:
-        ui.note(f"{queued.video_id} is already preheated; use --reset to push it again.")
-        return
-    if queued.live:
-        ui.note(f"{queued.video_id}: live playlist (no EXT-X-ENDLIST); pushing what it lists now.")
-    rows: dict[str, Any] = {"URLs found": queued.found}
-    if dry_run:
-        rows["would push (at most)"] = queued.found
-    else:
-        rows["already preheated"] = queued.already_done
-        rows["already queued"] = queued.already_queued
-    for reason, count in sorted(queued.skipped.items()):
-        rows[f"skipped: {reason}"] = count
-    if report is not None:
-        rows.update(
-            {
-                "pushed": report.submitted,
-                "done": report.done,
-                "invalid": report.invalid,
-                "failed": report.failed,
-                "still queued": report.pending,
-                "quota left today": report.quota_left_today,
-            }
-        )
-    if queued.hit_ratio is not None:
-        rows["edge hit ratio (sample)"] = _percent(queued.hit_ratio)
-    ui.table(f"{queued.video_id}{' (dry run: nothing pushed)' if dry_run else ''}", rows)
-    if report is not None and report.quota_exhausted and report.pending:
-        ui.note("The daily quota is spent; run again after it resets to push the rest.")
 
 
 # expand ---------------------------------------------------------------------
@@ -342,7 +267,7 @@ def batch(
         if push_now:
             report = _run(ledger, provider, settings, wait=wait, wait_timeout=wait_timeout)
             pipeline.refresh_states(ledger, queued_ids)
-        _report_batch(videos, bad, report, json_out)
+        render.report_batch(videos, bad, report, json_out)
         if report is not None:
             _exit_for(report, ledger, queued_ids)
     finally:
@@ -376,58 +301,6 @@ def _read_sources(file: str) -> tuple[list[Any], list[Any]]:
         seen.add(entry.video_id)
         sources.append(entry)
     return sources, sorted(bad, key=lambda b: b.line)
-
-
-def _report_batch(
-    videos: list[Any], bad: list[Any], report: RunReport | None, json_out: bool
-) -> None:
-    from cdn_preheat import ui
-
-    if json_out:
-        ui.print_json(
-            {
-                "videos": [_video_dict(video) for video in videos],
-                "bad_lines": [{"line": b.line, "reason": b.reason} for b in bad],
-                "run": _run_dict(report) if report is not None else None,
-            }
-        )
-        return
-    rows = []
-    for video in videos:
-        state = (
-            "already preheated"
-            if video.already_preheated
-            else f"failed: {video.error}"
-            if video.error
-            else "queued"
-        )
-        rows.append(
-            [
-                video.video_id,
-                video.found,
-                video.queued,
-                video.already_done,
-                sum(video.skipped.values()),
-                state,
-            ]
-        )
-    ui.grid("videos", ["video", "URLs", "queued", "already done", "skipped", "result"], rows)
-    if report is not None:
-        ui.table(
-            "push",
-            {
-                "pushed": report.submitted,
-                "done": report.done,
-                "invalid": report.invalid,
-                "failed": report.failed,
-                "still queued": report.pending,
-                "quota left today": report.quota_left_today,
-            },
-        )
-        if report.quota_exhausted and report.pending:
-            ui.note(
-                "The daily quota is spent; `cdn-preheat worker` pushes the rest after the reset."
-            )
 
 
 @app.command()
@@ -585,49 +458,7 @@ def verify(
             requeued = ledger.requeue(provider.name, provider.area, missed_urls(report))
     finally:
         ledger.close()
-    _report_verify(video_id, report, requeued, json_out)
-
-
-def _percent(ratio: float | None) -> str:
-    return "-" if ratio is None else f"{ratio:.0%}"
-
-
-def _report_verify(video_id: str, report: Any, requeued: int, json_out: bool) -> None:
-    from cdn_preheat import ui
-
-    def ratio(value: Any) -> dict[str, Any]:
-        return {"hits": value.hits, "misses": value.misses, "unknown": value.unknown,
-                "errors": value.errors, "ratio": value.ratio}  # fmt: skip
-
-    if json_out:
-        ui.print_json(
-            {
-                "video_id": video_id,
-                "overall": ratio(report.overall),
-                "renditions": {k: ratio(v) for k, v in report.by_rendition().items()},
-                "urls": [
-                    {
-                        "url": r.url,
-                        "edge": r.edge_ip,
-                        "status": r.status_code,
-                        "cache": str(r.status),
-                        "error": r.error,
-                    }
-                    for r in report.results
-                ],
-                "requeued": requeued,
-            }
-        )
-        return
-    groups = sorted(report.by_rendition().items())
-    rows = [
-        [name or "-", v.hits, v.misses, v.unknown, v.errors, _percent(v.ratio)]
-        for name, v in [*groups, ("all", report.overall)]
-    ]
-    headers = ["rendition", "hit", "miss", "unknown", "error", "hit ratio"]
-    ui.grid(f"{video_id}: edge cache", headers, rows)
-    if requeued:
-        ui.note(f"{requeued} URLs that missed are queued again; run push or the worker.")
+    render.report_verify(video_id, report, requeued, json_out)
 
 
 @app.command()
@@ -728,7 +559,7 @@ def purge_command(
             provider.close()
     finally:
         ledger.close()
-    _report_purge(report, json_out)
+    render.report_purge(report, json_out)
     if report.quota_exhausted is not None:
         raise report.quota_exhausted
     if report.failed:
@@ -754,45 +585,6 @@ def _purge_run(
         return purge(
             ledger, provider, urls, dirs, delete=delete, options=options, on_progress=advance
         )
-
-
-def _purge_dict(report: PurgeReport) -> dict[str, Any]:
-    return {
-        "provider": report.provider,
-        "urls": report.urls,
-        "dirs": report.dirs,
-        "submitted": report.submitted,
-        "not_submitted": report.not_submitted,
-        "tasks": report.tasks,
-        "done": report.done,
-        "failed": report.failed,
-        "processing": report.processing,
-        "timed_out": report.timed_out,
-        "quota_exhausted": report.quota_exhausted is not None,
-        "failures": [{"url": url, "reason": why} for url, why in report.failures.items()],
-    }
-
-
-def _report_purge(report: PurgeReport, json_out: bool) -> None:
-    from cdn_preheat import ui
-
-    if json_out:
-        ui.print_json(_purge_dict(report))
-        return
-    rows = {
-        "URLs": report.urls,
-        "directories": report.dirs,
-        "accepted": report.submitted,
-        "done": report.done,
-        "failed": report.failed,
-        "still processing": report.processing,
-        "not submitted": report.not_submitted,
-    }
-    ui.table(f"purge on {report.provider}", rows)
-    for url, why in report.failures.items():
-        ui.note(f"failed: {url}: {why}")
-    if report.timed_out:
-        ui.note("Stopped following the purge tasks at --wait-timeout; they go on at the CDN.")
 
 
 def _purge_before_republish(

@@ -1,0 +1,216 @@
+"""What the commands print: JSON documents for scripts, Rich tables for people.
+
+Pure presentation: every function takes results the library returned.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from cdn_preheat import ui
+
+if TYPE_CHECKING:
+    from cdn_preheat.pipeline import QueuedVideo, RunReport
+    from cdn_preheat.purge import PurgeReport
+
+
+def video_dict(queued: QueuedVideo) -> dict[str, Any]:
+    return {
+        "video_id": queued.video_id,
+        "m3u8_url": queued.m3u8_url,
+        "already_preheated": queued.already_preheated,
+        "found": queued.found,
+        "queued": queued.queued,
+        "already_done": queued.already_done,
+        "already_queued": queued.already_queued,
+        "skipped": dict(queued.skipped),
+        "live": queued.live,
+        "error": queued.error,
+        "edge_hit_ratio": queued.hit_ratio,
+    }
+
+
+def run_dict(report: RunReport) -> dict[str, Any]:
+    return {
+        "pushed": report.submitted,
+        "invalid": report.invalid,
+        "done": report.done,
+        "failed": report.failed,
+        "pending": report.pending,
+        "in_flight": report.in_flight,
+        "quota_exhausted": report.quota_exhausted,
+        "quota_left_today": report.quota_left_today,
+        "requests": report.requests,
+        "rate_limited": report.rate_limited,
+        "transient_errors": report.transient,
+        "stopped_by": str(report.stopped_by) if report.stopped_by else None,
+    }
+
+
+def push_dict(queued: QueuedVideo, report: RunReport | None) -> dict[str, Any]:
+    return video_dict(queued) | (run_dict(report) if report is not None else {})
+
+
+def report_push(
+    queued: QueuedVideo, report: RunReport | None, json_out: bool, *, dry_run: bool = False
+) -> None:
+    data = push_dict(queued, report)
+    if json_out:
+        ui.print_json(data)
+        return
+    if queued.already_preheated:
+        ui.note(f"{queued.video_id} is already preheated; use --reset to push it again.")
+        return
+    if queued.live:
+        ui.note(f"{queued.video_id}: live playlist (no EXT-X-ENDLIST); pushing what it lists now.")
+    rows: dict[str, Any] = {"URLs found": queued.found}
+    if dry_run:
+        rows["would push (at most)"] = queued.found
+    else:
+        rows["already preheated"] = queued.already_done
+        rows["already queued"] = queued.already_queued
+    for reason, count in sorted(queued.skipped.items()):
+        rows[f"skipped: {reason}"] = count
+    if report is not None:
+        rows.update(
+            {
+                "pushed": report.submitted,
+                "done": report.done,
+                "invalid": report.invalid,
+                "failed": report.failed,
+                "still queued": report.pending,
+                "quota left today": report.quota_left_today,
+            }
+        )
+    if queued.hit_ratio is not None:
+        rows["edge hit ratio (sample)"] = percent(queued.hit_ratio)
+    ui.table(f"{queued.video_id}{' (dry run: nothing pushed)' if dry_run else ''}", rows)
+    if report is not None and report.quota_exhausted and report.pending:
+        ui.note("The daily quota is spent; run again after it resets to push the rest.")
+
+
+def report_batch(
+    videos: list[Any], bad: list[Any], report: RunReport | None, json_out: bool
+) -> None:
+    if json_out:
+        ui.print_json(
+            {
+                "videos": [video_dict(video) for video in videos],
+                "bad_lines": [{"line": b.line, "reason": b.reason} for b in bad],
+                "run": run_dict(report) if report is not None else None,
+            }
+        )
+        return
+    rows = []
+    for video in videos:
+        state = (
+            "already preheated"
+            if video.already_preheated
+            else f"failed: {video.error}"
+            if video.error
+            else "queued"
+        )
+        rows.append(
+            [
+                video.video_id,
+                video.found,
+                video.queued,
+                video.already_done,
+                sum(video.skipped.values()),
+                state,
+            ]
+        )
+    ui.grid("videos", ["video", "URLs", "queued", "already done", "skipped", "result"], rows)
+    if report is not None:
+        ui.table(
+            "push",
+            {
+                "pushed": report.submitted,
+                "done": report.done,
+                "invalid": report.invalid,
+                "failed": report.failed,
+                "still queued": report.pending,
+                "quota left today": report.quota_left_today,
+            },
+        )
+        if report.quota_exhausted and report.pending:
+            ui.note(
+                "The daily quota is spent; `cdn-preheat worker` pushes the rest after the reset."
+            )
+
+
+def percent(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.0%}"
+
+
+def report_verify(video_id: str, report: Any, requeued: int, json_out: bool) -> None:
+    def ratio(value: Any) -> dict[str, Any]:
+        return {"hits": value.hits, "misses": value.misses, "unknown": value.unknown,
+                "errors": value.errors, "ratio": value.ratio}  # fmt: skip
+
+    if json_out:
+        ui.print_json(
+            {
+                "video_id": video_id,
+                "overall": ratio(report.overall),
+                "renditions": {k: ratio(v) for k, v in report.by_rendition().items()},
+                "urls": [
+                    {
+                        "url": r.url,
+                        "edge": r.edge_ip,
+                        "status": r.status_code,
+                        "cache": str(r.status),
+                        "error": r.error,
+                    }
+                    for r in report.results
+                ],
+                "requeued": requeued,
+            }
+        )
+        return
+    groups = sorted(report.by_rendition().items())
+    rows = [
+        [name or "-", v.hits, v.misses, v.unknown, v.errors, percent(v.ratio)]
+        for name, v in [*groups, ("all", report.overall)]
+    ]
+    headers = ["rendition", "hit", "miss", "unknown", "error", "hit ratio"]
+    ui.grid(f"{video_id}: edge cache", headers, rows)
+    if requeued:
+        ui.note(f"{requeued} URLs that missed are queued again; run push or the worker.")
+
+
+def purge_dict(report: PurgeReport) -> dict[str, Any]:
+    return {
+        "provider": report.provider,
+        "urls": report.urls,
+        "dirs": report.dirs,
+        "submitted": report.submitted,
+        "not_submitted": report.not_submitted,
+        "tasks": report.tasks,
+        "done": report.done,
+        "failed": report.failed,
+        "processing": report.processing,
+        "timed_out": report.timed_out,
+        "quota_exhausted": report.quota_exhausted is not None,
+        "failures": [{"url": url, "reason": why} for url, why in report.failures.items()],
+    }
+
+
+def report_purge(report: PurgeReport, json_out: bool) -> None:
+    if json_out:
+        ui.print_json(purge_dict(report))
+        return
+    rows = {
+        "URLs": report.urls,
+        "directories": report.dirs,
+        "accepted": report.submitted,
+        "done": report.done,
+        "failed": report.failed,
+        "still processing": report.processing,
+        "not submitted": report.not_submitted,
+    }
+    ui.table(f"purge on {report.provider}", rows)
+    for url, why in report.failures.items():
+        ui.note(f"failed: {url}: {why}")
+    if report.timed_out:
+        ui.note("Stopped following the purge tasks at --wait-timeout; they go on at the CDN.")
