@@ -8,8 +8,15 @@ from cdn_preheat.errors import ConfigError
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: pytest.TempPathFactory) -> None:
-    for name in ("TENCENT_SECRET_ID", "TENCENT_SECRET_KEY", "CDN_HOST", "MONGODB_URI",
-                 "CDN_PROVIDER", "CDN_PREHEAT_STORE", "CDN_PREHEAT_MAX_AGE"):
+    for name in (
+        "TENCENT_SECRET_ID",
+        "TENCENT_SECRET_KEY",
+        "CDN_HOST",
+        "MONGODB_URI",
+        "CDN_PROVIDER",
+        "CDN_PREHEAT_STORE",
+        "CDN_PREHEAT_MAX_AGE",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)  # no stray .env
 

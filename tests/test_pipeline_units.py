@@ -4,7 +4,7 @@ import pytest
 
 from cdn_preheat.cli import _legacy_form
 from cdn_preheat.errors import InputError
-from cdn_preheat.hls import Expansion, ExpandedUrl, UrlKind
+from cdn_preheat.hls import ExpandedUrl, Expansion, UrlKind
 from cdn_preheat.pipeline import (
     PRIORITY_HEAD,
     PRIORITY_START,
@@ -20,7 +20,8 @@ def _expansion() -> Expansion:
     for rendition in ("a", "b"):
         playlist = f"http://cdn/v/{rendition}.m3u8"
         urls.append(ExpandedUrl(playlist, UrlKind.PLAYLIST, playlist, -1, None))
-        urls.append(ExpandedUrl(f"http://cdn/v/{rendition}/init.mp4", UrlKind.INIT, playlist, -1, None))
+        init = f"http://cdn/v/{rendition}/init.mp4"
+        urls.append(ExpandedUrl(init, UrlKind.INIT, playlist, -1, None))
         urls += [
             ExpandedUrl(f"http://cdn/v/{rendition}/{i}.m4s", UrlKind.SEGMENT, playlist, i, 4.0)
             for i in range(5)
@@ -42,7 +43,11 @@ def test_head_first_by_seconds_uses_segment_durations() -> None:
     by_url = {q.url: q.priority for q in prioritize(_expansion(), HeadFirst(10, "seconds"))}
     # Segments start at 0, 4, 8, 12 s: the first three start within 10 s.
     assert [by_url[f"http://cdn/v/a/{i}.m4s"] for i in range(5)] == [
-        PRIORITY_HEAD, PRIORITY_HEAD, PRIORITY_HEAD, PRIORITY_TAIL, PRIORITY_TAIL,
+        PRIORITY_HEAD,
+        PRIORITY_HEAD,
+        PRIORITY_HEAD,
+        PRIORITY_TAIL,
+        PRIORITY_TAIL,
     ]
 
 
@@ -65,7 +70,10 @@ def test_head_first_parse_rejects_garbage() -> None:
 
 def test_old_usage_maps_to_push() -> None:
     assert _legacy_form(["vid1", "http://o/m.m3u8", "--reset"]) == [
-        "push", "vid1", "http://o/m.m3u8", "--reset",
+        "push",
+        "vid1",
+        "http://o/m.m3u8",
+        "--reset",
     ]
     assert _legacy_form(["push", "vid1", "http://o/m.m3u8"]) == ["push", "vid1", "http://o/m.m3u8"]
     assert _legacy_form(["--debug", "status"]) == ["--debug", "status"]

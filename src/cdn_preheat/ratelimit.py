@@ -29,7 +29,7 @@ class RateLimiter:
       that woke late pushes the calls a second after it back), so a late
       wake-up can no longer put ``rate + 1`` requests into one of the
       provider's windows and earn a rate-limit answer;
-    - ``margin`` (5 % by default) absorbs what happens between release and
+    - ``margin`` (4 % by default) absorbs what happens between release and
       arrival (request signing, the network, the server's own scheduling);
       every :meth:`penalise` widens it by 2 points, up to 25 %, so a link
       with more jitter than that stops earning rate-limit answers;
@@ -40,7 +40,7 @@ class RateLimiter:
     ``floor(rate) / rate`` seconds.
     """
 
-    def __init__(self, rate: float, *, margin: float = 0.05) -> None:
+    def __init__(self, rate: float, *, margin: float = 0.04) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
         if margin < 0:

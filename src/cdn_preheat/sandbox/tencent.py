@@ -75,7 +75,7 @@ class ApiError(Exception):
         self.message = message
 
 
-@dataclass
+@dataclass(slots=True)
 class TaskRecord:
     """One URL (or directory) of one prefetch or purge task."""
 
