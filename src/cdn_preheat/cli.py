@@ -14,8 +14,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cdn_preheat import render
-
 if TYPE_CHECKING:
     from cdn_preheat.config import Settings
     from cdn_preheat.ledger.base import Ledger
@@ -88,7 +86,7 @@ def push(
     json_out: JsonOption = False,
 ) -> None:
     """Expand a video, skip what is already preheated, push the rest within quota."""
-    from cdn_preheat import pipeline
+    from cdn_preheat import pipeline, render
     from cdn_preheat.app import expand_options
     from cdn_preheat.hls import expand
     from cdn_preheat.scheduler import utcnow
@@ -244,7 +242,7 @@ def batch(
     ] = None,
 ) -> None:
     """Queue many videos (expanded concurrently), then push them within quota."""
-    from cdn_preheat import pipeline, ui
+    from cdn_preheat import pipeline, render, ui
     from cdn_preheat.app import expand_options
 
     settings = _settings()
@@ -442,6 +440,7 @@ def verify(
     json_out: JsonOption = False,
 ) -> None:
     """Ask the edge (GET of one byte) whether the video's files are served from cache."""
+    from cdn_preheat import render
     from cdn_preheat.errors import InputError
     from cdn_preheat.verify import missed_urls, options_from_settings, verify_video
 
@@ -535,7 +534,7 @@ def purge_command(
     json_out: JsonOption = False,
 ) -> None:
     """Refresh (purge) cached URLs, directories, or a whole video, within the purge limits."""
-    from cdn_preheat import purge
+    from cdn_preheat import purge, render
     from cdn_preheat.errors import InputError
 
     if delete and not dirs:
