@@ -77,3 +77,19 @@ def test_old_usage_maps_to_push() -> None:
     ]
     assert _legacy_form(["push", "vid1", "http://o/m.m3u8"]) == ["push", "vid1", "http://o/m.m3u8"]
     assert _legacy_form(["--debug", "status"]) == ["--debug", "status"]
+
+
+def test_a_run_report_sums_its_drains() -> None:
+    from cdn_preheat.errors import QuotaExhausted
+    from cdn_preheat.pipeline import RunReport
+    from cdn_preheat.scheduler import DrainReport
+
+    run = RunReport(done=4)
+    run.add(DrainReport(submitted=10, invalid=1, requests=3, rate_limited=1, transient=2))
+    stop = QuotaExhausted("spent")
+    run.add(DrainReport(submitted=5, requests=1, quota_exhausted=True, stopped_by=stop))
+
+    assert (run.submitted, run.invalid, run.requests) == (15, 1, 4)
+    assert run.wasted_requests == 3
+    assert run.quota_exhausted and run.stopped_by is stop
+    assert run.done == 4  # tracking counters are the run's own

@@ -23,13 +23,13 @@ from cdn_preheat.ledger.base import (
     VideoRecord,
     VideoState,
 )
-from cdn_preheat.scheduler import Scheduler, SchedulerOptions, utcnow
+from cdn_preheat.scheduler import DrainReport, Scheduler, SchedulerOptions, utcnow
 from cdn_preheat.source import VideoSource
 from cdn_preheat.tracker import Tracker, TrackerOptions
 
 if TYPE_CHECKING:
     from cdn_preheat.hls import ExpandOptions, Expansion
-    from cdn_preheat.providers.base import Provider, Quota
+    from cdn_preheat.providers.base import Provider
 
 # Queue tiers: what a player needs to start, then the opening of every
 # rendition, then the rest. Within a tier, insertion order.
@@ -100,24 +100,15 @@ class QueuedVideo:
 
 
 @dataclass
-class RunReport:
-    """What pushing and tracking did, summed over rounds."""
+class RunReport(DrainReport):
+    """What pushing (summed over rounds) and following the tasks did."""
 
-    submitted: int = 0
-    invalid: int = 0
     done: int = 0
     failed: int = 0
-    requests: int = 0
-    rate_limited: int = 0
-    transient: int = 0
-    reconciled: int = 0
-    quota_exhausted: bool = False
-    quota: Quota | None = None
     quota_left_today: int | None = None
-    pending: int = 0
-    in_flight: int = 0
+    pending: int = 0  # still queued or reserved at the end
+    in_flight: int = 0  # submitted, outcome not known yet
     tracking_timed_out: bool = False
-    stopped_by: PreheatError | None = None
 
 
 def is_preheated(video: VideoRecord | None, now: dt.datetime, max_age: dt.timedelta) -> bool:
@@ -200,16 +191,8 @@ def run_queue(
     tracker = Tracker(ledger, provider, options.tracker)
     for _ in range(options.max_rounds):
         drained = scheduler.drain(stop)
-        report.submitted += drained.submitted
-        report.invalid += drained.invalid
-        report.requests += drained.requests
-        report.rate_limited += drained.rate_limited
-        report.transient += drained.transient
-        report.reconciled += drained.reconciled
-        report.quota = drained.quota or report.quota
-        report.quota_exhausted = report.quota_exhausted or drained.quota_exhausted
+        report.add(drained)
         if drained.stopped_by is not None:
-            report.stopped_by = drained.stopped_by
             break
         if not options.wait or stop.is_set():
             break

@@ -102,6 +102,19 @@ class DrainReport:
     def wasted_requests(self) -> int:
         return self.rate_limited + self.transient
 
+    def add(self, other: DrainReport) -> None:
+        """Sum another drain's counters into this report (a run drains several times)."""
+        self.submitted += other.submitted
+        self.invalid += other.invalid
+        self.batches += other.batches
+        self.requests += other.requests
+        self.rate_limited += other.rate_limited
+        self.transient += other.transient
+        self.reconciled += other.reconciled
+        self.quota_exhausted = self.quota_exhausted or other.quota_exhausted
+        self.quota = other.quota or self.quota
+        self.stopped_by = other.stopped_by or self.stopped_by
+
 
 class _Stop(Exception):
     """Internal: end this worker's loop."""
