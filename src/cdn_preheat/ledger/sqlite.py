@@ -378,21 +378,8 @@ class SqliteLedger(Ledger):
         now: dt.datetime,
         lease: dt.timedelta,
     ) -> Claim | None:
-        claim_id = uuid.uuid4().hex
-        lease_until = now + lease
         with self._write() as db:
-            rows = db.execute(
-                "UPDATE urls SET state = 'reserved', claim_id = ?, worker = ?, claimed_at = ?,"
-                " lease_until = ? WHERE id IN (SELECT id FROM urls WHERE state = 'pending'"
-                " AND provider = ? AND area = ? ORDER BY priority, seq LIMIT ?)"
-                " RETURNING priority, seq, url",
-                (claim_id, worker, _micros(now), _micros(lease_until), provider, area, limit),
-            ).fetchall()
-        if not rows:
-            return None
-        # RETURNING gives rows in no particular order.
-        urls = tuple(url for _, _, url in sorted(rows))
-        return Claim(claim_id, provider, area, urls, worker, now, lease_until)
+            return _claim_pending(db, provider, area, limit, worker, now, lease)
 
     @_translated
     def claim_with_quota(
@@ -406,30 +393,13 @@ class SqliteLedger(Ledger):
         lease: dt.timedelta,
     ) -> tuple[Claim | None, int]:
         """One transaction: a crash cannot separate the reservation from the claim."""
-        claim_id = uuid.uuid4().hex
-        lease_until = now + lease
         with self._write() as db:
-            quota = _quota_day(db, provider, area, day) or QuotaDay(provider, area, day, None, 0, 0)
-            remaining = quota.remaining
-            granted = max(0, limit if remaining is None else min(limit, remaining))
+            granted = _grantable(db, provider, area, day, limit)
             if granted == 0:
                 return None, 0
-            rows = db.execute(
-                "UPDATE urls SET state = 'reserved', claim_id = ?, worker = ?, claimed_at = ?,"
-                " lease_until = ? WHERE id IN (SELECT id FROM urls WHERE state = 'pending'"
-                " AND provider = ? AND area = ? ORDER BY priority, seq LIMIT ?)"
-                " RETURNING priority, seq, url",
-                (claim_id, worker, _micros(now), _micros(lease_until), provider, area, granted),
-            ).fetchall()
-            db.execute(
-                "INSERT INTO quota_days (provider, area, day, inflight) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT DO UPDATE SET inflight = inflight + excluded.inflight",
-                (provider, area, day, len(rows)),
-            )
-        if not rows:
-            return None, granted
-        urls = tuple(url for _, _, url in sorted(rows))
-        return Claim(claim_id, provider, area, urls, worker, now, lease_until), granted
+            claim = _claim_pending(db, provider, area, granted, worker, now, lease)
+            _hold_quota(db, provider, area, day, len(claim.urls) if claim else 0)
+        return claim, granted
 
     @_translated
     def mark_submitted(
@@ -686,14 +656,8 @@ class SqliteLedger(Ledger):
     @_translated
     def reserve_quota(self, provider: str, area: str, day: str, n: int) -> int:
         with self._write() as db:
-            quota = _quota_day(db, provider, area, day) or QuotaDay(provider, area, day, None, 0, 0)
-            remaining = quota.remaining
-            granted = max(0, n if remaining is None else min(n, remaining))
-            db.execute(
-                "INSERT INTO quota_days (provider, area, day, inflight) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT DO UPDATE SET inflight = inflight + excluded.inflight",
-                (provider, area, day, granted),
-            )
+            granted = _grantable(db, provider, area, day, n)
+            _hold_quota(db, provider, area, day, granted)
         return granted
 
     @_translated
@@ -799,6 +763,48 @@ def _mark_submitted(
     db.execute(
         "UPDATE tasks SET open = 1 WHERE provider = ? AND task_id = ?",
         (claim.provider, task_id),
+    )
+
+
+def _claim_pending(
+    db: sqlite3.Connection,
+    provider: str,
+    area: str,
+    limit: int,
+    worker: str,
+    now: dt.datetime,
+    lease: dt.timedelta,
+) -> Claim | None:
+    """Reserve up to ``limit`` pending URLs, best priority first, under a new claim id."""
+    claim_id = uuid.uuid4().hex
+    lease_until = now + lease
+    rows = db.execute(
+        "UPDATE urls SET state = 'reserved', claim_id = ?, worker = ?, claimed_at = ?,"
+        " lease_until = ? WHERE id IN (SELECT id FROM urls WHERE state = 'pending'"
+        " AND provider = ? AND area = ? ORDER BY priority, seq LIMIT ?)"
+        " RETURNING priority, seq, url",
+        (claim_id, worker, _micros(now), _micros(lease_until), provider, area, limit),
+    ).fetchall()
+    if not rows:
+        return None
+    # RETURNING gives rows in no particular order.
+    urls = tuple(url for _, _, url in sorted(rows))
+    return Claim(claim_id, provider, area, urls, worker, now, lease_until)
+
+
+def _grantable(db: sqlite3.Connection, provider: str, area: str, day: str, n: int) -> int:
+    """How much of ``n`` the day's quota still allows (all of it when the limit is unknown)."""
+    quota = _quota_day(db, provider, area, day) or QuotaDay(provider, area, day, None, 0, 0)
+    remaining = quota.remaining
+    return max(0, n if remaining is None else min(n, remaining))
+
+
+def _hold_quota(db: sqlite3.Connection, provider: str, area: str, day: str, n: int) -> None:
+    """Count ``n`` URLs of the day's quota as in flight."""
+    db.execute(
+        "INSERT INTO quota_days (provider, area, day, inflight) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT DO UPDATE SET inflight = inflight + excluded.inflight",
+        (provider, area, day, n),
     )
 
 
