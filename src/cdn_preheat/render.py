@@ -154,6 +154,8 @@ def report_verify(video_id: str, report: Any, requeued: int, json_out: bool) -> 
                 "video_id": video_id,
                 "overall": ratio(report.overall),
                 "renditions": {k: ratio(v) for k, v in report.by_rendition().items()},
+                # Keyed by pinned edge address; "" when DNS chose the edge.
+                "edges": {k: ratio(v) for k, v in report.by_edge().items()},
                 "urls": [
                     {
                         "url": r.url,
@@ -175,6 +177,13 @@ def report_verify(video_id: str, report: Any, requeued: int, json_out: bool) -> 
     ]
     headers = ["rendition", "hit", "miss", "unknown", "error", "hit ratio"]
     ui.grid(f"{video_id}: edge cache", headers, rows)
+    edges = report.by_edge()
+    if len(edges) > 1:  # pinned to several edges: one of them may be the cold one
+        edge_rows = [
+            [name, v.hits, v.misses, v.unknown, v.errors, percent(v.ratio)]
+            for name, v in sorted(edges.items())
+        ]
+        ui.grid(f"{video_id}: per edge", ["edge", *headers[1:]], edge_rows)
     if requeued:
         ui.note(f"{requeued} URLs that missed are queued again; run push or the worker.")
 

@@ -33,6 +33,23 @@ def test_verify_reports_hits_for_what_was_prefetched_and_requeues_misses(cli: Cl
     assert final["overall"]["misses"] == 0
 
 
+def test_verify_pinned_to_edges_tells_a_healthy_edge_from_a_broken_one(cli: Cli) -> None:
+    assert cli("push", "demo-1", cli.sandbox.video_url("demo-1")).code == 0
+    edge = cli.sandbox.endpoints["edge"]  # 127.0.0.1:PORT
+    # The sandbox edge listens on 127.0.0.1 only: 127.0.0.2 stands for an edge that is down.
+    down = edge.replace("127.0.0.1", "127.0.0.2")
+    run = cli("verify", "demo-1", "--sample", "5", "--edge", edge, "--edge", down, "--json")
+    assert run.code == 0, run.stderr
+    report = run.json()
+    edges = report["edges"]
+    assert set(edges) == {"127.0.0.1", "127.0.0.2"}
+    probes = len(report["urls"]) // 2
+    assert edges["127.0.0.1"]["hits"] == probes and edges["127.0.0.1"]["misses"] == 0
+    assert edges["127.0.0.2"]["errors"] == probes and edges["127.0.0.2"]["hits"] == 0
+    table = cli("verify", "demo-1", "--sample", "5", "--edge", edge, "--edge", down)
+    assert "per edge" in table.stderr
+
+
 def test_verify_of_an_unknown_video_is_bad_input(cli: Cli) -> None:
     run = cli("verify", "nope")
     assert run.code == 2

@@ -69,10 +69,6 @@ class Edge:
         with self._lock:
             return list(self._log)
 
-    def clear_log(self) -> None:
-        with self._lock:
-            self._log.clear()
-
     def cache_header(self, hit: bool) -> dict[str, str]:
         name, on_hit, on_miss = CACHE_HEADERS[self.vendor]
         return {name: on_hit if hit else on_miss}
