@@ -15,6 +15,8 @@ and prints ``str(error)``, which is one sentence without secrets.
         ├── RateLimited      too many requests: back off and retry
         ├── BatchTooLarge    the request carried more URLs than allowed
         ├── InvalidUrls      some URLs were refused: mark them, go on
+        ├── BatchRefused     the whole request was refused because of some of its
+        │                    URLs, unnamed: split it until they are isolated
         └── Transient        5xx, timeout, dropped connection: retry with backoff
 
 The scheduler acts on the provider branch: it retries ``RateLimited`` and
@@ -113,6 +115,22 @@ class InvalidUrls(ProviderError):
         super().__init__(message, code=code)
         self.invalid = dict(invalid)
         self.task_id = task_id
+
+
+class BatchRefused(ProviderError):
+    """The CDN refused the whole request because of some of its URLs, without naming them.
+
+    Examples: Tencent ``InvalidParameter.CdnUrlExceedLength``, a gateway's 414 for
+    a query string too long, a host that is not a CDN domain of the account. The
+    scheduler splits the batch until each refused URL stands alone, marks it
+    ``invalid`` with ``str(error)`` as the reason, and pushes the rest. ``per_host``
+    says the refusal concerns a host (every URL of that host shares it), so the
+    batch may be split by host before it is bisected.
+    """
+
+    def __init__(self, message: str, *, code: str | None = None, per_host: bool = False) -> None:
+        super().__init__(message, code=code)
+        self.per_host = per_host
 
 
 class Transient(ProviderError):
