@@ -10,6 +10,8 @@ and prints ``str(error)``, which is one sentence without secrets.
     ├── LedgerError          the store is unreachable, locked or corrupt (exit 1)
     └── ProviderError        the CDN API refused or failed (exit 1 unless noted)
         ├── AuthError        wrong credentials: stop, name the variables
+        │   └── PermissionDenied  the key works but lacks a permission: name it
+        ├── AreaMismatch     the configured area is not where the domain is served (exit 2)
         ├── DomainError      the URL's host is not a domain of this CDN account
         ├── QuotaExhausted   the daily quota is spent: stop for today (exit 3)
         ├── RateLimited      too many requests: back off and retry
@@ -71,6 +73,16 @@ class ProviderError(PreheatError):
 
 class AuthError(ProviderError):
     """The CDN rejected the credentials; the message names the variables."""
+
+
+class PermissionDenied(AuthError):
+    """The credentials are valid but lack a permission; the message names the action."""
+
+
+class AreaMismatch(ProviderError):
+    """The configured prefetch area is not one the account or domain is served in."""
+
+    exit_code = 2
 
 
 class DomainError(ProviderError):

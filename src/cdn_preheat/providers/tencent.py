@@ -20,9 +20,12 @@ from tencentcloud.common.profile.http_profile import HttpProfile
 
 from cdn_preheat.config import Settings, require_secret
 from cdn_preheat.errors import (
+    AreaMismatch,
     AuthError,
+    BatchRefused,
     BatchTooLarge,
     DomainError,
+    PermissionDenied,
     ProviderError,
     QuotaExhausted,
     RateLimited,
@@ -54,6 +57,22 @@ _DOMAIN_CODES = (
     "InvalidParameter.CdnHostInvalidParam",
     "ResourceUnavailable.CdnHostIsNotOnline",
 )
+# Codes from the SDK's cdn/v20180606/errorcodes.py. A sub-account without a CAM
+# policy for the action ("子账号未配置cam策略"), or not granted the domain
+# ("CDN子账号加速域名未授权"): the key is right, a permission is missing.
+_CAM_CODE = "UnauthorizedOperation.CdnCamUnauthorized"
+_HOST_UNAUTHORIZED_CODE = "UnauthorizedOperation.CdnHostUnauthorized"
+# "URL 超过限制长度": the whole request is refused without naming the URL.
+_URL_TOO_LONG_CODE = "InvalidParameter.CdnUrlExceedLength"
+# Codes a push to an area the domain is not served in may come back with: the old
+# API said InvalidParameter "域名 xxx 未部署在 mainland" (lxl80/hexo-deployer-cos-cdn#5);
+# API 3.0's code is undocumented, so the message decides.
+_AREA_CODES = (
+    "InvalidParameter",
+    "InvalidParameter.CdnParamError",
+    "InvalidParameter.CdnHostInvalidParam",
+)
+_AREAS = ("mainland", "overseas")
 # What the SDK raises when no proper answer came back: network failure, a non-200
 # status (502 from a gateway), or a 200 whose body is not the API's JSON.
 _TRANSIENT_CODES = ("ClientNetworkError", "ServerNetworkError", "JSONDecodeError", "KeyError")
@@ -97,10 +116,19 @@ class TencentProvider(Provider):
     def quota(self) -> Quota:
         answer = self._call("DescribePushQuota", models.DescribePushQuotaRequest())
         by_area = {q.Area: q for q in answer.UrlPush or []}
-        areas = ("mainland", "overseas") if self.area == "global" else (self.area,)
+        areas = _AREAS if self.area == "global" else (self.area,)
         found = [by_area[a] for a in areas if a in by_area]
-        if not found:
-            raise ProviderError(f"Tencent Cloud reported no prefetch quota for {self.area}.")
+        if len(found) < len(areas):
+            # DescribePushQuota lists only the areas the account has
+            # (tencentcloud.com/document/product/228/37473 shows mainland alone).
+            has = sorted(a for a in by_area if a in _AREAS)
+            if not has:
+                raise ProviderError(f"Tencent Cloud reported no prefetch quota for {self.area}.")
+            suggestion = has[0] if len(has) == 1 else "global"
+            raise AreaMismatch(
+                f"This Tencent Cloud account has no prefetch quota in {self.area} (it has "
+                f"{' and '.join(has)}): set TENCENT_AREA={suggestion}."
+            )
         # A global push spends both areas' quota, so the scarcer one limits it.
         tightest = min(found, key=lambda q: q.Available)
         return Quota(
@@ -233,9 +261,11 @@ class TencentProvider(Provider):
         try:
             return getattr(self._client, action)(request)
         except TencentCloudSDKException as exc:
-            raise self._translate(exc, urls) from exc
+            raise self._translate(exc, urls, action) from exc
 
-    def _translate(self, exc: TencentCloudSDKException, urls: Sequence[str]) -> ProviderError:
+    def _translate(
+        self, exc: TencentCloudSDKException, urls: Sequence[str], action: str = ""
+    ) -> ProviderError:
         code = str(exc.code or "")
         detail = self._scrub(exc.message)
         if code.startswith("AuthFailure"):
@@ -244,6 +274,23 @@ class TencentProvider(Provider):
                 "and TENCENT_SECRET_KEY.",
                 code=code,
             )
+        if code == _CAM_CODE:
+            return PermissionDenied(
+                f"The Tencent Cloud key may not call {action} ({code}): grant the "
+                f"sub-account the CAM action cdn:{action}.",
+                code=code,
+            )
+        if code == _HOST_UNAUTHORIZED_CODE:
+            hosts = sorted({urlsplit(u).netloc for u in urls}) or [self._cdn_host or "?"]
+            return PermissionDenied(
+                f"The Tencent Cloud sub-account is not granted {', '.join(hosts)} ({code}): "
+                f"grant it cdn:{action} on that domain in CAM.",
+                code=code,
+            )
+        if code == _URL_TOO_LONG_CODE:
+            return BatchRefused(f"Tencent Cloud refused a URL as too long ({code}).", code=code)
+        if code in _AREA_CODES and self._is_area_refusal(detail):
+            return AreaMismatch(self._area_advice(detail, urls, code), code=code)
         if code.endswith("ExceedDayLimit"):
             return QuotaExhausted(f"Tencent Cloud's daily quota is spent: {detail}", code=code)
         if code.endswith("ExceedBatchLimit"):
@@ -252,14 +299,40 @@ class TencentProvider(Provider):
             return RateLimited(f"Tencent Cloud asked to slow down ({code}).", code=code)
         if code in _DOMAIN_CODES:
             hosts = sorted({urlsplit(u).netloc for u in urls}) or [self._cdn_host or "?"]
+            moved = ""
+            if code == "ResourceNotFound.CdnHostNotExists":
+                # After a migration to EdgeOne the CDN API no longer knows the domain
+                # ("CDN 迁移至 EdgeOne 工具使用指南", cloud.tencent.com/document/product/228).
+                moved = (
+                    "; if it was moved to EdgeOne, Tencent Cloud CDN's prefetch no longer"
+                    " reaches it (CDN_PROVIDER=tencent prefetches on CDN only)"
+                )
             return DomainError(
                 f"{', '.join(hosts)} is not a CDN domain of this Tencent Cloud account ({code});"
-                " check CDN_HOST.",
+                f" check CDN_HOST{moved}.",
                 code=code,
             )
         if code.startswith("InternalError") or code in _TRANSIENT_CODES:
             return Transient(f"Tencent Cloud did not answer properly ({code}): {detail}", code=code)
         return ProviderError(f"Tencent Cloud refused the request ({code}): {detail}", code=code)
+
+    def _is_area_refusal(self, detail: str) -> bool:
+        text = detail.lower()
+        return "未部署" in detail or any(area in text for area in (*_AREAS, "global"))
+
+    def _area_advice(self, detail: str, urls: Sequence[str], code: str) -> str:
+        """Which TENCENT_AREA to set, from the area the refusal names."""
+        hosts = sorted({urlsplit(u).netloc for u in urls}) or [self._cdn_host or "?"]
+        named = [area for area in _AREAS if area in detail.lower()]
+        if self.area == "global":
+            others = [a for a in _AREAS if a not in named]
+            suggestion = others[0] if len(others) == 1 else "mainland or overseas"
+        else:
+            suggestion = "overseas" if self.area == "mainland" else "mainland"
+        return (
+            f"Tencent Cloud does not accelerate {', '.join(hosts)} in {self.area} ({code}):"
+            f" set TENCENT_AREA={suggestion}, the area the domain is served in."
+        )
 
     def _scrub(self, message: object) -> str:
         """A short one-line message that never carries the secret key."""

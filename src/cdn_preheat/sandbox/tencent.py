@@ -60,10 +60,35 @@ class TencentLimits:
     purge_url_per_day: int = 10_000
     purge_path_batch: int = 500
     purge_path_per_day: int = 100
+    # "默认接口请求频率限制: 20次/秒", per API (cloud.tencent.com/document/api/228/37869).
     requests_per_second: int = 20  # per action
     task_delay: float = 0.5  # seconds on the sandbox clock from process to done
     fail_rate: float = 0.0  # share of existing URLs whose prefetch ends in "fail"
     seed: int = 0
+    # The areas the account (and its domain) is accelerated in. DescribePushQuota
+    # answers only these: the official example returns mainland alone
+    # (tencentcloud.com/document/product/228/37473). One-area accounts: ("mainland",).
+    areas: tuple[str, ...] = AREAS
+    # A push to an area the domain is not served in is refused: SDK
+    # PushUrlsCacheRequest.Area says "URL 中域名必须在对应区域启用了加速服务才能提交对应区域
+    # 的预热任务". API 3.0's code for it is not documented; the old API answered
+    # InvalidParameter "域名 xxx 未部署在 mainland" (lxl80/hexo-deployer-cos-cdn#5), so
+    # the code is settable: InvalidParameter.CdnParamError or .CdnHostInvalidParam.
+    area_refusal_code: str = "InvalidParameter.CdnParamError"
+    # InvalidParameter.CdnUrlExceedLength ("URL 超过限制长度", SDK
+    # cdn/v20180606/errorcodes.py) refuses the whole request; the length is not
+    # documented, so it is off unless set.
+    max_url_length: int | None = None
+    # CAM actions the sub-account key may not call: UnauthorizedOperation.CdnCamUnauthorized
+    # ("子账号未配置cam策略", errorcodes.py). Actions are named as in CAM, e.g. PushUrlsCache.
+    cam_denied: frozenset[str] = frozenset()
+    # The sub-account is not granted the domain: UnauthorizedOperation.CdnHostUnauthorized
+    # ("CDN子账号加速域名未授权", errorcodes.py).
+    host_unauthorized: bool = False
+    # The domain was migrated to EdgeOne ("CDN 迁移至 EdgeOne 工具使用指南",
+    # cloud.tencent.com/document/product/228): CDN no longer knows it and answers
+    # ResourceNotFound.CdnHostNotExists ("未查询到该域名", errorcodes.py).
+    moved_to_edgeone: bool = False
 
 
 class ApiError(Exception):
@@ -257,6 +282,11 @@ class TencentEmulator:
             raise ApiError("NoSuchVersion", f"The API version must be {API_VERSION}.")
         if action not in self._actions:
             raise ApiError("InvalidAction", f"The action {action!r} does not exist.")
+        if action in self.limits.cam_denied:
+            raise ApiError(
+                "UnauthorizedOperation.CdnCamUnauthorized",
+                f"The sub-account has no CAM policy allowing cdn:{action}.",
+            )
         if not self._rate.allow(action, self.limits.requests_per_second):
             raise ApiError(
                 "RequestLimitExceeded",
@@ -290,6 +320,7 @@ class TencentEmulator:
 
     def _push_urls_cache(self, params: Params) -> dict[str, Any]:
         urls = self._urls(params, "Urls")
+        # "Area ... 不填充时, 默认为 mainland" (SDK PushUrlsCacheRequest.Area).
         area = _choice(params, "Area", ("mainland", "overseas", "global"), "mainland")
         _optional_choice(params, "Layer", ("middle",))
         headers = params.get("Headers") or []
@@ -301,7 +332,10 @@ class TencentEmulator:
                 f"At most {self.limits.push_batch} URLs can be prefetched in one request.",
             )
         self._check_hosts(urls)
+        self._check_area(area)
         with self._lock:
+            # "1次提交500条URL全球预热,此时境内、境外预热 URL 各剩余 500条": a global push
+            # charges both areas (PushUrlsCache, cloud.tencent.com/document/api/228/37869).
             self._charge("push", area, len(urls), "LimitExceeded.CdnPushExceedDayLimit")
             task_id = self._new_task_id()
             now = self.clock.now()
@@ -358,8 +392,14 @@ class TencentEmulator:
     def _purge_task(
         self, urls: list[str], params: Params, kind: str, flush: str | None
     ) -> dict[str, Any]:
-        area = _choice(params, "Area", ("mainland", "overseas", "global"), "global")
+        # "无此参数时, 默认刷新加速域名所在加速区域 ... 指定刷新区域时, 需要与域名加速区域匹配"
+        # (PurgeUrlsCache, cloud.tencent.com/document/api/228/37870).
+        area = _optional_choice(params, "Area", ("mainland", "overseas", "global"))
         self._check_hosts(urls)
+        if area is None:
+            area = "global" if set(AREAS) <= set(self.limits.areas) else self.limits.areas[0]
+        else:
+            self._check_area(area)
         code = f"LimitExceeded.CdnPurge{'Url' if kind == 'url' else 'Path'}ExceedDayLimit"
         with self._lock:
             self._charge(kind, area, len(urls), code)
@@ -469,6 +509,7 @@ class TencentEmulator:
         return [u.strip() for u in urls]
 
     def _check_hosts(self, urls: list[str]) -> None:
+        limit = self.limits.max_url_length
         for url in urls:
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -476,11 +517,31 @@ class TencentEmulator:
                     "InvalidParameter.CdnParamError", f"{url} must start with http:// or https://."
                 )
             self._check_domain(parts.netloc)
+            if limit is not None and len(url) > limit:
+                # The whole request is refused, without saying which URL.
+                raise ApiError(
+                    "InvalidParameter.CdnUrlExceedLength", "A URL exceeds the length limit."
+                )
+        if self.limits.host_unauthorized:
+            raise ApiError(
+                "UnauthorizedOperation.CdnHostUnauthorized",
+                "The sub-account is not authorized for this domain.",
+            )
 
     def _check_domain(self, domain: str) -> None:
-        if domain.lower() != self.domain:
+        if domain.lower() != self.domain or self.limits.moved_to_edgeone:
             raise ApiError(
                 "ResourceNotFound.CdnHostNotExists", f"The domain {domain} is not in this account."
+            )
+
+    def _check_area(self, area: str) -> None:
+        """Refuse an area the domain is not accelerated in (global needs both)."""
+        wanted = AREAS if area == "global" else (area,)
+        missing = [each for each in wanted if each not in self.limits.areas]
+        if missing:
+            # The old API's words, quoted in lxl80/hexo-deployer-cos-cdn#5.
+            raise ApiError(
+                self.limits.area_refusal_code, f"域名 {self.domain} 未部署在 {missing[0]}"
             )
 
     def _charge(self, kind: str, area: str, count: int, code: str) -> None:
@@ -513,6 +574,7 @@ class TencentEmulator:
                     "Area": area,
                 }
                 for area in AREAS
+                if area in self.limits.areas
             ]
 
     def _new_task_id(self) -> str:
