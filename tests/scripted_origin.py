@@ -30,6 +30,7 @@ class Reply:
     gzip: bool = False  # send the body gzip-encoded with Content-Encoding: gzip
     redirect: str | None = None  # Location; status defaults to 302
     delay: float = 0.0  # seconds to wait before answering
+    drip: float = 0.0  # seconds between body bytes: an origin that trickles, never stalls
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         # The client may have given up (size cap, timeout): that is what some tests do.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            self.wfile.write(body)
+            if not reply.drip:
+                self.wfile.write(body)
+                return
+            for offset in range(len(body)):
+                self.wfile.write(body[offset : offset + 1])
+                self.wfile.flush()
+                time.sleep(reply.drip)
 
     def log_message(self, format: str, *args: object) -> None:
         """Quiet: pytest owns the terminal."""

@@ -708,3 +708,15 @@ def test_expand_many_stops_cleanly_when_the_consumer_stops(origin: ScriptedOrigi
         return seen
 
     assert asyncio.run(run()) == 1
+
+
+def test_an_origin_that_trickles_fails_at_the_total_deadline(origin: ScriptedOrigin) -> None:
+    # One byte every 0.2 s never trips the per-read timeout; the whole body would take ~20 s.
+    origin.script("/v.m3u8", Reply(media(*(f"s{n}.ts" for n in range(8))), drip=0.2))
+    options = ExpandOptions(timeout=5.0, deadline=1.0, retry_backoff=0.01)
+    with pytest.raises(PlaylistError) as caught:
+        expand(origin.url("/v.m3u8"), options)
+    assert caught.value.url == origin.url("/v.m3u8")
+    assert caught.value.reason == (
+        "timed out: no complete answer within the 1 s deadline (CDN_PREHEAT_FETCH_DEADLINE)"
+    )

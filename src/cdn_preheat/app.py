@@ -21,6 +21,7 @@ def expand_options(settings: Settings, *, cdn_host: str | None = None) -> Expand
         cdn_host=cdn_host or settings.cdn_host,
         allow_foreign_hosts=settings.cdn_preheat_allow_foreign_hosts,
         timeout=settings.cdn_preheat_fetch_timeout,
+        deadline=settings.cdn_preheat_fetch_deadline,
         concurrency=settings.cdn_preheat_fetch_concurrency,
         max_bytes=settings.cdn_preheat_max_playlist_bytes,
         sign_url=make_signer(settings),

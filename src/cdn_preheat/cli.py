@@ -270,8 +270,10 @@ def batch(
             _exit_for(report, ledger, queued_ids)
     finally:
         ledger.close()
-    if bad or any(v.error for v in videos):
+    if bad:
         raise typer.Exit(2)
+    if any(v.error for v in videos):
+        raise typer.Exit(1)  # partial: the other videos were queued (and pushed)
 
 
 def _read_sources(file: str) -> tuple[list[Any], list[Any]]:
@@ -464,9 +466,10 @@ def verify(
 def health(json_out: JsonOption = False) -> None:
     """Exit 0 when the settings are valid and the ledger answers (no CDN call)."""
     from cdn_preheat import ui
+    from cdn_preheat.ledger import open_ledger
 
     settings = _settings()
-    ledger = _ledger(settings)
+    ledger = open_ledger(settings, retries=0)  # one attempt: a health check must answer fast
     try:
         ledger.get_video("cdn-preheat-health-probe")  # one indexed round trip
     finally:

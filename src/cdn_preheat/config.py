@@ -91,11 +91,17 @@ class Settings(BaseSettings):
     cdn_preheat_db: str = "cdn-preheat.sqlite3"
     # Seconds to wait for another process's lock on the SQLite ledger before giving up.
     cdn_preheat_lock_timeout: float = Field(default=30.0, gt=0)
+    # MongoDB: seconds to find a server and to connect (pymongo serverSelectionTimeoutMS,
+    # connectTimeoutMS), and for one operation's answer (socketTimeoutMS).
+    cdn_preheat_mongo_connect_timeout: float = Field(default=3.0, gt=0)
+    cdn_preheat_mongo_socket_timeout: float = Field(default=60.0, gt=0)
 
     # Expansion.
     cdn_preheat_allow_foreign_hosts: bool = False
     cdn_preheat_fetch_concurrency: int = Field(default=16, ge=1, le=256)
-    cdn_preheat_fetch_timeout: float = Field(default=15.0, gt=0)
+    cdn_preheat_fetch_timeout: float = Field(default=15.0, gt=0)  # each connect and read
+    # Seconds for one playlist, retries included: a trickling origin cannot hold a video.
+    cdn_preheat_fetch_deadline: float = Field(default=60.0, gt=0)
     cdn_preheat_max_playlist_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     # Private origins: playlists are fetched with signed URLs; pushed URLs stay unsigned.
     cdn_preheat_origin_signing: OriginSigning = "none"

@@ -84,7 +84,8 @@ class ExpandOptions:
     allow_foreign_hosts: bool = False
     max_depth: int = 4
     max_bytes: int = 16 * 1024 * 1024
-    timeout: float = 15.0
+    timeout: float = 15.0  # seconds: connect, and each read (httpx's per-operation timeout)
+    deadline: float = 60.0  # seconds for one playlist, retries included, however it trickles
     concurrency: int = 16
     retries: int = 3
     sign_url: Callable[[str], str] | None = None
@@ -122,7 +123,28 @@ _RETRYABLE = (httpx.TimeoutException, httpx.TransportError)
 async def fetch_playlist(
     client: httpx.AsyncClient, url: str, options: ExpandOptions
 ) -> FetchedPlaylist:
-    """GET a playlist with retries, a size cap and content checks."""
+    """GET a playlist with retries, a size cap, content checks and a total deadline.
+
+    httpx's timeout bounds each connect and each read; an origin that sends a
+    byte now and then never trips it, so the whole fetch, retries and backoff
+    included, must also end within ``options.deadline``.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + options.deadline
+    try:
+        async with asyncio.timeout_at(deadline):
+            return await _fetch_with_retries(client, url, options)
+    except TimeoutError:
+        raise PlaylistError(
+            url,
+            f"timed out: no complete answer within the {options.deadline:g} s deadline"
+            " (CDN_PREHEAT_FETCH_DEADLINE)",
+        ) from None
+
+
+async def _fetch_with_retries(
+    client: httpx.AsyncClient, url: str, options: ExpandOptions
+) -> FetchedPlaylist:
     target = options.sign_url(url) if options.sign_url is not None else url
     failure = ""
     for attempt in range(options.retries + 1):

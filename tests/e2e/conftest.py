@@ -6,10 +6,14 @@ the environment a user would set, talking to the sandbox over real HTTP.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# tests/ too, for the scripted origin (slow, broken or hostile playlists).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from clirun import Cli, base_env
 
 from cdn_preheat.sandbox.server import Sandbox

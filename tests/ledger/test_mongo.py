@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from cdn_preheat.config import Settings
-from cdn_preheat.errors import LedgerError
+from cdn_preheat.errors import ConfigError, LedgerError
 from cdn_preheat.ledger import open_ledger
 from cdn_preheat.ledger.base import QueuedUrl, VideoState
 from cdn_preheat.ledger.mongo import MongoLedger, redact_uri
@@ -140,11 +140,32 @@ def test_an_unreachable_server_never_shows_the_password() -> None:
     ledger.close()
 
 
-def test_a_malformed_uri_is_a_ledger_error_without_the_password() -> None:
-    with pytest.raises(LedgerError) as caught:
+def test_a_malformed_uri_is_a_config_error_without_the_password() -> None:
+    with pytest.raises(ConfigError) as caught:
         MongoLedger.from_uri("mongodb://preheat:S3cr3t@/?replicaSet=")
 
     assert "S3cr3t" not in str(caught.value)
+    assert str(caught.value).startswith("MONGODB_URI is invalid: ")
+
+
+def test_every_mongodb_operation_has_a_deadline() -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        mongodb_uri="mongodb://u:p@127.0.0.1:1",
+        cdn_preheat_mongo_connect_timeout=2.5,
+        cdn_preheat_mongo_socket_timeout=45,
+    )
+    ledger = open_ledger(settings, retries=0)
+    assert isinstance(ledger, MongoLedger)
+    options = ledger.client.options
+    assert options.server_selection_timeout == 2.5
+    assert options.pool_options.connect_timeout == 2.5
+    assert options.pool_options.socket_timeout == 45
+    assert ledger.retries == 0
+    ledger.close()
+    defaults = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert defaults.cdn_preheat_mongo_connect_timeout == 3.0
+    assert defaults.cdn_preheat_mongo_socket_timeout == 60.0
 
 
 def test_redact_uri_keeps_only_scheme_and_hosts() -> None:

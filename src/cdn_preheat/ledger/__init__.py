@@ -17,12 +17,21 @@ if TYPE_CHECKING:
 __all__ = ["Ledger", "open_ledger"]
 
 
-def open_ledger(settings: Settings) -> Ledger:
-    """MongoDB when configured (``MONGODB_URI``), else the SQLite file ``CDN_PREHEAT_DB``."""
+def open_ledger(settings: Settings, *, retries: int = 3) -> Ledger:
+    """MongoDB when configured (``MONGODB_URI``), else the SQLite file ``CDN_PREHEAT_DB``.
+
+    ``retries``: further attempts of a MongoDB operation whose server is unreachable
+    (``health`` makes none, so it answers within the connect timeout).
+    """
     if settings.store_kind == "mongodb":
         from cdn_preheat.ledger.mongo import MongoLedger
 
-        return MongoLedger.from_uri(require_secret(settings.mongodb_uri, "MONGODB_URI"))
+        return MongoLedger.from_uri(
+            require_secret(settings.mongodb_uri, "MONGODB_URI"),
+            timeout=settings.cdn_preheat_mongo_connect_timeout,
+            socket_timeout=settings.cdn_preheat_mongo_socket_timeout,
+            retries=retries,
+        )
     from cdn_preheat.ledger.sqlite import SqliteLedger
 
     return SqliteLedger(settings.cdn_preheat_db, busy_timeout=settings.cdn_preheat_lock_timeout)

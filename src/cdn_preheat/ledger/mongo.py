@@ -32,9 +32,15 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import pymongo
 from pymongo import ASCENDING, ReturnDocument, UpdateOne
 from pymongo.collection import Collection
-from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, PyMongoError
+from pymongo.errors import (
+    BulkWriteError,
+    ConfigurationError,
+    ConnectionFailure,
+    DuplicateKeyError,
+    PyMongoError,
+)
 
-from cdn_preheat.errors import LedgerError
+from cdn_preheat.errors import ConfigError, LedgerError
 from cdn_preheat.ledger.base import (
     Claim,
     EnqueueResult,
@@ -164,18 +170,35 @@ class MongoLedger(Ledger):
         uri: str,
         db_name: str = "cdn_preheat",
         *,
-        timeout: float = 10.0,
+        timeout: float = 3.0,
+        socket_timeout: float = 60.0,
         retries: int = 3,
         backoff: float = 0.5,
     ) -> MongoLedger:
-        """Connect lazily to ``uri``; errors never repeat its password."""
+        """Connect lazily to ``uri``; errors never repeat its password.
+
+        Every operation has a deadline: ``timeout`` to find a server and to
+        connect, ``socket_timeout`` for an answer (pymongo waits forever for
+        one by default), so an unreachable or hung server fails a command
+        within seconds (``retries`` more attempts, with backoff, for work that
+        can wait). A URI pymongo cannot parse is a ConfigError (exit 2).
+        """
         where = f"MongoDB at {redact_uri(uri)}"
         password = re.match(r"^[a-z+]+://[^:/@]*:([^@/]*)@", uri)
         secrets = [uri] + ([password[1]] if password else [])
+        millis = int(timeout * 1000)
         try:
             client: pymongo.MongoClient[Doc] = pymongo.MongoClient(
-                uri, serverSelectionTimeoutMS=int(timeout * 1000), tz_aware=True
+                uri,
+                serverSelectionTimeoutMS=millis,
+                connectTimeoutMS=millis,
+                socketTimeoutMS=int(socket_timeout * 1000),
+                tz_aware=True,
             )
+        except (ConfigurationError, ValueError) as exc:
+            # InvalidURI, an unescaped @ or /, a bad port: the setting is wrong.
+            message = _redacted(str(exc), secrets).rstrip(".")
+            raise ConfigError(f"MONGODB_URI is invalid: {message}.") from None
         except PyMongoError as exc:
             message = _redacted(str(exc), secrets)
             raise LedgerError(f"{where} cannot be used: {message}") from None
@@ -188,7 +211,8 @@ class MongoLedger(Ledger):
     def _unreachable(self, exc: ConnectionFailure, attempts: int) -> LedgerError:
         detail = _redacted(str(exc).split(",")[0], self._secrets)
         return LedgerError(
-            f"{self.where} is unreachable after {attempts} attempts ({type(exc).__name__}: "
+            f"{self.where} is unreachable after {attempts} attempt{'s' * (attempts != 1)}"
+            f" ({type(exc).__name__}: "
             f"{detail}); check MONGODB_URI and that the server is running."
         )
 
