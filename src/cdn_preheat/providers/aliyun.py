@@ -10,9 +10,10 @@ are off: the scheduler decides when to try again.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from alibabacloud_cdn20180510 import models as cdn_models
 from alibabacloud_cdn20180510.client import Client
@@ -43,8 +44,16 @@ TASKS_PAGE_SIZE = 100
 MAX_TASK_PAGES = 100  # find_submitted looks at no more than 10,000 recent tasks
 MAX_OBJECT_PATH = 1024
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-# PreloadQueueFull is not the daily quota: the queue drains, so wait and retry.
+# PreloadQueueFull means either a full queue (100,000 URLs pending, PushObjectCache
+# page) or the day's quota reached (help center, "preload-queue-is-full"): the
+# provider asks DescribeRefreshQuota which. A full queue drains: wait and retry.
 QUEUE_FULL_RETRY_SECONDS = 60.0
+# The SDK sends ObjectPath in the query string (client.py push_object_cache_with_options:
+# query['ObjectPath']), and the POP gateway answers 414 to long request lines
+# (aliyun/openapi-core-nodejs-sdk#55). Its limit is not documented; nginx-based
+# gateways default to an 8 KiB request line, so the encoded list stays under that.
+MAX_ENCODED_OBJECT_PATH = 7 * 1024
+_URI_TOO_LARGE = re.compile(r"\b414\b.{0,40}(Request-URI|URI Too)", re.IGNORECASE)
 
 AUTH_CODES = frozenset(
     {
@@ -143,15 +152,41 @@ class AliyunProvider(Provider):
         valid = [url for url in urls if url not in invalid]
         if not valid:
             raise InvalidUrls(f"{len(invalid)} URL(s) cannot be prefetched.", invalid=invalid)
+        object_path = "\n".join(valid)
+        if len(valid) > 1 and _encoded_size(object_path) > MAX_ENCODED_OBJECT_PATH:
+            raise BatchTooLarge(
+                f"Alibaba Cloud CDN takes the prefetch list in the URL: {len(valid)} URLs "
+                f"would exceed {MAX_ENCODED_OBJECT_PATH} bytes; send fewer at once."
+            )
         request = cdn_models.PushObjectCacheRequest(
-            object_path="\n".join(valid),
+            object_path=object_path,
             area=self.area,
             l_2preload=True if self._l2_preload else None,
         )
-        body = self._call(
-            "PushObjectCache", self._client.push_object_cache_with_options, request, urls=valid
-        )
+        try:
+            body = self._call(
+                "PushObjectCache", self._client.push_object_cache_with_options, request, urls=valid
+            )
+        except RateLimited as exc:
+            if exc.code != "PreloadQueueFull":
+                raise
+            raise self._queue_full(exc, len(valid)) from None
         return SubmitResult(task_id=str(body.push_task_id), accepted=tuple(valid), invalid=invalid)
+
+    def _queue_full(self, exc: RateLimited, count: int) -> ProviderError:
+        """PreloadQueueFull: the daily quota when it is spent, else a queue to wait out."""
+        try:
+            quota = self.quota()
+        except ProviderError:
+            return exc
+        if quota.available is not None and quota.available < count:
+            return QuotaExhausted(
+                f"Alibaba Cloud CDN refused the prefetch (PreloadQueueFull) with "
+                f"{quota.available} URLs of today's quota left: the quota is spent "
+                "(resets 00:00 UTC+8).",
+                code=exc.code,
+            )
+        return exc
 
     def task_status(self, task_ids: Sequence[str]) -> list[TaskEntry]:
         return self._describe_tasks(task_ids)
@@ -249,6 +284,17 @@ def map_error(exc: Exception, action: str, urls: Sequence[str] = ()) -> Provider
     if isinstance(exc, UnretryableException):
         # Connection refused or dropped, timeout, or a non-JSON answer such as a 502 page.
         inner = type(exc.inner_exception).__name__
+        if _URI_TOO_LARGE.search(str(exc.inner_exception)):
+            # The gateway's HTML 414 page: the request line (ObjectPath) is too long.
+            if len(urls) == 1:
+                reason = "the gateway refused the request as too long (HTTP 414)"
+                return InvalidUrls(
+                    f"Alibaba Cloud CDN {action}: {reason}.", invalid={urls[0]: reason}
+                )
+            return BatchTooLarge(
+                f"Alibaba Cloud CDN {action}: the gateway refused the request line as too "
+                "long (HTTP 414); sending fewer URLs at once."
+            )
         return Transient(f"Alibaba Cloud CDN {action} failed in transit ({inner}); will retry.")
     if not isinstance(exc, TeaException):
         return None
@@ -267,6 +313,9 @@ def map_error(exc: Exception, action: str, urls: Sequence[str] = ()) -> Provider
         retry_after = getattr(exc, "retry_after", None)
         seconds = retry_after / 1000 if isinstance(retry_after, int | float) else None
         return RateLimited(f"{said}.", code=code, retry_after=seconds)
+    if code == "ServiceBusy":
+        # "The specified Domain is configuring, please retry later." (403).
+        return Transient(f"{said}: the domain is being configured; will retry.", code=code)
     if code == "PreloadQueueFull":
         return RateLimited(
             f"{said}: the prefetch queue is full.", code=code, retry_after=QUEUE_FULL_RETRY_SECONDS
@@ -305,6 +354,11 @@ def _object_path_problem(url: str) -> str | None:
     if any(ch.isspace() for ch in url):
         return "contains whitespace"
     return None
+
+
+def _encoded_size(value: str) -> int:
+    """Bytes ``value`` takes percent-encoded in a query string."""
+    return len(quote(value, safe="-_.~"))
 
 
 def _without_scheme(url: str) -> str:

@@ -49,6 +49,12 @@ REQUIRED_SIGNED_HEADERS = frozenset(
 TIMESTAMP_TOLERANCE = dt.timedelta(minutes=15)
 NONCE_MEMORY = 100_000
 ORIGIN_MISSING = "The origin server answered 404 Not Found for this URL."
+QUEUE_FULL = "Preload queue is full, please try again later!"
+URI_TOO_LARGE = (
+    b"<html>\r\n<head><title>414 Request-URI Too Large</title></head>\r\n<body>\r\n"
+    b"<center><h1>414 Request-URI Too Large</h1></center>\r\n<hr><center>Tengine</center>\r\n"
+    b"</body>\r\n</html>\r\n"
+)
 
 ObjectType = Literal["file", "directory", "preload"]
 
@@ -57,7 +63,10 @@ ObjectType = Literal["file", "directory", "preload"]
 class AliyunLimits:
     """Alibaba Cloud's default CDN limits; the daily quotas are settable."""
 
+    # PushObjectCache: "You can submit up to 100 URL prefetch tasks at a time", "50 times
+    # per second" (help.aliyun.com/en/cdn/developer-reference/api-cdn-2018-05-10-pushobjectcache).
     preload_batch: int = 100
+    # RefreshObjectCaches: 1,000 URLs or 100 directories a call (its API page).
     refresh_url_batch: int = 1000
     refresh_dir_batch: int = 100
     calls_per_second: int = 50
@@ -68,6 +77,25 @@ class AliyunLimits:
     refresh_dir_quota: int = 100
     task_delay: float = 0.5  # seconds on the sandbox clock from Refreshing to done
     quota_utc_offset_hours: int = 8
+    # "When the number of URLs pending prefetch in the queue reaches 100,000, CDN rejects
+    # new prefetch tasks" (PushObjectCache page): PreloadQueueFull, 403, "Preload queue is
+    # full, please try again later!" (AlibabaCloudDocs/cdn, PushObjectCache error table).
+    preload_queue: int = 100_000
+    # The code a spent daily preload quota answers with. The newer error table says
+    # QuotaExceeded.Preload; the help center says "Preload queue is full" appears when the
+    # day's maximum is reached (alibabacloud.com/help/en/cdn/user-guide/preload-queue-is-full).
+    # Either may be what a real account sends: "QuotaExceeded.Preload" or "PreloadQueueFull".
+    preload_quota_code: str = "QuotaExceeded.Preload"
+    # The domain is being configured: ServiceBusy, 403, "The specified Domain is
+    # configuring, please retry later." (error table at developer.aliyun.com/ask/215043).
+    configuring: bool = False
+    # The POP gateway (Tengine) answers 414 to a request line longer than its buffer
+    # (aliyun/openapi-core-nodejs-sdk#55). PushObjectCache sends ObjectPath in the query
+    # string (SDK client.py push_object_cache_with_options: query['ObjectPath']). Alibaba's
+    # threshold is not documented; nginx's default buffer is 8k
+    # (nginx.org/en/docs/http/ngx_http_core_module.html#large_client_header_buffers).
+    # None: no limit but http.server's own 64 KiB.
+    max_request_line: int | None = 8192
 
 
 @dataclass(frozen=True)
@@ -146,6 +174,7 @@ class AliyunApi:
         self._by_task: dict[str, list[_TaskItem]] = {}
         # Not yet applied to the cache; every task takes the same delay, so FIFO.
         self._pending: deque[_TaskItem] = deque()
+        self._queued_preloads = 0  # preload URLs of _pending
         self._used: Counter[tuple[str, str]] = Counter()  # (day, quota kind) -> used
         self._calls: dict[str, list[dt.datetime]] = {}
         self._nonces: OrderedDict[str, None] = OrderedDict()
@@ -277,6 +306,10 @@ class AliyunApi:
     # Actions: validate without the lock, take it to read or change state ----
 
     def _push_object_cache(self, params: dict[str, str]) -> dict[str, Any]:
+        if self.limits.configuring:
+            raise ApiError(
+                403, "ServiceBusy", "The specified Domain is configuring, please retry later."
+            )
         urls = self._object_urls(params, self.limits.preload_batch)
         area = params.get("Area", "domestic")
         if area not in ("domestic", "overseas"):
@@ -289,7 +322,11 @@ class AliyunApi:
         # Outside the lock: the origin may build large files to answer.
         failed = [not self.origin_has(_path_and_query(url)) for url in urls]
         with self._lock:
-            self._spend("preload", len(urls), self.limits.preload_quota, "QuotaExceeded.Preload")
+            if self._queued_preloads + len(urls) > self.limits.preload_queue:
+                raise ApiError(403, "PreloadQueueFull", QUEUE_FULL)
+            self._spend(
+                "preload", len(urls), self.limits.preload_quota, self.limits.preload_quota_code
+            )
             task_id = self._new_task(
                 "PushObjectCache", "preload", list(zip(urls, failed, strict=True))
             )
@@ -408,6 +445,8 @@ class AliyunApi:
         """Take ``count`` from today's quota (lock held)."""
         day = self.clock.day(self.limits.quota_utc_offset_hours)
         if self._used[day, kind] + count > quota:
+            if code == "PreloadQueueFull":
+                raise ApiError(403, code, QUEUE_FULL)
             raise ApiError(400, code, "You have exceeded the prescribed daily limits.")
         self._used[day, kind] += count
 
@@ -419,6 +458,8 @@ class AliyunApi:
         self._items.extend(items)
         self._by_task[task_id] = items
         self._pending.extend(items)
+        if object_type == "preload":
+            self._queued_preloads += len(items)
         self._received.append(ReceivedCall(now, action, task_id, tuple(u for u, _ in urls)))
         self._settle_locked()
         return task_id
@@ -428,6 +469,8 @@ class AliyunApi:
         while self._pending and self._pending[0].done_at <= now:
             item = self._pending.popleft()
             key = self._cache_key(item.url)
+            if item.object_type == "preload":
+                self._queued_preloads -= 1
             if item.object_type == "preload" and not item.failed:
                 self.cache.add(key)
             elif item.object_type == "file":
@@ -524,6 +567,11 @@ class _AliyunHandler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         api: AliyunApi = self.server.app  # type: ignore[attr-defined]
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        limit = api.limits.max_request_line
+        if limit is not None and len(self.requestline) > limit:
+            api.count("uri_too_large")
+            self._send(414, URI_TOO_LARGE, "text/html")
+            return
         if api.faults.latency:
             time.sleep(api.faults.latency)
         fault = api.faults.draw()
