@@ -24,6 +24,7 @@ def expand_options(settings: Settings, *, cdn_host: str | None = None) -> Expand
         deadline=settings.cdn_preheat_fetch_deadline,
         concurrency=settings.cdn_preheat_fetch_concurrency,
         max_bytes=settings.cdn_preheat_max_playlist_bytes,
+        max_urls_per_video=settings.cdn_preheat_max_urls_per_video,
         sign_url=make_signer(settings),
     )
 

@@ -90,6 +90,7 @@ class ExpandOptions:
     retries: int = 3
     sign_url: Callable[[str], str] | None = None
     retry_backoff: float = 0.25  # seconds before the first retry, doubled after each
+    max_urls_per_video: int = 200_000  # CDN_PREHEAT_MAX_URLS_PER_VIDEO
 
 
 def make_client(options: ExpandOptions) -> httpx.AsyncClient:
@@ -197,7 +198,7 @@ def _describe_transport_error(exc: httpx.HTTPError) -> str:
 
 
 def decode_playlist(url: str, body: bytes, content_type: str = "") -> str:
-    """The body as text, or PlaylistError when it is not an HLS playlist."""
+    """The body as text, or PlaylistError when it is neither HLS nor a DASH MPD."""
     if b"\x00" in body:
         raise PlaylistError(url, "binary body, not a playlist")
     try:
@@ -206,6 +207,10 @@ def decode_playlist(url: str, body: bytes, content_type: str = "") -> str:
         raise PlaylistError(url, "body is not UTF-8 text, not a playlist") from None
     head = text.lstrip()
     if not head.startswith("#EXTM3U"):
+        from cdn_preheat.dash import looks_like_mpd
+
+        if looks_like_mpd(head, content_type):
+            return text  # _Expander hands it to cdn_preheat.dash
         if "html" in content_type.lower() or "<html" in head[:4096].lower():
             raise PlaylistError(url, "got an HTML page, not a playlist")
         raise PlaylistError(url, "does not start with #EXTM3U, not a playlist")
@@ -214,6 +219,7 @@ def decode_playlist(url: str, body: bytes, content_type: str = "") -> str:
 
 # --------------------------------------------------------------------------- parse
 
+_HLS_START = re.compile(r"\s*#EXTM3U")
 _VARIABLE_REFERENCE = re.compile(r"\{\$([A-Za-z0-9_-]+)\}")
 _QUOTED_STRING = re.compile(r'"[^"]*"')
 
@@ -539,8 +545,6 @@ class _Expander:
 
     async def _visit(self, url: str, mapped: str, depth: int, imported: Mapping[str, str]) -> _Node:
         fetched = await self.fetcher.fetch(url)
-        text, variables = substitute_variables(fetched.text, url, imported)
-        playlist = parse_playlist(text, url, fetched.base_url)
         resolver = Resolver(fetched.base_url, self.hosts)
         node = _Node([ExpandedUrl(mapped, UrlKind.PLAYLIST, mapped, -1, None)])
         if fetched.redirected and self.options.sign_url is None:
@@ -550,6 +554,10 @@ class _Expander:
                 node.playlists.append(ExpandedUrl(final, UrlKind.PLAYLIST, mapped, -1, None))
             except UnusableUrl as exc:
                 self.skip(exc.url, exc.reason)
+        if not _HLS_START.match(fetched.text):  # decode_playlist let a DASH MPD through
+            return self._mpd(fetched, mapped, depth, node)
+        text, variables = substitute_variables(fetched.text, url, imported)
+        playlist = parse_playlist(text, url, fetched.base_url)
         for ref, reason in playlist.ignored:
             self.skip(_describe(resolver, ref), reason)
         if playlist.is_master:
@@ -566,6 +574,20 @@ class _Expander:
             node.media = media_urls(playlist, resolver, mapped, self.skip)
             if playlist.is_live:
                 self.live.append(mapped)
+        return node
+
+    def _mpd(self, fetched: FetchedPlaylist, mapped: str, depth: int, node: _Node) -> _Node:
+        from cdn_preheat.dash import expand_mpd
+
+        if depth:
+            raise PlaylistError(fetched.url, "an MPD listed in an HLS playlist; give it on its own")
+        mpd = expand_mpd(
+            fetched.text, fetched.url, fetched.base_url, mapped, self.hosts, self.skip,
+            self.options.max_urls_per_video,
+        )  # fmt: skip
+        node.media = mpd.urls
+        if mpd.is_live:
+            self.live.append(mapped)
         return node
 
     def _resolve_all(self, resolver: Resolver, refs: list[str]) -> list[str]:
