@@ -69,7 +69,7 @@ def _ledger(settings: Settings) -> Ledger:
 @app.command()
 def push(
     video_id: Annotated[str, typer.Argument(help="Your id for the video.")],
-    m3u8_url: Annotated[str, typer.Argument(help="URL of its master or media playlist.")],
+    m3u8_url: Annotated[str, typer.Argument(help="URL of its HLS playlist or DASH MPD.")],
     reset: Annotated[bool, typer.Option(help="Forget the video's record and push again.")] = False,
     purge: Annotated[
         bool, typer.Option(help="With --reset: purge the old URLs from the CDN first.")
@@ -181,7 +181,7 @@ def _exit_for(report: RunReport, ledger: Ledger, video_ids: list[str]) -> None:
 # expand ---------------------------------------------------------------------
 @app.command()
 def expand(
-    m3u8_url: Annotated[str, typer.Argument(help="URL of a master or media playlist.")],
+    m3u8_url: Annotated[str, typer.Argument(help="URL of an HLS playlist or a DASH MPD.")],
     cdn_host: Annotated[
         str | None, typer.Option(help="Rewrite the playlist host to this CDN host.")
     ] = None,
@@ -211,7 +211,7 @@ def expand(
     for skipped in expansion.skipped:
         ui.note(f"skipped {skipped.url}: {skipped.reason}")
     if expansion.is_live:
-        ui.note("note: live playlist (no EXT-X-ENDLIST)")
+        ui.note("note: live (no EXT-X-ENDLIST, or a dynamic MPD): only what it lists now")
 
 
 # batch / worker ---------------------------------------------------------------

@@ -62,7 +62,10 @@ def report_push(
         ui.note(f"{queued.video_id} is already preheated; use --reset to push it again.")
         return
     if queued.live:
-        ui.note(f"{queued.video_id}: live playlist (no EXT-X-ENDLIST); pushing what it lists now.")
+        ui.note(
+            f"{queued.video_id}: live (no EXT-X-ENDLIST, or a dynamic MPD);"
+            " pushing what it lists now."
+        )
     rows: dict[str, Any] = {"URLs found": queued.found}
     if dry_run:
         rows["would push (at most)"] = queued.found

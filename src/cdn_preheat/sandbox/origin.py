@@ -6,7 +6,11 @@ follow the number, so a small catalog still covers every playlist shape:
 - every video: a master with ``variants`` TS variants of ``segments`` segments;
 - even numbers: an alternate audio rendition, a WebVTT subtitle rendition, and
   AES-128 keys (two, rotated halfway);
-- multiples of 3: the last variant is fMP4 (``EXT-X-MAP`` + ``.m4s``).
+- multiples of 3: the last variant is fMP4 (``EXT-X-MAP`` + ``.m4s``);
+- every video also has a DASH MPD, ``manifest.mpd``, whose addressing follows
+  the number (see :data:`DASH_MODES`): SegmentTemplate with a SegmentTimeline,
+  SegmentTemplate with @duration, SegmentList, SegmentBase, or two Periods;
+  even numbers add a WebVTT subtitle file.
 
 Bodies are a few bytes derived from the path, made on request; playlists are
 generated once and cached, so a bench catalog of 400,000 segments costs only
@@ -31,6 +35,7 @@ if TYPE_CHECKING:
     from cdn_preheat.sandbox.origin_auth import OriginSignatures
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+MPD_TYPE = "application/dash+xml"  # ISO/IEC 23009-1, annex C
 SEGMENT_SECONDS = 6
 _CONTENT_TYPES = {
     "m3u8": PLAYLIST_TYPE,
@@ -40,7 +45,10 @@ _CONTENT_TYPES = {
     "aac": "audio/aac",
     "vtt": "text/vtt",
     "key": "application/octet-stream",
+    "mpd": MPD_TYPE,
 }
+# The DASH addressing of demo-N is DASH_MODES[N % 5].
+DASH_MODES = ("multiperiod", "timeline", "duration", "list", "base")
 _VIDEO_PATH = re.compile(r"^/vod/demo-(?P<n>[1-9]\d*)/(?P<rest>.+)$")
 
 
@@ -159,6 +167,15 @@ class Origin:
             media.extend(self._media_files(n, name))
         return paths + media
 
+    def dash_catalog_paths(self, video_id: str) -> list[str]:
+        """Every path of one video's DASH presentation: the MPD, then its media files."""
+        n = self._number(video_id)
+        if n is None:
+            raise KeyError(video_id)
+        base = f"/vod/{video_id}"
+        files = _dash_files(dash_mode(n), n % 2 == 0, self.variants, self.segments)
+        return [f"{base}/manifest.mpd", *(f"{base}/{name}" for name in files)]
+
     # -- generation -------------------------------------------------------------
 
     def _number(self, video_id: str) -> int | None:
@@ -199,10 +216,21 @@ class Origin:
         ext = rest.rsplit(".", 1)[-1]
         if ext not in _CONTENT_TYPES:
             return None
+        if rest == "manifest.mpd" or rest.startswith("dash/"):
+            return self._dash(n, rest, path, ext)
         text = self._playlist(n, rest) if ext == "m3u8" else None
         if text is not None:
             return text.encode(), PLAYLIST_TYPE
         if ext != "m3u8" and self._has_media(n, rest):
+            return _media_body(path, ext), _CONTENT_TYPES[ext]
+        return None
+
+    def _dash(self, n: int, rest: str, path: str, ext: str) -> tuple[bytes, str] | None:
+        mode, subtitles = dash_mode(n), n % 2 == 0
+        if rest == "manifest.mpd":
+            text = _dash_manifest(mode, subtitles, self.variants, self.segments)
+            return text.encode(), MPD_TYPE
+        if rest in _dash_file_set(mode, subtitles, self.variants, self.segments):
             return _media_body(path, ext), _CONTENT_TYPES[ext]
         return None
 
@@ -299,6 +327,139 @@ def _media_playlist(rendition: str, segments: int, *, fmp4: bool, encrypted: boo
         lines.append(f"#EXTINF:{SEGMENT_SECONDS}.000,")
         lines.append(f"seg{i}.{ext}")
     lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
+
+
+def dash_mode(n: int) -> str:
+    """The DASH addressing of demo-``n``."""
+    return DASH_MODES[n % len(DASH_MODES)]
+
+
+def _dash_representations(variants: int) -> list[tuple[str, str, int]]:
+    """(id, content type, bandwidth) of each segmented Representation."""
+    reps = [(f"v{k}", "video", 400_000 * (k + 1)) for k in range(variants)]
+    return [*reps, ("a0", "audio", 128_000)]
+
+
+def _period_segments(segments: int) -> list[int]:
+    """Segments per Period of the multi-period layout: the first half, then the rest."""
+    first = max(segments // 2, 1)
+    return [first, segments - first] if segments > 1 else [1]
+
+
+@lru_cache(maxsize=64)
+def _dash_files(mode: str, subtitles: bool, variants: int, segments: int) -> tuple[str, ...]:
+    """The media files of a DASH presentation, relative to the video, in playback order."""
+    files: list[str] = []
+    for rep, _, _ in _dash_representations(variants):
+        if mode == "timeline":
+            step = SEGMENT_SECONDS * 1000
+            files += [f"dash/{rep}/init.mp4"]
+            files += [f"dash/{rep}/t{i * step}.m4s" for i in range(segments)]
+        elif mode == "duration":
+            files += [f"dash/{rep}/init.mp4"]
+            files += [f"dash/{rep}/n{i:04d}.m4s" for i in range(1, segments + 1)]
+        elif mode == "list":
+            files += [f"dash/{rep}/init.mp4"] + [f"dash/{rep}/s{i}.m4s" for i in range(segments)]
+        elif mode == "base":
+            files.append(f"dash/{rep}/full.mp4")
+    if mode == "multiperiod":
+        for period, count in enumerate(_period_segments(segments)):
+            for rep, _, _ in _dash_representations(variants):
+                files += [f"dash/p{period}/{rep}/init.mp4"]
+                files += [f"dash/p{period}/{rep}/n{i}.m4s" for i in range(1, count + 1)]
+    if subtitles:
+        files.append("dash/subs/en.vtt")
+    return tuple(files)
+
+
+@lru_cache(maxsize=64)
+def _dash_file_set(mode: str, subtitles: bool, variants: int, segments: int) -> frozenset[str]:
+    return frozenset(_dash_files(mode, subtitles, variants, segments))
+
+
+def _dash_adaptation_sets(mode: str, variants: int, segments: int, count: int, period: str) -> str:
+    """The AdaptationSets of one Period (``period``: the path prefix of its files)."""
+    out = []
+    reps = _dash_representations(variants)
+    for content in ("video", "audio"):
+        mime = "video/mp4" if content == "video" else "audio/mp4"
+        out.append(f'    <AdaptationSet id="{content}" contentType="{content}" mimeType="{mime}"'
+                   ' segmentAlignment="true">')  # fmt: skip
+        if content == "video":
+            # Ignored by expansion: license servers are not preheated.
+            out.append('      <ContentProtection schemeIdUri="urn:mpeg:dash:mp4protection:2011"'
+                       ' value="cenc"/>')  # fmt: skip
+        if mode in ("duration", "multiperiod"):
+            number = "$Number%04d$" if mode == "duration" else "$Number$"
+            out.append(
+                f'      <SegmentTemplate timescale="1000" duration="{SEGMENT_SECONDS * 1000}"'
+                f' initialization="{period}$RepresentationID$/init.mp4"'
+                f' media="{period}$RepresentationID$/n{number}.m4s" startNumber="1"/>'
+            )
+        elif mode == "timeline":
+            # Video spells every repeat out; audio repeats to the end of the Period (r=-1).
+            repeat = segments - 1 if content == "video" else -1
+            out += [
+                '      <SegmentTemplate timescale="1000" initialization="dash/$RepresentationID$/'
+                'init.mp4" media="dash/$RepresentationID$/t$Time$.m4s">',
+                "        <SegmentTimeline>",
+                f'          <S t="0" d="{SEGMENT_SECONDS * 1000}" r="{repeat}"/>',
+                "        </SegmentTimeline>",
+                "      </SegmentTemplate>",
+            ]
+        for rep, kind, bandwidth in reps:
+            if kind != content:
+                continue
+            if mode == "list":
+                out += [
+                    f'      <Representation id="{rep}" bandwidth="{bandwidth}">',
+                    f'        <SegmentList timescale="1000" duration="{SEGMENT_SECONDS * 1000}">',
+                    f'          <Initialization sourceURL="dash/{rep}/init.mp4"/>',
+                    *(f'          <SegmentURL media="dash/{rep}/s{i}.m4s"/>' for i in range(count)),
+                    "        </SegmentList>",
+                    "      </Representation>",
+                ]
+            elif mode == "base":
+                out += [
+                    f'      <Representation id="{rep}" bandwidth="{bandwidth}">',
+                    f"        <BaseURL>dash/{rep}/full.mp4</BaseURL>",
+                    '        <SegmentBase indexRange="100-199"><Initialization range="0-99"/>'
+                    "</SegmentBase>",
+                    "      </Representation>",
+                ]
+            else:
+                out.append(f'      <Representation id="{rep}" bandwidth="{bandwidth}"/>')
+        out.append("    </AdaptationSet>")
+    return "\n".join(out)
+
+
+@lru_cache(maxsize=64)
+def _dash_manifest(mode: str, subtitles: bool, variants: int, segments: int) -> str:
+    total = segments * SEGMENT_SECONDS
+    lines = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        '<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static"'
+        f' mediaPresentationDuration="PT{total}S" minBufferTime="PT2S"'
+        ' profiles="urn:mpeg:dash:profile:isoff-live:2011">',
+    ]
+    counts = _period_segments(segments) if mode == "multiperiod" else [segments]
+    for period, count in enumerate(counts):
+        # The first Period states its duration; the last one's comes from the MPD's.
+        duration = f' duration="PT{count * SEGMENT_SECONDS}S"' if period < len(counts) - 1 else ""
+        lines.append(f'  <Period id="p{period}"{duration}>')
+        prefix = f"dash/p{period}/" if mode == "multiperiod" else "dash/"
+        lines.append(_dash_adaptation_sets(mode, variants, segments, count, prefix))
+        if subtitles and period == 0:
+            lines += [
+                '    <AdaptationSet id="subs" contentType="text" mimeType="text/vtt" lang="en">',
+                '      <Representation id="subs-en" bandwidth="256">',
+                "        <BaseURL>dash/subs/en.vtt</BaseURL>",
+                "      </Representation>",
+                "    </AdaptationSet>",
+            ]
+        lines.append("  </Period>")
+    lines.append("</MPD>")
     return "\n".join(lines) + "\n"
 
 

@@ -279,6 +279,10 @@ class Sandbox:
         """The origin URL of a video's master playlist."""
         return f"{self.endpoints['origin']}/vod/{video_id}/master.m3u8"
 
+    def dash_url(self, video_id: str) -> str:
+        """The origin URL of a video's DASH MPD."""
+        return f"{self.endpoints['origin']}/vod/{video_id}/manifest.mpd"
+
     def edge_url(self, path: str) -> str:
         """The CDN URL of an origin path."""
         return self.edge.url(path)
