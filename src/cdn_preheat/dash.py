@@ -29,10 +29,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-import defusedxml
-import defusedxml.ElementTree
-import isodate
-
 from cdn_preheat.errors import PlaylistError
 from cdn_preheat.hls import ExpandedUrl, UrlKind
 from cdn_preheat.urlresolve import HostMap, Resolver, UnusableUrl, parse_url, resolve
@@ -68,6 +64,10 @@ def looks_like_mpd(text: str, content_type: str = "") -> bool:
 
 def parse_mpd(text: str, url: str) -> ET.Element:
     """The MPD's root element; PlaylistError naming ``url`` for anything else."""
+    # Imported here, like the SDKs: an HLS-only run never loads them.
+    import defusedxml
+    import defusedxml.ElementTree
+
     try:
         # forbid_dtd: an MPD has no DTD, so a DOCTYPE is refused before any
         # entity is declared (XML bombs, external entities).
@@ -387,6 +387,8 @@ class _MpdExpander:
         text = element.get(name)
         if text is None:
             return None
+        import isodate
+
         try:
             value = isodate.parse_duration(text.strip())
         except (isodate.ISO8601Error, ValueError):
