@@ -7,6 +7,7 @@ shows the traceback.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import sys
 from pathlib import Path
@@ -51,6 +52,9 @@ def _root(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from cdn_preheat.redact import install_logging_filter
+
+    install_logging_filter()
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -91,6 +95,7 @@ def push(
     from cdn_preheat.hls import expand
     from cdn_preheat.scheduler import utcnow
 
+    _check_video_id(video_id)
     settings = _settings()
     head = pipeline.HeadFirst.parse(head_first)
     if dry_run:
@@ -103,6 +108,11 @@ def push(
 
     ledger = _ledger(settings)
     try:
+        provider = None
+        if reset:
+            # Wrong credentials fail here, before anything of the video is erased.
+            provider = _provider(settings)
+            _live_quota(provider)
         if purge:
             _purge_before_republish(
                 ledger, settings, video_id, reset=reset, wait_timeout=wait_timeout
@@ -115,8 +125,9 @@ def push(
             queued.found = video.url_count if video else 0
             render.report_push(queued, None, json_out)
             return
-        provider = _provider(settings)
-        _live_quota(provider)
+        if provider is None:
+            provider = _provider(settings)
+            _live_quota(provider)
         expansion = expand(m3u8_url, expand_options(settings))
         queued = pipeline.queue_expansion(
             ledger, provider.name, provider.area, video_id, expansion,
@@ -133,6 +144,15 @@ def push(
         _exit_for(report, ledger, [video_id])
     finally:
         ledger.close()
+
+
+def _check_video_id(video_id: str) -> None:
+    from cdn_preheat.errors import InputError
+    from cdn_preheat.source import video_id_problem
+
+    problem = video_id_problem(video_id)
+    if problem is not None:
+        raise InputError(f"{problem}; give the id you use for the video, e.g. ep-101.")
 
 
 def _provider(settings: Settings) -> Any:
@@ -290,6 +310,9 @@ def _read_sources(file: str) -> tuple[list[Any], list[Any]]:
         raise InputError(f"cannot read {file}: {exc.strerror}.") from None
     except UnicodeDecodeError:
         raise InputError(f"{file} is not UTF-8 text.") from None
+    if not entries:
+        where = "standard input" if file == "-" else file
+        raise InputError(f"{where} holds no videos; give lines of video_id,m3u8_url.")
     bad = [e for e in entries if isinstance(e, BadLine)]
     sources, seen = [], set()
     for entry in entries:
@@ -428,7 +451,8 @@ def quota(json_out: JsonOption = False) -> None:
 def verify(
     video_id: Annotated[str, typer.Argument(help="A video in the ledger.")],
     sample: Annotated[
-        int, typer.Option(help="Probe this many URLs (playlists and rendition starts always).")
+        int,
+        typer.Option(min=1, help="Probe this many URLs (playlists and rendition starts always)."),
     ] = 50,
     all_urls: Annotated[bool, typer.Option("--all", help="Probe every pushed URL.")] = False,
     edge: Annotated[
@@ -790,27 +814,77 @@ def _domain(domain: str | None, settings: Settings) -> str:
 
 
 # entry point ----------------------------------------------------------------
+ROOT_FLAGS = ("--debug",)
+
+
 def _legacy_form(args: list[str]) -> list[str]:
-    """``cdn-preheat VIDEO_ID M3U8_URL [--reset]`` (the old main.py) means ``push``."""
-    positional = [a for a in args if not a.startswith("-")]
-    if len(positional) >= 2 and positional[0] not in COMMANDS and args[0] == positional[0]:
-        return ["push", *args]
+    """``cdn-preheat VIDEO_ID M3U8_URL [--reset]`` (the old main.py) means ``push``.
+
+    Only when the first word is neither a command nor close to one (a typo such
+    as ``expnad`` must never push) and the second is an http(s) URL. A word of
+    letters only that is close to a command is refused as a typo.
+    """
+    from cdn_preheat.errors import InputError
+
+    flags = 0
+    while flags < len(args) and args[flags] in ROOT_FLAGS:
+        flags += 1
+    rest = args[flags:]
+    if not rest or rest[0].startswith("-") or rest[0] in COMMANDS:
+        return args
+    first = rest[0]
+    # Command names are letters only; a word with digits or separators (demo-3,
+    # ep_101) is a video id, however close its letters are to a command.
+    close = difflib.get_close_matches(first.lower(), COMMANDS, n=3, cutoff=0.6)
+    if close and first.isalpha():
+        options = " or ".join(repr(name) for name in close)
+        raise InputError(f"no such command {first!r}; did you mean {options}?")
+    if len(rest) >= 2 and _is_http_url(rest[1]):
+        return [*args[:flags], "push", *rest]
     return args
 
 
+def _is_http_url(text: str) -> bool:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text.strip())
+    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; usage errors exit 2 (Typer), PreheatErrors print one sentence."""
+    """Run the CLI; usage errors exit 2 (Typer), PreheatErrors print one sentence.
+
+    With ``--debug`` the traceback is printed first (secrets masked) and the exit
+    code stays the one the error promises.
+    """
+    from cdn_preheat import redact
     from cdn_preheat.errors import PreheatError
 
-    args = _legacy_form(list(sys.argv[1:] if argv is None else argv))
+    raw = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in raw[: next((i for i, a in enumerate(raw) if a not in ROOT_FLAGS), 0)]
     try:
-        app(args=args, prog_name="cdn-preheat")
+        app(args=_legacy_form(raw), prog_name="cdn-preheat")
     except PreheatError as exc:
-        if State.debug:
-            raise
-        from cdn_preheat import ui
-
-        ui.error(str(exc))
-        sys.exit(exc.exit_code)
+        _fail(redact.redact(str(exc)), exc.exit_code, debug=debug or State.debug)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:  # a bug or an unforeseen failure: still one sentence
+        detail = redact.redact(str(exc)).strip().splitlines()
+        text = f"{type(exc).__name__}: {detail[0]}" if detail else type(exc).__name__
+        _fail(
+            f"unexpected failure ({text}); run with --debug for the traceback.",
+            1,
+            debug=debug or State.debug,
+        )
+
+
+def _fail(message: str, code: int, *, debug: bool) -> None:
+    import traceback
+
+    from cdn_preheat import redact, ui
+
+    if debug:
+        sys.stderr.write(redact.redact(traceback.format_exc()))
+        sys.stderr.flush()
+    ui.error(message)
+    sys.exit(code)

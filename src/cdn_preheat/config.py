@@ -9,12 +9,14 @@ environment, then from ``.env`` in the working directory.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
+from cdn_preheat import redact
 from cdn_preheat.errors import ConfigError
 
 ProviderName = Literal["tencent", "qiniu", "aliyun", "http"]
@@ -141,6 +143,26 @@ class Settings(BaseSettings):
             raise ValueError("must be a host name such as cdn.example.com")
         return netloc.lower()
 
+    @field_validator("cdn_preheat_edge_ips")
+    @classmethod
+    def _edge_addresses(cls, value: str | None) -> str | None:
+        from cdn_preheat.edgehttp import parse_edge_addresses
+
+        if value is None or not value.strip():
+            return None
+        parse_edge_addresses(value)  # ValueError names the bad address
+        return value
+
+    @field_validator("mongodb_uri")
+    @classmethod
+    def _mongodb_uri(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        uri = value.get_secret_value().strip()
+        redact.register(*mongodb_secrets(uri))
+        check_mongodb_uri(uri)
+        return SecretStr(uri)
+
     @property
     def store_kind(self) -> Literal["sqlite", "mongodb"]:
         if self.cdn_preheat_store == "auto":
@@ -148,12 +170,99 @@ class Settings(BaseSettings):
         return self.cdn_preheat_store
 
 
+# RFC 3986 gen-delims: MongoDB's URI parser requires them percent-encoded in the
+# user name and password (https://www.mongodb.com/docs/manual/reference/connection-string/
+# "If the username or password includes the following characters: $ : / ? # [ ] @
+# those characters must be converted using percent encoding").
+_URI_RESERVED = set(":/?#[]@")
+
+
+def _mongodb_parts(uri: str) -> tuple[str, str | None, str]:
+    """(scheme, userinfo or None, the rest), splitting the userinfo at the *last* ``@``.
+
+    Splitting at the last ``@`` keeps a password holding an unescaped ``@`` or
+    ``/`` inside the userinfo, where it is masked, never in the hosts part.
+    """
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        return "", None, uri
+    userinfo, at, hosts = rest.rpartition("@")
+    return scheme, (userinfo if at else None), hosts
+
+
+def mongodb_secrets(uri: str) -> list[str]:
+    """The URI and its password (however it is written) for redaction."""
+    _, userinfo, _ = _mongodb_parts(uri)
+    secrets = [uri]
+    if userinfo is not None and ":" in userinfo:
+        secrets.append(userinfo.partition(":")[2])
+    return secrets
+
+
+def check_mongodb_uri(uri: str) -> None:
+    """Raise ValueError (never echoing the password) when ``uri`` cannot be a MongoDB URI."""
+    scheme, userinfo, rest = _mongodb_parts(uri)
+    if scheme not in ("mongodb", "mongodb+srv"):
+        raise ValueError("must start with mongodb:// or mongodb+srv://")
+    if userinfo is not None:
+        user, _, password = userinfo.partition(":")
+        if not user or _URI_RESERVED & set(user) or _URI_RESERVED & set(password):
+            raise ValueError(
+                "the user name and password must be percent-encoded (RFC 3986): "
+                "write @ / : ? # [ ] as %40 %2F %3A %3F %23 %5B %5D, e.g. with "
+                "urllib.parse.quote_plus"
+            )
+    hosts = rest.partition("/")[0].partition("?")[0]
+    if not hosts:
+        raise ValueError("names no host")
+    for host in hosts.split(","):
+        name, port = host, ""
+        if host.startswith("["):
+            name, _, tail = host[1:].partition("]")
+            port = tail[1:] if tail.startswith(":") else ""
+        elif ":" in host:
+            name, _, port = host.rpartition(":")
+        if not name:
+            raise ValueError("has an empty host name")
+        if port and (not port.isdigit() or not 0 < int(port) < 65536):
+            raise ValueError(f"host {name} has a bad port; give a number from 1 to 65535")
+        if port and scheme == "mongodb+srv":
+            raise ValueError("a mongodb+srv:// URI takes no port")
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read the settings, turning validation failures into one clear sentence."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from None
+    except SettingsError as exc:
+        raise ConfigError(_describe_settings_error(exc)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"the .env file is not UTF-8 text (byte {exc.start} cannot be decoded); "
+            "save it as UTF-8."
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"the .env file cannot be read ({exc.strerror}).") from None
+    _register_secrets(settings)
+    return settings
+
+
+def _describe_settings_error(exc: SettingsError) -> str:
+    """pydantic-settings' 'error parsing value for field "x" from source "..."'."""
+    match = re.search(r'field "([^"]+)"', str(exc))
+    name = match[1].upper() if match else "a setting"
+    return f'{name} is invalid: it must be JSON, e.g. {name}=\'{{"Name": "value"}}\'.'
+
+
+def _register_secrets(settings: Settings) -> None:
+    values = [
+        getattr(settings, name).get_secret_value()
+        for name, field in Settings.model_fields.items()
+        if getattr(settings, name) is not None and field.annotation in (SecretStr, SecretStr | None)
+    ]
+    redact.register(*values)
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -161,7 +270,8 @@ def describe_validation_error(exc: ValidationError) -> str:
     sentences = []
     for error in exc.errors():
         name = ".".join(str(part) for part in error["loc"]).upper() or "configuration"
-        sentences.append(f"{name} is invalid: {error['msg']}.")
+        message = str(error["msg"]).removeprefix("Value error, ").rstrip(".")
+        sentences.append(f"{name} is invalid: {message}.")
     return " ".join(sentences)
 
 

@@ -7,9 +7,10 @@ and prints ``str(error)``, which is one sentence without secrets.
     ├── ConfigError          a setting is missing or malformed (exit 2)
     ├── InputError           a bad argument or input file line (exit 2)
     ├── PlaylistError        a playlist could not be fetched or parsed (exit 2)
-    ├── LedgerError          the store is unreachable, locked or corrupt (exit 1)
+    ├── LedgerError          the store is unreachable, locked or corrupt (exit 1;
+    │                        a path that cannot be opened is a ConfigError)
     └── ProviderError        the CDN API refused or failed (exit 1 unless noted)
-        ├── AuthError        wrong credentials: stop, name the variables
+        ├── AuthError        wrong credentials: stop, name the variables (exit 2)
         │   └── PermissionDenied  the key works but lacks a permission: name it
         ├── AreaMismatch     the configured area is not where the domain is served (exit 2)
         ├── DomainError      the URL's host is not a domain of this CDN account
@@ -72,7 +73,12 @@ class ProviderError(PreheatError):
 
 
 class AuthError(ProviderError):
-    """The CDN rejected the credentials; the message names the variables."""
+    """The CDN rejected the credentials; the message names the variables.
+
+    A configuration error like any other (exit 2): the fix is in the settings.
+    """
+
+    exit_code = 2
 
 
 class PermissionDenied(AuthError):

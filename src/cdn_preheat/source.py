@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -22,10 +23,25 @@ class BadLine:
     reason: str
 
 
+MAX_VIDEO_ID = 512
+
+
+def video_id_problem(video_id: str) -> str | None:
+    """Why ``video_id`` cannot name a video (None when it can)."""
+    if not video_id.strip():
+        return "empty video id"
+    if any(unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") for char in video_id):
+        return f"video id {video_id!r} holds control characters"
+    if len(video_id) > MAX_VIDEO_ID:
+        return f"video id is longer than {MAX_VIDEO_ID} characters"
+    return None
+
+
 def _check(video_id: str, url: str, line: int) -> VideoSource | BadLine:
     video_id, url = video_id.strip(), url.strip()
-    if not video_id:
-        return BadLine(line, "empty video id")
+    problem = video_id_problem(video_id)
+    if problem is not None:
+        return BadLine(line, problem)
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return BadLine(line, f"not an http(s) URL: {url[:200]!r}")
@@ -37,6 +53,8 @@ def _json_line(text: str, line: int) -> VideoSource | BadLine:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         return BadLine(line, f"invalid JSON ({exc.msg})")
+    except RecursionError:
+        return BadLine(line, "JSON nested too deeply")
     if not isinstance(data, dict):
         return BadLine(line, "expected a JSON object with video_id and m3u8_url")
     video_id, url = data.get("video_id"), data.get("m3u8_url")
@@ -58,7 +76,11 @@ def read_videos(lines: Iterable[str]) -> Iterator[VideoSource | BadLine]:
         if text.startswith("{"):
             yield _json_line(text, number)
             continue
-        fields = next(csv.reader([text]))
+        try:
+            fields = next(csv.reader([text]))
+        except csv.Error as exc:
+            yield BadLine(number, f"unreadable CSV ({exc})")
+            continue
         if number == 1 and [f.strip().lower() for f in fields[:2]] == ["video_id", "m3u8_url"]:
             continue
         if len(fields) != 2:

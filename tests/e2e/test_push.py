@@ -59,7 +59,7 @@ def test_wrong_secret_key_is_one_clear_sentence_and_the_ledger_is_unchanged(cli:
     run = cli(
         "push", "demo-1", cli.sandbox.video_url("demo-1"), extra_env={"TENCENT_SECRET_KEY": wrong}
     )
-    assert run.code == 1
+    assert run.code == 2  # a configuration error, like every other (README: exit codes)
     assert "TENCENT_SECRET_KEY" in run.stderr
     assert wrong not in run.stderr + run.stdout
     assert "Traceback" not in run.stderr

@@ -23,7 +23,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from cdn_preheat.errors import LedgerError
+from cdn_preheat.errors import ConfigError, LedgerError
 from cdn_preheat.ledger.base import (
     Claim,
     EnqueueResult,
@@ -193,7 +193,7 @@ class SqliteLedger(Ledger):
             raise
 
     # Plumbing -------------------------------------------------------------
-    def describe(self, exc: sqlite3.Error) -> LedgerError:
+    def describe(self, exc: sqlite3.Error) -> LedgerError | ConfigError:
         """A one-sentence error for what went wrong with the file."""
         text = str(exc).lower()
         if "not a database" in text or "malformed" in text or "encrypted" in text:
@@ -207,7 +207,11 @@ class SqliteLedger(Ledger):
                 f"{self.busy_timeout:g} s; try again when that process has finished."
             )
         if "unable to open" in text or "readonly" in text or "read-only" in text:
-            return LedgerError(f"The ledger file {self.path} cannot be opened for writing ({exc}).")
+            # A path that cannot be written is a setting to fix (exit 2), not a failure.
+            return ConfigError(
+                f"The ledger file {self.path} cannot be opened for writing ({exc}); "
+                "set CDN_PREHEAT_DB to a writable path."
+            )
         return LedgerError(f"The ledger file {self.path} failed: {exc}.")
 
     @_translated
