@@ -46,6 +46,7 @@ def run_options(
             batch_size=settings.cdn_preheat_batch_size,
             rate=settings.cdn_preheat_rate,
             quota_utc_offset_hours=settings.cdn_preheat_quota_utc_offset_hours,
+            cdn_host=settings.cdn_host,
         ),
         tracker=TrackerOptions(
             poll_interval=poll_interval,

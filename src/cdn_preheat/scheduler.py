@@ -24,9 +24,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from cdn_preheat.errors import (
+    BatchRefused,
     BatchTooLarge,
+    DomainError,
     InvalidUrls,
     PreheatError,
     ProviderError,
@@ -48,6 +51,15 @@ SETTLE_WAIT_SECONDS = 0.25
 
 # How far back to look in the provider's task list for a batch whose answer was lost.
 RECONCILE_MARGIN = dt.timedelta(minutes=2)
+
+
+def _by_host(urls: Sequence[str]) -> list[Sequence[str]]:
+    """``urls`` grouped by host (scheme and netloc), in order of first appearance."""
+    groups: dict[str, list[str]] = {}
+    for url in urls:
+        parts = urlsplit(url)
+        groups.setdefault(f"{parts.scheme.lower()}://{parts.netloc.lower()}", []).append(url)
+    return list(groups.values())
 
 
 def utcnow() -> dt.datetime:
@@ -80,6 +92,9 @@ class SchedulerOptions:
     batch_size: int | None = None  # cap below the provider's own limit
     rate: float | None = None  # requests/s cap below the provider's own limit
     quota_utc_offset_hours: int | None = None  # override the provider's quota day
+    # CDN_HOST: a refusal of this host is the configuration's fault (stop), of any
+    # other host that host's URLs' (they are marked invalid, the rest goes on).
+    cdn_host: str | None = None
     worker_id: str = field(default_factory=default_worker_id)
 
 
@@ -212,7 +227,19 @@ class Scheduler:
             self._finish(error=exc)
 
     def _push(self, claim: Claim) -> None:
-        urls: Sequence[str] = claim.urls
+        """Push a claim; a refused request is split until its refused URLs stand alone.
+
+        Each piece settles its own share of the claim's quota reservation, so the
+        pieces together settle exactly ``len(claim.urls)``.
+        """
+        pieces: list[Sequence[str]] = [claim.urls]
+        while pieces:
+            piece = pieces.pop()
+            # Last in, first out: the first part of a split piece goes first.
+            pieces.extend(reversed(self._push_piece(claim, piece)))
+
+    def _push_piece(self, claim: Claim, urls: Sequence[str]) -> list[Sequence[str]]:
+        """Push ``urls`` of ``claim``; the pieces still to push when the request was refused."""
         attempt = 0
         while urls:
             attempt += 1
@@ -240,13 +267,18 @@ class Scheduler:
                 if exc.task_id is not None:
                     accepted = [u for u in urls if u not in exc.invalid]
                     self._record(claim, SubmitResult(exc.task_id, tuple(accepted)), len(urls))
-                    return
+                    return []
+                refused = [u for u in urls if u in exc.invalid]
                 urls = [u for u in urls if u not in exc.invalid]
-                self._settle(len(exc.invalid), 0)
+                self._settle(len(refused), 0)
                 continue
+            except BatchRefused as exc:
+                return self._split(urls, exc, per_host=exc.per_host)
+            except DomainError as exc:
+                return self._split_hosts_or_stop(claim, urls, exc)
             except BatchTooLarge as exc:
                 self._back_off_batch(claim, urls, exc)
-                return
+                return []
             except QuotaExhausted:
                 self._abandon(claim, urls)
                 self.ledger.exhaust_quota(*self.quota_key())
@@ -257,7 +289,45 @@ class Scheduler:
                 self._finish(error=exc)
                 raise _Stop from None
             self._record(claim, result, len(urls))
-            return
+            return []
+        return []
+
+    def _split_hosts_or_stop(
+        self, claim: Claim, urls: Sequence[str], exc: DomainError
+    ) -> list[Sequence[str]]:
+        """A host refused: per host when the batch has several, else the account is wrong."""
+        by_host = _by_host(urls)
+        if len(by_host) > 1:
+            # Perhaps only some of these hosts are not the account's: ask per host.
+            return by_host
+        if urlsplit(urls[0]).netloc.lower() == (self.options.cdn_host or "").lower():
+            # CDN_HOST itself is refused: the configuration is wrong, not the URLs.
+            self._abandon(claim, urls)
+            self._finish(error=exc)
+            raise _Stop from exc
+        return self._split(urls, BatchRefused(str(exc), code=exc.code), per_host=True)
+
+    def _split(
+        self, urls: Sequence[str], exc: BatchRefused, *, per_host: bool
+    ) -> list[Sequence[str]]:
+        """Pieces of a refused request; a piece that cannot be split further is invalid.
+
+        A refusal about a host splits by host first (one request per host tells
+        which hosts are refused, and every URL of a refused host is); anything
+        else is bisected until the refused URLs stand alone.
+        """
+        if per_host:
+            by_host = _by_host(urls)
+            if len(by_host) > 1:
+                return by_host
+        if per_host or len(urls) == 1:
+            reason = str(exc)
+            log.warning("%d URL(s) refused by the provider: %s", len(urls), reason)
+            self._mark_invalid(dict.fromkeys(urls, reason))
+            self._settle(len(urls), 0)
+            return []
+        half = len(urls) // 2
+        return [urls[:half], urls[half:]]
 
     # Steps ----------------------------------------------------------------
     def _record(self, claim: Claim, result: SubmitResult, reserved: int) -> None:

@@ -7,9 +7,17 @@ import threading
 from typing import TYPE_CHECKING
 
 from cdn_preheat.app import run_options
-from cdn_preheat.errors import RateLimited, Transient
+from cdn_preheat.errors import (
+    AuthError,
+    DomainError,
+    LedgerError,
+    PreheatError,
+    RateLimited,
+    Transient,
+)
 from cdn_preheat.ledger.base import UrlState
-from cdn_preheat.pipeline import refresh_states, run_queue
+from cdn_preheat.pipeline import RunReport, refresh_states, run_queue
+from cdn_preheat.ratelimit import backoff_delay
 from cdn_preheat.scheduler import seconds_until_next_day, utcnow
 
 if TYPE_CHECKING:
@@ -22,7 +30,20 @@ log = logging.getLogger(__name__)
 EXIT_QUOTA = 3
 # Wait a little past the provider's midnight: its counters reset on its own clock.
 RESET_MARGIN_SECONDS = 60.0
-RETRY_PAUSE_SECONDS = 30.0
+# After a round that ended in provider trouble: the first pause, doubled each
+# troubled round in a row up to the longest (full jitter, ratelimit.backoff_delay).
+RETRY_PAUSE_SECONDS = 2.0
+RETRY_PAUSE_MAX_SECONDS = 120.0
+
+
+def _fatal(error: PreheatError) -> bool:
+    """Errors no pause can cure: wrong credentials or configuration, an unusable store.
+
+    A refused URL or video never gets here (the scheduler marks it invalid); a
+    CDN_HOST the account does not have stops the worker with that sentence.
+    """
+    # Exit code 2: credentials, permissions, area, settings, input.
+    return error.exit_code == 2 or isinstance(error, AuthError | DomainError | LedgerError)
 
 
 def run_worker(
@@ -35,28 +56,49 @@ def run_worker(
     idle: float = 30.0,
     wait_timeout: float = 600.0,
 ) -> int:
-    """Run until ``stop`` is set (or one round with ``once``); the process exit code."""
+    """Run until ``stop`` is set (or one round with ``once``); the process exit code.
+
+    Rate-limit, transient and unknown provider answers never end it: it pauses
+    (a growing pause, cut short by ``stop``) and goes on.
+    """
     options = run_options(settings, wait=True, wait_timeout=wait_timeout)
     offset = settings.cdn_preheat_quota_utc_offset_hours
     if offset is None:
         offset = provider.limits.quota_utc_offset_hours
+    troubled = 0
     while not stop.is_set():
-        report = run_queue(ledger, provider, options, stop=stop)
-        refresh_states(ledger, [v.video_id for v in ledger.list_videos()])
-        log.info(
-            "round: %d pushed, %d done, %d failed, %d invalid, %d queued, %d in flight",
-            report.submitted, report.done, report.failed, report.invalid,
-            report.pending, report.in_flight,
-        )  # fmt: skip
-        error = report.stopped_by
-        if error is not None and not isinstance(error, RateLimited | Transient):
+        report: RunReport | None = None
+        error: PreheatError | None = None
+        try:
+            done = run_queue(ledger, provider, options, stop=stop)
+            refresh_states(ledger, [v.video_id for v in ledger.list_videos()])
+        except PreheatError as exc:
+            error = exc
+        else:
+            report, error = done, done.stopped_by
+            log.info(
+                "round: %d pushed, %d done, %d failed, %d invalid, %d queued, %d in flight",
+                done.submitted, done.done, done.failed, done.invalid, done.pending, done.in_flight,
+            )  # fmt: skip
+        if error is not None and _fatal(error):
             raise error
         if once:
-            return EXIT_QUOTA if report.quota_exhausted and report.pending else 0
+            if error is not None and (
+                report is None or not isinstance(error, RateLimited | Transient)
+            ):
+                raise error
+            spent = report is not None and report.quota_exhausted and report.pending
+            return EXIT_QUOTA if spent else 0
         if error is not None:
-            log.warning("provider trouble (%s); pausing %.0f s", error, RETRY_PAUSE_SECONDS)
-            stop.wait(RETRY_PAUSE_SECONDS)
-        elif report.quota_exhausted and report.pending:
+            troubled += 1
+            pause = max(
+                1.0, backoff_delay(troubled, base=RETRY_PAUSE_SECONDS, cap=RETRY_PAUSE_MAX_SECONDS)
+            )
+            log.warning("provider trouble (%s); pausing %.0f s", error, pause)
+            stop.wait(pause)
+            continue
+        troubled = 0
+        if report is not None and report.quota_exhausted and report.pending:
             pause = seconds_until_next_day(utcnow(), offset) + RESET_MARGIN_SECONDS
             log.info("daily quota spent; sleeping %.0f s until it resets", pause)
             stop.wait(pause)

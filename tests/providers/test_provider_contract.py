@@ -7,19 +7,25 @@ provider is done when this suite passes for its kind.
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from contract_env import ProviderEnv, wait_for
 
 from cdn_preheat.errors import (
     AuthError,
+    BatchRefused,
     BatchTooLarge,
     DomainError,
+    InvalidUrls,
     QuotaExhausted,
     RateLimited,
     Transient,
 )
+from cdn_preheat.ledger.base import QueuedUrl, UrlState
+from cdn_preheat.ledger.sqlite import SqliteLedger
 from cdn_preheat.providers.base import TaskEntry, TaskState
+from cdn_preheat.scheduler import Scheduler, SchedulerOptions
 
 
 def _states(entries: list[TaskEntry]) -> dict[str, TaskState]:
@@ -104,11 +110,46 @@ def test_wrong_secret_names_the_variables_without_leaking(provider_env: Provider
     assert provider_env.received_urls() == []
 
 
-def test_foreign_host_is_a_domain_error(provider_env: ProviderEnv) -> None:
+def test_foreign_host_is_refused_in_a_form_the_scheduler_isolates(
+    provider_env: ProviderEnv,
+) -> None:
     foreign = "http://not-our-cdn.example.com/vod/demo-1/master.m3u8"
-    with pytest.raises(DomainError) as caught:
+    with pytest.raises((DomainError, BatchRefused, InvalidUrls)) as caught:
         provider_env.provider.submit([*provider_env.urls(1), foreign])
-    assert "CDN_HOST" in str(caught.value)
+    error = caught.value
+    if isinstance(error, DomainError):
+        assert "CDN_HOST" in str(error)
+    elif isinstance(error, BatchRefused):
+        assert error.per_host and "not-our-cdn.example.com" in str(error)
+    else:
+        assert isinstance(error, InvalidUrls) and list(error.invalid) == [foreign]
+
+
+def test_the_scheduler_isolates_a_foreign_host_and_pushes_the_rest(
+    provider_env: ProviderEnv, tmp_path: Path
+) -> None:
+    own = provider_env.urls(5)
+    foreign = ["http://not-our-cdn.example.com/a.ts", "http://other.example.org/b.ts"]
+    queue = [own[0], foreign[0], *own[1:3], foreign[1], *own[3:]]
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    now = dt.datetime.now(dt.UTC)
+    ledger.put_video("v", own[0], len(queue), now)
+    ledger.enqueue(
+        "v", provider_env.provider.name, provider_env.provider.area,
+        [QueuedUrl(url, "segment") for url in queue], now, dt.timedelta(days=3),
+    )  # fmt: skip
+    options = SchedulerOptions(concurrency=1, cdn_host=provider_env.sandbox.edge.netloc)
+    report = Scheduler(ledger, provider_env.provider, options).drain()
+    assert report.stopped_by is None
+    assert report.submitted == len(own) and report.invalid == len(foreign)
+    assert sorted(provider_env.received_urls()) == sorted(own)
+    states = {r.url: r.state for r in ledger.url_records("v")}
+    assert {u for u, s in states.items() if s is UrlState.INVALID} == set(foreign)
+    assert {u for u, s in states.items() if s is UrlState.SUBMITTED} == set(own)
+    for record in ledger.url_records("v"):
+        if record.state is UrlState.INVALID:
+            assert record.last_error
+    ledger.close()
 
 
 def test_exhausted_quota_stops(provider_env: ProviderEnv) -> None:

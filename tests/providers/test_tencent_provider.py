@@ -10,6 +10,7 @@ import pytest
 from contract_env import settings_from
 
 from cdn_preheat.errors import (
+    BatchRefused,
     ConfigError,
     DomainError,
     ProviderError,
@@ -135,3 +136,50 @@ def test_flux_series_and_logs(sandbox: Sandbox) -> None:
     assert all(log.area == "mainland" and log.url and log.size for log in logs)
     with pytest.raises(DomainError):
         cdn.logs("cdn.example.com", dt.date(2024, 5, 1))
+
+
+def test_a_foreign_host_refuses_the_batch_per_host_naming_the_host(sandbox: Sandbox) -> None:
+    urls = [sandbox.edge_url("/vod/demo-1/master.m3u8"), "http://elsewhere.example.net/x.ts"]
+    with pytest.raises(BatchRefused) as caught:
+        provider(sandbox).submit(urls)
+    assert caught.value.per_host
+    assert caught.value.code == "ResourceNotFound.CdnHostNotExists"
+    assert "elsewhere.example.net" in str(caught.value)
+    assert sandbox.tencent.received() == []
+
+
+def test_with_cdn_host_unset_the_origin_host_refuses_per_host(sandbox: Sandbox) -> None:
+    origin_url = sandbox.video_url("demo-1")
+    with pytest.raises(BatchRefused) as caught:
+        provider(sandbox, CDN_HOST="").submit([origin_url])
+    assert caught.value.per_host
+
+
+def test_an_over_long_url_refuses_the_batch_unnamed(sandbox: Sandbox) -> None:
+    sandbox.tencent.limits.max_url_length = 80
+    urls = [sandbox.edge_url("/vod/demo-1/master.m3u8"), sandbox.edge_url("/" + "x" * 100)]
+    with pytest.raises(BatchRefused) as caught:
+        provider(sandbox).submit(urls)
+    assert caught.value.code == "InvalidParameter.CdnUrlExceedLength"
+    assert not caught.value.per_host
+    assert sandbox.tencent.received() == []
+
+
+@pytest.mark.parametrize(
+    "scheme_code", ["InvalidParameter.CdnParamError", "InvalidParameter.CdnHostInvalidParam"]
+)
+def test_a_refused_scheme_refuses_the_batch_whichever_code_tencent_uses(
+    sandbox: Sandbox, scheme_code: str
+) -> None:
+    sandbox.tencent.limits.scheme_error_code = scheme_code
+    urls = [sandbox.edge_url("/vod/demo-1/master.m3u8"), f"ftp://{sandbox.edge.netloc}/x.ts"]
+    with pytest.raises(BatchRefused) as caught:
+        provider(sandbox).submit(urls)
+    assert caught.value.code == scheme_code and not caught.value.per_host
+
+
+def test_a_parameter_error_with_well_formed_urls_stays_a_provider_error(sandbox: Sandbox) -> None:
+    sandbox.tencent.inject("InvalidParameter.CdnParamError")
+    with pytest.raises(ProviderError) as caught:
+        provider(sandbox).submit([sandbox.edge_url("/vod/demo-1/master.m3u8")])
+    assert type(caught.value) is ProviderError

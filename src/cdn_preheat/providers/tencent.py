@@ -73,6 +73,8 @@ _AREA_CODES = (
     "InvalidParameter.CdnHostInvalidParam",
 )
 _AREAS = ("mainland", "overseas")
+# Generic "参数错误": caused by a URL only when one of the batch is not http(s).
+_PARAM_CODE = "InvalidParameter.CdnParamError"
 # What the SDK raises when no proper answer came back: network failure, a non-200
 # status (502 from a gateway), or a 200 whose body is not the API's JSON.
 _TRANSIENT_CODES = ("ClientNetworkError", "ServerNetworkError", "JSONDecodeError", "KeyError")
@@ -297,6 +299,9 @@ class TencentProvider(Provider):
             return BatchTooLarge(f"Tencent Cloud refused the batch size: {detail}", code=code)
         if code.startswith("RequestLimitExceeded") or code in _RATE_CODES:
             return RateLimited(f"Tencent Cloud asked to slow down ({code}).", code=code)
+        refused = self._refused_batch(code, urls)
+        if refused is not None:
+            return refused
         if code in _DOMAIN_CODES:
             hosts = sorted({urlsplit(u).netloc for u in urls}) or [self._cdn_host or "?"]
             moved = ""
@@ -333,6 +338,30 @@ class TencentProvider(Provider):
             f"Tencent Cloud does not accelerate {', '.join(hosts)} in {self.area} ({code}):"
             f" set TENCENT_AREA={suggestion}, the area the domain is served in."
         )
+
+    def _refused_batch(self, code: str, urls: Sequence[str]) -> BatchRefused | None:
+        """The request was refused for some of its URLs, unnamed: the scheduler isolates them.
+
+        A host code for URLs all on CDN_HOST is the configuration's fault, not the
+        URLs' (None: the caller reports a DomainError that stops the run).
+        """
+        if not urls:
+            return None
+        hosts = sorted({urlsplit(u).netloc.lower() for u in urls})
+        bad_scheme = any(urlsplit(u).scheme.lower() not in ("http", "https") for u in urls)
+        if bad_scheme and (code == _PARAM_CODE or code in _DOMAIN_CODES):
+            return BatchRefused(
+                f"Tencent Cloud prefetches only http:// and https:// URLs ({code}).", code=code
+            )
+        if code in _DOMAIN_CODES:
+            if self._cdn_host and hosts == [self._cdn_host.lower()]:
+                return None
+            return BatchRefused(
+                f"{', '.join(hosts)} is not a CDN domain of this Tencent Cloud account ({code}).",
+                code=code,
+                per_host=True,
+            )
+        return None
 
     def _scrub(self, message: object) -> str:
         """A short one-line message that never carries the secret key."""

@@ -89,6 +89,10 @@ class TencentLimits:
     # cloud.tencent.com/document/product/228): CDN no longer knows it and answers
     # ResourceNotFound.CdnHostNotExists ("未查询到该域名", errorcodes.py).
     moved_to_edgeone: bool = False
+    # No document says which code a non-http(s) URL earns; the SDK's errorcodes.py
+    # offers CdnParamError ("参数错误") and CdnHostInvalidParam ("域名格式不合法").
+    # Configurable, so the product is tested against both.
+    scheme_error_code: str = "InvalidParameter.CdnParamError"
 
 
 class ApiError(Exception):
@@ -514,7 +518,7 @@ class TencentEmulator:
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 raise ApiError(
-                    "InvalidParameter.CdnParamError", f"{url} must start with http:// or https://."
+                    self.limits.scheme_error_code, "URLs must start with http:// or https://."
                 )
             self._check_domain(parts.netloc)
             if limit is not None and len(url) > limit:
