@@ -39,9 +39,12 @@ def _preheat(box: Sandbox, settings: Any, videos: int) -> None:
     cdn = make_provider(settings)
     try:
         queued = []
-        for number in range(1, videos + 1):
-            video_id = f"demo-{number}"
-            expansion = expand(box.video_url(video_id), expand_options(settings))
+        sources = [(f"demo-{n}", box.video_url(f"demo-{n}")) for n in range(1, videos + 1)]
+        if videos:
+            # The first video again, as players on DASH (Android, TVs, dash.js) fetch it.
+            sources.append(("demo-1-dash", box.dash_url("demo-1")))
+        for video_id, url in sources:
+            expansion = expand(url, expand_options(settings))
             queued.append(
                 pipeline.queue_expansion(
                     ledger,

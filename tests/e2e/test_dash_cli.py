@@ -81,3 +81,11 @@ def test_push_and_batch_preheat_dash_videos_end_to_end(cli: Cli) -> None:
     received = cli.sandbox.tencent.received_urls()
     assert set(catalog(cli, "demo-3")) <= set(received)
     assert len(received) == len(set(received))  # nothing pushed twice
+
+
+def test_demo_preheats_a_dash_video_too(cli: Cli) -> None:
+    run = cli("demo", "--videos", "1")  # the demo starts its own sandbox
+    assert run.code == 0, run.stderr
+    assert "demo-1-dash" in run.stderr
+    row = next(line for line in run.stderr.splitlines() if "demo-1-dash" in line)
+    assert "done" in row.lower()

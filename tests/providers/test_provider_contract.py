@@ -22,6 +22,7 @@ from cdn_preheat.errors import (
     RateLimited,
     Transient,
 )
+from cdn_preheat.hls import ExpandOptions, expand
 from cdn_preheat.ledger.base import QueuedUrl, UrlState
 from cdn_preheat.ledger.sqlite import SqliteLedger
 from cdn_preheat.providers.base import TaskEntry, TaskState
@@ -234,3 +235,19 @@ def test_purge_dirs_empties_the_edge_below_them(provider_env: ProviderEnv, delet
     assert {e.state for e in done} == {TaskState.DONE}
     assert not provider_env.edge_hits(inside)
     assert provider_env.edge_hits(outside)
+
+
+def test_a_dash_video_is_preheated_end_to_end(provider_env: ProviderEnv) -> None:
+    """An MPD expands to the sandbox's DASH catalog, every URL is pushed and lands at the edge."""
+    sandbox, provider = provider_env.sandbox, provider_env.provider
+    expansion = expand(sandbox.dash_url("demo-2"), ExpandOptions(cdn_host=sandbox.edge.netloc))
+    urls = [item.url for item in expansion.urls]
+    assert urls == [sandbox.edge_url(p) for p in sandbox.origin.dash_catalog_paths("demo-2")]
+    assert urls[0].endswith(".mpd") and any(url.endswith(".vtt") for url in urls)
+    size = provider.limits.batch_size
+    task_ids = [provider.submit(urls[i : i + size]).task_id for i in range(0, len(urls), size)]
+    provider_env.finish_tasks()
+    after = wait_for(lambda: provider.task_status(task_ids), _all_settled)
+    assert _states(after) == dict.fromkeys(urls, TaskState.DONE)
+    assert provider_env.received_urls() == urls
+    assert all(provider_env.edge_hits(url) for url in urls)
