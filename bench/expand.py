@@ -4,6 +4,7 @@
     python bench/expand.py --videos 10     # a quick run
     python bench/expand.py --scaling       # 10, 100 and 300 videos, one client process each
     python bench/expand.py --profile       # pyinstrument over the expansion
+    python bench/expand.py --dash          # the same catalog as HLS and as DASH MPDs
 
 The sandbox origin runs in its own process. The client expands every video
 with ``expand_many`` (fetch + parse + resolve + host mapping to the CDN host),
@@ -27,6 +28,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from _common import SandboxProcess, SandboxSpec, machine_load, peak_rss_mb, table, verdict
 
@@ -36,12 +38,16 @@ TARGET_RSS_MB = 300.0
 SCALING_SIZES = (10, 100, 300)
 
 
-def video_items(origin: str, videos: int) -> list[tuple[str, str]]:
-    return [(f"demo-{n}", f"{origin}/vod/demo-{n}/master.m3u8") for n in range(1, videos + 1)]
+SOURCE_NAMES = {"hls": "master.m3u8", "dash": "manifest.mpd"}
+
+
+def video_items(origin: str, videos: int, kind: str = "hls") -> list[tuple[str, str]]:
+    name = SOURCE_NAMES[kind]
+    return [(f"demo-{n}", f"{origin}/vod/demo-{n}/{name}") for n in range(1, videos + 1)]
 
 
 def run_expansion(
-    origin: str, edge: str, videos: int, concurrency: int
+    origin: str, edge: str, videos: int, concurrency: int, kind: str = "hls"
 ) -> tuple[int, int, float, float]:
     """(URLs, videos failed, wall s, client CPU s) for the catalog through ``expand_many``."""
     from cdn_preheat.hls import ExpandOptions, expand_many
@@ -50,7 +56,7 @@ def run_expansion(
 
     async def consume() -> tuple[int, int]:
         urls = failed = 0
-        async for _, result in expand_many(video_items(origin, videos), options):
+        async for _, result in expand_many(video_items(origin, videos, kind), options):
             if isinstance(result, Exception):
                 failed += 1
             else:
@@ -232,10 +238,96 @@ def main_run(args: argparse.Namespace) -> int:
 def client_only(args: argparse.Namespace) -> int:
     """One scaling point in a fresh process, so its peak RSS is its own."""
     urls, failed, seconds, cpu = run_expansion(
-        args.origin, args.edge, args.videos, args.concurrency
+        args.origin, args.edge, args.videos, args.concurrency, args.kind
     )
     point = {"urls": urls, "failed": failed, "seconds": seconds, "cpu": cpu, "rss": peak_rss_mb()}
     json.dump(point, sys.stdout)
+    return 0
+
+
+def client_point(args: argparse.Namespace, sandbox: SandboxProcess, videos: int, kind: str) -> Any:
+    """One expansion in a fresh client process: its figures and its own peak RSS."""
+    command = [
+        sys.executable, str(Path(__file__)), "--client-only", "--videos", str(videos),
+        "--origin", sandbox.origin, "--edge", sandbox.edge,
+        "--concurrency", str(args.concurrency), "--kind", kind,
+    ]  # fmt: skip
+    return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+
+
+def mpd_parse_breakdown(origin: str, edge: str, videos: int) -> dict[str, float]:
+    """CPU seconds in defusedxml's parse and in the whole MPD expansion, texts fetched first."""
+    import httpx
+
+    from cdn_preheat.dash import expand_mpd, parse_mpd
+    from cdn_preheat.urlresolve import HostMap, parse_url
+
+    with httpx.Client() as client:
+        texts = [(url, client.get(url).text) for _, url in video_items(origin, videos, "dash")]
+    hosts = HostMap(parse_url(texts[0][0]).hostport, edge)
+    figures: dict[str, float] = {}
+    gc.collect()
+    started = time.process_time()
+    for url, text in texts:
+        parse_mpd(text, url)
+    figures["parse_mpd (defusedxml)"] = time.process_time() - started
+    gc.collect()
+    started = time.process_time()
+    for url, text in texts:
+        expand_mpd(text, url, url, url, hosts, lambda _u, _r: None)
+    figures["expand_mpd (parse + addressing + resolve)"] = time.process_time() - started
+    return figures
+
+
+def dash_comparison(args: argparse.Namespace) -> int:
+    """The same catalog expanded as HLS and as DASH, each in a fresh client process."""
+    from cdn_preheat.sandbox.origin import DASH_MODES
+
+    spec = SandboxSpec(videos=args.videos, variants=args.variants, segments=args.segments)
+    print(
+        f"catalog: {spec.videos} videos x {spec.variants} video variants + audio x"
+        f" {spec.segments} segments, served as HLS (master.m3u8) and as DASH (manifest.mpd,"
+        f" addressing by video number: {', '.join(DASH_MODES)}; SegmentBase videos have one"
+        f" file per Representation); expand_many concurrency {args.concurrency};"
+        f" {machine_load()}"
+    )
+    points: dict[str, Any] = {}
+    with SandboxProcess(spec) as sandbox:
+        for kind in ("hls", "dash"):
+            points[kind] = client_point(args, sandbox, spec.videos, kind)
+        parse = mpd_parse_breakdown(sandbox.origin, sandbox.edge, spec.videos)
+    rows = [
+        [kind.upper(), f"{p['urls']:,}", f"{p['failed']}", f"{p['seconds']:.2f}",
+         f"{p['urls'] / p['seconds']:,.0f}", f"{p['cpu']:.2f}",
+         f"{p['urls'] / p['cpu']:,.0f}", f"{p['rss']:.0f}"]
+        for kind, p in points.items()
+    ]  # fmt: skip
+    print()
+    print(
+        table(
+            "HLS and DASH side by side: fetch + parse + resolve + CDN host mapping",
+            ["", "URLs", "failed", "wall s", "URLs/s", "client CPU s", "URLs/CPU-s",
+             "peak RSS MB"],
+            rows,
+        )
+    )  # fmt: skip
+    dash_urls = points["dash"]["urls"]
+    print()
+    print(
+        table(
+            f"DASH client CPU only, the same {spec.videos} MPDs (texts fetched beforehand)",
+            ["step", "CPU s", "us/URL", "URLs/CPU-s"],
+            [
+                [
+                    name,
+                    f"{value:.3f}",
+                    f"{value / dash_urls * 1e6:.2f}",
+                    f"{dash_urls / value:,.0f}" if value else "-",
+                ]
+                for name, value in parse.items()
+            ],
+        )
+    )
     return 0
 
 
@@ -304,6 +396,10 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="pyinstrument the expansion")
     parser.add_argument("--scaling", action="store_true", help="10, 100 and 300 videos")
     parser.add_argument("--sizes", type=int, nargs="*", help="scaling sizes instead")
+    parser.add_argument("--dash", action="store_true", help="HLS and DASH side by side")
+    parser.add_argument(
+        "--kind", choices=sorted(SOURCE_NAMES), default="hls", help=argparse.SUPPRESS
+    )
     parser.add_argument("--client-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--origin", help=argparse.SUPPRESS)
     parser.add_argument("--edge", help=argparse.SUPPRESS)
@@ -312,6 +408,8 @@ def main() -> int:
         args.baseline_videos = args.videos
     if args.client_only:
         return client_only(args)
+    if args.dash:
+        return dash_comparison(args)
     if args.scaling or args.sizes:
         return scaling(args)
     return main_run(args)
