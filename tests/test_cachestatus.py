@@ -4,7 +4,10 @@ Sources of the samples (header lines copied from captured responses):
 
 [T1] kanchuan.com/blog/186-cdn-x-cache-lookup (2023, Tencent Cloud CDN, curl -I):
      hit "X-Cache-Lookup: Cache Hit"; first request of a new file
-     "X-Cache-Lookup: Cache Miss" then "X-Cache-Lookup: Hit From Inner Cluster".
+     "X-Cache-Lookup: Cache Miss" then "X-Cache-Lookup: Hit From Inner Cluster":
+     the edge missed, the inner (middle-layer) cluster answered, which is what
+     the first request after a mainland prefetch shows (SDK
+     PushUrlsCacheRequest.Layer: mainland prefetches go to the middle layer).
 [T2] an OkHttp log of a Tencent-fronted API (no-cache response):
      "Hit From Upstream", "Cache Miss", later "Hit From Inner Cluster".
 [T3] Tencent's help page "how to tell whether a request hit the CDN cache", as
@@ -17,6 +20,14 @@ Sources of the samples (header lines copied from captured responses):
      bucket, proxied uncached, alongside Alibaba "X-Cache: MISS TCP_MISS").
 [A1] tnie.github.io/2019/11/04/debugCDN and cnblogs panxiaoming/p/9851701:
      "X-Cache: HIT TCP_MEM_HIT dirn:-2:-2" with "X-Swift-CacheTime: 1765";
+     Via (one entry per node, L2 "…l2…" first, cache nodes end in H or M):
+     tnie "Via: cache36.l2cn1818[23,200-0,M], cache14.l2cn1818[39,0],
+     kunlun7.cn1481[0,200-0,H], kunlun7.cn1481[1,0]" (L2 miss, L1 hit);
+     panxiaoming "Via: cache45.l2cm9[0,200-0,H], cache25.l2cm9[9,0],
+     cache9.cn831[0,200-0,H], cache9.cn831[0,0]" (both hit);
+     m.haomeiwen.com wstkvrtx "Via: cache55.l2cn2630[28,28,200-0,M],
+     cache39.l2cn2630[30,0], vcache10.cn838[85,85,200-0,M], vcache15.cn838[86,0]"
+     with "X-Cache: MISS TCP_MISS dirn:-2:-2" (both miss);
      m.haomeiwen.com wstkvrtx: "X-Cache: MISS TCP_MISS dirn:-2:-2";
      other captures: "HIT TCP_HIT dirn:0:668131903", "HIT TCP_IMS_HIT
      dirn:6:453356086 mlen:-1", "MISS TCP_REFRESH_MISS".
@@ -35,6 +46,7 @@ import pytest
 from cdn_preheat.cachestatus import CacheStatus, CacheVerdict, parse_cache_status
 
 HIT, MISS, UNKNOWN = CacheStatus.HIT, CacheStatus.MISS, CacheStatus.UNKNOWN
+UPPER = CacheStatus.UPPER
 
 
 @pytest.mark.parametrize(
@@ -44,7 +56,8 @@ HIT, MISS, UNKNOWN = CacheStatus.HIT, CacheStatus.MISS, CacheStatus.UNKNOWN
         (["Hit From Disktank"], HIT),  # [T3]
         (["Cache Hit"], HIT),  # [T1]
         (["Cache Hit", "Hit From Inner Cluster"], HIT),  # [T1] cached, two layers
-        (["Cache Miss", "Hit From Inner Cluster"], MISS),  # [T1] first request
+        (["Cache Miss", "Hit From Inner Cluster"], UPPER),  # [T1] served by the middle layer
+        (["Cache Miss"], MISS),
         (["Hit From Upstream", "Cache Miss", "Hit From Inner Cluster"], MISS),  # [T2]
         (["Hit From Upstream", "Hit From Inner Cluster"], MISS),  # [T3]
         (["Hit From Inner Cluster"], UNKNOWN),  # only ever seen behind an edge line
@@ -68,6 +81,8 @@ def test_tencent_first_line_is_the_edge_and_decides(
     [
         ("Hit", HIT),
         ("Miss", MISS),
+        ("Miss,Hit", UPPER),  # the layered form [Q1]: the edge missed, the next layer hit
+        ("Miss,Miss", MISS),
         ("Validate,MissValidate", UNKNOWN),  # revalidated: says nothing about the edge copy
         ("RawProxy", MISS),
         ("HIT", HIT),
@@ -103,6 +118,46 @@ def test_aliyun(value: str, expected: CacheStatus) -> None:  # [A1]
     headers = {"X-Cache": value, "X-Swift-CacheTime": "1765", "Age": "1080"}
     verdict = parse_cache_status(headers, "aliyun")
     assert verdict == CacheVerdict(expected, "X-Cache", value)
+
+
+_L2_HIT_L1_HIT = (
+    "cache45.l2cm9[0,200-0,H], cache25.l2cm9[9,0], cache9.cn831[0,200-0,H], cache9.cn831[0,0]"
+)
+_L2_MISS_L1_HIT = "cache36.l2cn1818[23,200-0,M], cache14.l2cn1818[39,0], kunlun7.cn1481[0,200-0,H], kunlun7.cn1481[1,0]"  # noqa: E501
+_BOTH_MISS = "cache55.l2cn2630[28,28,200-0,M], cache39.l2cn2630[30,0], vcache10.cn838[85,85,200-0,M], vcache15.cn838[86,0]"  # noqa: E501
+# The L2 entry of the first sample with the L1 entry of the last: warm in L2 only.
+_L2_HIT_L1_MISS = "cache45.l2cm9[0,200-0,H], cache25.l2cm9[9,0], vcache10.cn838[85,85,200-0,M], vcache15.cn838[86,0]"  # noqa: E501
+
+
+@pytest.mark.parametrize(
+    ("x_cache", "via", "expected"),
+    [
+        ("HIT TCP_MEM_HIT dirn:-2:-2", _L2_HIT_L1_HIT, HIT),
+        ("HIT TCP_MEM_HIT dirn:-2:-2", _L2_MISS_L1_HIT, HIT),
+        ("MISS TCP_MISS dirn:-2:-2", _BOTH_MISS, MISS),
+        ("MISS TCP_MISS dirn:-2:-2", _L2_HIT_L1_MISS, UPPER),
+        ("MISS TCP_MISS dirn:-2:-2", None, MISS),  # no Via: nothing proves an L2 copy
+    ],
+)
+def test_aliyun_via_layer_flags_tell_an_l2_hit(
+    x_cache: str, via: str | None, expected: CacheStatus
+) -> None:  # [A1]
+    pairs = [("X-Cache", x_cache)] + ([("Via", via)] if via else [])
+    for headers in (httpx.Headers(pairs), dict(pairs)):
+        verdict = parse_cache_status(headers, "aliyun")
+        assert verdict.status is expected
+        assert verdict.header == "X-Cache"
+        assert verdict.cached is (expected is not MISS)
+    assert parse_cache_status(httpx.Headers(pairs)).status is expected  # detected
+
+
+def test_cloudfront_via_is_never_read_as_layer_flags() -> None:  # [F1]
+    headers = {"X-Cache": "Miss from cloudfront", "Via": "1.1 abc.l2.cloudfront.net (CloudFront)"}
+    assert parse_cache_status(headers, "cloudfront").status is MISS
+
+
+def test_only_edge_and_upper_layer_hits_are_cached() -> None:
+    assert {s for s in CacheStatus if s.cached} == {HIT, UPPER}
 
 
 def test_aliyun_cache_time_alone_is_not_a_hit() -> None:  # [A1]: sent on stored misses too

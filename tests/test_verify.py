@@ -18,7 +18,9 @@ from cdn_preheat.sandbox.origin import Origin
 from cdn_preheat.verify import (
     VerifyOptions,
     VerifyTarget,
+    gate,
     missed_urls,
+    probe_count,
     rendition_key,
     select_sample,
     verify_urls,
@@ -242,3 +244,56 @@ def test_sample_leaves_out_urls_that_were_never_pushed(box: EdgeBox) -> None:
     urls = {t.url for t in select_sample([skipped, invalid, *records], None)}
     assert skipped.url not in urls and invalid.url not in urls
     assert len(urls) == len(records)
+
+
+# -- two layers: edge hits, upper-layer hits, misses -------------------------------------
+
+
+@pytest.mark.parametrize("vendor", ["tencent", "aliyun", "qiniu"])
+def test_upper_layer_hits_count_as_cached_and_are_never_requeued(
+    start_edge: Callable[[Vendor], EdgeBox], vendor: Vendor
+) -> None:
+    box = start_edge(vendor)
+    at_edge = box.url("/vod/demo-1/v0/seg0.ts")
+    upper = [box.url(f"/vod/demo-1/v0/seg{i}.ts") for i in (1, 2)]
+    cold = box.url("/vod/demo-1/v0/seg3.ts")
+    box.cache.add(at_edge)
+    for url in upper:
+        box.cache.fill(url, "upper")  # where Tencent mainland and Alibaba prefetch
+
+    report = verify_urls([at_edge, *upper, cold], options=VerifyOptions(vendor=vendor))
+
+    assert [r.status for r in report.results] == [
+        CacheStatus.HIT, CacheStatus.UPPER, CacheStatus.UPPER, CacheStatus.MISS,
+    ]  # fmt: skip
+    overall = report.overall
+    assert (overall.hits, overall.upper, overall.misses, overall.cached) == (1, 2, 1, 3)
+    assert (overall.ratio, overall.edge_ratio) == (0.75, 0.25)
+    assert missed_urls(report) == [cold]
+    assert gate(report, 0.75).passed
+    failed = gate(report, 1.0)
+    assert not failed.passed
+    assert "3 of 4 probes were cached (75.0%)" in failed.reason
+
+
+def test_every_probe_reports_progress_once(box: EdgeBox) -> None:
+    targets = select_sample(_records(box, "demo-1"), None, video_id="demo-1")
+    steps: list[int] = []
+    edges = (EdgeAddress("127.0.0.1", box.port), EdgeAddress("127.0.0.1", box.port))
+    options = VerifyOptions(edge_ips=edges)
+    report = verify_urls(targets, options=options, on_progress=steps.append)
+    assert len(steps) == len(report.results) == probe_count(targets, options) == 2 * len(targets)
+    assert set(steps) == {1}
+
+
+def test_the_gate_fails_on_a_probe_without_answer_and_on_nothing_probed(box: EdgeBox) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    url = box.url("/vod/demo-1/v0/seg0.ts")
+    box.cache.add(url)
+    report = verify_urls([url, f"http://127.0.0.1:{closed_port}/x.ts"])
+    result = gate(report, 0.5)
+    assert (report.overall.ratio, result.passed) == (0.5, False)
+    assert "1 probes got no answer" in result.reason
+    assert not gate(verify_urls([]), 0.0).passed

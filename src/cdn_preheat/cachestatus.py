@@ -5,9 +5,13 @@ parser per vendor turns that into HIT, MISS or UNKNOWN and names the header
 that decided. ``Age > 0`` is used only when no vendor header is present: an
 origin can send ``Age`` itself, so it is the weakest evidence.
 
-HIT means the edge answered from its cache (fresh, revalidated or stale);
-MISS means it went upstream or did not cache (bypass, dynamic). Anything a
-parser does not recognise is UNKNOWN, never a guess.
+HIT means the edge answered from its cache (fresh, revalidated or stale).
+UPPER means the edge missed but an upper layer of the same CDN (Tencent's
+middle layer, Alibaba's L2) answered from its cache: the file is warm in the
+CDN, which is where Tencent mainland and Alibaba prefetches put it, and the
+edge keeps it from the first viewer on. MISS means nothing in the CDN had it
+(or it was not cacheable: bypass, dynamic). Anything a parser does not
+recognise is UNKNOWN, never a guess.
 """
 
 from __future__ import annotations
@@ -21,9 +25,15 @@ import httpx
 
 
 class CacheStatus(StrEnum):
-    HIT = "hit"
+    HIT = "hit"  # the edge's own copy
+    UPPER = "upper"  # warm in an upper layer of the CDN, not (yet) at this edge
     MISS = "miss"
     UNKNOWN = "unknown"
+
+    @property
+    def cached(self) -> bool:
+        """Held by the CDN, at the edge or in an upper layer."""
+        return self in (CacheStatus.HIT, CacheStatus.UPPER)
 
 
 @dataclass(frozen=True)
@@ -36,38 +46,82 @@ class CacheVerdict:
 
     @property
     def hit(self) -> bool:
+        """The edge itself answered from cache."""
         return self.status is CacheStatus.HIT
+
+    @property
+    def cached(self) -> bool:
+        """The CDN held the file: an edge hit or an upper-layer hit."""
+        return self.status.cached
 
 
 UNKNOWN = CacheVerdict(CacheStatus.UNKNOWN)
 Headers = Mapping[str, str] | httpx.Headers
-_Parser = Callable[[list[str]], CacheStatus]
+# A parser reads its header's values (one per layer, the edge's first); it may
+# look at other headers of the answer (Alibaba's Via) to tell an upper-layer hit.
+_Parser = Callable[[list[str], Headers], CacheStatus]
 
 
-def _tencent(values: list[str]) -> CacheStatus:
+def _tencent(values: list[str], headers: Headers) -> CacheStatus:
     # Tencent sends one X-Cache-Lookup line per cache layer, the edge's first:
-    # "Cache Hit" then "Hit From Inner Cluster" on a hit, "Hit From Upstream"
-    # (fetched from the parent layer) or "Cache Miss" first on a miss.
+    # "Cache Hit" then "Hit From Inner Cluster" on a hit. "Cache Miss" then
+    # "Hit From Inner Cluster" is the edge missing and the inner (middle-layer)
+    # cluster answering, what the first request after a middle-layer prefetch
+    # shows (kanchuan.com/blog/186-cdn-x-cache-lookup). "Hit From Upstream"
+    # first is not a hit (Tencent developer notes) and proves no layer held it.
     first = values[0].strip().lower()
     if first in ("hit from memcache", "hit from disktank", "cache hit"):
         return CacheStatus.HIT
+    if first == "cache miss" and any(v.strip().lower() == _INNER for v in values[1:2]):
+        return CacheStatus.UPPER
     if first in ("cache miss", "hit from upstream"):
         return CacheStatus.MISS
     return CacheStatus.UNKNOWN
 
 
-def _qiniu(values: list[str]) -> CacheStatus:
-    # "Hit", "Miss", and layered forms such as "Validate,MissValidate";
-    # "RawProxy" is a pass-through that was never cached.
+_INNER = "hit from inner cluster"
+
+
+def _qiniu(values: list[str], headers: Headers) -> CacheStatus:
+    # "Hit", "Miss", and layered forms, one word per layer with the edge's
+    # first, such as "Validate,MissValidate"; "RawProxy" is a pass-through
+    # that was never cached. An edge miss whose next layer says "Hit" is an
+    # upper-layer hit (read from the layered form; Qiniu prefetches fill the
+    # edge, developer.qiniu.com/fusion/4155, so it is rare after a prefetch).
     first = values[0].strip().lower()
     if first.startswith("hit"):
         return CacheStatus.HIT
+    if first.startswith("miss") and len(values) > 1 and values[1].strip().lower() == "hit":
+        return CacheStatus.UPPER
     if first.startswith("miss") or first == "rawproxy":
         return CacheStatus.MISS
     return CacheStatus.UNKNOWN
 
 
-def _x_cache(values: list[str]) -> CacheStatus:
+# One Via entry of Alibaba's, e.g. "cache45.l2cm9[0,200-0,H]": the node, then
+# times, the status and H (hit) or M (miss) for a cache node; "[9,0]" entries
+# are the node's load balancer and carry no verdict.
+_VIA_ENTRY = re.compile(r"([\w.-]+)\[([^\]]*)\]")
+_L2_NODE = re.compile(r"\.l2", re.IGNORECASE)
+
+
+def _aliyun(values: list[str], headers: Headers) -> CacheStatus:
+    # X-Cache is the L1 (edge) node's verdict. On an edge miss, an L2 node
+    # whose Via entry ends in H held the file: warm in the upper layer
+    # (Via formats: cnblogs.com/panxiaoming/p/9851701, tnie.github.io/2019/11/04/debugCDN,
+    # m.haomeiwen.com/subject/wstkvrtx).
+    status = _x_cache(values, headers)
+    if status is not CacheStatus.MISS:
+        return status
+    for via in _values(headers, "Via", split_commas=False):
+        for node, fields in _VIA_ENTRY.findall(via):
+            flags = fields.split(",")
+            if _L2_NODE.search(node) and flags[-1].strip().upper() == "H":
+                return CacheStatus.UPPER
+    return status
+
+
+def _x_cache(values: list[str], headers: Headers) -> CacheStatus:
     # Alibaba "HIT TCP_MEM_HIT dirn:-2:-2" / "MISS TCP_REFRESH_MISS ...",
     # CloudFront "Hit from cloudfront" / "RefreshHit from cloudfront" /
     # "Miss from cloudfront"; "Error", "Redirect", "LimitExceeded" and
@@ -93,7 +147,7 @@ _CLOUDFLARE = {
 }
 
 
-def _cloudflare(values: list[str]) -> CacheStatus:
+def _cloudflare(values: list[str], headers: Headers) -> CacheStatus:
     return _CLOUDFLARE.get(values[0].strip().lower(), CacheStatus.UNKNOWN)
 
 
@@ -102,7 +156,7 @@ def _cloudflare(values: list[str]) -> CacheStatus:
 VENDOR_HEADERS: dict[str, tuple[str, _Parser]] = {
     "tencent": ("X-Cache-Lookup", _tencent),
     "qiniu": ("X-Qnm-Cache", _qiniu),
-    "aliyun": ("X-Cache", _x_cache),
+    "aliyun": ("X-Cache", _aliyun),
     "cloudflare": ("CF-Cache-Status", _cloudflare),
     "cloudfront": ("X-Cache", _x_cache),
 }
@@ -115,7 +169,7 @@ _SPLIT = re.compile(r"[\r\n,]+")
 def parse_cache_status(headers: Headers, vendor: str | None = None) -> CacheVerdict:
     """The edge's verdict from response ``headers``; ``vendor`` picks one parser.
 
-    Without a vendor, the first known header that says HIT or MISS decides.
+    Without a vendor, the first known header that gives a verdict decides.
     Repeated headers and comma- or newline-joined values are split into one
     value per cache layer; the first (the edge nearest the client) decides.
     """
@@ -128,7 +182,7 @@ def parse_cache_status(headers: Headers, vendor: str | None = None) -> CacheVerd
         values = _values(headers, header)
         if not values:
             continue
-        verdict = CacheVerdict(parser(values), header, ", ".join(values))
+        verdict = CacheVerdict(parser(values, headers), header, ", ".join(values))
         if verdict.status is not CacheStatus.UNKNOWN:
             return verdict
         undecided = undecided or verdict
@@ -136,12 +190,14 @@ def parse_cache_status(headers: Headers, vendor: str | None = None) -> CacheVerd
     return undecided or _from_age(headers)
 
 
-def _values(headers: Headers, name: str) -> list[str]:
+def _values(headers: Headers, name: str, *, split_commas: bool = True) -> list[str]:
     if isinstance(headers, httpx.Headers):
         raw = headers.get_list(name)
     else:
         wanted = name.lower()
         raw = [value for key, value in headers.items() if key.lower() == wanted]
+    if not split_commas:
+        return raw
     return [part.strip() for value in raw for part in _SPLIT.split(value) if part.strip()]
 
 

@@ -146,49 +146,69 @@ def percent(ratio: float | None) -> str:
     return "-" if ratio is None else f"{ratio:.0%}"
 
 
-def report_verify(video_id: str, report: Any, requeued: int, json_out: bool) -> None:
+def report_verify(
+    video_id: str, report: Any, requeued: int, json_out: bool, gate: Any = None
+) -> None:
+    """The verdicts per rendition (and per pinned edge), and the gate's outcome.
+
+    ``gate`` is a :class:`cdn_preheat.verify.GateResult` (or None: no gate).
+    Three verdicts: ``hit`` (the edge's copy), ``upper`` (warm in an upper
+    layer of the CDN) and ``miss``; the ratio counts both hits as cached.
+    """
+
     def ratio(value: Any) -> dict[str, Any]:
-        return {"hits": value.hits, "misses": value.misses, "unknown": value.unknown,
-                "errors": value.errors, "ratio": value.ratio}  # fmt: skip
+        return {"hits": value.hits, "upper": value.upper, "misses": value.misses,
+                "unknown": value.unknown, "errors": value.errors, "ratio": value.ratio,
+                "edge_ratio": value.edge_ratio}  # fmt: skip
 
     if json_out:
-        ui.print_json(
-            {
-                "video_id": video_id,
-                "overall": ratio(report.overall),
-                "renditions": {k: ratio(v) for k, v in report.by_rendition().items()},
-                # Keyed by pinned edge address; "" when DNS chose the edge.
-                "edges": {k: ratio(v) for k, v in report.by_edge().items()},
-                "urls": [
-                    {
-                        "url": r.url,
-                        "edge": r.edge_ip,
-                        "status": r.status_code,
-                        "cache": str(r.status),
-                        "error": r.error,
-                    }
-                    for r in report.results
-                ],
-                "requeued": requeued,
-            }
-        )
-        return
-    groups = sorted(report.by_rendition().items())
-    rows = [
-        [name or "-", v.hits, v.misses, v.unknown, v.errors, percent(v.ratio)]
-        for name, v in [*groups, ("all", report.overall)]
-    ]
-    headers = ["rendition", "hit", "miss", "unknown", "error", "hit ratio"]
-    ui.grid(f"{video_id}: edge cache", headers, rows)
-    edges = report.by_edge()
-    if len(edges) > 1:  # pinned to several edges: one of them may be the cold one
-        edge_rows = [
-            [name, v.hits, v.misses, v.unknown, v.errors, percent(v.ratio)]
-            for name, v in sorted(edges.items())
+        data: dict[str, Any] = {
+            "video_id": video_id,
+            "overall": ratio(report.overall),
+            "renditions": {k: ratio(v) for k, v in report.by_rendition().items()},
+            # Keyed by pinned edge address; "" when DNS chose the edge.
+            "edges": {k: ratio(v) for k, v in report.by_edge().items()},
+            "urls": [
+                {
+                    "url": r.url,
+                    "edge": r.edge_ip,
+                    "status": r.status_code,
+                    "cache": str(r.status),
+                    "error": r.error,
+                }
+                for r in report.results
+            ],
+            "requeued": requeued,
+        }
+        if gate is not None:
+            data["min_hit_ratio"] = gate.min_hit_ratio
+            data["passed"] = gate.passed
+        ui.print_json(data)
+    else:
+        groups = sorted(report.by_rendition().items())
+        rows = [
+            [name or "-", v.hits, v.upper, v.misses, v.unknown, v.errors, percent(v.ratio)]
+            for name, v in [*groups, ("all", report.overall)]
         ]
-        ui.grid(f"{video_id}: per edge", ["edge", *headers[1:]], edge_rows)
-    if requeued:
-        ui.note(f"{requeued} URLs that missed are queued again; run push or the worker.")
+        headers = ["rendition", "edge hit", "upper hit", "miss", "unknown", "error", "cached"]
+        ui.grid(f"{video_id}: CDN cache", headers, rows)
+        edges = report.by_edge()
+        if len(edges) > 1:  # pinned to several edges: one of them may be the cold one
+            edge_rows = [
+                [name, v.hits, v.upper, v.misses, v.unknown, v.errors, percent(v.ratio)]
+                for name, v in sorted(edges.items())
+            ]
+            ui.grid(f"{video_id}: per edge", ["edge", *headers[1:]], edge_rows)
+        if report.overall.upper:
+            ui.note(
+                f"{report.overall.upper} URLs are warm in the CDN's upper layer (where "
+                "Tencent mainland and Alibaba prefetch); the edge takes them on the first "
+                "request. They count as cached and are never pushed again."
+            )
+        if requeued:
+            ui.note(f"{requeued} URLs that missed are queued again; run push or the worker.")
+    if gate is not None and not gate.passed:
+        ui.note(gate.reason)
 
 
 def purge_dict(report: PurgeReport) -> dict[str, Any]:

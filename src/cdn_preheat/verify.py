@@ -87,18 +87,32 @@ class ProbeResult:
 
 @dataclass(frozen=True)
 class HitRatio:
-    hits: int = 0
+    hits: int = 0  # the edge's own copy
     misses: int = 0
     unknown: int = 0  # answered, but without a readable cache header
     errors: int = 0  # no answer at all
+    upper: int = 0  # warm in an upper layer of the CDN, not yet at that edge
 
     @property
     def total(self) -> int:
-        return self.hits + self.misses + self.unknown + self.errors
+        return self.hits + self.upper + self.misses + self.unknown + self.errors
+
+    @property
+    def cached(self) -> int:
+        return self.hits + self.upper
 
     @property
     def ratio(self) -> float | None:
-        """Hits over every probe; None when nothing was probed."""
+        """Cached (edge or upper-layer hits) over every probe; None when nothing was probed.
+
+        Both count: a prefetch into the middle/L2 layer is a complete preheat,
+        and the edge takes the file from there on the first viewer's request.
+        """
+        return self.cached / self.total if self.total else None
+
+    @property
+    def edge_ratio(self) -> float | None:
+        """Edge hits alone over every probe."""
         return self.hits / self.total if self.total else None
 
 
@@ -129,7 +143,11 @@ def _ratio(results: Iterable[ProbeResult]) -> HitRatio:
         else:
             counts[result.status] += 1
     return HitRatio(
-        counts[CacheStatus.HIT], counts[CacheStatus.MISS], counts[CacheStatus.UNKNOWN], errors
+        counts[CacheStatus.HIT],
+        counts[CacheStatus.MISS],
+        counts[CacheStatus.UNKNOWN],
+        errors,
+        counts[CacheStatus.UPPER],
     )
 
 
@@ -145,18 +163,33 @@ def _grouped(
 # -- probing ------------------------------------------------------------------
 
 
+Progress = Callable[[int], object]
+
+
 def verify_urls(
-    urls: Sequence[VerifyTarget | str], *, options: VerifyOptions | None = None
+    urls: Sequence[VerifyTarget | str],
+    *,
+    options: VerifyOptions | None = None,
+    on_progress: Progress | None = None,
 ) -> VerifyReport:
     """Probe every URL (on every listed edge) and report the cache verdicts.
 
-    Runs its own event loop; from async code use :func:`verify_urls_async`.
+    ``on_progress(1)`` is called after each probe (``len(urls)`` times per
+    edge). Runs its own event loop; from async code use :func:`verify_urls_async`.
     """
-    return asyncio.run(verify_urls_async(urls, options=options))
+    return asyncio.run(verify_urls_async(urls, options=options, on_progress=on_progress))
+
+
+def probe_count(urls: Sequence[object], options: VerifyOptions) -> int:
+    """How many probes :func:`verify_urls` makes: every URL on every listed edge."""
+    return len(urls) * max(1, len(options.edge_ips))
 
 
 async def verify_urls_async(
-    urls: Sequence[VerifyTarget | str], *, options: VerifyOptions | None = None
+    urls: Sequence[VerifyTarget | str],
+    *,
+    options: VerifyOptions | None = None,
+    on_progress: Progress | None = None,
 ) -> VerifyReport:
     options = options or VerifyOptions()
     targets = [VerifyTarget(u) if isinstance(u, str) else u for u in urls]
@@ -177,6 +210,8 @@ async def verify_urls_async(
             await pacer.take()
             target, edge = probes[index]
             results[index] = await _probe(client, target, edge, headers, options.vendor)
+            if on_progress is not None:
+                on_progress(1)
 
     workers = max(1, min(options.concurrency, len(probes)))
     async with edge_client(
@@ -287,10 +322,13 @@ def _must_probe(
 
 
 def missed_urls(report: VerifyReport) -> list[str]:
-    """URLs an edge answered successfully but not from cache: push them again.
+    """URLs an edge answered successfully but no CDN layer held: push them again.
 
-    Errors and unreadable headers are left out (they prove nothing), and so
-    are 4xx/5xx answers: pushing a URL the origin refuses again will not help.
+    Upper-layer hits are left out: the prefetch did its job (Tencent mainland
+    and Alibaba prefetch into that layer), and pushing again would only spend
+    quota to fill the same layer. Errors and unreadable headers are left out
+    (they prove nothing), and so are 4xx/5xx answers: pushing a URL the
+    origin refuses again will not help.
     """
     missed: dict[str, None] = {}
     for result in report.results:
@@ -323,9 +361,55 @@ def options_from_settings(
     )
 
 
+def video_targets(
+    ledger: Ledger, video_id: str, sample: int | None, *, seed: int = 0
+) -> list[VerifyTarget]:
+    """The video's URLs to probe: a sample (``None``: all) of those pushed."""
+    return select_sample(ledger.url_records(video_id), sample, seed, video_id=video_id)
+
+
 def verify_video(
-    ledger: Ledger, video_id: str, sample: int | None, options: VerifyOptions, *, seed: int = 0
+    ledger: Ledger,
+    video_id: str,
+    sample: int | None,
+    options: VerifyOptions,
+    *,
+    seed: int = 0,
+    on_progress: Progress | None = None,
 ) -> VerifyReport:
     """Probe a sample (``None``: all) of the video's pushed URLs at the edge."""
-    targets = select_sample(ledger.url_records(video_id), sample, seed, video_id=video_id)
-    return verify_urls(targets, options=options)
+    targets = video_targets(ledger, video_id, sample, seed=seed)
+    return verify_urls(targets, options=options, on_progress=on_progress)
+
+
+# -- the gate: may the premiere go ahead? ----------------------------------------
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """Whether a verification passes ``min_hit_ratio``; ``reason`` says why not."""
+
+    min_hit_ratio: float
+    passed: bool
+    reason: str = ""
+
+
+def gate(report: VerifyReport, min_hit_ratio: float = 1.0) -> GateResult:
+    """Pass when the cached ratio (edge and upper-layer hits) reaches ``min_hit_ratio``
+    and every probe got an answer; nothing probed never passes."""
+    overall = report.overall
+    ratio = overall.ratio
+    wanted = f"{min_hit_ratio:.1%}"
+    if ratio is None:
+        return GateResult(min_hit_ratio, False, "nothing was probed: the video has no pushed URLs.")
+    reasons = []
+    if ratio < min_hit_ratio:
+        reasons.append(
+            f"{overall.cached} of {overall.total} probes were cached ({ratio:.1%}), "
+            f"below --min-hit-ratio {wanted}"
+        )
+    if overall.errors:
+        reasons.append(f"{overall.errors} probes got no answer")
+    if not reasons:
+        return GateResult(min_hit_ratio, True)
+    return GateResult(min_hit_ratio, False, "verification failed: " + "; ".join(reasons) + ".")

@@ -37,6 +37,7 @@ from alibabacloud_tea_openapi.utils import Utils as OpenApiUtils
 from darabonba.request import DaraRequest
 
 from cdn_preheat.sandbox.core import EdgeCache, Faults, LoopbackServer, SandboxClock
+from cdn_preheat.sandbox.edge import prefetched
 
 API_VERSION = "2018-05-10"
 HOST_ID = "cdn.aliyuncs.com"
@@ -472,7 +473,7 @@ class AliyunApi:
             if item.object_type == "preload":
                 self._queued_preloads -= 1
             if item.object_type == "preload" and not item.failed:
-                self.cache.add(key)
+                prefetched(self.cache, "aliyun", key)
             elif item.object_type == "file":
                 self.cache.discard(key)
             elif item.object_type == "directory":

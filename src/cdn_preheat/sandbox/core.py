@@ -80,32 +80,69 @@ class Faults:
         return "ok"
 
 
+Layer = Literal["edge", "upper"]
+
+
 class EdgeCache:
-    """What the sandbox edge holds, by full URL (scheme://host:port/path?query)."""
+    """What the sandbox CDN holds, by full URL (scheme://host:port/path?query), per layer.
+
+    Two layers, as the CDNs build them: the ``edge`` that answers viewers and
+    an ``upper`` (Tencent's middle layer, Alibaba's L2) that edges fetch from.
+    ``add``/``in`` and ``len`` are about the edge; a purge (``discard``) drops
+    both copies. Which layer a prefetch fills is each vendor's rule:
+    :func:`cdn_preheat.sandbox.edge.prefetched`; ``prefetch_layer`` overrides it
+    per vendor, for behaviours no document settles.
+    """
 
     def __init__(self) -> None:
-        self._urls: set[str] = set()
+        self._edge: set[str] = set()
+        self._upper: set[str] = set()
         self._lock = threading.Lock()
+        self.prefetch_layer: dict[str, Layer] = {}
 
     def add(self, url: str) -> None:
+        """Hold ``url`` at the edge (and so, as a fetch through it, in the upper layer)."""
+        self.fill(url, "edge")
+
+    def fill(self, url: str, layer: Layer) -> None:
         with self._lock:
-            self._urls.add(url)
+            self._upper.add(url)
+            if layer == "edge":
+                self._edge.add(url)
+
+    def layer_of(self, url: str) -> Layer | None:
+        """The nearest layer holding ``url``: ``edge``, ``upper`` or None."""
+        with self._lock:
+            if url in self._edge:
+                return "edge"
+            return "upper" if url in self._upper else None
+
+    def at_edge(self, url: str) -> bool:
+        with self._lock:
+            return url in self._edge
 
     def discard(self, url: str) -> None:
         with self._lock:
-            self._urls.discard(url)
+            self._edge.discard(url)
+            self._upper.discard(url)
+
+    def evict_edge(self, url: str) -> None:
+        """The edge dropped its copy (space, heat); the upper layer keeps its own."""
+        with self._lock:
+            self._edge.discard(url)
 
     def discard_prefix(self, prefix: str) -> None:
         with self._lock:
-            self._urls = {u for u in self._urls if not u.startswith(prefix)}
+            self._edge = {u for u in self._edge if not u.startswith(prefix)}
+            self._upper = {u for u in self._upper if not u.startswith(prefix)}
 
     def __contains__(self, url: object) -> bool:
         with self._lock:
-            return url in self._urls
+            return url in self._upper  # every edge copy has an upper-layer copy
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._urls)
+            return len(self._upper)
 
 
 class LoopbackServer:

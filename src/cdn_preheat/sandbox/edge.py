@@ -1,10 +1,26 @@
-"""The sandbox's CDN edge: the origin's files, answered with a vendor's cache header.
+"""The sandbox's CDN edge: the origin's files, answered with a vendor's cache headers.
 
-A URL is a hit iff its full URL (``http://<edge netloc><path>[?query]``) is in
-the :class:`EdgeCache`, which the prefetch emulators fill. Like a real CDN, a
-plain full GET on a miss fills the cache too (the HTTP warm provider relies on
-that); a ranged request does not, so ``verify``'s ``Range: bytes=0-0`` probe
-never warms what it checks.
+The CDN behind the edge has two layers (:class:`EdgeCache`): the edge that
+answers viewers and an upper layer (Tencent's middle layer, Alibaba's L2)
+that edges fetch from. A prefetch fills the layer each vendor documents
+(:func:`prefetched`): for Tencent mainland and Alibaba that is the upper
+layer, so the first edge answer after a prefetch is an upper-layer hit and a
+viewer's GET then copies the file to the edge.
+
+What a GET fills:
+
+- a full GET fills the edge from whichever layer answered (the origin: both
+  layers), as any CDN stores what it fetched; the HTTP warm provider relies
+  on that;
+- a ranged GET (``verify``'s ``Range: bytes=0-0`` probe) fills nothing by
+  default. Tencent's "Range 回源" (range origin-pull) is off by default except
+  for COS origins, and with it off a ranged request that misses is forwarded
+  with its Range and only the slice comes back
+  (cloud.tencent.com/document/product/228/7184). With it on, "仅拉取用户需要的部分
+  文件至节点缓存": the slice is stored. No document settles what every domain
+  does, so ``Edge(range_fills=True)`` models the second behaviour: then a
+  second ``verify`` reports edge hits where the first reported upper-layer
+  hits or misses.
 """
 
 from __future__ import annotations
@@ -15,39 +31,120 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Literal
 
-from cdn_preheat.sandbox.core import EdgeCache, LoopbackServer
+from cdn_preheat.sandbox.core import EdgeCache, Layer, LoopbackServer
 from cdn_preheat.sandbox.origin import Origin, send_body, send_not_found
 
 Vendor = Literal["tencent", "qiniu", "aliyun"]
+# What the edge answered from: its own copy, the upper layer's, or the origin.
+Served = Literal["edge", "upper", "origin"]
 
-# (header, value on hit, value on miss), as each vendor's edges send them.
-CACHE_HEADERS: dict[str, tuple[str, str, str]] = {
-    "tencent": ("X-Cache-Lookup", "Hit From MemCache", "Cache Miss"),
-    "qiniu": ("X-Qnm-Cache", "Hit", "Miss"),
-    "aliyun": ("X-Cache", "HIT TCP_MEM_HIT dirn:-2:-2", "MISS TCP_MISS dirn:-2:-2"),
-}
+# The headers each vendor's edges send, per answer (edge hit, upper-layer hit, miss).
+CACHE_HEADERS: dict[str, dict[Served, list[tuple[str, str]]]] = {
+    # Tencent: one X-Cache-Lookup line per layer, the edge's first. Edge hit "Hit From
+    # MemCache" (Tencent's help page "如何判断用户访问是否命中 CDN 节点缓存", quoted at
+    # kanchuan.com/blog/186-cdn-x-cache-lookup); served by the middle layer: "Cache Miss"
+    # then "Hit From Inner Cluster" (same capture, the first request of a file).
+    "tencent": {
+        "edge": [("X-Cache-Lookup", "Hit From MemCache")],
+        "upper": [("X-Cache-Lookup", "Cache Miss"), ("X-Cache-Lookup", "Hit From Inner Cluster")],
+        "origin": [("X-Cache-Lookup", "Cache Miss")],
+    },
+    # Qiniu: X-Qnm-Cache, one comma-separated word per layer, the edge's first
+    # ("Validate,MissValidate" in a two-layer capture); "Hit" / "Miss" at the edge.
+    "qiniu": {
+        "edge": [("X-Qnm-Cache", "Hit")],
+        "upper": [("X-Qnm-Cache", "Miss,Hit")],
+        "origin": [("X-Qnm-Cache", "Miss")],
+    },
+    # Alibaba: X-Cache is the edge's (L1) verdict; Via lists each node of the path,
+    # L2 ("…l2…") first, each cache node's entry ending in H (hit) or M (miss).
+    # Edge hit: cnblogs.com/panxiaoming/p/9851701 ("Via: cache45.l2cm9[0,200-0,H],
+    # cache25.l2cm9[9,0], cache9.cn831[0,200-0,H], cache9.cn831[0,0]"); miss everywhere:
+    # m.haomeiwen.com/subject/wstkvrtx (L2 and L1 both "M"); L2 hit, L1 miss: the same
+    # format with the L2 entry "H" and the L1 entry "M" (tnie.github.io/2019/11/04/debugCDN
+    # shows the opposite pair, L2 "M" and L1 "H").
+    "aliyun": {
+        "edge": [
+            ("X-Cache", "HIT TCP_MEM_HIT dirn:-2:-2"),
+            ("Via", "cache45.l2cm9[0,200-0,H], cache25.l2cm9[9,0], "
+                    "cache9.cn831[0,200-0,H], cache9.cn831[0,0]"),
+        ],
+        "upper": [
+            ("X-Cache", "MISS TCP_MISS dirn:-2:-2"),
+            ("Via", "cache45.l2cm9[0,200-0,H], cache25.l2cm9[9,0], "
+                    "cache9.cn831[12,200-0,M], cache9.cn831[13,0]"),
+        ],
+        "origin": [
+            ("X-Cache", "MISS TCP_MISS dirn:-2:-2"),
+            ("Via", "cache55.l2cn2630[28,28,200-0,M], cache39.l2cn2630[30,0], "
+                    "vcache10.cn838[85,85,200-0,M], vcache15.cn838[86,0]"),
+        ],
+    },
+}  # fmt: skip
+
+
+def default_prefetch_layer(vendor: str, area: str = "", layer_option: str = "") -> Layer:
+    """The layer a finished prefetch fills, as each vendor documents it."""
+    if vendor == "tencent":
+        # SDK PushUrlsCacheRequest.Layer: "中国境内区域默认预热至中间层节点, 中国境外区域默认
+        # 预热至边缘节点 … 填写"middle"或不填充时, 可指定预热至中间层节点" (no mainland edge
+        # option). The sandbox edge stands for a mainland edge, so a global push (its
+        # mainland share in the middle layer) is an upper-layer copy too.
+        return "edge" if area == "overseas" and layer_option != "middle" else "upper"
+    if vendor == "aliyun":
+        # SDK PushObjectCacheRequest.l_2preload: true = L2 POPs, false (default) =
+        # "regular POPs … L2 POPs or L3 POPs"; the API doc: "将源站的内容主动预热到L2 Cache
+        # 节点上". Neither is the client-facing L1 (that is the separate PreloadEdge quota).
+        return "upper"
+    if vendor == "qiniu":
+        # developer.qiniu.com/fusion/4155: 预取 "是指新资源提前由 CDN 拉取到 CDN 缓存节点。
+        # 这样一来, 用户第一次访问到该节点时, 就可以直接命中缓存": the first access hits.
+        return "edge"
+    raise ValueError(f"unknown CDN vendor {vendor!r}")
+
+
+def prefetched(
+    cache: EdgeCache, vendor: str, url: str, *, area: str = "", layer_option: str = ""
+) -> None:
+    """A prefetch of ``url`` finished: fill the vendor's layer (or the override)."""
+    layer = cache.prefetch_layer.get(vendor) or default_prefetch_layer(vendor, area, layer_option)
+    cache.fill(url, layer)
 
 
 @dataclass(frozen=True)
 class EdgeRequest:
-    """One request the edge answered."""
+    """One request the edge answered. ``hit``: the edge's own copy served it."""
 
     method: str
     path: str
     range: str | None
     hit: bool
     status: int
+    served: Served = "origin"
+
+    @property
+    def cached(self) -> bool:
+        """Served from a CDN layer (the edge's or the upper layer's copy)."""
+        return self.served != "origin"
 
 
 class Edge:
     """The edge's behaviour and request log; thread-safe."""
 
-    def __init__(self, origin: Origin, cache: EdgeCache, vendor: Vendor = "tencent") -> None:
+    def __init__(
+        self,
+        origin: Origin,
+        cache: EdgeCache,
+        vendor: Vendor = "tencent",
+        *,
+        range_fills: bool = False,
+    ) -> None:
         if vendor not in CACHE_HEADERS:
             raise ValueError(f"unknown edge vendor {vendor!r}")
         self.origin = origin
         self.cache = cache
         self.vendor: Vendor = vendor
+        self.range_fills = range_fills  # see the module docstring
         self.netloc = ""  # set by bind()
         # Called before each request, so emulator tasks due by now land in the cache first.
         self.before_request: list[Callable[[], None]] = []
@@ -69,9 +166,14 @@ class Edge:
         with self._lock:
             return list(self._log)
 
+    def cache_headers(self, served: Served) -> list[tuple[str, str]]:
+        """The vendor's cache headers for an answer served from ``served``."""
+        return list(CACHE_HEADERS[self.vendor][served])
+
     def cache_header(self, hit: bool) -> dict[str, str]:
-        name, on_hit, on_miss = CACHE_HEADERS[self.vendor]
-        return {name: on_hit if hit else on_miss}
+        """The first cache header of an edge hit (``hit``) or a miss."""
+        name, value = self.cache_headers("edge" if hit else "origin")[0]
+        return {name: value}
 
     def record(self, entry: EdgeRequest) -> None:
         with self._lock:
@@ -79,7 +181,7 @@ class Edge:
 
 
 class EdgeHandler(BaseHTTPRequestHandler):
-    """GET/HEAD of the origin's files with the vendor's cache header."""
+    """GET/HEAD of the origin's files with the vendor's cache headers."""
 
     protocol_version = "HTTP/1.1"
     server_version = "cdn-preheat-sandbox-edge"
@@ -90,19 +192,21 @@ class EdgeHandler(BaseHTTPRequestHandler):
             hook()
         url = edge.url(self.path)
         byte_range = self.headers.get("Range")
-        hit = url in edge.cache
         found = edge.origin.lookup(self.path)
         if found is None:
             edge.record(EdgeRequest(self.command, self.path, byte_range, False, 404))
-            send_not_found(self, edge.cache_header(False))
+            send_not_found(self, dict(edge.cache_headers("origin")))
             return
-        if not hit and self.command == "GET" and byte_range is None:
-            edge.cache.add(url)
-        headers = edge.cache_header(hit)
-        if hit:
-            headers["Age"] = "1"
+        served: Served = edge.cache.layer_of(url) or "origin"
+        fills = self.command == "GET" and (byte_range is None or edge.range_fills)
+        if served != "edge" and fills:
+            edge.cache.add(url)  # the edge keeps what it fetched (from the origin: both layers)
+        headers = edge.cache_headers(served)
+        if served != "origin":
+            headers.append(("Age", "1"))
+        status = 206 if byte_range else 200
         edge.record(
-            EdgeRequest(self.command, self.path, byte_range, hit, 206 if byte_range else 200)
+            EdgeRequest(self.command, self.path, byte_range, served == "edge", status, served)
         )
         send_body(self, found[0], found[1], headers)
 

@@ -499,9 +499,12 @@ def send_body(
     handler: BaseHTTPRequestHandler,
     body: bytes,
     content_type: str,
-    extra_headers: dict[str, str] | None = None,
+    extra_headers: dict[str, str] | list[tuple[str, str]] | None = None,
 ) -> None:
-    """Answer 200, 206 or 416 for ``body``, honouring ``Range``; no body on HEAD."""
+    """Answer 200, 206 or 416 for ``body``, honouring ``Range``; no body on HEAD.
+
+    ``extra_headers`` as a list of pairs may repeat a name (one line per value).
+    """
     span = parse_range(handler.headers.get("Range"), len(body))
     if span is False:
         handler.send_response(416)
@@ -519,7 +522,8 @@ def send_body(
     handler.send_header("Accept-Ranges", "bytes")
     if isinstance(span, tuple):
         handler.send_header("Content-Range", f"bytes {span[0]}-{span[1]}/{len(body)}")
-    for name, value in (extra_headers or {}).items():
+    pairs = extra_headers.items() if isinstance(extra_headers, dict) else extra_headers or []
+    for name, value in pairs:
         handler.send_header(name, value)
     handler.end_headers()
     if handler.command != "HEAD":

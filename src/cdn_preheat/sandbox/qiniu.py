@@ -44,6 +44,7 @@ from qiniu import Auth, QiniuMacAuth
 
 from cdn_preheat.sandbox import traffic
 from cdn_preheat.sandbox.core import EdgeCache, Faults, LoopbackServer, SandboxClock
+from cdn_preheat.sandbox.edge import prefetched
 
 # Qiniu's quota day and all timestamps in its answers are China time.
 CHINA = dt.timezone(dt.timedelta(hours=8))
@@ -408,7 +409,7 @@ class QiniuApi:
             if task.kind == "refresh" or self.origin_has(path):
                 task.state = "success"
                 if task.kind == "prefetch":
-                    self.cache.add(self._cache_key(task.url))
+                    prefetched(self.cache, "qiniu", self._cache_key(task.url))
             else:
                 task.state = "failure"
                 task.detail = "origin responded 404 Not Found"

@@ -32,6 +32,7 @@ from urllib.parse import quote, urlsplit
 
 from cdn_preheat.sandbox import traffic
 from cdn_preheat.sandbox.core import EdgeCache, Faults, LoopbackServer, SandboxClock
+from cdn_preheat.sandbox.edge import prefetched
 from cdn_preheat.sandbox.origin import Origin
 from cdn_preheat.sandbox.tc3 import SignatureError, verify_tc3
 
@@ -190,6 +191,7 @@ class TencentEmulator:
         self._by_task: dict[str, list[TaskRecord]] = {}
         self._used: Counter[tuple[str, str, str]] = Counter()  # (kind, day, area) -> URLs
         self._received: list[ReceivedPush] = []
+        self._layers: dict[str, str] = {}  # push task id -> its Layer option ("" unset)
         self._injected: deque[str] = deque()
         self._actions: dict[str, tuple[Callable[[Params], dict[str, Any]], frozenset[str]]] = {
             "PushUrlsCache": (self._push_urls_cache, _PUSH_PARAMS),
@@ -346,6 +348,7 @@ class TencentEmulator:
             for url in urls:
                 self._schedule(self._push, TaskRecord(task_id, url, area, "push", now))
             options = {k: v for k, v in params.items() if k not in ("Urls", "Area")}
+            self._layers[task_id] = str(params.get("Layer") or "")
             self._received.append(ReceivedPush(now, task_id, area, tuple(urls), options))
         return {"TaskId": task_id}
 
@@ -607,7 +610,8 @@ class TencentEmulator:
         elif self._random.random() < self.limits.fail_rate:
             record.status = "fail"
         else:
-            self.cache.add(key)
+            layer = self._layers.get(record.task_id, "")
+            prefetched(self.cache, "tencent", key, area=record.area, layer_option=layer)
             record.status = "done"
 
     def _cache_key(self, url: str) -> str:
