@@ -20,6 +20,8 @@ and prints ``str(error)``, which is one sentence without secrets.
         ├── InvalidUrls      some URLs were refused: mark them, go on
         ├── BatchRefused     the whole request was refused because of some of its
         │                    URLs, unnamed: split it until they are isolated
+        ├── Unreconcilable   the provider can no longer tell whether a lost request
+        │                    arrived (its task list no longer reaches back that far)
         └── Transient        5xx, timeout, dropped connection: retry with backoff
 
 The scheduler acts on the provider branch: it retries ``RateLimited`` and
@@ -149,6 +151,15 @@ class BatchRefused(ProviderError):
     def __init__(self, message: str, *, code: str | None = None, per_host: bool = False) -> None:
         super().__init__(message, code=code)
         self.per_host = per_host
+
+
+class Unreconcilable(ProviderError):
+    """The provider's task list cannot say whether these URLs were submitted.
+
+    Raised by ``find_submitted`` when the batch is older than the vendor keeps
+    tasks. The scheduler then releases the URLs for a new push: a duplicate push
+    costs quota, a batch that can never be settled would stop every later run.
+    """
 
 
 class Transient(ProviderError):

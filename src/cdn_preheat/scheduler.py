@@ -192,7 +192,23 @@ class Scheduler:
         for claim in self.ledger.expired_claims(
             self.provider.name, self.provider.area, self._now()
         ):
-            found = self._find_submitted(claim, claim.urls)
+            try:
+                found = self._find_submitted(claim, claim.urls)
+            except (RateLimited, Transient) as exc:
+                # Still unanswered after the retries: leave the claim for the next drain.
+                log.warning("could not reconcile %s yet (%s); will try again", claim.claim_id, exc)
+                continue
+            except ProviderError as exc:
+                # Older than the vendor keeps tasks, or the query refused: nobody can tell
+                # whether the lost request arrived. A second push costs quota; a claim that
+                # can never be settled would stop every later drain.
+                log.warning(
+                    "cannot reconcile %s (%s); its %d URLs go back to the queue",
+                    claim.claim_id,
+                    exc,
+                    len(claim.urls),
+                )
+                found = {}
             found_total += self._record_found(claim, found)
             rest = [url for url in claim.urls if url not in found]
             if rest:

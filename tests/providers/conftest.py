@@ -14,7 +14,7 @@ import pytest
 from contract_env import TASK_DELAY, ProviderEnv, settings_from
 
 from cdn_preheat.providers.aliyun import AliyunProvider
-from cdn_preheat.providers.base import Provider
+from cdn_preheat.providers.base import Provider, TaskState
 from cdn_preheat.providers.http import HttpProvider, WarmOptions
 from cdn_preheat.providers.qiniu import QiniuProvider
 from cdn_preheat.providers.tencent import TencentProvider
@@ -66,6 +66,7 @@ def _aliyun_env() -> ProviderEnv:
         set_daily_quota=set_quota,
         secret_variable="ALIYUN_ACCESS_KEY_SECRET",
         credential_variables=("ALIYUN_ACCESS_KEY_ID", "ALIYUN_ACCESS_KEY_SECRET"),
+        missing_file_state=TaskState.FAILED,
     )
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from cdn_preheat.cachestatus import parse_cache_status
 from cdn_preheat.config import Settings
-from cdn_preheat.providers.base import Provider
+from cdn_preheat.providers.base import Provider, TaskState
 from cdn_preheat.sandbox.server import Sandbox
 
 # Long enough that PROCESSING is observable; tests advance the sandbox clock past it.
@@ -44,6 +44,9 @@ class ProviderEnv:
     # and quota() answers from that (no API call, so no API fault reaches it).
     quota_known_before_submit: bool = True
     quota_calls_api: bool = True
+    # What a prefetch of a file the origin lacks ends as. Alibaba documents no 4xx
+    # failure description, so its provider cannot tell a 404 from a passing fault.
+    missing_file_state: TaskState = TaskState.INVALID
     extra: dict[str, object] = field(default_factory=dict)
 
     def urls(self, count: int, video: str = "demo-1") -> list[str]:

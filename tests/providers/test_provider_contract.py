@@ -66,8 +66,8 @@ def test_url_the_origin_lacks_becomes_invalid(provider_env: ProviderEnv) -> None
     task_id = provider.submit([good, missing]).task_id
     provider_env.finish_tasks()
     after = wait_for(lambda: provider.task_status([task_id]), _all_settled)
-    assert _states(after) == {good: TaskState.DONE, missing: TaskState.INVALID}
-    assert [e.reason for e in after if e.state is TaskState.INVALID] != [None]
+    assert _states(after) == {good: TaskState.DONE, missing: provider_env.missing_file_state}
+    assert [e.reason for e in after if e.url == missing] != [None]
 
 
 def test_quota_reflects_submissions(provider_env: ProviderEnv) -> None:

@@ -17,18 +17,28 @@ from darabonba.request import DaraRequest
 from darabonba.runtime import RuntimeOptions
 from Tea.exceptions import TeaException, UnretryableException
 
-from cdn_preheat.sandbox.aliyun import AliyunApi, AliyunLimits
+from cdn_preheat.sandbox.aliyun import (
+    INTERNAL_ERROR,
+    ORIGIN_4XX,
+    ORIGIN_5XX,
+    ORIGIN_TIMED_OUT,
+    ORIGIN_TIMEOUT,
+    AliyunApi,
+    AliyunLimits,
+)
 from cdn_preheat.sandbox.core import EdgeCache, Faults, LoopbackServer, SandboxClock
 
 AK = "LTAItest0000000000000"
 SECRET = "test-aliyun-secret"
 EDGE = "cdn.example.com"
 ORIGIN_FILES = {"/v/1/master.m3u8", "/v/1/seg0.ts", "/v/1/seg1.ts", "/v/2/seg0.ts"}
+ORIGIN_ERRORS = {"/v/err/busy.ts": 502, "/v/err/slow.ts": ORIGIN_TIMED_OUT}
 
 
-def origin_has(path: str) -> bool:
+def origin_has(path: str) -> bool | int:
     """The origin stand-in: it ignores query strings, as most origins do."""
-    return path.partition("?")[0] in ORIGIN_FILES
+    bare = path.partition("?")[0]
+    return ORIGIN_ERRORS.get(bare, bare in ORIGIN_FILES)
 
 
 def instant(**options: object) -> AliyunLimits:
@@ -280,7 +290,8 @@ def test_tasks_finish_after_the_delay_on_the_clock(make_emulator) -> None:
     )
     assert (done.status, done.process, done.object_type) == ("Complete", "100%", "preload")
     assert missing.status == "Failed"
-    assert "404" in missing.description
+    # The origin's 404 is reported in one of Alibaba's documented descriptions.
+    assert missing.description == INTERNAL_ERROR
     assert done.task_id == task_id
     assert dt.datetime.strptime(done.creation_time, "%Y-%m-%dT%H:%M:%SZ")
 
@@ -316,7 +327,9 @@ def test_refresh_clears_the_edge_cache(emulator: Emulator) -> None:
     )
 
 
-def test_task_list_filters_and_pages(emulator: Emulator) -> None:
+def test_task_list_filters_and_pages(make_emulator) -> None:
+    # More listings than DescribeRefreshTasks' 5 a second: lift the per-action budgets.
+    emulator = make_emulator(instant(action_rates={}))
     client = emulator.client()
     before = emulator.clock.now() - dt.timedelta(seconds=5)
     first = push(client, f"{EDGE}/v/1/seg0.ts", f"{EDGE}/v/1/seg1.ts")
@@ -338,11 +351,104 @@ def test_task_list_filters_and_pages(emulator: Emulator) -> None:
     assert listing(object_type="file").total_count == 1
 
     stamp = "%Y-%m-%dT%H:%M:%SZ"
-    assert listing(start_time=before.strftime(stamp)).total_count == 4
+    now = emulator.clock.now() + dt.timedelta(seconds=5)
+    window = {"start_time": before.strftime(stamp), "end_time": now.strftime(stamp)}
+    assert listing(**window).total_count == 4
     later = emulator.clock.now() + dt.timedelta(minutes=1)
-    assert listing(start_time=later.strftime(stamp)).total_count == 0
-    assert refused(listing, start_time="yesterday").code == "InvalidStartTime.Malformed"
+    after = {"start_time": later.strftime(stamp), "end_time": (later + HOUR).strftime(stamp)}
+    assert listing(**after).total_count == 0
+    bad = {"start_time": "yesterday", "end_time": now.strftime(stamp)}
+    assert refused(listing, **bad).code == "InvalidStartTime.Malformed"
     assert refused(listing, page_size=500).code == "InvalidPageSize.ValueNotSupported"
+
+
+HOUR = dt.timedelta(hours=1)
+STAMP = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def test_task_list_demands_start_and_end_time_together(emulator: Emulator) -> None:
+    """help.aliyun.com/document_detail/448062.htm: 400 MissingTimeParameter."""
+    client = emulator.client()
+    push(client, f"{EDGE}/v/1/seg0.ts")
+    start = (emulator.clock.now() - HOUR).strftime(STAMP)
+    end = (emulator.clock.now() + HOUR).strftime(STAMP)
+    query = cdn_models.DescribeRefreshTasksRequest
+    for request in (query(start_time=start), query(end_time=end)):
+        error = refused(client.describe_refresh_tasks_with_options, request, RUNTIME)
+        assert (error.code, error.status_code if hasattr(error, "status_code") else 400) == (
+            "MissingTimeParameter",
+            400,
+        )
+    both = query(start_time=start, end_time=end)
+    assert client.describe_refresh_tasks_with_options(both, RUNTIME).body.total_count == 1
+    # Neither: the last 3 days.
+    assert client.describe_refresh_tasks_with_options(query(), RUNTIME).body.total_count == 1
+
+
+@pytest.mark.parametrize("mode", ["refuse", "clamp"])
+def test_task_list_reaches_back_three_days_only(make_emulator, mode: str) -> None:
+    """91158: "只能查询最近 3 天内的数据"; refusing an older StartTime is not documented."""
+    emulator = make_emulator(instant(old_start_time=mode))
+    client = emulator.client()
+    push(client, f"{EDGE}/v/1/seg0.ts")
+    now = emulator.clock.now()
+    old = cdn_models.DescribeRefreshTasksRequest(
+        start_time=(now - dt.timedelta(days=4)).strftime(STAMP),
+        end_time=(now + HOUR).strftime(STAMP),
+    )
+    if mode == "refuse":
+        assert refused(client.describe_refresh_tasks_with_options, old, RUNTIME).code == (
+            "InvalidTime"
+        )
+    else:
+        assert client.describe_refresh_tasks_with_options(old, RUNTIME).body.total_count == 1
+
+
+def test_tasks_are_forgotten_after_three_days(emulator: Emulator) -> None:
+    client = emulator.client()
+    old = push(client, f"{EDGE}/v/1/seg0.ts")
+    emulator.clock.advance(dt.timedelta(days=2, hours=23))
+    recent = push(client, f"{EDGE}/v/1/seg1.ts")
+    assert {t.task_id for t in tasks_by_id(client, f"{old},{recent}")} == {old, recent}
+    emulator.clock.advance(dt.timedelta(hours=2))
+    assert {t.task_id for t in tasks_by_id(client, f"{old},{recent}")} == {recent}
+    listing = client.describe_refresh_tasks_with_options(
+        cdn_models.DescribeRefreshTasksRequest(object_type="preload"), RUNTIME
+    ).body
+    assert [t.task_id for t in listing.tasks.cdntask] == [recent]
+
+
+def test_each_action_has_its_own_rate(make_emulator) -> None:
+    """DescribeRefreshTasks 5/s (91158), DescribeRefreshTaskById 30/s (448062), push 50/s."""
+    emulator = make_emulator(instant(rate_window_seconds=3600))
+    client = emulator.client()
+    listing = cdn_models.DescribeRefreshTasksRequest()
+    for _ in range(5):
+        client.describe_refresh_tasks_with_options(listing, RUNTIME)
+    error = refused(client.describe_refresh_tasks_with_options, listing, RUNTIME)
+    assert error.code == "Throttling.User"
+    task_id = push(client, f"{EDGE}/v/1/seg0.ts")
+    for _ in range(30):
+        tasks_by_id(client, task_id)
+    assert refused(tasks_by_id, client, task_id).code == "Throttling.User"
+    for i in range(49):
+        push(client, f"{EDGE}/v/1/seg0.ts?n={i}")
+    assert refused(push, client, f"{EDGE}/v/1/seg1.ts").code == "Throttling.User"
+
+
+@pytest.mark.parametrize("origin_4xx", [INTERNAL_ERROR, ORIGIN_4XX])
+def test_failed_prefetches_carry_documented_descriptions(make_emulator, origin_4xx: str) -> None:
+    emulator = make_emulator(instant(origin_4xx_description=origin_4xx))
+    client = emulator.client()
+    task_id = push(
+        client, f"{EDGE}/v/err/busy.ts", f"{EDGE}/v/err/slow.ts", f"{EDGE}/v/9/missing.ts"
+    )
+    found = {t.object_path.rsplit("/", 1)[-1]: t for t in tasks_by_id(client, task_id)}
+    assert {name: (t.status, t.description) for name, t in found.items()} == {
+        "busy.ts": ("Failed", ORIGIN_5XX),
+        "slow.ts": ("Failed", ORIGIN_TIMEOUT),
+        "missing.ts": ("Failed", origin_4xx),
+    }
 
 
 # Faults

@@ -5,13 +5,18 @@ quota that resets at midnight UTC+8), followed with
 ``DescribeRefreshTaskById``; ``DescribeRefreshTasks`` lists recent tasks for
 crash reconciliation; ``RefreshObjectCaches`` purges. The SDK's own retries
 are off: the scheduler decides when to try again.
+
+Each action has its own documented budget (``API_RATES``), so every call is
+paced to its action's rate here: a reconciliation that pages through
+``DescribeRefreshTasks`` (5 calls a second) must not run at the prefetch rate.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
@@ -31,8 +36,11 @@ from cdn_preheat.errors import (
     QuotaExhausted,
     RateLimited,
     Transient,
+    Unreconcilable,
 )
 from cdn_preheat.providers.base import Limits, Provider, Quota, SubmitResult, TaskEntry, TaskState
+from cdn_preheat.ratelimit import RateLimiter
+from cdn_preheat.urlkey import url_key
 
 AliyunArea = Literal["domestic", "overseas"]
 
@@ -40,8 +48,17 @@ DEFAULT_ENDPOINT = "cdn.aliyuncs.com"
 CONNECT_TIMEOUT_MS = 5_000
 READ_TIMEOUT_MS = 20_000
 TASK_IDS_PER_QUERY = 10  # DescribeRefreshTaskById takes at most 10 ids
-TASKS_PAGE_SIZE = 100
-MAX_TASK_PAGES = 100  # find_submitted looks at no more than 10,000 recent tasks
+TASKS_PAGE_SIZE = 100  # DescribeRefreshTasks PageSize: "最大 100"
+# "只能查询最近 3 天内的数据": DescribeRefreshTasks and DescribeRefreshTaskById only
+# reach back 3 days (help.aliyun.com/document_detail/91158.html, 448062.htm).
+TASK_RETENTION = dt.timedelta(days=3)
+# Stay this far inside the 3 days, and look this far past now: our clock and
+# Alibaba's may differ.
+CLOCK_MARGIN = dt.timedelta(minutes=5)
+# Calls a second per user and action: PushObjectCache 50
+# (help.aliyun.com/document_detail/91161.html), DescribeRefreshTaskById 30
+# (448062.htm), DescribeRefreshTasks 5 (91158.html; older versions said 10).
+API_RATES = {"PushObjectCache": 50.0, "DescribeRefreshTaskById": 30.0, "DescribeRefreshTasks": 5.0}
 MAX_OBJECT_PATH = 1024
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 # PreloadQueueFull means either a full queue (100,000 URLs pending, PushObjectCache
@@ -128,6 +145,7 @@ class AliyunProvider(Provider):
             connect_timeout=CONNECT_TIMEOUT_MS,
             read_timeout=READ_TIMEOUT_MS,
         )
+        self._limiters = {action: RateLimiter(rate) for action, rate in API_RATES.items()}
 
     def quota(self) -> Quota:
         body = self._call(
@@ -192,16 +210,36 @@ class AliyunProvider(Provider):
         return self._describe_tasks(task_ids)
 
     def find_submitted(self, urls: Sequence[str], since: dt.datetime) -> dict[str, str]:
-        wanted = {_without_scheme(url): url for url in urls}
-        found: dict[str, str] = {}
-        for task in self._recent_preload_tasks(since):
-            url = wanted.get(_without_scheme(str(task.object_path)))
-            # Tasks come newest first; keep the newest task per URL.
-            if url is not None and url not in found:
-                found[url] = str(task.task_id)
-            if len(found) == len(wanted):
-                break
-        return found
+        """The newest prefetch task of each URL since ``since``, from DescribeRefreshTasks.
+
+        The query must carry both StartTime and EndTime and may not reach back
+        more than 3 days; a batch older than that raises :class:`Unreconcilable`.
+        It reads the window's task list when that takes no more calls than
+        asking for each URL by ``ObjectPath`` (exact match), else asks per URL.
+        """
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=dt.UTC)
+        now = dt.datetime.now(dt.UTC)
+        if since < now - TASK_RETENTION + CLOCK_MARGIN:
+            raise Unreconcilable(
+                f"Alibaba Cloud CDN keeps prefetch tasks for 3 days; a batch from "
+                f"{since:%Y-%m-%d %H:%M} UTC can no longer be looked up."
+            )
+        window = (since, now + CLOCK_MARGIN)
+        if since.replace(microsecond=0) >= window[1].replace(microsecond=0):
+            return {}  # asked about the future: nothing can have arrived
+
+        wanted = {url_key(url): url for url in urls}
+        first = self._tasks_page(window, 1)
+        pages = math.ceil(int(first.total_count or 0) / TASKS_PAGE_SIZE)
+        tasks: list[Any] = _page_tasks(first)
+        if pages - 1 <= len(wanted):
+            for page in range(2, pages + 1):
+                tasks += _page_tasks(self._tasks_page(window, page))
+        else:
+            for url in wanted.values():
+                tasks += _page_tasks(self._tasks_page(window, 1, object_path=url))
+        return _newest_per_url(tasks, wanted)
 
     def purge_urls(self, urls: Sequence[str]) -> str:
         return self._refresh(urls, "File", force=False)
@@ -248,19 +286,20 @@ class AliyunProvider(Provider):
                 entries.append(_entry(task, asked.get(str(task.task_id), str(task.task_id))))
         return entries
 
-    def _recent_preload_tasks(self, since: dt.datetime) -> Iterator[Any]:
-        start = since.astimezone(dt.UTC).strftime(TIME_FORMAT)
-        for page in range(1, MAX_TASK_PAGES + 1):
-            request = cdn_models.DescribeRefreshTasksRequest(
-                object_type="preload", start_time=start, page_number=page, page_size=TASKS_PAGE_SIZE
-            )
-            body = self._call(
-                "DescribeRefreshTasks", self._client.describe_refresh_tasks_with_options, request
-            )
-            tasks = body.tasks.cdntask if body.tasks and body.tasks.cdntask else []
-            yield from tasks
-            if page * TASKS_PAGE_SIZE >= int(body.total_count or 0):
-                return
+    def _tasks_page(
+        self, window: tuple[dt.datetime, dt.datetime], page: int, object_path: str | None = None
+    ) -> Any:
+        request = cdn_models.DescribeRefreshTasksRequest(
+            object_type="preload",
+            object_path=object_path,
+            start_time=window[0].astimezone(dt.UTC).strftime(TIME_FORMAT),
+            end_time=window[1].astimezone(dt.UTC).strftime(TIME_FORMAT),
+            page_number=page,
+            page_size=TASKS_PAGE_SIZE,
+        )
+        return self._call(
+            "DescribeRefreshTasks", self._client.describe_refresh_tasks_with_options, request
+        )
 
     def _call(
         self,
@@ -269,7 +308,10 @@ class AliyunProvider(Provider):
         request: Any,
         urls: Sequence[str] = (),
     ) -> Any:
-        """Run one SDK call; its response body, or a cdn-preheat error."""
+        """Run one SDK call, paced to its action's rate; its response body, or our error."""
+        limiter = self._limiters.get(action)
+        if limiter is not None:
+            limiter.acquire()
         try:
             return method(request, self._runtime).body
         except Exception as exc:
@@ -361,8 +403,23 @@ def _encoded_size(value: str) -> int:
     return len(quote(value, safe="-_.~"))
 
 
-def _without_scheme(url: str) -> str:
-    return url.split("://", 1)[-1]
+def _page_tasks(body: Any) -> list[Any]:
+    return list(body.tasks.cdntask) if body.tasks and body.tasks.cdntask else []
+
+
+def _newest_per_url(tasks: Iterable[Any], wanted: dict[str, str]) -> dict[str, str]:
+    """url -> id of its newest task, by creation time then task id (no listing order assumed)."""
+    best: dict[str, tuple[dt.datetime, int, str]] = {}
+    for task in tasks:
+        url = wanted.get(url_key(str(task.object_path)))
+        if url is None:
+            continue
+        task_id = str(task.task_id)
+        created = _parse_time(task.creation_time) or dt.datetime.min.replace(tzinfo=dt.UTC)
+        rank = (created, int(task_id) if task_id.isdigit() else 0, task_id)
+        if url not in best or rank > best[url]:
+            best[url] = rank
+    return {url: rank[2] for url, rank in best.items()}
 
 
 def _entry(task: Any, task_id: str) -> TaskEntry:
@@ -370,7 +427,7 @@ def _entry(task: Any, task_id: str) -> TaskEntry:
     description = str(task.description or "") or None
     state = STATES.get(status, TaskState.PROCESSING)
     if status == "Failed":
-        state = TaskState.INVALID if _origin_lacks_file(description) else TaskState.FAILED
+        state = TaskState.INVALID if _origin_refused(description) else TaskState.FAILED
     return TaskEntry(
         task_id=task_id,
         url=str(task.object_path),
@@ -380,9 +437,17 @@ def _entry(task: Any, task_id: str) -> TaskEntry:
     )
 
 
-def _origin_lacks_file(description: str | None) -> bool:
-    text = (description or "").lower()
-    return "404" in text or "not found" in text or "not exist" in text
+# Alibaba documents three failure descriptions, all worth another try: "Internal
+# Error", "Origin Timeout", "Origin Return StatusCode 5XX" (SDK
+# models/_describe_refresh_task_by_id_response_body.py, DescribeRefreshTaskByIdResponseBodyTasks
+# .description; help.aliyun.com/document_detail/91158.html). None names a 4xx; should
+# a task report one in the same form ("Origin Return StatusCode 4XX" or "... 404"), the
+# origin refused the file and pushing it again cannot help.
+_ORIGIN_4XX = re.compile(r"status\s*code\s*4(?:\d\d|xx)\b", re.IGNORECASE)
+
+
+def _origin_refused(description: str | None) -> bool:
+    return bool(_ORIGIN_4XX.search(description or ""))
 
 
 def _parse_time(value: object) -> dt.datetime | None:

@@ -11,10 +11,12 @@ Alibaba's codes.
 Actions: ``PushObjectCache``, ``DescribeRefreshQuota``,
 ``DescribeRefreshTaskById``, ``DescribeRefreshTasks`` and
 ``RefreshObjectCaches``, with Alibaba's limits (100 URLs a prefetch call,
-50 calls a second per action, daily quotas that reset at midnight UTC+8 on
-the :class:`SandboxClock`). A prefetch task is ``Refreshing`` for
-``task_delay``, then ``Complete`` (the edge cache now holds the URL) when the
-origin has the file, else ``Failed``.
+each action's own calls-per-second budget, daily quotas that reset at
+midnight UTC+8 on the :class:`SandboxClock`). A prefetch task is
+``Refreshing`` for ``task_delay``, then ``Complete`` (the edge cache now holds
+the URL) when the origin answered 200, else ``Failed`` with one of Alibaba's
+documented descriptions. Tasks are kept ``task_retention`` (3 days) on the
+clock, then forgotten, as Alibaba's task queries only cover the last 3 days.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import time
 import uuid
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
@@ -49,13 +51,32 @@ REQUIRED_SIGNED_HEADERS = frozenset(
 )  # fmt: skip
 TIMESTAMP_TOLERANCE = dt.timedelta(minutes=15)
 NONCE_MEMORY = 100_000
-ORIGIN_MISSING = "The origin server answered 404 Not Found for this URL."
 QUEUE_FULL = "Preload queue is full, please try again later!"
 URI_TOO_LARGE = (
     b"<html>\r\n<head><title>414 Request-URI Too Large</title></head>\r\n<body>\r\n"
     b"<center><h1>414 Request-URI Too Large</h1></center>\r\n<hr><center>Tengine</center>\r\n"
     b"</body>\r\n</html>\r\n"
 )
+
+# The failure descriptions Alibaba documents for a Failed task, and no others:
+# SDK alibabacloud_cdn20180510/models/_describe_refresh_task_by_id_response_body.py
+# (DescribeRefreshTaskByIdResponseBodyTasks.description) and the DescribeRefreshTasks
+# reference (help.aliyun.com/document_detail/91158.html).
+INTERNAL_ERROR = "Internal Error"
+ORIGIN_TIMEOUT = "Origin Timeout"
+ORIGIN_5XX = "Origin Return StatusCode 5XX"
+# What a task says when the origin answers 4xx is not documented (the list above has
+# no 4xx entry); AliyunLimits.origin_4xx_description chooses, and the tests run the
+# provider against both choices: a documented generic text, or a 4XX twin of ORIGIN_5XX.
+ORIGIN_4XX = "Origin Return StatusCode 4XX"
+# Status the origin stand-in reports for a pull that timed out.
+ORIGIN_TIMED_OUT = 504
+
+# Per-action calls a second for one user:
+# PushObjectCache 50 (help.aliyun.com/document_detail/91161.html),
+# DescribeRefreshTaskById 30 (help.aliyun.com/document_detail/448062.htm),
+# DescribeRefreshTasks 5 (help.aliyun.com/document_detail/91158.html; older pages say 10).
+ACTION_RATES = {"PushObjectCache": 50, "DescribeRefreshTaskById": 30, "DescribeRefreshTasks": 5}
 
 ObjectType = Literal["file", "directory", "preload"]
 
@@ -70,7 +91,9 @@ class AliyunLimits:
     # RefreshObjectCaches: 1,000 URLs or 100 directories a call (its API page).
     refresh_url_batch: int = 1000
     refresh_dir_batch: int = 100
-    calls_per_second: int = 50
+    calls_per_second: int = 50  # every action's ceiling; see ``action_rates``
+    # An action's own budget, when lower than ``calls_per_second``.
+    action_rates: Mapping[str, int] = field(default_factory=lambda: dict(ACTION_RATES))
     # Tests stretch the window so a rate check does not depend on timing.
     rate_window_seconds: float = 1.0
     preload_quota: int = 100_000
@@ -97,6 +120,15 @@ class AliyunLimits:
     # (nginx.org/en/docs/http/ngx_http_core_module.html#large_client_header_buffers).
     # None: no limit but http.server's own 64 KiB.
     max_request_line: int | None = 8192
+    # "只能查询最近 3 天内的数据" / "You can query data from the last three days"
+    # (DescribeRefreshTasks, help.aliyun.com/document_detail/91158.html; and
+    # DescribeRefreshTaskById, 448062): older tasks are forgotten.
+    task_retention: dt.timedelta = dt.timedelta(days=3)
+    # A StartTime older than the retention: the DCDN twin of DescribeRefreshTasks
+    # documents InvalidTime "The query time cannot exceed the last 3 days"; the CDN
+    # page does not say whether it refuses or clamps, so both are offered.
+    old_start_time: Literal["refuse", "clamp"] = "refuse"
+    origin_4xx_description: str = INTERNAL_ERROR
 
 
 @dataclass(frozen=True)
@@ -128,7 +160,7 @@ class _TaskItem:
     object_type: ObjectType
     created_at: dt.datetime
     done_at: dt.datetime
-    failed: bool
+    failure: str | None  # the Description of a Failed task; None: it completes
 
 
 @dataclass(frozen=True)
@@ -145,7 +177,8 @@ class ApiCall:
 class AliyunApi:
     """The CDN API of one Alibaba Cloud account holding one domain.
 
-    ``origin_has`` answers whether the origin serves a ``path[?query]``;
+    ``origin_has`` answers whether the origin serves a ``path[?query]``: a bool, or
+    the HTTP status a pull of it gets (200, 404, 503, ``ORIGIN_TIMED_OUT``...);
     ``edge_netloc`` is the account's only domain, and cached URLs are keyed
     ``http://<edge_netloc><path>[?query]`` as the sandbox edge looks them up.
     """
@@ -154,7 +187,7 @@ class AliyunApi:
         self,
         clock: SandboxClock,
         cache: EdgeCache,
-        origin_has: Callable[[str], bool],
+        origin_has: Callable[[str], bool | int],
         edge_netloc: str,
         access_key_id: str,
         access_key_secret: str,
@@ -171,7 +204,7 @@ class AliyunApi:
         self._access_key_secret = access_key_secret
         self._lock = threading.Lock()
         self._task_ids = itertools.count(80_000_001)
-        self._items: list[_TaskItem] = []  # in creation order
+        self._items: deque[_TaskItem] = deque()  # in creation order
         self._by_task: dict[str, list[_TaskItem]] = {}
         # Not yet applied to the cache; every task takes the same delay, so FIFO.
         self._pending: deque[_TaskItem] = deque()
@@ -181,6 +214,7 @@ class AliyunApi:
         self._nonces: OrderedDict[str, None] = OrderedDict()
         self._received: list[ReceivedCall] = []
         self._counters: Counter[str] = Counter()
+        self._action_calls: Counter[str] = Counter()
         self._actions: dict[str, Callable[[dict[str, str]], dict[str, Any]]] = {
             "PushObjectCache": self._push_object_cache,
             "DescribeRefreshQuota": self._describe_refresh_quota,
@@ -209,6 +243,12 @@ class AliyunApi:
         with self._lock:
             return dict(self._counters)
 
+    @property
+    def action_calls(self) -> dict[str, int]:
+        """Authenticated calls by action, answered or refused."""
+        with self._lock:
+            return dict(self._action_calls)
+
     def count(self, outcome: str) -> None:
         with self._lock:
             self._counters[outcome] += 1
@@ -233,7 +273,9 @@ class AliyunApi:
                 404, "InvalidAction.NotFound", f"Specified api is not found: {action} {version}."
             )
         with self._lock:
+            self._action_calls[action] += 1
             self._settle_locked()
+            self._forget_locked()
             self._check_rate(action)
         return run(call.params)
 
@@ -298,7 +340,11 @@ class AliyunApi:
         now = self.clock.now()
         window_start = now - dt.timedelta(seconds=self.limits.rate_window_seconds)
         recent = [t for t in self._calls.get(action, []) if t > window_start]
-        if len(recent) >= self.limits.calls_per_second:
+        budget = min(
+            self.limits.calls_per_second,
+            self.limits.action_rates.get(action, self.limits.calls_per_second),
+        )
+        if len(recent) >= budget:
             self._calls[action] = recent
             raise ApiError(400, "Throttling.User", "Request was denied due to user flow control.")
         recent.append(now)
@@ -321,7 +367,7 @@ class AliyunApi:
         if "WithHeader" in params:
             _parse_with_header(params["WithHeader"])
         # Outside the lock: the origin may build large files to answer.
-        failed = [not self.origin_has(_path_and_query(url)) for url in urls]
+        failures = [self._pull_failure(url) for url in urls]
         with self._lock:
             if self._queued_preloads + len(urls) > self.limits.preload_queue:
                 raise ApiError(403, "PreloadQueueFull", QUEUE_FULL)
@@ -329,7 +375,7 @@ class AliyunApi:
                 "preload", len(urls), self.limits.preload_quota, self.limits.preload_quota_code
             )
             task_id = self._new_task(
-                "PushObjectCache", "preload", list(zip(urls, failed, strict=True))
+                "PushObjectCache", "preload", list(zip(urls, failures, strict=True))
             )
         return {"PushTaskId": task_id}
 
@@ -352,7 +398,7 @@ class AliyunApi:
         object_type: ObjectType = "file" if kind == "File" else "directory"
         with self._lock:
             self._spend(quota_kind, len(urls), quota, "QuotaExceeded.Refresh")
-            task_id = self._new_task("RefreshObjectCaches", object_type, [(u, False) for u in urls])
+            task_id = self._new_task("RefreshObjectCaches", object_type, [(u, None) for u in urls])
         return {"RefreshTaskId": task_id}
 
     def _describe_refresh_quota(self, params: dict[str, str]) -> dict[str, Any]:
@@ -393,12 +439,23 @@ class AliyunApi:
         size = _int_param(params, "PageSize", 20, 1, 100)
         start = _time_param(params, "StartTime")
         end = _time_param(params, "EndTime")
+        # Both or neither: help.aliyun.com/document_detail/448062.htm lists
+        # 400 MissingTimeParameter for the refresh-task queries.
+        if (start is None) != (end is None):
+            raise ApiError(
+                400, "MissingTimeParameter", "The StartTime and EndTime must be both specified."
+            )
+        oldest = self.clock.now() - self.limits.task_retention
+        if start is not None and start < oldest:
+            if self.limits.old_start_time == "refuse":
+                raise ApiError(400, "InvalidTime", "The query time cannot exceed the last 3 days.")
+            start = oldest
         if start and end and end <= start:
             raise ApiError(400, "InvalidTime.Mismatch", "EndTime must be later than StartTime.")
         path = params.get("ObjectPath")
         wanted_path = _normalize_object_path(path) if path else None
         with self._lock:
-            newest_first = self._items[::-1]  # as Alibaba lists them
+            newest_first = list(reversed(self._items))  # as Alibaba lists them
         items = [
             item
             for item in newest_first
@@ -451,11 +508,27 @@ class AliyunApi:
             raise ApiError(400, code, "You have exceeded the prescribed daily limits.")
         self._used[day, kind] += count
 
-    def _new_task(self, action: str, object_type: ObjectType, urls: list[tuple[str, bool]]) -> str:
+    def _pull_failure(self, url: str) -> str | None:
+        """The Description a prefetch of ``url`` ends with; None when the origin answers 200."""
+        answer = self.origin_has(_path_and_query(url))
+        status = (200 if answer else 404) if isinstance(answer, bool) else answer
+        if status < 400:
+            return None
+        if status == ORIGIN_TIMED_OUT:
+            return ORIGIN_TIMEOUT
+        if status >= 500:
+            return ORIGIN_5XX
+        return self.limits.origin_4xx_description
+
+    def _new_task(
+        self, action: str, object_type: ObjectType, urls: list[tuple[str, str | None]]
+    ) -> str:
         task_id = str(next(self._task_ids))
         now = self.clock.now()
         done_at = now + dt.timedelta(seconds=self.limits.task_delay)
-        items = [_TaskItem(task_id, url, object_type, now, done_at, failed) for url, failed in urls]
+        items = [
+            _TaskItem(task_id, url, object_type, now, done_at, failure) for url, failure in urls
+        ]
         self._items.extend(items)
         self._by_task[task_id] = items
         self._pending.extend(items)
@@ -472,19 +545,26 @@ class AliyunApi:
             key = self._cache_key(item.url)
             if item.object_type == "preload":
                 self._queued_preloads -= 1
-            if item.object_type == "preload" and not item.failed:
+            if item.object_type == "preload" and item.failure is None:
                 prefetched(self.cache, "aliyun", key)
             elif item.object_type == "file":
                 self.cache.discard(key)
             elif item.object_type == "directory":
                 self.cache.discard_prefix(key)
 
+    def _forget_locked(self) -> None:
+        """Drop tasks older than the retention (lock held); the queries never see them."""
+        oldest = self.clock.now() - self.limits.task_retention
+        while self._items and self._items[0].created_at < oldest:
+            item = self._items.popleft()
+            self._by_task.pop(item.task_id, None)
+
     def _cache_key(self, url: str) -> str:
         return f"http://{self.edge_netloc}{_path_and_query(url)}"
 
     def _task_view(self, item: _TaskItem) -> dict[str, Any]:
         done = item.done_at <= self.clock.now()
-        status = "Refreshing" if not done else "Failed" if item.failed else "Complete"
+        status = "Refreshing" if not done else "Failed" if item.failure else "Complete"
         return {
             "TaskId": item.task_id,
             "ObjectPath": item.url,
@@ -492,7 +572,7 @@ class AliyunApi:
             "Status": status,
             "Process": "100%" if done else "0%",
             "CreationTime": item.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "Description": ORIGIN_MISSING if status == "Failed" else "",
+            "Description": item.failure if status == "Failed" else "",
         }
 
 
