@@ -581,9 +581,15 @@ def test_connection_refused_is_an_error_naming_the_url() -> None:
         (Reply(b"\xff\xd8\xff\xe0garbage"), "body is not UTF-8 text"),
         (Reply(b"hello world\n"), "does not start with #EXTM3U"),
         (Reply(b"#extm3u\n#extinf:4,\ns.ts\n"), "does not start with #EXTM3U"),
-        (Reply(b"#EXTM3U\n#extinf:4,\ns.ts\n#ext-x-endlist\n"), "no segments or variant streams"),
-        (Reply(b"#EXTM3U\n#EXT-X-STREAM-INF:RESOLUTION=1x1\nv.m3u8\n"), "a tag lacks BANDWIDTH"),
-        (Reply(b"#EXTM3U\n#EXTINF:abc,\ns.ts\n"), "malformed playlist (ValueError"),
+        (Reply(b"#EXTM3U\n#extinf:4,\n#ext-x-endlist\n"), "no segments or variant streams"),
+        (
+            Reply(b'#EXTM3U\n#EXT-X-KEY:URI="k"\n#EXTINF:4,\ns.ts\n'),
+            "line 2: EXT-X-KEY lacks METHOD",
+        ),
+        (
+            Reply(b"#EXTM3U\n#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=1\n"),
+            "malformed playlist: a tag lacks URI on line 2",
+        ),
         (Reply(status=404), "HTTP 404 Not Found"),
         (Reply(status=403, body="denied"), "HTTP 403 Forbidden"),
     ],
@@ -599,14 +605,37 @@ def test_what_is_not_a_playlist_is_an_error_naming_the_url(
     assert origin.url("/v.m3u8") in str(caught.value)
 
 
-def test_a_failing_variant_fails_the_video_and_names_the_variant(origin: ScriptedOrigin) -> None:
-    origin.playlist(
-        "/m.m3u8",
-        "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nok.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=2\ngone.m3u8\n",
-    )
+TWO_VARIANTS = (
+    "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nok.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=2\ngone.m3u8\n"
+)
+
+
+def test_a_failing_variant_is_reported_and_the_other_renditions_kept(
+    origin: ScriptedOrigin,
+) -> None:
+    origin.playlist("/m.m3u8", TWO_VARIANTS)
     origin.playlist("/ok.m3u8", media("s.ts"))
+    expansion = expand(origin.url("/m.m3u8"), FAST)
+    assert paths(expansion, origin) == ["/m.m3u8", "/ok.m3u8", "/s.ts"]
+    assert expansion.is_partial
+    [failure] = expansion.failed
+    assert failure.url == origin.url("/gone.m3u8")
+    assert failure.reason == "HTTP 404 Not Found"
+    assert skipped(expansion) == {origin.url("/gone.m3u8"): "HTTP 404 Not Found"}
+
+
+def test_a_video_whose_every_variant_fails_fails(origin: ScriptedOrigin) -> None:
+    origin.playlist("/m.m3u8", TWO_VARIANTS)
     with pytest.raises(PlaylistError) as caught:
         expand(origin.url("/m.m3u8"), FAST)
+    assert caught.value.url in (origin.url("/ok.m3u8"), origin.url("/gone.m3u8"))
+
+
+def test_strict_fails_the_video_on_a_failing_variant_and_names_it(origin: ScriptedOrigin) -> None:
+    origin.playlist("/m.m3u8", TWO_VARIANTS)
+    origin.playlist("/ok.m3u8", media("s.ts"))
+    with pytest.raises(PlaylistError) as caught:
+        expand(origin.url("/m.m3u8"), ExpandOptions(retry_backoff=0.01, strict=True))
     assert caught.value.url == origin.url("/gone.m3u8")
     assert caught.value.reason == "HTTP 404 Not Found"
 
@@ -719,4 +748,102 @@ def test_an_origin_that_trickles_fails_at_the_total_deadline(origin: ScriptedOri
     assert caught.value.url == origin.url("/v.m3u8")
     assert caught.value.reason == (
         "timed out: no complete answer within the 1 s deadline (CDN_PREHEAT_FETCH_DEADLINE)"
+    )
+
+
+# playlists as players (hls.js) read them -------------------------------------------
+
+
+def test_a_segment_without_extinf_is_listed_as_players_request_it(origin: ScriptedOrigin) -> None:
+    origin.playlist(
+        "/v.m3u8",
+        "#EXTM3U\n#EXT-X-TARGETDURATION:4\nbare-0.ts\n#EXTINF:4,\ns1.ts\nbare-2.ts\n"
+        "#EXT-X-ENDLIST\n",
+    )
+    expansion = expand(origin.url("/v.m3u8"), FAST)
+    assert paths(expansion, origin) == ["/v.m3u8", "/bare-0.ts", "/s1.ts", "/bare-2.ts"]
+    segments = [item for item in expansion.urls if item.kind is UrlKind.SEGMENT]
+    assert [item.index for item in segments] == [0, 1, 2]
+    assert expansion.warnings == []
+
+
+@pytest.mark.parametrize(
+    ("tag", "warning"),
+    [
+        ("#EXT-X-TARGETDURATION:6.006", "line 2: EXT-X-TARGETDURATION value '6.006' is not valid"),
+        ("#EXT-X-VERSION:three", "line 2: EXT-X-VERSION value 'three' is not valid"),
+        ("#EXT-X-MEDIA-SEQUENCE:-x", "line 2: EXT-X-MEDIA-SEQUENCE value '-x' is not valid"),
+        (
+            "#EXT-X-PROGRAM-DATE-TIME:yesterday",
+            "line 2: EXT-X-PROGRAM-DATE-TIME value 'yesterday' is not valid",
+        ),
+        ("#EXT-X-DISCONTINUITY-SEQUENCE:", "line 2: EXT-X-DISCONTINUITY-SEQUENCE value '' is"),
+        ("#EXTINF:abc,", "line 2: #EXTINF duration 'abc' is not a number"),
+    ],
+)
+def test_a_malformed_tag_without_a_url_is_a_warning(
+    origin: ScriptedOrigin, tag: str, warning: str
+) -> None:
+    origin.playlist("/v.m3u8", f"#EXTM3U\n{tag}\n#EXTINF:4,\ns0.ts\n#EXTINF:4,\ns1.ts\n")
+    expansion = expand(origin.url("/v.m3u8"), FAST)
+    assert paths(expansion, origin) == ["/v.m3u8", "/s0.ts", "/s1.ts"]
+    [message] = expansion.warnings
+    assert message.startswith(f"{origin.url('/v.m3u8')}: {warning}")
+    with pytest.raises(PlaylistError, match="malformed playlist: line 2: "):
+        expand(origin.url("/v.m3u8"), ExpandOptions(retry_backoff=0.01, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("stream_inf", "warning"),
+    [
+        ("#EXT-X-STREAM-INF:RESOLUTION=1x1", "line 2: EXT-X-STREAM-INF has no BANDWIDTH"),
+        (
+            "#EXT-X-STREAM-INF:BANDWIDTH=fast,RESOLUTION=1x1",
+            "line 2: EXT-X-STREAM-INF BANDWIDTH='fast' is not a number",
+        ),
+        (
+            '#EXT-X-STREAM-INF:BANDWIDTH=1,FRAME-RATE="25",CODECS="a,b"',
+            "line 2: EXT-X-STREAM-INF FRAME-RATE='\"25\"' is not a number",
+        ),
+    ],
+)
+def test_a_variant_with_a_malformed_bandwidth_is_followed_with_a_warning(
+    origin: ScriptedOrigin, stream_inf: str, warning: str
+) -> None:
+    origin.playlist("/m.m3u8", f"#EXTM3U\n{stream_inf}\nv.m3u8\n")
+    origin.playlist("/v.m3u8", media("s.ts"))
+    expansion = expand(origin.url("/m.m3u8"), FAST)
+    assert paths(expansion, origin) == ["/m.m3u8", "/v.m3u8", "/s.ts"]
+    assert expansion.warnings[0] == f"{origin.url('/m.m3u8')}: {warning}"
+
+
+def test_a_malformed_iframe_bandwidth_keeps_the_iframe_playlist(origin: ScriptedOrigin) -> None:
+    origin.playlist(
+        "/m.m3u8",
+        "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nv.m3u8\n"
+        '#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=1.5,URI="i.m3u8"\n',
+    )
+    origin.playlist("/v.m3u8", media("s.ts"))
+    origin.playlist("/i.m3u8", media("i.ts"))
+    expansion = expand(origin.url("/m.m3u8"), FAST)
+    assert paths(expansion, origin) == ["/m.m3u8", "/v.m3u8", "/i.m3u8", "/s.ts", "/i.ts"]
+    assert len(expansion.warnings) == 1
+
+
+def test_an_error_m3u8_raises_itself_names_the_line(origin: ScriptedOrigin) -> None:
+    origin.playlist("/v.m3u8", "#EXTM3U\n#EXTINF:4,\ns.ts\n#EXT-X-KEY:METHOD=AES-128,URI\n")
+    with pytest.raises(PlaylistError, match=r"malformed playlist \(ValueError: .*\) on line 4"):
+        expand(origin.url("/v.m3u8"), FAST)
+
+
+def test_a_video_over_the_url_limit_is_an_error_naming_it(origin: ScriptedOrigin) -> None:
+    origin.playlist("/m.m3u8", "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nv.m3u8\n")
+    origin.playlist("/v.m3u8", media(*(f"s{n}.ts" for n in range(10))))
+    assert len(expand(origin.url("/m.m3u8"), ExpandOptions(max_urls_per_video=12)).urls) == 12
+    with pytest.raises(PlaylistError) as caught:
+        expand(origin.url("/m.m3u8"), ExpandOptions(max_urls_per_video=11))
+    assert caught.value.url == origin.url("/v.m3u8")
+    assert caught.value.reason == (
+        f"video {origin.url('/m.m3u8')} lists more than 11 URLs"
+        " (CDN_PREHEAT_MAX_URLS_PER_VIDEO); nothing of it was queued"
     )

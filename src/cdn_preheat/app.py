@@ -13,7 +13,9 @@ if TYPE_CHECKING:
     from cdn_preheat.hls import ExpandOptions
 
 
-def expand_options(settings: Settings, *, cdn_host: str | None = None) -> ExpandOptions:
+def expand_options(
+    settings: Settings, *, cdn_host: str | None = None, strict: bool = False
+) -> ExpandOptions:
     from cdn_preheat.hls import ExpandOptions
     from cdn_preheat.signing import make_signer
 
@@ -26,6 +28,7 @@ def expand_options(settings: Settings, *, cdn_host: str | None = None) -> Expand
         max_bytes=settings.cdn_preheat_max_playlist_bytes,
         max_urls_per_video=settings.cdn_preheat_max_urls_per_video,
         sign_url=make_signer(settings),
+        strict=strict,
     )
 
 

@@ -36,6 +36,14 @@ COMMANDS = (
 )  # fmt: skip
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print results as JSON.")]
+StrictOption = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="Fail the video on a malformed tag or a rendition that cannot be read"
+        " (default: warn, skip that rendition, queue the rest, exit 1).",
+    ),
+]
 
 
 class State:
@@ -88,6 +96,7 @@ def push(
         bool, typer.Option("--verify", help="Probe a sample at the edge after the tasks finish.")
     ] = False,
     json_out: JsonOption = False,
+    strict: StrictOption = False,
 ) -> None:
     """Expand a video, skip what is already preheated, push the rest within quota."""
     from cdn_preheat import pipeline, render
@@ -99,11 +108,10 @@ def push(
     settings = _settings()
     head = pipeline.HeadFirst.parse(head_first)
     if dry_run:
-        expansion = expand(m3u8_url, expand_options(settings))
-        queued = pipeline.QueuedVideo(video_id, m3u8_url, found=len(expansion.urls))
-        queued.skipped.update(pipeline.skip_reason_key(s.reason) for s in expansion.skipped)
-        queued.live = expansion.is_live
+        expansion = expand(m3u8_url, expand_options(settings, strict=strict))
+        queued = pipeline.describe_expansion(video_id, expansion)
         render.report_push(queued, None, json_out, dry_run=True)
+        _exit_if_partial([queued])
         return
 
     ledger = _ledger(settings)
@@ -128,7 +136,7 @@ def push(
         if provider is None:
             provider = _provider(settings)
             _live_quota(provider)
-        expansion = expand(m3u8_url, expand_options(settings))
+        expansion = expand(m3u8_url, expand_options(settings, strict=strict))
         queued = pipeline.queue_expansion(
             ledger, provider.name, provider.area, video_id, expansion,
             head_first=head, max_age=settings.cdn_preheat_max_age,
@@ -142,6 +150,7 @@ def push(
             queued.hit_ratio = checked.overall.ratio
         render.report_push(queued, report, json_out)
         _exit_for(report, ledger, [video_id])
+        _exit_if_partial([queued])
     finally:
         ledger.close()
 
@@ -153,6 +162,12 @@ def _check_video_id(video_id: str) -> None:
     problem = video_id_problem(video_id)
     if problem is not None:
         raise InputError(f"{problem}; give the id you use for the video, e.g. ep-101.")
+
+
+def _exit_if_partial(videos: list[Any]) -> None:
+    """Exit 1 when renditions of a video were skipped because they could not be read."""
+    if any(video.partial for video in videos):
+        raise typer.Exit(1)
 
 
 def _provider(settings: Settings) -> Any:
@@ -206,6 +221,7 @@ def expand(
         str | None, typer.Option(help="Rewrite the playlist host to this CDN host.")
     ] = None,
     json_out: JsonOption = False,
+    strict: StrictOption = False,
 ) -> None:
     """Print every URL a player may fetch, one a line, playlists first."""
     from cdn_preheat import ui
@@ -213,7 +229,8 @@ def expand(
     from cdn_preheat.hls import expand as expand_playlist
 
     settings = _settings()
-    expansion = expand_playlist(m3u8_url, expand_options(settings, cdn_host=cdn_host))
+    options = expand_options(settings, cdn_host=cdn_host, strict=strict)
+    expansion = expand_playlist(m3u8_url, options)
     if json_out:
         ui.print_json(
             {
@@ -224,14 +241,24 @@ def expand(
                     for u in expansion.urls
                 ],
                 "skipped": [{"url": s.url, "reason": s.reason} for s in expansion.skipped],
+                "warnings": expansion.warnings,
+                "failed_playlists": [str(error) for error in expansion.failed],
             }
         )
-        return
-    sys.stdout.write("".join(f"{u.url}\n" for u in expansion.urls))
-    for skipped in expansion.skipped:
-        ui.note(f"skipped {skipped.url}: {skipped.reason}")
-    if expansion.is_live:
-        ui.note("note: live (no EXT-X-ENDLIST, or a dynamic MPD): only what it lists now")
+    else:
+        sys.stdout.write("".join(f"{u.url}\n" for u in expansion.urls))
+        for skipped in expansion.skipped:
+            ui.note(f"skipped {skipped.url}: {skipped.reason}")
+        for message in expansion.warnings:
+            ui.warning(message)
+        if expansion.is_live:
+            ui.note("note: live (no EXT-X-ENDLIST, or a dynamic MPD): only what it lists now")
+    if expansion.failed:
+        ui.error(
+            f"partial: {len(expansion.failed)} playlist(s) could not be read and were skipped: "
+            + "; ".join(str(error) for error in expansion.failed)
+        )
+        raise typer.Exit(1)
 
 
 # batch / worker ---------------------------------------------------------------
@@ -260,6 +287,7 @@ def batch(
         str | None,
         typer.Option(help="With --qiniu-bucket: host serving the bucket; CDN_HOST by default."),
     ] = None,
+    strict: StrictOption = False,
 ) -> None:
     """Queue many videos (expanded concurrently), then push them within quota."""
     from cdn_preheat import pipeline, render, ui
@@ -276,7 +304,8 @@ def batch(
         _live_quota(provider)
         with ui.progress("expanding", len(sources)) as advance:
             videos = pipeline.queue_videos(
-                ledger, provider.name, provider.area, sources, expand_options(settings),
+                ledger, provider.name, provider.area, sources,
+                expand_options(settings, strict=strict),
                 head_first=head, max_age=settings.cdn_preheat_max_age, reset=reset,
                 on_video=lambda video: advance(1),
             )  # fmt: skip
@@ -292,8 +321,8 @@ def batch(
         ledger.close()
     if bad:
         raise typer.Exit(2)
-    if any(v.error for v in videos):
-        raise typer.Exit(1)  # partial: the other videos were queued (and pushed)
+    if any(v.error or v.partial for v in videos):
+        raise typer.Exit(1)  # partial: the other videos (or renditions) were queued
 
 
 def _read_sources(file: str) -> tuple[list[Any], list[Any]]:

@@ -104,7 +104,7 @@ class Settings(BaseSettings):
     cdn_preheat_fetch_timeout: float = Field(default=15.0, gt=0)  # each connect and read
     # Seconds for one playlist, retries included: a trickling origin cannot hold a video.
     cdn_preheat_fetch_deadline: float = Field(default=60.0, gt=0)
-    cdn_preheat_max_playlist_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    cdn_preheat_max_playlist_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)  # decoded
     # One video expanding past this is an error (HLS and DASH alike).
     cdn_preheat_max_urls_per_video: int = Field(default=200_000, ge=1)
     # Private origins: playlists are fetched with signed URLs; pushed URLs stay unsigned.

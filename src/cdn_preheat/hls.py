@@ -11,11 +11,21 @@ playback order, each URL once.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
+from array import array
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, overload
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
@@ -64,12 +74,23 @@ class SkippedUrl:
 
 @dataclass
 class Expansion:
-    """Everything one source playlist expands to."""
+    """Everything one source playlist expands to.
+
+    ``warnings``: malformed tags that were read as absent, as players do.
+    ``failed``: renditions that could not be fetched or read, skipped (the
+    video is partial); with ``ExpandOptions.strict`` they fail the video instead.
+    """
 
     source: str
-    urls: list[ExpandedUrl]
+    urls: Sequence[ExpandedUrl]
     skipped: list[SkippedUrl]
     live_playlists: list[str]
+    warnings: list[str] = field(default_factory=list)
+    failed: list[PlaylistError] = field(default_factory=list)
+
+    @property
+    def is_partial(self) -> bool:
+        return bool(self.failed)
 
     @property
     def is_live(self) -> bool:
@@ -91,6 +112,7 @@ class ExpandOptions:
     sign_url: Callable[[str], str] | None = None
     retry_backoff: float = 0.25  # seconds before the first retry, doubled after each
     max_urls_per_video: int = 200_000  # CDN_PREHEAT_MAX_URLS_PER_VIDEO
+    strict: bool = False  # a malformed tag or a failing rendition fails the whole video
 
 
 def make_client(options: ExpandOptions) -> httpx.AsyncClient:
@@ -290,29 +312,46 @@ def _define(
 
 
 class _TagRecorder:
-    """Notes, in file order, what the ``m3u8`` model loses.
+    """Notes, in file order, what the ``m3u8`` parse data loses or should not keep.
 
     ``segment.key`` holds only the last of several ``EXT-X-KEY`` tags, the
     master's lists are split by tag type, ``preload_hint`` keeps only the last
-    hint, and interstitial assets are not modelled at all.
+    hint, and interstitial assets are not modelled at all. ``m3u8`` calls this
+    on every tag line before parsing it; each call hands the segments
+    completed since the last one to ``sink`` and empties the parser's list, so
+    a playlist of any length never holds more than one segment's dict.
     """
 
-    __slots__ = ("ignored", "keys", "renditions")
+    __slots__ = ("ignored", "renditions", "segments_seen", "sink", "state")
 
-    def __init__(self) -> None:
-        self.keys: list[tuple[int, str]] = []  # (index of the next segment, URI)
-        self.renditions: list[tuple[str, int]] = []  # (model list, position in it)
+    def __init__(self, sink: _Sink) -> None:
+        self.sink = sink
+        self.segments_seen = 0
+        self.renditions: list[tuple[str, int]] = []  # (parse data list, position in it)
         self.ignored: list[tuple[str, str]] = []  # (URI, why it is not preheated)
+        self.state: dict[str, Any] | None = None  # the parser's state, for _PlaylistLines
 
-    def __call__(self, line: str, lineno: int, data: dict[str, Any], state: object) -> bool:
+    def drain(self, data: dict[str, Any]) -> None:
+        segments = data["segments"]
+        if segments:
+            for segment in segments:
+                self.sink.segment(segment, self.segments_seen)
+                self.segments_seen += 1
+            segments.clear()
+
+    def __call__(self, line: str, lineno: int, data: dict[str, Any], state: Any) -> bool:
         # Returning False lets m3u8 parse the line as usual.
+        self.state = state
+        self.drain(data)
         if not line.startswith("#EXT-X-"):
             return False
         tag = line[7 : line.find(":")] if ":" in line else ""
         if tag == "KEY":
-            uri = attributes(line).get("URI")
-            if uri:
-                self.keys.append((len(data["segments"]), uri))
+            found = attributes(line)
+            if "METHOD" not in found:
+                raise PlaylistError(self.sink.url, f"line {lineno}: EXT-X-KEY lacks METHOD")
+            if found.get("URI"):
+                self.sink.key(found["URI"])
         elif tag in _MASTER_LISTS:
             self.renditions.append((_MASTER_LISTS[tag], len(data[_MASTER_LISTS[tag]])))
         elif tag in _IGNORED_TAGS:
@@ -341,9 +380,174 @@ _IGNORED_TAGS = {
 }
 
 
+def _integer_or_decimal(value: str) -> int:
+    return int(float(value))
+
+
+# Values m3u8 6.0's parser casts (m3u8/parser.py: _parse_simple_parameter with
+# cast_to=int, cast_date_time, and each _parse_* attribute_parser). A value
+# that does not cast makes m3u8 raise and lose the whole playlist; hls.js
+# (src/loader/m3u8-parser.ts) reads such a tag as absent and goes on. None of
+# these tags carries a URL, so the line (or the attribute) is dropped with a
+# warning and the playlist goes on.
+_SIMPLE_CASTS: dict[str, Callable[[str], object]] = {
+    "EXT-X-TARGETDURATION": lambda value: int(value.strip().lower()),
+    "EXT-X-MEDIA-SEQUENCE": lambda value: int(value.strip().lower()),
+    "EXT-X-DISCONTINUITY-SEQUENCE": lambda value: int(value.strip().lower()),
+    "EXT-X-VERSION": lambda value: int(value.strip().lower()),
+    "EXT-X-BITRATE": lambda value: int(value.strip().lower()),
+    "EXT-X-PROGRAM-DATE-TIME": m3u8.parser.cast_date_time,
+}
+_ATTRIBUTE_CASTS: dict[str, dict[str, Callable[[str], object]]] = {
+    "EXT-X-STREAM-INF": {
+        "PROGRAM-ID": int,
+        "BANDWIDTH": _integer_or_decimal,
+        "AVERAGE-BANDWIDTH": int,
+        "FRAME-RATE": float,
+    },
+    "EXT-X-I-FRAME-STREAM-INF": {"PROGRAM-ID": int, "BANDWIDTH": int, "AVERAGE-BANDWIDTH": int},
+    "EXT-X-IMAGE-STREAM-INF": {"PROGRAM-ID": int, "BANDWIDTH": int, "AVERAGE-BANDWIDTH": int},
+    "EXT-X-TILES": {"DURATION": float},
+    "EXT-X-START": {"TIME-OFFSET": float},
+    "EXT-X-SERVER-CONTROL": {"HOLD-BACK": float, "PART-HOLD-BACK": float, "CAN-SKIP-UNTIL": float},
+    "EXT-X-PART-INF": {"PART-TARGET": float},
+    "EXT-X-RENDITION-REPORT": {"LAST-MSN": int, "LAST-PART": int},
+    "EXT-X-SKIP": {"SKIPPED-SEGMENTS": int},
+    "EXT-X-PRELOAD-HINT": {"BYTERANGE-START": int, "BYTERANGE-LENGTH": int},
+    "EXT-X-DATERANGE": {"DURATION": float, "PLANNED-DURATION": float},
+    "EXT-X-PART": {"DURATION": float},
+}
+_LINE = re.compile(r"[^\r\n]+")
+_MAX_SHOWN = 60  # characters of a bad value quoted in a warning
+
+
+def _shown(value: str) -> str:
+    value = value.strip()
+    return repr(value if len(value) <= _MAX_SHOWN else value[:_MAX_SHOWN] + "...")
+
+
+class _PlaylistLines:
+    """The playlist's lines as hls.js reads them, one at a time, for ``m3u8.parser.parse``.
+
+    m3u8 6.0 reads its input as ``content.strip().splitlines()``
+    (m3u8/parser.py ``string_to_lines``): handed this object, it iterates
+    lines as they are needed, so no list of every line exists. On the way:
+
+    - a URI line with no ``#EXTINF`` before it is a segment, as hls.js
+      requests it (m3u8 drops it): an ``#EXTINF:0,`` is put in front;
+    - a tag value m3u8 cannot cast (see ``_SIMPLE_CASTS``) is dropped with a
+      warning, or, with ``strict``, fails the playlist as before.
+
+    ``lineno`` is the line m3u8 is parsing, for errors it raises itself.
+    """
+
+    def __init__(self, text: str, url: str, recorder: _TagRecorder, strict: bool) -> None:
+        self.text = text
+        self.url = url
+        self.recorder = recorder
+        self.strict = strict
+        self.lineno = 0
+        self.warnings: list[str] = []
+
+    def strip(self) -> _PlaylistLines:
+        return self
+
+    def splitlines(self) -> Iterator[str]:
+        recorder = self.recorder
+        for lineno, match in enumerate(_LINE.finditer(self.text), start=1):
+            self.lineno = lineno
+            line = match.group().strip()
+            if not line:
+                continue
+            if line[0] != "#":
+                state = recorder.state
+                if state is not None and not (state["expect_segment"] or state["expect_playlist"]):
+                    yield "#EXTINF:0,"
+                yield line
+            elif line.startswith("#EXTINF:"):
+                duration, comma, title = line[8:].partition(",")
+                try:
+                    float(duration)
+                except ValueError:
+                    self._malformed(f"#EXTINF duration {_shown(duration)} is not a number")
+                    line = f"#EXTINF:0,{title}" if comma else "#EXTINF:0,"
+                yield line
+            elif line.startswith("#EXT-X-"):
+                checked = self._checked(line)
+                if checked is not None:
+                    yield checked
+            else:
+                yield line
+
+    def _checked(self, line: str) -> str | None:
+        tag, colon, value = line[1:].partition(":")
+        cast = _SIMPLE_CASTS.get(tag)
+        if cast is not None:
+            try:
+                cast(value)
+            except ValueError:
+                self._malformed(f"{tag} value {_shown(value)} is not valid")
+                return None
+            return line
+        casts = _ATTRIBUTE_CASTS.get(tag)
+        if casts is None or not colon:
+            return line
+        kept = []
+        for pair in ATTRIBUTELISTPATTERN.split(value)[1::2]:
+            name, _, raw = pair.partition("=")
+            attribute_cast = casts.get(name.strip().upper())
+            if attribute_cast is not None:
+                try:
+                    attribute_cast(raw)
+                except ValueError:
+                    self._malformed(f"{tag} {name.strip()}={_shown(raw)} is not a number")
+                    continue
+            kept.append(pair)
+        if tag == "EXT-X-STREAM-INF" and not any(
+            pair.partition("=")[0].strip().upper() == "BANDWIDTH" for pair in kept
+        ):
+            self._malformed("EXT-X-STREAM-INF has no BANDWIDTH")
+        return f"#{tag}:{','.join(kept)}"
+
+    def _malformed(self, what: str) -> None:
+        message = f"line {self.lineno}: {what}"
+        if self.strict:
+            raise PlaylistError(self.url, f"malformed playlist: {message}")
+        self.warnings.append(message)
+
+
+class _Sink(Protocol):
+    """Receives a media playlist's keys and segments in file order, as they are parsed."""
+
+    url: str
+
+    def key(self, uri: str) -> None: ...
+
+    def segment(self, segment: Mapping[str, Any], index: int) -> None: ...
+
+
+class _CollectingSink:
+    """Keeps what it receives: for callers that want the parse alone."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.keys: list[tuple[int, str]] = []
+        self.segments: list[Mapping[str, Any]] = []
+
+    def key(self, uri: str) -> None:
+        self.keys.append((len(self.segments), uri))
+
+    def segment(self, segment: Mapping[str, Any], index: int) -> None:
+        self.segments.append(segment)
+
+
 @dataclass(frozen=True)
 class ParsedPlaylist:
-    """The references in one playlist, in file order."""
+    """The references in one playlist, in file order.
+
+    ``keys`` and ``segments`` are filled when no sink was given to
+    :func:`parse_playlist`; with a sink, the sink received them instead.
+    """
 
     is_master: bool
     is_live: bool
@@ -351,74 +555,257 @@ class ParsedPlaylist:
     keys: list[tuple[int, str]]  # (index of the first segment it applies to, URI)
     segments: Sequence[Mapping[str, Any]]  # m3u8's parsed segment dicts (uri, duration, ...)
     ignored: list[tuple[str, str]]
+    warnings: list[str] = field(default_factory=list)  # malformed tags read as absent
 
 
-def parse_playlist(text: str, url: str, base_url: str) -> ParsedPlaylist:
+def parse_playlist(
+    text: str, url: str, base_url: str, *, sink: _Sink | None = None, strict: bool = False
+) -> ParsedPlaylist:
     """Parse with ``m3u8``; PlaylistError names ``url`` when it fails or yields nothing.
 
-    Media playlists are read from ``m3u8.parser.parse``'s data: building the
-    ``M3U8`` model on top (an object per segment, key and init section) cost
-    a third of the parse time and nothing here needs it. Masters, a few lines
-    long, get the model too, which validates their tags (``BANDWIDTH``).
+    The parser's data is read directly (``m3u8.parser.parse``): the ``M3U8``
+    model on top builds an object per segment and refuses a variant without
+    BANDWIDTH, which players accept. Segments stream to ``sink`` as they are
+    parsed; without one they are collected into the result.
     """
-    recorder = _TagRecorder()
+    collector = _CollectingSink(url) if sink is None else None
+    recorder = _TagRecorder(sink if sink is not None else collector)  # type: ignore[arg-type]
+    lines = _PlaylistLines(text, url, recorder, strict)
     try:
-        data = m3u8.parser.parse(text, custom_tags_parser=recorder)
-        session_keys: list[str] = []
-        if recorder.renditions:
-            recorder = _TagRecorder()
-            model = m3u8.loads(text, uri=base_url, custom_tags_parser=recorder)
-            data = model.data
-            session_keys = [key.uri for key in model.session_keys if key is not None and key.uri]
+        data = m3u8.parser.parse(lines, custom_tags_parser=recorder)
+        recorder.drain(data)
+    except PlaylistError:
+        raise
     except KeyError as exc:
-        # m3u8 indexes required attributes directly, e.g. a STREAM-INF without BANDWIDTH.
+        # m3u8 indexes required attributes directly, e.g. an I-FRAME-STREAM-INF without URI.
         name = str(exc.args[0]) if exc.args else ""
+        where = f" on line {lines.lineno}"
         if not re.fullmatch(r"[a-z_]+", name):
-            raise PlaylistError(url, f"malformed playlist (KeyError: {name})") from None
+            raise PlaylistError(url, f"malformed playlist (KeyError: {name}){where}") from None
         missing = name.upper().replace("_", "-")
-        raise PlaylistError(url, f"malformed playlist: a tag lacks {missing}") from None
+        raise PlaylistError(url, f"malformed playlist: a tag lacks {missing}{where}") from None
     except Exception as exc:  # m3u8 raises bare ValueError/TypeError/IndexError on bad input
-        raise PlaylistError(url, f"malformed playlist ({type(exc).__name__}: {exc})") from None
+        raise PlaylistError(
+            url, f"malformed playlist ({type(exc).__name__}: {exc}) on line {lines.lineno}"
+        ) from None
 
     renditions = []
     for list_name, position in recorder.renditions:
         entries = data[list_name]
         if position < len(entries) and entries[position].get("uri"):
             renditions.append(entries[position]["uri"])
-    keys = recorder.keys
-    segments = data["segments"]
+    keys: list[tuple[int, str]] = collector.keys if collector is not None else []
     if renditions:
-        keys = [(0, uri) for uri in session_keys]
-    elif not segments:
+        keys = [(0, key["uri"]) for key in data["session_keys"] if key and key.get("uri")]
+    elif not recorder.segments_seen:
         # Lowercase or unknown tags parse to nothing; that is not an empty video.
         raise PlaylistError(url, "no segments or variant streams found, not an HLS playlist")
-    else:
-        _check_media(data, url)
     return ParsedPlaylist(
         is_master=bool(renditions),
         is_live=not renditions and not data["is_endlist"],
         renditions=renditions,
         keys=keys,
-        segments=segments,
+        segments=collector.segments if collector is not None else (),
         ignored=recorder.ignored,
+        warnings=lines.warnings,
     )
 
 
-def _check_media(data: Mapping[str, Any], url: str) -> None:
-    """Refuse what the ``M3U8`` model would: a key without METHOD, a map or part without URI."""
-    for key in data["keys"]:
-        if key is not None and "method" not in key:
-            raise PlaylistError(url, "malformed playlist: EXT-X-KEY lacks METHOD")
-    for segment in data["segments"]:
+# --------------------------------------------------------------------------- expand
+
+_KINDS = list(UrlKind)
+_KIND_CODE = {kind: code for code, kind in enumerate(_KINDS)}
+
+
+class UrlList(Sequence[ExpandedUrl]):
+    """ExpandedUrls stored compactly: the URL strings plus about 17 bytes each.
+
+    An object per URL (ExpandedUrl, its int and float) cost ~120 bytes beyond
+    the URL; a 700,000-segment video is held here in a few parallel arrays,
+    and an ExpandedUrl is made only when one is read.
+    """
+
+    __slots__ = ("_durations", "_indexes", "_kinds", "_rendition_names", "_renditions", "_urls")
+
+    def __init__(self, items: Iterable[ExpandedUrl] = ()) -> None:
+        self._urls: list[str] = []
+        self._kinds = bytearray()
+        self._indexes = array("i")
+        self._durations = array("f")  # NaN: no duration
+        self._renditions = array("I")
+        self._rendition_names: dict[str, int] = {}
+        for item in items:
+            self.append(item.url, item.kind, item.rendition, item.index, item.duration)
+
+    def append(
+        self, url: str, kind: UrlKind, rendition: str, index: int, duration: float | None
+    ) -> None:
+        self._urls.append(url)
+        self._kinds.append(_KIND_CODE[kind])
+        self._indexes.append(index)
+        self._durations.append(math.nan if duration is None else duration)
+        code = self._rendition_names.setdefault(rendition, len(self._rendition_names))
+        self._renditions.append(code)
+
+    def take_unique(self, other: UrlList, seen: set[str]) -> None:
+        """Append ``other``'s entries whose URL is not in ``seen`` (adding them), then empty it."""
+        codes = [
+            self._rendition_names.setdefault(name, len(self._rendition_names))
+            for name in other._rendition_names
+        ]
+        for position, url in enumerate(other._urls):
+            if url in seen:
+                continue
+            seen.add(url)
+            self._urls.append(url)
+            self._kinds.append(other._kinds[position])
+            self._indexes.append(other._indexes[position])
+            self._durations.append(other._durations[position])
+            self._renditions.append(codes[other._renditions[position]])
+        other.clear()
+
+    def clear(self) -> None:
+        self._urls = []
+        self._kinds = bytearray()
+        self._indexes = array("i")
+        self._durations = array("f")
+        self._renditions = array("I")
+
+    @property
+    def urls(self) -> list[str]:
+        return self._urls
+
+    def __len__(self) -> int:
+        return len(self._urls)
+
+    @overload
+    def __getitem__(self, position: int) -> ExpandedUrl: ...
+
+    @overload
+    def __getitem__(self, position: slice) -> list[ExpandedUrl]: ...
+
+    def __getitem__(self, position: int | slice) -> ExpandedUrl | list[ExpandedUrl]:
+        if isinstance(position, slice):
+            return [self[n] for n in range(*position.indices(len(self)))]
+        duration = self._durations[position]
+        names = list(self._rendition_names)
+        return ExpandedUrl(
+            self._urls[position],
+            _KINDS[self._kinds[position]],
+            names[self._renditions[position]],
+            self._indexes[position],
+            None if math.isnan(duration) else duration,
+        )
+
+    def __iter__(self) -> Iterator[ExpandedUrl]:
+        names = list(self._rendition_names)
+        kinds = _KINDS
+        for url, kind, index, duration, rendition in zip(
+            self._urls, self._kinds, self._indexes, self._durations, self._renditions, strict=True
+        ):
+            yield ExpandedUrl(
+                url,
+                kinds[kind],
+                names[rendition],
+                index,
+                None if math.isnan(duration) else duration,
+            )
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, UrlList | list | tuple):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"UrlList({list(self)!r})"
+
+
+class UrlLimitExceeded(PlaylistError):
+    """A video lists more URLs than ``ExpandOptions.max_urls_per_video``."""
+
+
+class _MediaSink:
+    """Resolves a media playlist's keys, init sections, parts and segments as they are parsed.
+
+    Consecutive repeats of one URL (byte ranges of one file) give one entry.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        resolver: Resolver,
+        rendition: str,
+        skip: Callable[[str, str], None],
+        out: UrlList,
+        budget: _UrlBudget,
+    ) -> None:
+        self.url = url
+        self.resolver = resolver
+        self.output = resolver.output
+        self.rendition = rendition
+        self.skip = skip
+        self.out = out
+        self.budget = budget
+        self.last_init: str | None = None
+        self.last_url = ""
+
+    def _add(self, ref: str, kind: UrlKind, index: int = -1, duration: float | None = None) -> None:
+        try:
+            url = self.output(ref)
+        except UnusableUrl as exc:
+            self.skip(exc.url, exc.reason)
+            return
+        if url != self.last_url:
+            self.budget.take(self.url)
+            self.out.append(url, kind, self.rendition, index, duration)
+            self.last_url = url
+
+    def key(self, uri: str) -> None:
+        self._add(uri, UrlKind.KEY)
+
+    def segment(self, segment: Mapping[str, Any], index: int) -> None:
         init = segment.get("init_section")
-        if init is not None and not init.get("uri"):
-            raise PlaylistError(url, "malformed playlist: EXT-X-MAP lacks URI")
+        if init is not None:
+            if not init.get("uri"):
+                raise PlaylistError(self.url, "malformed playlist: EXT-X-MAP lacks URI")
+            if init["uri"] != self.last_init:
+                self.last_init = init["uri"]
+                self._add(init["uri"], UrlKind.INIT)
         for part in segment.get("parts", ()):
             if not part.get("uri") or "duration" not in part:
-                raise PlaylistError(url, "malformed playlist: EXT-X-PART lacks URI or DURATION")
+                reason = "malformed playlist: EXT-X-PART lacks URI or DURATION"
+                raise PlaylistError(self.url, reason)
+            if part.get("gap") == "YES":
+                self.skip(_describe(self.resolver, part["uri"]), "gap part")
+            else:
+                self._add(part["uri"], UrlKind.PART)
+        uri = segment.get("uri")
+        if uri is None:  # parts of a segment still being written
+            return
+        if segment.get("gap_tag"):
+            self.skip(_describe(self.resolver, uri), "gap segment")
+            return
+        self._add(uri, UrlKind.SEGMENT, index, segment.get("duration"))
 
 
-# --------------------------------------------------------------------------- expand
+class _UrlBudget:
+    """Counts a video's URLs against the limit, so a huge playlist fails early and clearly."""
+
+    def __init__(self, source: str, limit: int) -> None:
+        self.source = source
+        self.limit = limit
+        self.used = 0
+
+    def take(self, playlist: str) -> None:
+        self.used += 1
+        if self.used > self.limit:
+            raise UrlLimitExceeded(
+                playlist,
+                f"video {self.source} lists more than {self.limit:,} URLs"
+                " (CDN_PREHEAT_MAX_URLS_PER_VIDEO); nothing of it was queued",
+            )
 
 
 def media_urls(
@@ -426,65 +813,20 @@ def media_urls(
     resolver: Resolver,
     rendition: str,
     skip: Callable[[str, str], None],
-) -> list[ExpandedUrl]:
-    """Keys, init sections, parts and segments of a media playlist in playback order.
-
-    Consecutive repeats of one URL (byte ranges of one file) give one entry.
-    """
-    output = resolver.output
-    urls: list[ExpandedUrl] = []
-    append = urls.append
+) -> UrlList:
+    """Keys, init sections, parts and segments of a parsed media playlist in playback order."""
+    out = UrlList()
+    sink = _MediaSink(rendition, resolver, rendition, skip, out, _UrlBudget(rendition, 2**62))
     keys = playlist.keys
     next_key = 0
-    last_init: str | None = None
-    last_url = ""
-
-    def add(ref: str, kind: UrlKind) -> None:
-        nonlocal last_url
-        try:
-            url = output(ref)
-        except UnusableUrl as exc:
-            skip(exc.url, exc.reason)
-            return
-        if url != last_url:
-            append(ExpandedUrl(url, kind, rendition, -1, None))
-            last_url = url
-
-    segment_kind = UrlKind.SEGMENT
-    next_key_at = keys[0][0] if keys else -1
     for index, segment in enumerate(playlist.segments):
-        if next_key_at != -1 and next_key_at <= index:
-            while next_key < len(keys) and keys[next_key][0] <= index:
-                add(keys[next_key][1], UrlKind.KEY)
-                next_key += 1
-            next_key_at = keys[next_key][0] if next_key < len(keys) else -1
-        init = segment.get("init_section")
-        if init is not None and init["uri"] != last_init:
-            last_init = init["uri"]
-            add(init["uri"], UrlKind.INIT)
-        for part in segment.get("parts", ()):
-            if part.get("gap") == "YES":
-                skip(_describe(resolver, part["uri"]), "gap part")
-            else:
-                add(part["uri"], UrlKind.PART)
-        uri = segment.get("uri")
-        if uri is None:  # parts of a segment still being written
-            continue
-        if segment.get("gap_tag"):
-            skip(_describe(resolver, uri), "gap segment")
-            continue
-        # add() inlined: this runs once per segment.
-        try:
-            url = output(uri)
-        except UnusableUrl as exc:
-            skip(exc.url, exc.reason)
-            continue
-        if url != last_url:
-            append(ExpandedUrl(url, segment_kind, rendition, index, segment.get("duration")))
-            last_url = url
+        while next_key < len(keys) and keys[next_key][0] <= index:
+            sink.key(keys[next_key][1])
+            next_key += 1
+        sink.segment(segment, index)
     for _, uri in keys[next_key:]:
-        add(uri, UrlKind.KEY)
-    return urls
+        sink.key(uri)
+    return out
 
 
 def _describe(resolver: Resolver, ref: str) -> str:
@@ -499,8 +841,8 @@ def _describe(resolver: Resolver, ref: str) -> str:
 class _Node:
     """One fetched playlist and what hangs below it."""
 
-    playlists: list[ExpandedUrl]
-    media: list[ExpandedUrl] = field(default_factory=list)
+    playlists: UrlList
+    media: UrlList = field(default_factory=UrlList)
     children: list[_Node] = field(default_factory=list)
 
 
@@ -533,6 +875,9 @@ class _Expander:
         self.claimed: set[str] = set()
         self.skipped: dict[str, str] = {}
         self.live: list[str] = []
+        self.warnings: list[str] = []
+        self.failed: list[PlaylistError] = []
+        self.budget = _UrlBudget(source, self.options.max_urls_per_video)
 
     def skip(self, url: str, reason: str) -> None:
         self.skipped.setdefault(url, reason)
@@ -545,33 +890,38 @@ class _Expander:
 
     async def _visit(self, url: str, mapped: str, depth: int, imported: Mapping[str, str]) -> _Node:
         fetched = await self.fetcher.fetch(url)
-        resolver = Resolver(fetched.base_url, self.hosts)
-        node = _Node([ExpandedUrl(mapped, UrlKind.PLAYLIST, mapped, -1, None)])
-        if fetched.redirected and self.options.sign_url is None:
+        base_url, redirected = fetched.base_url, fetched.redirected
+        resolver = Resolver(base_url, self.hosts)
+        node = _Node(UrlList())
+        self.budget.take(url)
+        node.playlists.append(mapped, UrlKind.PLAYLIST, mapped, -1, None)
+        if redirected and self.options.sign_url is None:
             # Players request the redirect target through the CDN as well.
             try:
                 final = self.hosts.apply(resolver.base)
-                node.playlists.append(ExpandedUrl(final, UrlKind.PLAYLIST, mapped, -1, None))
+                self.budget.take(url)
+                node.playlists.append(final, UrlKind.PLAYLIST, mapped, -1, None)
             except UnusableUrl as exc:
                 self.skip(exc.url, exc.reason)
         if not _HLS_START.match(fetched.text):  # decode_playlist let a DASH MPD through
             return self._mpd(fetched, mapped, depth, node)
         text, variables = substitute_variables(fetched.text, url, imported)
-        playlist = parse_playlist(text, url, fetched.base_url)
+        del fetched  # the text is needed only until it is parsed
+        media = UrlList()
+        sink = _MediaSink(url, resolver, mapped, self.skip, media, self.budget)
+        playlist = parse_playlist(text, url, base_url, sink=sink, strict=self.options.strict)
+        del text
+        self.warnings.extend(f"{url}: {warning}" for warning in playlist.warnings)
         for ref, reason in playlist.ignored:
             self.skip(_describe(resolver, ref), reason)
         if playlist.is_master:
-            node.media = [
-                ExpandedUrl(url, UrlKind.KEY, mapped, -1, None)
-                for url in self._resolve_all(resolver, [ref for _, ref in playlist.keys])
-            ]
+            for key_url in self._resolve_all(resolver, [ref for _, ref in playlist.keys]):
+                self.budget.take(url)
+                node.media.append(key_url, UrlKind.KEY, mapped, -1, None)
             children = self._claim_children(resolver, playlist.renditions, depth + 1)
-            node.children = await _all_or_first_error(
-                self._visit(child_url, child_mapped, depth + 1, variables)
-                for child_url, child_mapped in children
-            )
+            node.children = await self._visit_children(children, depth + 1, variables)
         else:
-            node.media = media_urls(playlist, resolver, mapped, self.skip)
+            node.media = media
             if playlist.is_live:
                 self.live.append(mapped)
         return node
@@ -585,10 +935,33 @@ class _Expander:
             fetched.text, fetched.url, fetched.base_url, mapped, self.hosts, self.skip,
             self.options.max_urls_per_video,
         )  # fmt: skip
-        node.media = mpd.urls
+        node.media = UrlList(mpd.urls)
         if mpd.is_live:
             self.live.append(mapped)
         return node
+
+    async def _visit_children(
+        self, children: list[tuple[str, str]], depth: int, variables: Mapping[str, str]
+    ) -> list[_Node]:
+        """Every rendition; one that fails is reported and skipped unless ``strict``."""
+        visits = (self._visit(child, mapped, depth, variables) for child, mapped in children)
+        if self.options.strict:
+            return await _all_or_first_error(visits)
+        outcomes = await asyncio.gather(*visits, return_exceptions=True)
+        nodes = []
+        for (_, mapped), outcome in zip(children, outcomes, strict=True):
+            if isinstance(outcome, UrlLimitExceeded):
+                raise outcome
+            if isinstance(outcome, PlaylistError):
+                self.failed.append(outcome)
+                self.skip(mapped, outcome.reason)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                nodes.append(outcome)
+        if children and not nodes:
+            raise self.failed[0]  # nothing of the video could be read below its master
+        return nodes
 
     def _resolve_all(self, resolver: Resolver, refs: list[str]) -> list[str]:
         urls = []
@@ -628,16 +1001,15 @@ class _Expander:
             nodes.append(node)
             pending.extend(reversed(node.children))
         seen: set[str] = set()
-        urls: list[ExpandedUrl] = []
-        for entries in [node.playlists for node in nodes] + [node.media for node in nodes]:
-            for entry in entries:
-                if entry.url not in seen:
-                    seen.add(entry.url)
-                    urls.append(entry)
+        urls = UrlList()
+        for node in nodes:
+            urls.take_unique(node.playlists, seen)
+        for node in nodes:
+            urls.take_unique(node.media, seen)  # each node's list is freed as it is copied
         skipped = [
             SkippedUrl(url, reason) for url, reason in self.skipped.items() if url not in seen
         ]
-        return Expansion(self.source, urls, skipped, self.live)
+        return Expansion(self.source, urls, skipped, self.live, self.warnings, self.failed)
 
 
 async def _all_or_first_error(coroutines: Iterable[Coroutine[Any, Any, _Node]]) -> list[_Node]:

@@ -97,6 +97,12 @@ class QueuedVideo:
     already_preheated: bool = False
     error: str | None = None
     hit_ratio: float | None = None  # from a verification after pushing
+    warnings: list[str] = field(default_factory=list)  # malformed tags read as absent
+    failed_playlists: list[str] = field(default_factory=list)  # renditions skipped: partial
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.failed_playlists)
 
 
 @dataclass
@@ -127,6 +133,16 @@ def skip_reason_key(reason: str) -> str:
     return " ".join(words[:2]) if len(words) > 2 else reason
 
 
+def describe_expansion(video_id: str, expansion: Expansion) -> QueuedVideo:
+    """What an expansion found, before anything is queued."""
+    summary = QueuedVideo(video_id, expansion.source, found=len(expansion.urls))
+    summary.live = expansion.is_live
+    summary.skipped.update(skip_reason_key(item.reason) for item in expansion.skipped)
+    summary.warnings = list(expansion.warnings)
+    summary.failed_playlists = [str(error) for error in expansion.failed]
+    return summary
+
+
 def queue_expansion(
     ledger: Ledger,
     provider_name: str,
@@ -140,8 +156,7 @@ def queue_expansion(
 ) -> QueuedVideo:
     """Record the video and queue its URLs (deduplicated against the whole ledger)."""
     now = now or utcnow()
-    summary = QueuedVideo(video_id, expansion.source, found=len(expansion.urls))
-    summary.live = expansion.is_live
+    summary = describe_expansion(video_id, expansion)
     ledger.put_video(video_id, expansion.source, len(expansion.urls), now)
     result = ledger.enqueue(
         video_id, provider_name, area, prioritize(expansion, head_first), now, max_age
@@ -149,7 +164,6 @@ def queue_expansion(
     if expansion.skipped:
         reasons = {item.url: item.reason for item in expansion.skipped}
         ledger.mark_skipped(video_id, provider_name, area, reasons)
-        summary.skipped.update(skip_reason_key(r) for r in reasons.values())
     summary.queued = result.queued
     summary.already_done = result.already_done
     summary.already_queued = result.already_queued

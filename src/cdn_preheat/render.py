@@ -27,7 +27,17 @@ def video_dict(queued: QueuedVideo) -> dict[str, Any]:
         "live": queued.live,
         "error": queued.error,
         "edge_hit_ratio": queued.hit_ratio,
+        "warnings": queued.warnings,
+        "failed_playlists": queued.failed_playlists,
     }
+
+
+def report_problems(queued: QueuedVideo) -> None:
+    """Warnings and skipped renditions of one video, one line each on stderr."""
+    for message in queued.warnings:
+        ui.warning(f"{queued.video_id}: {message}")
+    for failure in queued.failed_playlists:
+        ui.error(f"{queued.video_id}: partial: rendition skipped: {failure}")
 
 
 def run_dict(report: RunReport) -> dict[str, Any]:
@@ -58,6 +68,7 @@ def report_push(
     if json_out:
         ui.print_json(data)
         return
+    report_problems(queued)
     if queued.already_preheated:
         ui.note(f"{queued.video_id} is already preheated; use --reset to push it again.")
         return
@@ -106,11 +117,14 @@ def report_batch(
         return
     rows = []
     for video in videos:
+        report_problems(video)
         state = (
             "already preheated"
             if video.already_preheated
             else f"failed: {video.error}"
             if video.error
+            else "partial"
+            if video.partial
             else "queued"
         )
         rows.append(

@@ -33,11 +33,19 @@ def print_json(data: Any) -> None:
 
 def error(message: str) -> None:
     # Escaped: a message may hold brackets, e.g. pip install 'cdn-preheat[plot]'.
-    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
+    # soft_wrap: Rich would break lines at 80 columns when stderr is a pipe or a
+    # log file, splitting URLs in two; a terminal wraps long lines itself.
+    err.print(
+        f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True
+    )
 
 
 def note(message: str) -> None:
-    err.print(message, markup=False)
+    err.print(message, markup=False, soft_wrap=True)
+
+
+def warning(message: str) -> None:
+    note(f"warning: {message}")
 
 
 @contextmanager

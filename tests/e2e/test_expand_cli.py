@@ -79,3 +79,85 @@ def test_a_malformed_mongodb_uri_is_bad_configuration(cli: Cli) -> None:
         assert "Hunter2" not in run.stderr + run.stdout
         assert run.stderr.startswith("error: MONGODB_URI is invalid: "), run.stderr
         assert run.stderr.count(".") >= 1 and len(run.stderr.strip().splitlines()) == 1
+
+
+# playlists as players read them ------------------------------------------------
+
+MASTER = (
+    "#EXTM3U\n#EXT-X-VERSION:x\n#EXT-X-STREAM-INF:BANDWIDTH=1\nok/index.m3u8\n"
+    "#EXT-X-STREAM-INF:BANDWIDTH=2\ngone/index.m3u8\n"
+)
+MEDIA = "#EXTM3U\n#EXT-X-TARGETDURATION:6.006\n#EXTINF:4,\ns0.ts\ns1.ts\n#EXT-X-ENDLIST\n"
+
+
+def scripted_video(origin: ScriptedOrigin) -> None:
+    origin.playlist("/v/master.m3u8", MASTER)
+    origin.playlist("/v/ok/index.m3u8", MEDIA)
+
+
+def test_push_skips_a_missing_variant_queues_the_others_and_exits_1(cli: Cli) -> None:
+    edge = cli.sandbox.edge.netloc
+    with ScriptedOrigin() as origin:
+        scripted_video(origin)
+        run = cli("push", "v1", origin.url("/v/master.m3u8"))
+        gone = origin.url("/v/gone/index.m3u8")
+
+    assert run.code == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    assert f"error: v1: partial: rendition skipped: {gone}: HTTP 404 Not Found" in run.stderr
+    assert "warning: v1: " in run.stderr and "EXT-X-TARGETDURATION value '6.006'" in run.stderr
+    expected = [
+        f"http://{edge}/v/master.m3u8",
+        f"http://{edge}/v/ok/index.m3u8",
+        f"http://{edge}/v/ok/s0.ts",
+        f"http://{edge}/v/ok/s1.ts",  # no #EXTINF before it: players request it all the same
+    ]
+    assert sorted(cli.sandbox.tencent.received_urls()) == sorted(expected)
+    total = cli.status("v1")["total"]  # (the sandbox edge cannot fetch them: invalid)
+    assert total["skipped"] == 1 and total["pending"] == total["reserved"] == 0
+
+
+def test_strict_fails_the_video_as_before_and_pushes_nothing(cli: Cli) -> None:
+    with ScriptedOrigin() as origin:
+        scripted_video(origin)
+        run = cli("push", "v1", origin.url("/v/master.m3u8"), "--strict")
+        expand = cli("expand", origin.url("/v/master.m3u8"), "--strict")
+        lenient = cli("expand", origin.url("/v/master.m3u8"), "--json")
+
+    assert run.code == 2, run.stderr
+    assert "malformed playlist: line 2: EXT-X-VERSION value 'x' is not valid" in run.stderr
+    assert cli.sandbox.tencent.received_urls() == []
+    assert expand.code == 2 and expand.stdout == ""
+    assert lenient.code == 1, lenient.stderr
+    report = lenient.json()
+    assert len(report["urls"]) == 4 and len(report["failed_playlists"]) == 1
+    assert "partial: 1 playlist(s) could not be read" in lenient.stderr
+
+
+def test_batch_with_a_partial_video_queues_it_and_the_others_and_exits_1(cli: Cli) -> None:
+    with ScriptedOrigin() as origin:
+        scripted_video(origin)
+        catalog = write_catalog(cli, ["demo-1"])
+        with catalog.open("a") as handle:
+            handle.write(f"v1,{origin.url('/v/master.m3u8')}\n")
+        run = cli("batch", str(catalog), "--json")
+
+    assert run.code == 1, run.stderr
+    videos = {video["video_id"]: video for video in run.json()["videos"]}
+    assert videos["v1"]["error"] is None and len(videos["v1"]["failed_playlists"]) == 1
+    assert videos["v1"]["queued"] == 4
+    assert videos["demo-1"]["failed_playlists"] == []
+    pushed = set(cli.sandbox.tencent.received_urls())
+    assert set(expected_urls(cli, "demo-1")) <= pushed
+    assert len(pushed) == 4 + videos["demo-1"]["found"]
+
+
+def test_stderr_is_not_wrapped_when_it_is_not_a_terminal(cli: Cli) -> None:
+    long_url = f"http://127.0.0.1:{closed_port()}/{'very-long-path-segment/' * 8}master.m3u8"
+    env = {name: value for name, value in cli.env.items() if name != "COLUMNS"}
+    run = Cli(cli.sandbox, cli.workdir, env)("expand", long_url)
+
+    assert run.code == 2, run.stderr
+    [line] = run.stderr.strip().splitlines()
+    assert line.startswith(f"error: {long_url}: connection failed")
+    assert len(line) > 150
