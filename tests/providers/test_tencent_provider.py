@@ -16,6 +16,7 @@ from cdn_preheat.errors import (
     ProviderError,
     RateLimited,
     Transient,
+    Unreconcilable,
 )
 from cdn_preheat.providers.tencent import TencentProvider
 from cdn_preheat.sandbox.server import Sandbox
@@ -71,6 +72,58 @@ def test_find_submitted_pages_through_long_task_lists(sandbox: Sandbox) -> None:
     found = cdn.find_submitted(urls, since)
     assert len(found) == 1200
     assert found[urls[0]] == task_ids[0] and found[urls[-1]] == task_ids[2]
+
+
+@pytest.mark.parametrize("over_limit", ["reject", "cap"])
+def test_find_submitted_copes_with_a_page_limit_either_way(sandbox: Sandbox, over_limit) -> None:
+    """No maximum Limit is documented: a smaller one refused or silently capped both work."""
+    sandbox.tencent.limits.push_tasks_max_limit = 100
+    sandbox.tencent.limits.push_tasks_over_limit = over_limit
+    cdn = provider(sandbox)
+    since = dt.datetime.now(dt.UTC)
+    urls = [sandbox.edge_url(f"/vod/demo-1/v0/seg{i}.ts?n={i}") for i in range(250)]
+    task_id = cdn.submit(urls).task_id
+    assert cdn.find_submitted(urls, since) == dict.fromkeys(urls, task_id)
+    assert {e.url for e in cdn.task_status([task_id])} == set(urls)
+
+
+def test_find_submitted_searches_by_url_rather_than_reading_the_account(sandbox: Sandbox) -> None:
+    """With more pages in the window than URLs to find, one Keyword search per URL."""
+    sandbox.tencent.limits.push_tasks_max_limit = 100
+    sandbox.tencent.limits.push_tasks_over_limit = "cap"
+    cdn = provider(sandbox)
+    since = dt.datetime.now(dt.UTC)
+    busy = [sandbox.edge_url(f"/vod/demo-1/v0/seg{i}.ts?n={i}") for i in range(1000)]
+    cdn.submit(busy[:500])
+    cdn.submit(busy[500:])
+    wanted = [
+        sandbox.edge_url("/vod/demo-2/v0/seg0.ts"),
+        sandbox.edge_url("/vod/demo-2/v0/seg1.ts"),
+    ]
+    task_id = cdn.submit(wanted).task_id
+    before = sandbox.tencent.actions["DescribePushTasks"]
+    assert cdn.find_submitted(wanted, since) == dict.fromkeys(wanted, task_id)
+    # One page told 11 pages of 100; two Keyword searches instead of ten more pages.
+    assert sandbox.tencent.actions["DescribePushTasks"] - before == 3
+
+
+@pytest.mark.parametrize("order", ["newest_first", "oldest_first"])
+def test_find_submitted_picks_the_newest_push_in_any_order(sandbox: Sandbox, order) -> None:
+    sandbox.tencent.limits.push_log_order = order
+    cdn = provider(sandbox)
+    since = dt.datetime.now(dt.UTC)
+    url = sandbox.edge_url("/vod/demo-1/v0/seg0.ts")
+    cdn.submit([url])
+    sandbox.clock.advance(dt.timedelta(seconds=2))  # pushed again, a little later
+    again = cdn.submit([url]).task_id
+    assert cdn.find_submitted([url], since) == {url: again}
+
+
+def test_find_submitted_beyond_30_days_is_unreconcilable(sandbox: Sandbox) -> None:
+    cdn = provider(sandbox)
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(days=30, minutes=1)
+    with pytest.raises(Unreconcilable, match="30 days"):
+        cdn.find_submitted([sandbox.edge_url("/vod/demo-1/v0/seg0.ts")], since)
 
 
 @pytest.mark.parametrize(

@@ -267,6 +267,53 @@ def test_describe_push_tasks_filters_and_pages(sandbox: Sandbox) -> None:
     assert error_code(cdn, "DescribePushTasks") == "MissingParameter"
 
 
+def _window(box: Sandbox, minutes: int = 1) -> dict[str, str]:
+    now = box.clock.now()
+    stamp = "%Y-%m-%d %H:%M:%S"
+    return {
+        "StartTime": (now - dt.timedelta(minutes=minutes)).astimezone(UTC8).strftime(stamp),
+        "EndTime": (now + dt.timedelta(minutes=1)).astimezone(UTC8).strftime(stamp),
+    }
+
+
+def test_describe_push_tasks_limit_has_no_documented_maximum(sandbox: Sandbox) -> None:
+    """SDK DescribePushTasksRequest.Limit: "默认为 20", no maximum; settable to reject or cap."""
+    cdn = client(sandbox)
+    call(cdn, "PushUrlsCache", Urls=edge_urls(sandbox, 12))
+    assert len(call(cdn, "DescribePushTasks", **_window(sandbox)).PushLogs) == 12
+    assert len(call(cdn, "DescribePushTasks", **_window(sandbox), Limit=5000).PushLogs) == 12
+    sandbox.tencent.limits.push_tasks_max_limit = 5
+    code = error_code(cdn, "DescribePushTasks", **_window(sandbox), Limit=6)
+    assert code == "InvalidParameter.CdnParamError"
+    sandbox.tencent.limits.push_tasks_over_limit = "cap"
+    capped = call(cdn, "DescribePushTasks", **_window(sandbox), Limit=1000)
+    assert (len(capped.PushLogs), capped.TotalCount) == (5, 12)
+
+
+def test_push_logs_are_forgotten_after_30_days(sandbox: Sandbox) -> None:
+    """ "预热记录保存30天" (cloud.tencent.com/document/api/228/12840)."""
+    cdn = client(sandbox)
+    old = call(cdn, "PushUrlsCache", Urls=edge_urls(sandbox, 2)).TaskId
+    sandbox.clock.advance(dt.timedelta(days=29, hours=23))
+    recent = call(cdn, "PushUrlsCache", Urls=edge_urls(sandbox, 1, video="demo-2")).TaskId
+    assert call(cdn, "DescribePushTasks", TaskId=old).TotalCount == 2
+    sandbox.clock.advance(dt.timedelta(hours=2))
+    assert call(cdn, "DescribePushTasks", TaskId=old).TotalCount == 0
+    window = _window(sandbox, minutes=60 * 24 * 31)
+    assert [log.TaskId for log in call(cdn, "DescribePushTasks", **window).PushLogs] == [recent]
+
+
+def test_push_log_order_is_settable(sandbox: Sandbox) -> None:
+    cdn = client(sandbox)
+    urls = edge_urls(sandbox, 3)
+    call(cdn, "PushUrlsCache", Urls=urls)
+    logs = call(cdn, "DescribePushTasks", **_window(sandbox)).PushLogs
+    assert [log.Url for log in logs] == list(reversed(urls))
+    sandbox.tencent.limits.push_log_order = "oldest_first"
+    logs = call(cdn, "DescribePushTasks", **_window(sandbox)).PushLogs
+    assert [log.Url for log in logs] == urls
+
+
 # -- purge ----------------------------------------------------------------------------
 
 

@@ -8,7 +8,8 @@ become :mod:`cdn_preheat.errors` by their Tencent code.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator, Sequence
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,13 +31,25 @@ from cdn_preheat.errors import (
     QuotaExhausted,
     RateLimited,
     Transient,
+    Unreconcilable,
 )
 from cdn_preheat.providers.base import Limits, Provider, Quota, SubmitResult, TaskEntry, TaskState
 from cdn_preheat.providers.stats import LogFile, TrafficPoint, TrafficSeries
+from cdn_preheat.ratelimit import RateLimiter
+from cdn_preheat.urlkey import url_key
 
 UTC8 = dt.timezone(dt.timedelta(hours=8))
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 PAGE_SIZE = 1000
+# DescribePushTasks Limit: "默认为 20" and no documented maximum (SDK models.py
+# DescribePushTasksRequest.Limit; cloud.tencent.com/document/api/228/37872). Should
+# the service refuse a page of 1000 (InvalidParameter), ask for smaller ones.
+PUSH_LOG_PAGE_SIZES = (PAGE_SIZE, 100, 20)
+# "预热记录保存30天": push logs are kept 30 days (legacy GetPushLogs,
+# cloud.tencent.com/document/api/228/12840).
+TASK_RETENTION = dt.timedelta(days=30)
+# "默认接口请求频率限制: 20次/秒" per API (cloud.tencent.com/document/api/228/37872).
+PUSH_TASKS_RATE = 20.0
 # Task lists are searched this far beyond the asked window, for clock skew.
 SEARCH_MARGIN = dt.timedelta(minutes=5)
 REQUEST_TIMEOUT_SECONDS = 15
@@ -112,6 +125,9 @@ class TencentProvider(Provider):
         self._user_agent = settings.tencent_user_agent
         self._headers = dict(settings.tencent_headers)
         self._cdn_host = settings.cdn_host
+        self._page_size = PAGE_SIZE
+        # DescribePushTasks' own budget, shared by status polling and crash recovery.
+        self._push_tasks_limiter = RateLimiter(PUSH_TASKS_RATE)
 
     # -- prefetch ---------------------------------------------------------------
 
@@ -158,30 +174,64 @@ class TencentProvider(Provider):
         return entries
 
     def find_submitted(self, urls: Sequence[str], since: dt.datetime) -> dict[str, str]:
-        wanted = set(urls)
+        """The newest push of each URL since ``since``, from DescribePushTasks.
+
+        Reads the window's push logs when that takes no more calls than searching
+        each URL (``Keyword``, a full URL), else searches per URL. The logs' order
+        is not documented: the newest log is picked by CreateTime, then TaskId.
+        """
         if since.tzinfo is None:
             since = since.replace(tzinfo=dt.UTC)
+        now = dt.datetime.now(dt.UTC)
+        if since < now - TASK_RETENTION + SEARCH_MARGIN:
+            raise Unreconcilable(
+                f"Tencent Cloud keeps push logs for 30 days; a batch from "
+                f"{since:%Y-%m-%d %H:%M} UTC can no longer be looked up."
+            )
         window = {
             "StartTime": _cn_time(since - SEARCH_MARGIN),
-            "EndTime": _cn_time(dt.datetime.now(dt.UTC) + SEARCH_MARGIN),
+            "EndTime": _cn_time(now + SEARCH_MARGIN),
         }
-        found: dict[str, str] = {}
-        for log in self._push_logs(window):
-            # Logs come newest first: the first task seen for a URL is its latest.
-            if log.Url in wanted and log.Url not in found:
-                found[log.Url] = log.TaskId
-        return found
+        wanted = {url_key(url): url for url in urls}
+        page, total, size = self._push_log_page(window, 0)
+        logs: list[Any] = list(page)
+        if page and len(page) < min(size, total):
+            size = len(page)  # the service capped the page below the Limit asked for
+        if math.ceil(total / max(1, size)) - 1 <= len(wanted):
+            offset = len(page)
+            while page and offset < total:
+                page, total, _ = self._push_log_page(window, offset)
+                logs += page
+                offset += len(page)
+        else:
+            for url in wanted.values():
+                logs += self._push_logs({**window, "Keyword": url})
+        return _newest_per_url(logs, wanted)
 
     def _push_logs(self, criteria: dict[str, str]) -> Iterator[Any]:
         def page(offset: int) -> tuple[list[Any], int]:
+            items, total, _ = self._push_log_page(criteria, offset)
+            return items, total
+
+        return _paginate(page)
+
+    def _push_log_page(self, criteria: dict[str, str], offset: int) -> tuple[list[Any], int, int]:
+        """One page of push logs: (logs, TotalCount, the Limit asked for)."""
+        while True:
             request = models.DescribePushTasksRequest()
             for name, value in criteria.items():
                 setattr(request, name, value)
-            request.Offset, request.Limit = offset, PAGE_SIZE
-            answer = self._call("DescribePushTasks", request)
-            return list(answer.PushLogs or []), int(answer.TotalCount or 0)
-
-        return _paginate(page)
+            request.Offset, request.Limit = offset, self._page_size
+            self._push_tasks_limiter.acquire()
+            try:
+                answer = self._call("DescribePushTasks", request)
+            except ProviderError as exc:
+                smaller = [n for n in PUSH_LOG_PAGE_SIZES if n < self._page_size]
+                if not (exc.code or "").startswith("InvalidParameter") or not smaller:
+                    raise
+                self._page_size = smaller[0]
+                continue
+            return list(answer.PushLogs or []), int(answer.TotalCount or 0), self._page_size
 
     # -- purge ------------------------------------------------------------------
 
@@ -379,6 +429,20 @@ def _paginate(page: Callable[[int], tuple[list[Any], int]]) -> Iterator[Any]:
         offset += len(items)
         if not items or offset >= total:
             return
+
+
+def _newest_per_url(logs: Iterable[Any], wanted: dict[str, str]) -> dict[str, str]:
+    """url -> task id of its newest push log, by CreateTime then TaskId (no order assumed)."""
+    best: dict[str, tuple[str, str]] = {}
+    for log in logs:
+        url = wanted.get(url_key(str(log.Url)))
+        if url is None:
+            continue
+        # "YYYY-MM-DD hh:mm:ss" (UTC+8) orders as text.
+        rank = (str(log.CreateTime or ""), str(log.TaskId))
+        if url not in best or rank > best[url]:
+            best[url] = rank
+    return {url: rank[1] for url, rank in best.items()}
 
 
 def _task_entry(task_id: str, url: str, status: str, created: str | None) -> TaskEntry:

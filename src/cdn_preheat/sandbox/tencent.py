@@ -27,7 +27,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 from cdn_preheat.sandbox import traffic
@@ -94,6 +94,18 @@ class TencentLimits:
     # offers CdnParamError ("参数错误") and CdnHostInvalidParam ("域名格式不合法").
     # Configurable, so the product is tested against both.
     scheme_error_code: str = "InvalidParameter.CdnParamError"
+    # DescribePushTasks Limit: "分页查询限制数目, 默认为 20" and no maximum (SDK
+    # cdn/v20180606/models.py DescribePushTasksRequest.Limit;
+    # cloud.tencent.com/document/api/228/37872). Unsettled, so settable: None accepts
+    # any Limit; N with "reject" refuses a larger one (InvalidParameter.CdnParamError),
+    # with "cap" silently answers at most N logs.
+    push_tasks_max_limit: int | None = None
+    push_tasks_over_limit: Literal["reject", "cap"] = "reject"
+    # The order of DescribePushTasks logs is not documented either.
+    push_log_order: Literal["newest_first", "oldest_first"] = "newest_first"
+    # "预热记录保存30天" (legacy GetPushLogs, cloud.tencent.com/document/api/228/12840):
+    # push and purge logs older than this on the clock are forgotten.
+    task_retention: dt.timedelta = dt.timedelta(days=30)
 
 
 class ApiError(Exception):
@@ -180,6 +192,7 @@ class TencentEmulator:
         self.limits = limits or TencentLimits()
         self.faults = faults or Faults()
         self.outcomes: Counter[str] = Counter()  # ok, auth, rate_limited, quota, fault, ...
+        self.actions: Counter[str] = Counter()  # authenticated calls by action
         self._lock = threading.RLock()
         self._rate = _RateWindow()
         self._random = random.Random(self.limits.seed)
@@ -288,6 +301,8 @@ class TencentEmulator:
             raise ApiError("NoSuchVersion", f"The API version must be {API_VERSION}.")
         if action not in self._actions:
             raise ApiError("InvalidAction", f"The action {action!r} does not exist.")
+        with self._lock:
+            self.actions[action] += 1
         if action in self.limits.cam_denied:
             raise ApiError(
                 "UnauthorizedOperation.CdnCamUnauthorized",
@@ -358,7 +373,15 @@ class TencentEmulator:
         }
 
     def _describe_push_tasks(self, params: Params) -> dict[str, Any]:
-        records, total = self._select(self._push, params, frozenset({"push"}))
+        limits = self.limits
+        records, total = self._select(
+            self._push,
+            params,
+            frozenset({"push"}),
+            max_limit=limits.push_tasks_max_limit,
+            cap=limits.push_tasks_over_limit == "cap",
+            oldest_first=limits.push_log_order == "oldest_first",
+        )
         logs = [
             {
                 "TaskId": r.task_id,
@@ -621,7 +644,14 @@ class TencentEmulator:
         return f"http://{self.domain}{parts.path or '/'}{query}"
 
     def _select(
-        self, pool: list[TaskRecord], params: Params, kinds: frozenset[str]
+        self,
+        pool: list[TaskRecord],
+        params: Params,
+        kinds: frozenset[str],
+        *,
+        max_limit: int | None = 1000,
+        cap: bool = False,
+        oldest_first: bool = False,
     ) -> tuple[list[TaskRecord], int]:
         """Filter a task log like the Describe*Tasks calls do; one page, newest first."""
         task_id = params.get("TaskId")
@@ -631,10 +661,14 @@ class TencentEmulator:
         end = end or self.clock.now()
         keyword = params.get("Keyword")
         area, status = params.get("Area"), params.get("Status")
-        offset, limit = _page(params, default_limit=20, max_limit=1000)
+        refuse_over = None if cap else max_limit
+        offset, limit = _page(params, default_limit=20, max_limit=refuse_over)
+        if max_limit is not None:
+            limit = min(limit, max_limit)
         with self._lock:
+            self._forget_locked(pool)
             if task_id:
-                candidates = self._by_task.get(task_id, [])
+                candidates = list(self._by_task.get(task_id, []))
             else:
                 # Logs are in creation order (the sandbox clock only moves forward):
                 # bisect the window instead of scanning a bench-sized log.
@@ -647,7 +681,7 @@ class TencentEmulator:
                 candidates = pool[first:last]
             chosen = [
                 r
-                for r in reversed(candidates)
+                for r in (candidates if oldest_first else reversed(candidates))
                 if r.kind in kinds
                 and (start is None or start <= _whole_second(r.created) <= end)
                 and (not keyword or _keyword_matches(keyword, r.url))
@@ -655,6 +689,15 @@ class TencentEmulator:
                 and (not status or r.status == status)
             ]
         return chosen[offset : offset + limit], len(chosen)
+
+    def _forget_locked(self, pool: list[TaskRecord]) -> None:
+        """Drop logs older than the retention from ``pool`` (creation order; lock held)."""
+        oldest = self.clock.now() - self.limits.task_retention
+        gone = bisect.bisect_left(pool, oldest, key=lambda r: r.created)
+        if gone:
+            for record in pool[:gone]:
+                self._by_task.pop(record.task_id, None)
+            del pool[:gone]
 
 
 _PUSH_PARAMS = frozenset(
@@ -713,12 +756,14 @@ def _optional_choice(params: Params, name: str, choices: tuple[str, ...]) -> str
     return str(value)
 
 
-def _page(params: Params, *, default_limit: int, max_limit: int) -> tuple[int, int]:
+def _page(params: Params, *, default_limit: int, max_limit: int | None) -> tuple[int, int]:
     offset, limit = params.get("Offset", 0), params.get("Limit", default_limit)
     if not isinstance(offset, int) or not isinstance(limit, int):
         raise ApiError("InvalidParameter.CdnParamError", "Offset and Limit must be integers.")
-    if offset < 0 or not 1 <= limit <= max_limit:
-        raise ApiError("InvalidParameter.CdnParamError", f"Limit must be 1 to {max_limit}.")
+    if offset < 0 or limit < 1 or (max_limit is not None and limit > max_limit):
+        raise ApiError(
+            "InvalidParameter.CdnParamError", f"Limit must be 1 to {max_limit or 'any'}."
+        )
     return offset, limit
 
 
