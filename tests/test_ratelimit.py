@@ -7,13 +7,16 @@ asserts how fast anything ran.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from cdn_preheat.errors import RateLimited, Transient
-from cdn_preheat.ratelimit import RateLimiter, call_with_retries
+from cdn_preheat.ledger.sqlite import SqliteLedger
+from cdn_preheat.ratelimit import Budget, Pacing, RateLimiter, RateShare, call_with_retries
 
 
 def _release_times(limiter: RateLimiter, calls: int, threads: int) -> list[float]:
@@ -76,3 +79,80 @@ def test_call_with_retries_retries_rate_limits_and_transients_then_gives_up() ->
 
     with pytest.raises(Transient, match="still down"):
         call_with_retries(always_down, RateLimiter(1000), attempts=2)
+
+
+def test_units_count_against_the_window() -> None:
+    # A budget counted in URLs (Qiniu: 240 a second): 60 + 60 do not fit in 100.
+    limiter = RateLimiter(100)
+    limiter.acquire(60)
+    first = time.monotonic()
+    limiter.acquire(60)
+    assert time.monotonic() - first >= 0.9
+
+
+def test_lowering_the_rate_keeps_what_already_went_out_in_the_window() -> None:
+    limiter = RateLimiter(10)
+    stamps = []
+    for _ in range(10):
+        limiter.acquire()
+        stamps.append(time.monotonic())
+    limiter.set_rate(2)  # a second worker joined: half of 4 is 2 a second each
+    for _ in range(2):
+        limiter.acquire()
+        stamps.append(time.monotonic())
+    # The calls of the last second still count: the next ones wait a window.
+    assert stamps[10] - stamps[8] >= 1.0
+    assert limiter.rate == 2
+
+
+def test_a_late_answer_moves_the_call_later_in_the_window() -> None:
+    limiter = RateLimiter(2)
+    for _ in range(2):  # warm: two quick answers make the fastest round trip ~0
+        limiter.acquire()()
+    time.sleep(1.1)
+    limiter.acquire()()
+    late = limiter.acquire()
+    time.sleep(0.5)  # this request left the client (and was answered) late
+    late()
+    answered = time.monotonic()
+    limiter.acquire()
+    limiter.acquire()
+    # The late call counts from its answer, not its release: the second call
+    # after it waits a whole window from there.
+    assert time.monotonic() - answered >= 1.0
+
+
+def test_pacing_keeps_one_limiter_per_budget_and_applies_cap_and_share() -> None:
+    pacing = Pacing(
+        {"push": Budget(20), "status": Budget(20), "urls": Budget(240, units_per_call=20)},
+        {"prefetch": "urls", "refresh": "urls"},
+    )
+    assert pacing.limiter("push") is not pacing.limiter("status")
+    assert pacing.limiter("prefetch") is pacing.limiter("refresh")
+    pacing.set_cap(5)
+    assert (pacing.rate("push"), pacing.rate("prefetch")) == (5, 100)
+    pacing.set_share(4)
+    assert (pacing.rate("push"), pacing.rate("status"), pacing.rate("refresh")) == (1.25, 1.25, 25)
+    with pytest.raises(KeyError):
+        pacing.acquire("nope")
+
+
+def test_rate_share_divides_the_budgets_by_the_live_workers(tmp_path: Path) -> None:
+    ledger = SqliteLedger(tmp_path / "ledger.db")
+    joined = threading.Event()
+    joined.set()  # skip the join wait: this test drives the heartbeats itself
+    first = Pacing({"push": Budget(20)})
+    second = Pacing({"push": Budget(20)})
+    a = RateShare(ledger, "tencent", "a", first, interval=3600).start(joined)
+    assert first.rate("push") == 20
+    b = RateShare(ledger, "tencent", "b", second, interval=3600).start(joined)
+    assert second.rate("push") == 10
+    a._beat()
+    assert first.rate("push") == 10
+    b.stop()
+    a._beat()
+    assert first.rate("push") == 20
+    a.stop()
+    assert (
+        ledger.heartbeat("tencent", "probe", dt.datetime.now(dt.UTC), dt.timedelta(seconds=5)) == 1
+    )

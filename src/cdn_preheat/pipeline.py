@@ -23,6 +23,7 @@ from cdn_preheat.ledger.base import (
     VideoRecord,
     VideoState,
 )
+from cdn_preheat.ratelimit import RateShare
 from cdn_preheat.scheduler import DrainReport, Scheduler, SchedulerOptions, utcnow
 from cdn_preheat.source import VideoSource
 from cdn_preheat.tracker import Tracker, TrackerOptions
@@ -203,6 +204,30 @@ def run_queue(
     report = RunReport()
     scheduler = Scheduler(ledger, provider, options.scheduler, on_submitted=on_progress)
     tracker = Tracker(ledger, provider, options.tracker)
+    # Other processes pushing or polling on this account take their share of
+    # every API's rate limit while this run lasts (heartbeats in the ledger).
+    share = RateShare(ledger, provider.name, options.scheduler.worker_id, provider.pacing)
+    share.start(stop)
+    try:
+        _rounds(ledger, options, scheduler, tracker, report, stop)
+    finally:
+        share.stop()
+    counts = ledger.counts()
+    report.pending = counts.get(UrlState.PENDING, 0) + counts.get(UrlState.RESERVED, 0)
+    report.in_flight = counts.get(UrlState.SUBMITTED, 0)
+    report.quota_left_today = _quota_left(ledger, provider, scheduler)
+    return report
+
+
+def _rounds(
+    ledger: Ledger,
+    options: RunOptions,
+    scheduler: Scheduler,
+    tracker: Tracker,
+    report: RunReport,
+    stop: threading.Event,
+) -> None:
+    """Push/track rounds until the queue is empty or a round ends the run."""
     for _ in range(options.max_rounds):
         drained = scheduler.drain(stop)
         report.add(drained)
@@ -219,11 +244,6 @@ def run_queue(
             break
         if report.quota_exhausted or not ledger.counts().get(UrlState.PENDING, 0):
             break
-    counts = ledger.counts()
-    report.pending = counts.get(UrlState.PENDING, 0) + counts.get(UrlState.RESERVED, 0)
-    report.in_flight = counts.get(UrlState.SUBMITTED, 0)
-    report.quota_left_today = _quota_left(ledger, provider, scheduler)
-    return report
 
 
 def _quota_left(ledger: Ledger, provider: Provider, scheduler: Scheduler) -> int | None:

@@ -1,17 +1,36 @@
-"""A thread-safe pacing limiter and a backoff schedule."""
+"""Pacing: a thread-safe sliding-window limiter, one per vendor API, and a backoff schedule.
+
+Every vendor limits each API on its own (Tencent Cloud: 20 calls a second for
+each of PushUrlsCache, DescribePushTasks, DescribePushQuota...; Alibaba Cloud:
+50/30/5 a second for PushObjectCache, DescribeRefreshTaskById,
+DescribeRefreshTasks; Qiniu: 240 URLs and directories a second over prefetch
+and refresh together). A provider declares those budgets and paces every call
+on the budget of its API (:class:`Pacing`), so that status polling and crash
+recovery never eat into the push budget and never draw rate-limit answers of
+their own. Several processes on one account divide every budget by the number
+of live workers (:class:`RateShare`, heartbeats in the ledger).
+"""
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 from cdn_preheat.errors import ProviderError, RateLimited, Transient
 
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from cdn_preheat.ledger.base import Ledger
+
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 MAX_MARGIN = 0.25  # how far penalise() widens the window
 
@@ -45,31 +64,104 @@ class RateLimiter:
             raise ValueError("rate must be positive")
         if margin < 0:
             raise ValueError("margin must not be negative")
+        self._margin = margin
+        # Calls of the last two windows in the order they were scheduled, each
+        # [release time, sequence, units]; the time is corrected later to when
+        # the call really went out (see acquire).
+        self._log: deque[list[float]] = deque()
+        self._sequence = 0
+        self._hold_until = 0.0
+        self._fastest = float("inf")  # the shortest round trip seen (see acquire)
+        self._answered = 0
+        self._lock = threading.Lock()
+        self._set(rate)
+
+    @property
+    def rate(self) -> float:
+        with self._lock:
+            return self._rate
+
+    def set_rate(self, rate: float) -> None:
+        """Change the rate in place; what already went out still counts in its window.
+
+        Lowering it therefore never lets the next second hold more than the
+        new rate: the calls of the last second are still in the log.
+        """
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        with self._lock:
+            self._set(rate)
+
+    def _set(self, rate: float) -> None:
+        self._rate = rate
         self._burst = max(1, int(rate))
         self._period = self._burst / rate
-        self._margin = margin
-        self._window = self._period * (1.0 + margin)
-        # Release times, oldest first; each a one-item list so the thread that
-        # owns it can correct it to when it really woke up.
-        self._log: deque[list[float]] = deque(maxlen=self._burst)
-        self._hold_until = 0.0
-        self._lock = threading.Lock()
+        self._window = self._period * (1.0 + self._margin)
 
-    def acquire(self) -> None:
+    def acquire(self, units: int = 1) -> Callable[[], None]:
+        """Wait until ``units`` more calls (or URLs, for a budget counted in them) fit.
+
+        Returns ``done``, to call when the request has been answered (or has
+        failed): a request that took longer than the fastest one seen may have
+        left the client late (a busy machine, a thread waiting for the GIL), so
+        its place in the window moves to ``answered - fastest round trip``
+        (``answered`` for the first ``rate`` calls, before any trip is known to
+        be typical). A late send thus pushes the calls a window after it back
+        instead of putting one too many into the vendor's window.
+        """
+        units = min(max(1, units), self._burst)
         with self._lock:
+            self._sequence += 1
+            slot = [0.0, float(self._sequence), float(units)]
             now = time.monotonic()
-            start = max(now, self._hold_until)
-            if len(self._log) == self._burst:
-                start = max(start, self._log[0][0] + self._window)
-            slot = [start]
+            # Entries two windows old can no longer hold anyone back.
+            while self._log and self._log[0][0] < now - 2 * self._window - 1.0:
+                self._log.popleft()
+            start = self._earliest(now, slot)
+            slot[0] = start
             self._log.append(slot)
-        delay = start - now
-        if delay > 0:
-            time.sleep(delay)
-            woke = time.monotonic()
-            if woke > start:
-                with self._lock:
-                    slot[0] = woke
+        while True:
+            delay = start - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            with self._lock:
+                # Calls answered while we slept may have moved later (see done).
+                woke = time.monotonic()
+                start = self._earliest(woke, slot)
+                if start <= woke:
+                    slot[0] = max(slot[0], woke)
+                    break
+                slot[0] = start
+        released = slot[0]
+
+        def done() -> None:
+            answered = time.monotonic()
+            with self._lock:
+                if self._answered < self._burst:
+                    # Cold start (first connections, the SDK's first request): no
+                    # round trip is known to be typical yet, so count the call as
+                    # arriving when its answer did, which it cannot be later than.
+                    slot[0] = max(slot[0], answered)
+                else:
+                    slot[0] = max(slot[0], answered - self._fastest)
+                self._answered += 1
+                self._fastest = min(self._fastest, answered - released)
+
+        return done
+
+    def _earliest(self, now: float, slot: list[float]) -> float:
+        """When ``slot`` fits in the window behind every call scheduled before it."""
+        start = max(now, self._hold_until)
+        units = int(slot[2])
+        prior: list[float] = []
+        for entry in self._log:
+            if entry[1] < slot[1]:
+                prior.extend([entry[0]] * int(entry[2]))
+        prior.sort()
+        over = len(prior) + units - self._burst
+        if over > 0:
+            start = max(start, prior[over - 1] + self._window)
+        return start
 
     def penalise(self, seconds: float) -> None:
         """Hold every caller back for ``seconds`` (the provider said slow down)."""
@@ -79,6 +171,191 @@ class RateLimiter:
             self._window = self._period * (1.0 + self._margin)
 
 
+@dataclass(frozen=True)
+class Budget:
+    """One vendor rate limit: ``per_second`` calls (or units) in any one-second window.
+
+    ``units_per_call`` is what one full request spends of a budget counted in
+    units (Qiniu counts URLs): a requests-a-second cap (``CDN_PREHEAT_RATE``)
+    becomes ``cap * units_per_call`` units a second. ``source`` is the vendor
+    document that states the limit.
+    """
+
+    per_second: float
+    units_per_call: int = 1
+    source: str = ""
+
+
+class Pacing:
+    """One :class:`RateLimiter` per budget of one account.
+
+    ``apis`` maps an API name to the budget it draws on (by default the
+    budget of the same name; Qiniu's prefetch and refresh share one). Each
+    budget's rate is its vendor limit, capped at ``cap`` requests a second
+    (``CDN_PREHEAT_RATE``), divided by ``share`` (the live workers on the
+    account, see :class:`RateShare`).
+    """
+
+    def __init__(
+        self,
+        budgets: Mapping[str, Budget],
+        apis: Mapping[str, str] | None = None,
+        *,
+        cap: float | None = None,
+    ) -> None:
+        if not budgets:
+            raise ValueError("a pacing needs at least one budget")
+        self._budgets = dict(budgets)
+        self._apis = dict(apis or {})
+        for api, budget in self._apis.items():
+            if budget not in self._budgets:
+                raise ValueError(f"{api} draws on an unknown budget {budget!r}")
+        self._cap = cap
+        self._share = 1
+        self._lock = threading.Lock()
+        self._limiters = {name: RateLimiter(self._rate(name)) for name in self._budgets}
+
+    def budget_of(self, api: str) -> str:
+        """The budget ``api`` draws on."""
+        name = self._apis.get(api, api)
+        if name not in self._budgets:
+            raise KeyError(f"no rate budget for the API {api!r}")
+        return name
+
+    def limiter(self, api: str) -> RateLimiter:
+        return self._limiters[self.budget_of(api)]
+
+    def rate(self, api: str) -> float:
+        """What ``api`` may call a second now (units a second for unit budgets)."""
+        return self.limiter(api).rate
+
+    def acquire(self, api: str, units: int = 1) -> Callable[[], None]:
+        """Wait until one call of ``api`` (spending ``units`` of its budget) may go.
+
+        Call the returned ``done`` when the call has been answered.
+        """
+        return self.limiter(api).acquire(units)
+
+    def penalise(self, api: str, seconds: float) -> None:
+        self.limiter(api).penalise(seconds)
+
+    @property
+    def share(self) -> int:
+        with self._lock:
+            return self._share
+
+    def set_cap(self, cap: float | None) -> None:
+        """Cap every budget at ``cap`` requests a second (None: the vendor's limits)."""
+        with self._lock:
+            self._cap = cap
+            self._apply()
+
+    def set_share(self, workers: int) -> None:
+        """Divide every budget by ``workers`` processes pacing on the same account."""
+        with self._lock:
+            self._share = max(1, workers)
+            self._apply()
+
+    def _apply(self) -> None:
+        for name, limiter in self._limiters.items():
+            limiter.set_rate(self._rate(name))
+
+    def _rate(self, name: str) -> float:
+        budget = self._budgets[name]
+        rate = budget.per_second
+        if self._cap is not None:
+            rate = min(rate, self._cap * budget.units_per_call)
+        return rate / self._share
+
+
+class RateShare:
+    """Divides an account's rate budgets among the processes that pace on it.
+
+    Each process records a heartbeat for its ``scope`` (the provider: rate
+    limits are per account) in the shared ledger every ``interval`` seconds
+    and divides its budgets by the number of workers heard from within
+    ``ttl``. A process that joins while others run waits until they have
+    seen it and their last second of calls at the old rate has passed, so
+    the account's windows never hold more than its limit; one that leaves
+    (or dies, after ``ttl``) gives its share back. Without this, every worker
+    paced at the account's full rate and N workers drew rate-limit answers
+    on (N-1)/N of their calls.
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        scope: str,
+        worker_id: str,
+        pacing: Pacing,
+        *,
+        interval: float = 0.5,
+        ttl: float = 5.0,
+        clock: Callable[[], dt.datetime] | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.scope = scope
+        self.worker_id = worker_id
+        self.pacing = pacing
+        self.interval = interval
+        self.ttl = ttl
+        self._clock = clock or _utcnow
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.workers = 1
+
+    def start(self, stop: threading.Event | None = None) -> RateShare:
+        """Join: beat once, take the share, and wait for the others to slow down."""
+        self._beat()
+        if self.workers > 1:
+            # The others notice this worker within ``interval``; their calls at the
+            # old rate leave the vendor's window one (widened) second later.
+            (stop or threading.Event()).wait(self.interval + 1.0 + MAX_MARGIN)
+        self._thread = threading.Thread(target=self._run, name="rate-share", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Leave: stop beating and give the share back to the others."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        try:
+            self.ledger.leave(self.scope, self.worker_id)
+        except Exception:  # the ledger may be gone; the others wait out the ttl
+            log.debug("could not leave the rate share", exc_info=True)
+
+    def __enter__(self) -> RateShare:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self._beat()
+            except Exception:  # keep the last share; the next beat tries again
+                log.warning("rate share heartbeat failed", exc_info=True)
+
+    def _beat(self) -> None:
+        import datetime as dt
+
+        live = self.ledger.heartbeat(
+            self.scope, self.worker_id, self._clock(), dt.timedelta(seconds=self.ttl)
+        )
+        if live != self.workers:
+            log.info("%d workers share the %s rate limits", live, self.scope)
+        self.workers = max(1, live)
+        self.pacing.set_share(self.workers)
+
+
+def _utcnow() -> dt.datetime:
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC)
+
+
 def backoff_delay(attempt: int, *, base: float = 0.2, cap: float = 10.0) -> float:
     """Exponential backoff with full jitter for the ``attempt``-th retry (1-based)."""
     return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
@@ -86,7 +363,7 @@ def backoff_delay(attempt: int, *, base: float = 0.2, cap: float = 10.0) -> floa
 
 def call_with_retries(
     call: Callable[[], T],
-    limiter: RateLimiter,
+    limiter: RateLimiter | None = None,
     *,
     attempts: int,
     on_retry: Callable[[ProviderError], None] | None = None,
@@ -94,9 +371,13 @@ def call_with_retries(
     """Pace ``call`` and retry it on rate-limit and transient answers.
 
     Only for calls that are safe to repeat (queries, not submissions).
+    ``limiter`` None: the provider paces the call on its API's own budget
+    (:class:`Pacing`) and has already held that budget back on a rate-limit
+    answer, so a retry only waits for the budget.
     """
     for attempt in range(1, attempts + 1):
-        limiter.acquire()
+        if limiter is not None:
+            limiter.acquire()
         try:
             return call()
         except (RateLimited, Transient) as exc:
@@ -105,7 +386,8 @@ def call_with_retries(
             if on_retry is not None:
                 on_retry(exc)
             if isinstance(exc, RateLimited):
-                limiter.penalise(exc.retry_after or backoff_delay(attempt))
+                if limiter is not None:
+                    limiter.penalise(exc.retry_after or backoff_delay(attempt))
             else:
                 time.sleep(backoff_delay(attempt))
     raise AssertionError("unreachable: attempts must be >= 1")

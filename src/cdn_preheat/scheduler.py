@@ -39,7 +39,7 @@ from cdn_preheat.errors import (
 )
 from cdn_preheat.ledger.base import Claim, Ledger
 from cdn_preheat.providers.base import Provider, Quota, SubmitResult
-from cdn_preheat.ratelimit import RateLimiter, backoff_delay, call_with_retries
+from cdn_preheat.ratelimit import backoff_delay, call_with_retries
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -153,8 +153,9 @@ class Scheduler:
         self._on_submitted = on_submitted or (lambda n: None)
         self._clock = clock
         limits = provider.limits
-        rate = min(limits.requests_per_second, self.options.rate or limits.requests_per_second)
-        self._limiter = RateLimiter(rate)
+        # The provider paces each API on its own budget; CDN_PREHEAT_RATE caps them all.
+        if self.options.rate:
+            provider.pacing.set_cap(self.options.rate)
         self._batch_size = min(limits.batch_size, self.options.batch_size or limits.batch_size)
         offset = self.options.quota_utc_offset_hours
         self._utc_offset = offset if offset is not None else limits.quota_utc_offset_hours
@@ -259,7 +260,6 @@ class Scheduler:
         attempt = 0
         while urls:
             attempt += 1
-            self._limiter.acquire()
             with self._lock:
                 self._report.requests += 1
             try:
@@ -267,7 +267,9 @@ class Scheduler:
             except RateLimited as exc:
                 with self._lock:
                     self._report.rate_limited += 1
-                self._limiter.penalise(exc.retry_after or backoff_delay(attempt))
+                self.provider.pacing.penalise(
+                    self.provider.submit_api, exc.retry_after or backoff_delay(attempt)
+                )
                 self._give_up_after(attempt, claim, urls, exc)
                 continue
             except Transient as exc:
@@ -517,7 +519,7 @@ class Scheduler:
     def _retrying(self, call: Callable[[], T]) -> T:
         """Call a read-only provider method, retrying rate-limit and transient answers."""
         return call_with_retries(
-            call, self._limiter, attempts=self.options.max_retries, on_retry=self._count_retry
+            call, attempts=self.options.max_retries, on_retry=self._count_retry
         )
 
     def _count_retry(self, exc: ProviderError) -> None:

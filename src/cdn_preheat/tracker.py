@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from cdn_preheat.errors import RateLimited, Transient
 from cdn_preheat.ledger.base import Ledger, Outcome, UrlState
 from cdn_preheat.providers.base import Provider, TaskEntry, TaskState
-from cdn_preheat.ratelimit import RateLimiter, backoff_delay, call_with_retries
+from cdn_preheat.ratelimit import call_with_retries
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,6 @@ class TrackerOptions:
     timeout: float = 600.0  # give up following tasks after this long
     max_age: dt.timedelta = dt.timedelta(days=3)
     max_attempts: int = 3
-    rate: float | None = None  # status calls/s; default half the provider's rate
 
 
 @dataclass
@@ -68,9 +67,8 @@ class Tracker:
         self.options = options or TrackerOptions()
         self._on_outcomes = on_outcomes or (lambda n: None)
         self._clock = clock
-        # Status calls share the provider's request rate with pushes: take half.
-        rate = self.options.rate or max(1.0, provider.limits.requests_per_second / 2)
-        self._limiter = RateLimiter(rate)
+        # Status calls are paced by the provider on the status API's own budget
+        # (Tencent's DescribePushTasks has its own 20/s; it does not share the push budget).
 
     def poll_once(self) -> TrackReport:
         """One round over every open task."""
@@ -138,16 +136,12 @@ class Tracker:
         if len(task_ids) == 1:
             return call_with_retries(
                 lambda: self.provider.task_status(task_ids),
-                self._limiter,
                 attempts=8,
                 on_retry=lambda exc: log.warning("task status: %s (retrying)", exc),
             )
-        self._limiter.acquire()
         try:
             return self.provider.task_status(task_ids)
-        except RateLimited as exc:
-            self._limiter.penalise(exc.retry_after or backoff_delay(1))
-        except Transient:
-            pass
+        except (RateLimited, Transient):
+            pass  # the provider held the status budget back on a rate-limit answer
         half = len(task_ids) // 2
         return self._status(task_ids[:half]) + self._status(task_ids[half:])

@@ -707,3 +707,30 @@ def test_reservations_never_exceed_the_limit(ledger: Ledger, seed: int) -> None:
         assert quota is not None
         assert quota.inflight == sum(open_reservations)
         assert quota.used + quota.inflight <= limit
+
+
+# Workers sharing an account's rate limits --------------------------------------
+
+
+def test_heartbeats_count_the_live_workers_of_a_scope(ledger: Ledger) -> None:
+    ttl = dt.timedelta(seconds=5)
+    assert ledger.heartbeat("tencent", "a", T0, ttl) == 1
+    assert ledger.heartbeat("tencent", "b", T0, ttl) == 2
+    assert ledger.heartbeat("tencent", "a", T0 + dt.timedelta(seconds=1), ttl) == 2  # same worker
+    assert ledger.heartbeat("qiniu", "a", T0, ttl) == 1  # scopes are separate
+
+
+def test_a_silent_worker_stops_counting_after_the_ttl(ledger: Ledger) -> None:
+    ttl = dt.timedelta(seconds=5)
+    ledger.heartbeat("tencent", "dead", T0, ttl)
+    ledger.heartbeat("tencent", "live", T0 + dt.timedelta(seconds=4), ttl)
+    assert ledger.heartbeat("tencent", "live", T0 + dt.timedelta(seconds=6), ttl) == 1
+
+
+def test_a_worker_that_leaves_stops_counting_at_once(ledger: Ledger) -> None:
+    ttl = dt.timedelta(seconds=5)
+    ledger.heartbeat("tencent", "a", T0, ttl)
+    ledger.heartbeat("tencent", "b", T0, ttl)
+    ledger.leave("tencent", "b")
+    ledger.leave("tencent", "never-there")
+    assert ledger.heartbeat("tencent", "a", T0, ttl) == 1

@@ -116,8 +116,18 @@ def test_missing_keys_name_the_variable() -> None:
 def test_limits_follow_alibaba() -> None:
     limits = AliyunProvider.limits
     assert (limits.batch_size, limits.purge_batch_size, limits.purge_dir_batch_size) == (100,) * 3
-    assert limits.requests_per_second < 50
+    assert limits.requests_per_second == 50
     assert limits.quota_utc_offset_hours == 8
+    # Each API has its own budget, as each API's page documents.
+    rates = {api: b.per_second for api, b in AliyunProvider.budgets.items()}
+    assert rates == {
+        "PushObjectCache": 50,
+        "DescribeRefreshTaskById": 30,
+        "DescribeRefreshTasks": 5,
+        "DescribeRefreshQuota": 20,
+        "RefreshObjectCaches": 50,
+    }
+    assert all(b.source.startswith("https://") for b in AliyunProvider.budgets.values())
 
 
 # Prefetch, quota and task states

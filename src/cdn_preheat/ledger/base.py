@@ -363,5 +363,19 @@ class Ledger(ABC):
     def quota_day(self, provider: str, area: str, day: str) -> QuotaDay | None:
         """The day's bookkeeping, if any."""
 
+    # Workers sharing an account's rate limits ---------------------------
+    @abstractmethod
+    def heartbeat(self, scope: str, worker_id: str, now: dt.datetime, ttl: dt.timedelta) -> int:
+        """``worker_id`` is alive on ``scope`` at ``now``; how many workers are.
+
+        Workers heard from within ``ttl`` before ``now`` count, this one
+        included; older heartbeats are forgotten. ``scope`` names what they
+        share (a provider account's rate limits, see ``ratelimit.RateShare``).
+        """
+
+    @abstractmethod
+    def leave(self, scope: str, worker_id: str) -> None:
+        """``worker_id`` stopped: it no longer counts on ``scope``."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the connection."""

@@ -163,6 +163,7 @@ class MongoLedger(Ledger):
         self.quota: Collection[Doc] = self.db["quota_days"]
         self.counters: Collection[Doc] = self.db["counters"]
         self.legacy: Collection[Doc] = self.db["preheated_videos"]
+        self.workers: Collection[Doc] = self.db["workers"]
 
     @classmethod
     def from_uri(
@@ -836,6 +837,22 @@ class MongoLedger(Ledger):
     def quota_day(self, provider: str, area: str, day: str) -> QuotaDay | None:
         doc = self.quota.find_one({"provider": provider, "area": area, "day": day})
         return None if doc is None else _quota_day(doc)
+
+    # Workers --------------------------------------------------------------
+    @_reconnecting()
+    def heartbeat(self, scope: str, worker_id: str, now: dt.datetime, ttl: dt.timedelta) -> int:
+        # Idempotent: a retried beat only sets the same time again.
+        self.workers.update_one(
+            {"_id": f"{scope}\n{worker_id}"},
+            {"$set": {"scope": scope, "worker_id": worker_id, "seen_at": now}},
+            upsert=True,
+        )
+        self.workers.delete_many({"scope": scope, "seen_at": {"$lt": now - ttl}})
+        return self.workers.count_documents({"scope": scope})
+
+    @_reconnecting()
+    def leave(self, scope: str, worker_id: str) -> None:
+        self.workers.delete_one({"_id": f"{scope}\n{worker_id}"})
 
 
 def _redacted(text: str, secrets: Sequence[str]) -> str:

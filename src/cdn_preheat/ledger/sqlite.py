@@ -114,6 +114,14 @@ CREATE TABLE IF NOT EXISTS tasks (
 );
 CREATE INDEX IF NOT EXISTS tasks_open ON tasks (provider, area, kind, created_at) WHERE open = 1;
 
+-- Live worker processes per shared rate limit (heartbeats, see RateShare).
+CREATE TABLE IF NOT EXISTS workers (
+    scope     TEXT NOT NULL,
+    worker_id TEXT NOT NULL,
+    seen_at   INTEGER NOT NULL,
+    PRIMARY KEY (scope, worker_id)
+);
+
 CREATE TABLE IF NOT EXISTS quota_days (
     provider TEXT NOT NULL,
     area     TEXT NOT NULL,
@@ -685,6 +693,25 @@ class SqliteLedger(Ledger):
     def quota_day(self, provider: str, area: str, day: str) -> QuotaDay | None:
         with self._read() as db:
             return _quota_day(db, provider, area, day)
+
+    # Workers --------------------------------------------------------------
+    @_translated
+    def heartbeat(self, scope: str, worker_id: str, now: dt.datetime, ttl: dt.timedelta) -> int:
+        seen, oldest = _micros(now), _micros(now - ttl)
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO workers (scope, worker_id, seen_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (scope, worker_id) DO UPDATE SET seen_at = excluded.seen_at",
+                (scope, worker_id, seen),
+            )
+            db.execute("DELETE FROM workers WHERE scope = ? AND seen_at < ?", (scope, oldest))
+            row = db.execute("SELECT count(*) FROM workers WHERE scope = ?", (scope,)).fetchone()
+        return int(row[0])
+
+    @_translated
+    def leave(self, scope: str, worker_id: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM workers WHERE scope = ? AND worker_id = ?", (scope, worker_id))
 
 
 # Enqueue works on a temporary table so that classification, upsert and

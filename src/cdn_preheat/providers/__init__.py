@@ -13,7 +13,17 @@ if TYPE_CHECKING:
 
 
 def make_provider(settings: Settings) -> Provider:
-    """The provider named by ``CDN_PROVIDER``, configured from the settings."""
+    """The provider named by ``CDN_PROVIDER``, configured from the settings.
+
+    ``CDN_PREHEAT_RATE`` caps every API's budget (requests a second).
+    """
+    provider = _make_provider(settings)
+    if settings.cdn_preheat_rate:
+        provider.pacing.set_cap(settings.cdn_preheat_rate)
+    return provider
+
+
+def _make_provider(settings: Settings) -> Provider:
     name = settings.cdn_provider
     if name == "tencent":
         from cdn_preheat.providers.tencent import TencentProvider

@@ -6,7 +6,7 @@ quota that resets at midnight UTC+8), followed with
 crash reconciliation; ``RefreshObjectCaches`` purges. The SDK's own retries
 are off: the scheduler decides when to try again.
 
-Each action has its own documented budget (``API_RATES``), so every call is
+Each action has its own documented budget (``ALIYUN_BUDGETS``), so every call is
 paced to its action's rate here: a reconciliation that pages through
 ``DescribeRefreshTasks`` (5 calls a second) must not run at the prefetch rate.
 """
@@ -39,7 +39,7 @@ from cdn_preheat.errors import (
     Unreconcilable,
 )
 from cdn_preheat.providers.base import Limits, Provider, Quota, SubmitResult, TaskEntry, TaskState
-from cdn_preheat.ratelimit import RateLimiter
+from cdn_preheat.ratelimit import Budget
 from cdn_preheat.urlkey import url_key
 
 AliyunArea = Literal["domestic", "overseas"]
@@ -55,10 +55,6 @@ TASK_RETENTION = dt.timedelta(days=3)
 # Stay this far inside the 3 days, and look this far past now: our clock and
 # Alibaba's may differ.
 CLOCK_MARGIN = dt.timedelta(minutes=5)
-# Calls a second per user and action: PushObjectCache 50
-# (help.aliyun.com/document_detail/91161.html), DescribeRefreshTaskById 30
-# (448062.htm), DescribeRefreshTasks 5 (91158.html; older versions said 10).
-API_RATES = {"PushObjectCache": 50.0, "DescribeRefreshTaskById": 30.0, "DescribeRefreshTasks": 5.0}
 MAX_OBJECT_PATH = 1024
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 # PreloadQueueFull means either a full queue (100,000 URLs pending, PushObjectCache
@@ -104,6 +100,26 @@ BATCH_CODES = frozenset(
 )
 MALFORMED_CODES = frozenset({"InvalidObjectPath.Malformed", "ObjectPath.Malformed"})
 
+# Alibaba Cloud limits each API on its own ("单用户调用频率" on each API's page).
+ALIYUN_BUDGETS = {
+    # help.aliyun.com/document_detail/91161.html: 50 calls a second per user.
+    "PushObjectCache": Budget(50, source="https://help.aliyun.com/document_detail/91161.html"),
+    # help.aliyun.com/document_detail/448062.htm: 30 calls a second.
+    "DescribeRefreshTaskById": Budget(
+        30, source="https://help.aliyun.com/document_detail/448062.htm"
+    ),
+    # help.aliyun.com/document_detail/91158.html: 5 calls a second (older versions said 10).
+    "DescribeRefreshTasks": Budget(5, source="https://help.aliyun.com/document_detail/91158.html"),
+    "DescribeRefreshQuota": Budget(
+        20,
+        source="https://www.alibabacloud.com/help/en/alibaba-cloud-cdn/latest/describerefreshquota",
+    ),
+    "RefreshObjectCaches": Budget(
+        50,
+        source="https://www.alibabacloud.com/help/en/alibaba-cloud-cdn/latest/refreshobjectcaches",
+    ),
+}
+
 STATES = {"Complete": TaskState.DONE, "Refreshing": TaskState.PROCESSING}
 
 
@@ -113,12 +129,14 @@ class AliyunProvider(Provider):
     name = "aliyun"
     limits = Limits(
         batch_size=100,
-        # Alibaba allows 50 calls a second; stay below so bursts are not refused.
-        requests_per_second=40,
+        requests_per_second=50,
         purge_batch_size=100,
         purge_dir_batch_size=100,
         quota_utc_offset_hours=8,
     )
+    budgets = ALIYUN_BUDGETS
+    submit_api = "PushObjectCache"
+    status_api = "DescribeRefreshTaskById"
 
     def __init__(
         self, settings: Settings, *, area: AliyunArea = "domestic", l2_preload: bool = False
@@ -145,7 +163,6 @@ class AliyunProvider(Provider):
             connect_timeout=CONNECT_TIMEOUT_MS,
             read_timeout=READ_TIMEOUT_MS,
         )
-        self._limiters = {action: RateLimiter(rate) for action, rate in API_RATES.items()}
 
     def quota(self) -> Quota:
         body = self._call(
@@ -308,17 +325,19 @@ class AliyunProvider(Provider):
         request: Any,
         urls: Sequence[str] = (),
     ) -> Any:
-        """Run one SDK call, paced to its action's rate; its response body, or our error."""
-        limiter = self._limiters.get(action)
-        if limiter is not None:
-            limiter.acquire()
+        """One SDK call, paced on its API's budget; its response body, or a cdn-preheat error."""
+        done = self._pace(action)
         try:
             return method(request, self._runtime).body
         except Exception as exc:
             error = map_error(exc, action, urls)
             if error is None:
                 raise
+            if isinstance(error, RateLimited) and error.code != "PreloadQueueFull":
+                self._slowed(action, error.retry_after)
             raise error from None
+        finally:
+            done()
 
 
 def map_error(exc: Exception, action: str, urls: Sequence[str] = ()) -> ProviderError | None:

@@ -2,17 +2,25 @@
 
 A provider makes one API call per method (or one paginated series), maps the
 vendor's answer into these types and the vendor's errors into
-:mod:`cdn_preheat.errors`. It does not sleep, retry or rate-limit: the
-scheduler does that, the same way for every vendor.
+:mod:`cdn_preheat.errors`. It paces every call on the rate budget of its API
+(:attr:`Provider.pacing`: vendors limit each API on its own), and holds that
+budget back when the vendor answers "too fast". It does not retry: the
+scheduler and the tracker do that, the same way for every vendor.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import ClassVar
+
+from cdn_preheat.ratelimit import Budget, Pacing, backoff_delay
+
+_PACING_LOCK = threading.Lock()
 
 
 class TaskState(StrEnum):
@@ -26,7 +34,11 @@ class TaskState(StrEnum):
 
 @dataclass(frozen=True)
 class Limits:
-    """What the provider accepts; the scheduler never exceeds these."""
+    """What the provider accepts; the scheduler never exceeds these.
+
+    ``requests_per_second`` is the prefetch API's rate; every API has its own
+    budget in :attr:`Provider.budgets`.
+    """
 
     batch_size: int
     requests_per_second: float
@@ -85,6 +97,40 @@ class Provider(ABC):
     name: str
     area: str
     limits: Limits
+    # Each API's own rate limit, by budget name, with the vendor's source; and
+    # which budget each API draws on when it is not the budget of its own name.
+    budgets: ClassVar[Mapping[str, Budget]] = {}
+    api_budgets: ClassVar[Mapping[str, str]] = {}
+    # The API names of submit() and task_status(), for callers that pace or
+    # hold back "the push API" or "the status API" without knowing the vendor.
+    submit_api: ClassVar[str] = "submit"
+    status_api: ClassVar[str] = "status"
+
+    @property
+    def pacing(self) -> Pacing:
+        """This account's per-API limiters (made on first use)."""
+        pacing = self.__dict__.get("_pacing")
+        if pacing is None:
+            with _PACING_LOCK:
+                pacing = self.__dict__.get("_pacing")
+                if pacing is None:
+                    budgets = self.budgets or {
+                        "*": Budget(self.limits.requests_per_second, source="Limits")
+                    }
+                    apis = self.api_budgets if self.budgets else {}
+                    pacing = self.__dict__["_pacing"] = _Fallback(budgets, apis)
+        return pacing
+
+    def _pace(self, api: str, units: int = 1) -> Callable[[], None]:
+        """Wait until ``api`` may be called (``units``: what the call spends of its budget).
+
+        Call the returned function once the call has been answered or failed.
+        """
+        return self.pacing.acquire(api, units)
+
+    def _slowed(self, api: str, retry_after: float | None) -> None:
+        """The vendor said ``api`` went too fast: hold its budget back."""
+        self.pacing.penalise(api, retry_after or backoff_delay(1))
 
     @abstractmethod
     def quota(self) -> Quota:
@@ -123,3 +169,15 @@ class Provider(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, most providers hold nothing
         """Release connections."""
+
+
+class _Fallback(Pacing):
+    """A pacing whose unknown APIs draw on the ``*`` budget (providers that declare none)."""
+
+    def budget_of(self, api: str) -> str:
+        try:
+            return super().budget_of(api)
+        except KeyError:
+            if "*" in self._budgets:
+                return "*"
+            raise

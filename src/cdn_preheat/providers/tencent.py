@@ -35,7 +35,7 @@ from cdn_preheat.errors import (
 )
 from cdn_preheat.providers.base import Limits, Provider, Quota, SubmitResult, TaskEntry, TaskState
 from cdn_preheat.providers.stats import LogFile, TrafficPoint, TrafficSeries
-from cdn_preheat.ratelimit import RateLimiter
+from cdn_preheat.ratelimit import Budget
 from cdn_preheat.urlkey import url_key
 
 UTC8 = dt.timezone(dt.timedelta(hours=8))
@@ -48,8 +48,6 @@ PUSH_LOG_PAGE_SIZES = (PAGE_SIZE, 100, 20)
 # "预热记录保存30天": push logs are kept 30 days (legacy GetPushLogs,
 # cloud.tencent.com/document/api/228/12840).
 TASK_RETENTION = dt.timedelta(days=30)
-# "默认接口请求频率限制: 20次/秒" per API (cloud.tencent.com/document/api/228/37872).
-PUSH_TASKS_RATE = 20.0
 # Task lists are searched this far beyond the asked window, for clock skew.
 SEARCH_MARGIN = dt.timedelta(minutes=5)
 REQUEST_TIMEOUT_SECONDS = 15
@@ -63,6 +61,22 @@ _STATES = {
 _REASONS = {
     TaskState.FAILED: "Tencent Cloud could not prefetch the URL",
     TaskState.INVALID: "the origin answered 4xx or 5xx",
+}
+# Tencent Cloud limits every API on its own: "默认接口请求频率限制:20次/秒" / "A maximum of
+# 20 requests can be initiated per second for this API" on each API's page of the reference.
+_CN = "https://cloud.tencent.com/document/api/228/"
+_INTL = "https://www.tencentcloud.com/document/api/228/"
+_REFERENCE = "the API's page in " + _INTL  # the same sentence on every CDN API's page
+TENCENT_BUDGETS = {
+    "PushUrlsCache": Budget(20, source=_CN + "37869"),
+    "DescribePushTasks": Budget(20, source=_CN + "37872"),
+    "DescribePushQuota": Budget(20, source=_INTL + "37473"),
+    "PurgeUrlsCache": Budget(20, source=_INTL + "33601"),
+    "PurgePathCache": Budget(20, source=_REFERENCE),
+    "DescribePurgeTasks": Budget(20, source=_REFERENCE),
+    "DescribePurgeQuota": Budget(20, source=_CN + "41956"),
+    "DescribeCdnData": Budget(20, source=_REFERENCE),
+    "DescribeCdnDomainLogs": Budget(20, source=_REFERENCE),
 }
 _RATE_CODES = ("UnauthorizedOperation.OperationTooOften", "LimitExceeded.CdnHostOpTooOften")
 _DOMAIN_CODES = (
@@ -104,6 +118,9 @@ class TencentProvider(Provider):
         purge_dir_batch_size=500,
         quota_utc_offset_hours=8,
     )
+    budgets = TENCENT_BUDGETS
+    submit_api = "PushUrlsCache"
+    status_api = "DescribePushTasks"
 
     def __init__(self, settings: Settings) -> None:
         secret_id = require_secret(settings.tencent_secret_id, "TENCENT_SECRET_ID")
@@ -126,8 +143,6 @@ class TencentProvider(Provider):
         self._headers = dict(settings.tencent_headers)
         self._cdn_host = settings.cdn_host
         self._page_size = PAGE_SIZE
-        # DescribePushTasks' own budget, shared by status polling and crash recovery.
-        self._push_tasks_limiter = RateLimiter(PUSH_TASKS_RATE)
 
     # -- prefetch ---------------------------------------------------------------
 
@@ -222,8 +237,7 @@ class TencentProvider(Provider):
             for name, value in criteria.items():
                 setattr(request, name, value)
             request.Offset, request.Limit = offset, self._page_size
-            self._push_tasks_limiter.acquire()
-            try:
+            try:  # paced on DescribePushTasks' own budget (TENCENT_BUDGETS)
                 answer = self._call("DescribePushTasks", request)
             except ProviderError as exc:
                 smaller = [n for n in PUSH_LOG_PAGE_SIZES if n < self._page_size]
@@ -310,10 +324,16 @@ class TencentProvider(Provider):
     # -- the SDK ----------------------------------------------------------------
 
     def _call(self, action: str, request: Any, urls: Sequence[str] = ()) -> Any:
+        done = self._pace(action)
         try:
             return getattr(self._client, action)(request)
         except TencentCloudSDKException as exc:
-            raise self._translate(exc, urls, action) from exc
+            error = self._translate(exc, urls, action)
+            if isinstance(error, RateLimited):
+                self._slowed(action, error.retry_after)
+            raise error from exc
+        finally:
+            done()
 
     def _translate(
         self, exc: TencentCloudSDKException, urls: Sequence[str], action: str = ""

@@ -10,6 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import random
 import threading
+import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
@@ -41,6 +44,39 @@ class SandboxClock:
         local = self.now().astimezone(tz)
         midnight = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(), tzinfo=tz)
         self.advance(midnight - local + dt.timedelta(seconds=1))
+
+
+class RateWindows:
+    """Sliding windows per key (an API, or a budget several APIs share), as vendors count.
+
+    ``allow(key, limit, units)`` admits a request spending ``units`` (1 for a
+    call; Qiniu counts URLs) when the last ``window`` seconds hold no more
+    than ``limit - units`` of that key; refused requests are not counted. The
+    window runs on the machine's monotonic clock by default (SDKs send in
+    real time), and tests stretch it (``window``) so that "N calls in a
+    window" does not depend on how fast a test runs.
+    """
+
+    def __init__(self, window: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window = window
+        self._clock = clock
+        self._hits: dict[str, deque[tuple[float, int]]] = {}
+        self._totals: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, key: str, limit: float, units: int = 1) -> bool:
+        now = self._clock()
+        with self._lock:
+            hits = self._hits.setdefault(key, deque())
+            total = self._totals.get(key, 0)
+            while hits and hits[0][0] <= now - self.window:
+                total -= hits.popleft()[1]
+            if total + units > limit:
+                self._totals[key] = total
+                return False
+            hits.append((now, units))
+            self._totals[key] = total + units
+            return True
 
 
 FaultKind = Literal["ok", "server_error", "rate_limited", "drop", "lost_answer"]

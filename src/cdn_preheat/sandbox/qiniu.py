@@ -43,7 +43,7 @@ from urllib.parse import parse_qs, urlsplit
 from qiniu import Auth, QiniuMacAuth
 
 from cdn_preheat.sandbox import traffic
-from cdn_preheat.sandbox.core import EdgeCache, Faults, LoopbackServer, SandboxClock
+from cdn_preheat.sandbox.core import EdgeCache, Faults, LoopbackServer, RateWindows, SandboxClock
 from cdn_preheat.sandbox.edge import prefetched
 
 # Qiniu's quota day and all timestamps in its answers are China time.
@@ -92,7 +92,14 @@ class QiniuLimits:
     prefetch_batch: int = 20
     refresh_url_batch: int = 60
     refresh_dir_batch: int = 10
-    urls_per_second: int = 240  # prefetch and refresh URLs and dirs together
+    # developer.qiniu.com/fusion/13367/fusion-api-cache-management ("QPS限制: 刷新+预取请求中
+    # url/dir 总量每秒 ≤ 240") and developer.qiniu.com/dcdn/10756: one budget in URLs and
+    # dirs for prefetch and refresh together, refused with 403024 (single-user QPS).
+    urls_per_second: int = 240
+    # No document states a limit for the task queries (/v2/tune/*/list): None accepts
+    # any rate; a number enforces that many calls a second (403024), to test both.
+    list_calls_per_second: int | None = None
+    rate_window_seconds: float = 1.0  # tests stretch it to count without timing
     prefetch_quota: int = 100
     refresh_url_quota: int = 500
     refresh_dir_quota: int = 10
@@ -158,7 +165,10 @@ class QiniuApi:
         self._lock = threading.Lock()
         self._tasks: list[_Task] = []
         self._used: Counter[tuple[str, str]] = Counter()  # (kind, China day) -> count
-        self._window: deque[tuple[float, int]] = deque()
+        self._rate = RateWindows(self.limits.rate_window_seconds)
+        # Requests refused by a rate window (not injected faults), by route.
+        self.rate_refusals: Counter[str] = Counter()
+        self.calls: Counter[str] = Counter()
         self._received: list[ReceivedPrefetch] = []
         # Requests by outcome: ok, auth, rate_limited, quota, batch, invalid, domain,
         # duplicate, internal, fault, other.
@@ -226,6 +236,14 @@ class QiniuApi:
         handler = self._routes().get(route) if method == "POST" else None
         if handler is None:
             return self._json(404, {"code": 404, "error": "no such api"})
+        with self._lock:
+            self.calls[route] += 1
+        if route.endswith("/list") and self.limits.list_calls_per_second is not None:
+            self._rate.window = self.limits.rate_window_seconds
+            if not self._rate.allow(route, self.limits.list_calls_per_second):
+                with self._lock:
+                    self.rate_refusals[route] += 1
+                return self._error(403024)
         with self._lock:
             injected = self._injected.popleft() if self._injected else None
         if injected is not None:
@@ -377,14 +395,12 @@ class QiniuApi:
         return valid, invalid, foreign
 
     def _within_rate(self, count: int) -> bool:
-        """Record ``count`` URLs/dirs in the one-second window, if they fit."""
-        now = self.clock.now().timestamp()
-        while self._window and self._window[0][0] <= now - 1.0:
-            self._window.popleft()
-        if sum(n for _, n in self._window) + count > self.limits.urls_per_second:
-            return False
-        self._window.append((now, count))
-        return True
+        """Record ``count`` URLs/dirs in the shared one-second window, if they fit."""
+        self._rate.window = self.limits.rate_window_seconds
+        if self._rate.allow("urls", self.limits.urls_per_second, count):
+            return True
+        self.rate_refusals["urls"] += 1
+        return False
 
     def _create_tasks(
         self, kind: str, urls: Sequence[str], *, is_dir: bool, request_id: str | None = None

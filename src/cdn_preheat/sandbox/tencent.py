@@ -31,7 +31,7 @@ from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 from cdn_preheat.sandbox import traffic
-from cdn_preheat.sandbox.core import EdgeCache, Faults, LoopbackServer, SandboxClock
+from cdn_preheat.sandbox.core import EdgeCache, Faults, LoopbackServer, RateWindows, SandboxClock
 from cdn_preheat.sandbox.edge import prefetched
 from cdn_preheat.sandbox.origin import Origin
 from cdn_preheat.sandbox.tc3 import SignatureError, verify_tc3
@@ -61,8 +61,13 @@ class TencentLimits:
     purge_url_per_day: int = 10_000
     purge_path_batch: int = 500
     purge_path_per_day: int = 100
-    # "默认接口请求频率限制: 20次/秒", per API (cloud.tencent.com/document/api/228/37869).
+    # Every API has its own limit, 20 calls a second each: "默认接口请求频率限制:20次/秒" on each
+    # API's page (PushUrlsCache cloud.tencent.com/document/api/228/37869, DescribePushTasks
+    # 228/37872, DescribePushQuota tencentcloud.com/document/api/228/37473, PurgeUrlsCache
+    # 228/33601, DescribePurgeQuota cloud.tencent.com/document/product/228/41956).
     requests_per_second: int = 20  # per action
+    action_rates: dict[str, int] = field(default_factory=dict)  # per-action overrides
+    rate_window_seconds: float = 1.0  # tests stretch it to count without timing
     task_delay: float = 0.5  # seconds on the sandbox clock from process to done
     fail_rate: float = 0.0  # share of existing URLs whose prefetch ends in "fail"
     seed: int = 0
@@ -149,25 +154,6 @@ class Reply:
     body: bytes
 
 
-@dataclass
-class _RateWindow:
-    """Requests per action in the last second, on the machine's clock."""
-
-    _hits: dict[str, deque[float]] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def allow(self, key: str, per_second: int) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            hits = self._hits.setdefault(key, deque())
-            while hits and hits[0] <= now - 1.0:
-                hits.popleft()
-            if len(hits) >= per_second:
-                return False
-            hits.append(now)
-            return True
-
-
 class TencentEmulator:
     """State and behaviour of one Tencent Cloud account owning one CDN domain."""
 
@@ -193,8 +179,10 @@ class TencentEmulator:
         self.faults = faults or Faults()
         self.outcomes: Counter[str] = Counter()  # ok, auth, rate_limited, quota, fault, ...
         self.actions: Counter[str] = Counter()  # authenticated calls by action
+        # Calls refused by an API's own rate window (not injected faults), by action.
+        self.rate_refusals: Counter[str] = Counter()
         self._lock = threading.RLock()
-        self._rate = _RateWindow()
+        self._rate = RateWindows(self.limits.rate_window_seconds)
         self._random = random.Random(self.limits.seed)
         self._sequence = itertools.count()  # ties in the due-heap
         self._task_numbers = itertools.count(1)
@@ -308,11 +296,15 @@ class TencentEmulator:
                 "UnauthorizedOperation.CdnCamUnauthorized",
                 f"The sub-account has no CAM policy allowing cdn:{action}.",
             )
-        if not self._rate.allow(action, self.limits.requests_per_second):
+        limit = self.limits.action_rates.get(action, self.limits.requests_per_second)
+        self._rate.window = self.limits.rate_window_seconds
+        if not self._rate.allow(action, limit):
+            # TencentCloud API 3.0's common code for a call over its limit (the SDK's
+            # tencentcloud/common/retry.py retries exactly "RequestLimitExceeded").
+            self._count_rate_refusal(action)
             raise ApiError(
                 "RequestLimitExceeded",
-                f"The request rate exceeds {self.limits.requests_per_second} per second"
-                f" for {action}.",
+                f"The request rate exceeds {limit} per second for {action}.",
             )
         try:
             params = json.loads(body or b"{}")
@@ -336,6 +328,10 @@ class TencentEmulator:
     def _count(self, outcome: str) -> None:
         with self._lock:
             self.outcomes[outcome] += 1
+
+    def _count_rate_refusal(self, action: str) -> None:
+        with self._lock:
+            self.rate_refusals[action] += 1
 
     # -- prefetch ---------------------------------------------------------------
 
