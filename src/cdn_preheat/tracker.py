@@ -2,19 +2,36 @@
 
 Outcomes go to the ledger, which sends ``failed`` URLs back to the queue
 while attempts remain; ``invalid`` (the origin answered an error) is final.
+
+Polling costs API calls, and every vendor limits its status API, so:
+
+- where the vendor lists tasks by time (Tencent ``DescribePushTasks`` with
+  ``StartTime``/``EndTime``, 1,000 logs a page), one round asks for the time
+  windows the open tasks were created in, a few pages for thousands of tasks,
+  instead of one call per task; tasks the windows did not show (clock skew, a
+  log that moved between pages) are asked by id;
+- a round that finds most URLs still processing doubles the pause before the
+  next one (up to ``max_poll_interval``), so slow tasks are not read again and
+  again;
+- of several workers sharing a ledger, one at a time polls (a ledger turn),
+  for everyone: the outcomes land in the shared ledger;
+- every call is paced by the provider on its status API's own budget, and a
+  page that fails is retried alone.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import socket
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from cdn_preheat.errors import RateLimited, Transient
-from cdn_preheat.ledger.base import Ledger, Outcome, UrlState
+from cdn_preheat.ledger.base import Ledger, Outcome, TaskRecord, UrlState
 from cdn_preheat.providers.base import Provider, TaskEntry, TaskState
 from cdn_preheat.ratelimit import call_with_retries
 
@@ -28,6 +45,16 @@ _OUTCOME_STATES = {
 
 # Task ids per status call: keeps one poll round within a few requests.
 TASKS_PER_CALL = 20
+# Open tasks created further apart than this are asked for in separate time windows,
+# so that one old task does not make a window span hours of the account's pushes.
+WINDOW_GAP = dt.timedelta(seconds=30)
+# A window query is worth it from this many tasks on; fewer are asked by id.
+MIN_WINDOW_TASKS = 2
+STATUS_ATTEMPTS = 8
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass(frozen=True)
@@ -36,6 +63,9 @@ class TrackerOptions:
     timeout: float = 600.0  # give up following tasks after this long
     max_age: dt.timedelta = dt.timedelta(days=3)
     max_attempts: int = 3
+    # A round that closes less than half of what it read waits twice as long next time.
+    max_poll_interval: float = 15.0
+    worker_id: str = field(default_factory=_default_worker_id)
 
 
 @dataclass
@@ -44,7 +74,7 @@ class TrackReport:
     failed: int = 0
     invalid: int = 0
     still_processing: int = 0
-    polls: int = 0
+    polls: int = 0  # status requests asked for (a window's pages count once)
     timed_out: bool = False
 
 
@@ -69,39 +99,30 @@ class Tracker:
         self._clock = clock
         # Status calls are paced by the provider on the status API's own budget
         # (Tencent's DescribePushTasks has its own 20/s; it does not share the push budget).
+        self._turn = f"poll/{provider.name}/{provider.area}"
 
     def poll_once(self) -> TrackReport:
         """One round over every open task."""
         report = TrackReport()
         tasks = self.ledger.open_tasks(self.provider.name, self.provider.area)
-        ids = [task.task_id for task in tasks]
-        for start in range(0, len(ids), TASKS_PER_CALL):
-            chunk = ids[start : start + TASKS_PER_CALL]
-            entries = self._status(chunk)
+        by_id: list[str] = []
+        for cluster in _clusters(tasks):
+            if len(cluster) < MIN_WINDOW_TASKS:
+                by_id += [task.task_id for task in cluster]
+                continue
+            entries = self._window(cluster, report)
+            if entries is None:  # the provider cannot list by time
+                by_id += [task.task_id for task in cluster]
+                continue
+            wanted = {task.task_id for task in cluster}
+            mine = [entry for entry in entries if entry.task_id in wanted]
+            self._record(mine, report)
+            seen = {entry.task_id for entry in mine}
+            by_id += [task.task_id for task in cluster if task.task_id not in seen]
+        for start in range(0, len(by_id), TASKS_PER_CALL):
+            chunk = by_id[start : start + TASKS_PER_CALL]
             report.polls += 1
-            outcomes = [
-                Outcome(e.url, e.task_id, _OUTCOME_STATES[e.state], e.reason)
-                for e in entries
-                if e.state in _OUTCOME_STATES
-            ]
-            report.still_processing += len(entries) - len(outcomes)
-            for outcome in outcomes:
-                if outcome.state is UrlState.DONE:
-                    report.done += 1
-                elif outcome.state is UrlState.FAILED:
-                    report.failed += 1
-                else:
-                    report.invalid += 1
-            if outcomes:
-                self.ledger.record_outcomes(
-                    self.provider.name,
-                    self.provider.area,
-                    outcomes,
-                    self._clock(),
-                    self.options.max_age,
-                    self.options.max_attempts,
-                )
-                self._on_outcomes(len(outcomes))
+            self._record(self._status(chunk), report)
         return report
 
     def follow(self, stop: threading.Event | None = None) -> TrackReport:
@@ -109,34 +130,87 @@ class Tracker:
         stop = stop or threading.Event()
         total = TrackReport()
         deadline = time.monotonic() + self.options.timeout
+        interval = self.options.poll_interval
         while not stop.is_set():
-            round_ = self.poll_once()
-            total.done += round_.done
-            total.failed += round_.failed
-            total.invalid += round_.invalid
-            total.polls += round_.polls
-            total.still_processing = round_.still_processing
+            ttl = dt.timedelta(seconds=2 * interval + 2)
+            if self.ledger.take_turn(self._turn, self.options.worker_id, self._clock(), ttl):
+                round_ = self.poll_once()
+                total.done += round_.done
+                total.failed += round_.failed
+                total.invalid += round_.invalid
+                total.polls += round_.polls
+                total.still_processing = round_.still_processing
+                interval = self._next_interval(interval, round_)
+            # else another worker polls for everyone this round; its outcomes land here too.
             if not self.ledger.open_tasks(self.provider.name, self.provider.area):
                 break
             if time.monotonic() >= deadline:
                 total.timed_out = True
                 break
-            stop.wait(self.options.poll_interval)
+            stop.wait(interval)
         return total
+
+    def _next_interval(self, interval: float, round_: TrackReport) -> float:
+        closed = round_.done + round_.failed + round_.invalid
+        read = closed + round_.still_processing
+        if read and closed * 2 < read:
+            return min(
+                interval * 2, max(self.options.max_poll_interval, self.options.poll_interval)
+            )
+        return self.options.poll_interval
+
+    def _record(self, entries: Sequence[TaskEntry], report: TrackReport) -> None:
+        outcomes = [
+            Outcome(e.url, e.task_id, _OUTCOME_STATES[e.state], e.reason)
+            for e in entries
+            if e.state in _OUTCOME_STATES
+        ]
+        report.still_processing += len(entries) - len(outcomes)
+        for outcome in outcomes:
+            if outcome.state is UrlState.DONE:
+                report.done += 1
+            elif outcome.state is UrlState.FAILED:
+                report.failed += 1
+            else:
+                report.invalid += 1
+        if outcomes:
+            self.ledger.record_outcomes(
+                self.provider.name,
+                self.provider.area,
+                outcomes,
+                self._clock(),
+                self.options.max_age,
+                self.options.max_attempts,
+            )
+            self._on_outcomes(len(outcomes))
+
+    def _window(self, cluster: Sequence[TaskRecord], report: TrackReport) -> list[TaskEntry] | None:
+        """Every task log created in the cluster's time span (None: not supported)."""
+        since, until = cluster[0].created_at, cluster[-1].created_at
+        report.polls += 1
+        try:
+            return call_with_retries(
+                lambda: self.provider.window_status(since, until),
+                attempts=STATUS_ATTEMPTS,
+                on_retry=lambda exc: log.warning("task window: %s (retrying)", exc),
+            )
+        except (RateLimited, Transient) as exc:
+            log.warning("task window: %s; asking those tasks by id", exc)
+            return []
 
     def _status(self, task_ids: list[str]) -> list[TaskEntry]:
         """Statuses of these tasks; a chunk that fails is split instead of retried.
 
-        A provider may need one request per task id (Tencent does), so a chunk
-        is answered only when every one of its requests is: on a flaky API a
-        chunk of 20 almost never is, and retrying it whole only repeats the
-        requests that worked. A failed chunk is halved at once; single tasks
-        get the retries.
+        A provider may need one request per task id (Alibaba asks 10 at a time),
+        so a chunk is answered only when every one of its requests is: on a
+        flaky API a chunk of 20 almost never is, and retrying it whole only
+        repeats the requests that worked. A failed chunk is halved at once;
+        single tasks get the retries.
         """
         if len(task_ids) == 1:
             return call_with_retries(
                 lambda: self.provider.task_status(task_ids),
-                attempts=8,
+                attempts=STATUS_ATTEMPTS,
                 on_retry=lambda exc: log.warning("task status: %s (retrying)", exc),
             )
         try:
@@ -145,3 +219,14 @@ class Tracker:
             pass  # the provider held the status budget back on a rate-limit answer
         half = len(task_ids) // 2
         return self._status(task_ids[:half]) + self._status(task_ids[half:])
+
+
+def _clusters(tasks: Sequence[TaskRecord]) -> list[list[TaskRecord]]:
+    """Open tasks (oldest first) in runs created no more than WINDOW_GAP apart."""
+    clusters: list[list[TaskRecord]] = []
+    for task in sorted(tasks, key=lambda t: t.created_at):
+        if clusters and task.created_at - clusters[-1][-1].created_at <= WINDOW_GAP:
+            clusters[-1].append(task)
+        else:
+            clusters.append([task])
+    return clusters

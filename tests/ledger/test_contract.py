@@ -734,3 +734,14 @@ def test_a_worker_that_leaves_stops_counting_at_once(ledger: Ledger) -> None:
     ledger.leave("tencent", "b")
     ledger.leave("tencent", "never-there")
     assert ledger.heartbeat("tencent", "a", T0, ttl) == 1
+
+
+def test_a_turn_goes_to_one_holder_until_it_expires(ledger: Ledger) -> None:
+    ttl = dt.timedelta(seconds=2)
+    assert ledger.take_turn("poll/tencent", "a", T0, ttl)
+    assert not ledger.take_turn("poll/tencent", "b", T0 + dt.timedelta(seconds=1), ttl)
+    assert ledger.take_turn("poll/tencent", "a", T0 + dt.timedelta(seconds=1), ttl)  # renewed
+    assert ledger.take_turn("poll/qiniu", "b", T0, ttl)  # another turn
+    assert not ledger.take_turn("poll/tencent", "b", T0 + dt.timedelta(seconds=2.5), ttl)
+    assert ledger.take_turn("poll/tencent", "b", T0 + dt.timedelta(seconds=3.5), ttl)  # expired
+    assert not ledger.take_turn("poll/tencent", "a", T0 + dt.timedelta(seconds=4), ttl)

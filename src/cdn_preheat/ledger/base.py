@@ -377,5 +377,14 @@ class Ledger(ABC):
     def leave(self, scope: str, worker_id: str) -> None:
         """``worker_id`` stopped: it no longer counts on ``scope``."""
 
+    @abstractmethod
+    def take_turn(self, name: str, holder: str, now: dt.datetime, ttl: dt.timedelta) -> bool:
+        """Hold the turn ``name`` until ``now + ttl`` if it is free, expired or already ours.
+
+        Atomic across workers: of several asking at once, exactly one gets a
+        free turn. Used so that one worker at a time polls a provider's task
+        list for everyone (the outcomes go to the shared ledger).
+        """
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the connection."""

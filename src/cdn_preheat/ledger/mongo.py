@@ -164,6 +164,7 @@ class MongoLedger(Ledger):
         self.counters: Collection[Doc] = self.db["counters"]
         self.legacy: Collection[Doc] = self.db["preheated_videos"]
         self.workers: Collection[Doc] = self.db["workers"]
+        self.turns: Collection[Doc] = self.db["turns"]
 
     @classmethod
     def from_uri(
@@ -853,6 +854,21 @@ class MongoLedger(Ledger):
     @_reconnecting()
     def leave(self, scope: str, worker_id: str) -> None:
         self.workers.delete_one({"_id": f"{scope}\n{worker_id}"})
+
+    @_reconnecting()
+    def take_turn(self, name: str, holder: str, now: dt.datetime, ttl: dt.timedelta) -> bool:
+        # One conditional upsert: it matches a free (expired) or own turn; when
+        # another holds it, the upsert's insert collides on _id and we lose.
+        try:
+            self.turns.update_one(
+                {"_id": name, "$or": [{"until": {"$lt": now}}, {"holder": holder}]},
+                {"$set": {"holder": holder, "until": now + ttl}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return False
+        doc = self.turns.find_one({"_id": name})
+        return doc is not None and doc.get("holder") == holder
 
 
 def _redacted(text: str, secrets: Sequence[str]) -> str:

@@ -122,6 +122,13 @@ CREATE TABLE IF NOT EXISTS workers (
     PRIMARY KEY (scope, worker_id)
 );
 
+-- Named turns one worker holds at a time (polling a task list for everyone).
+CREATE TABLE IF NOT EXISTS turns (
+    name   TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until  INTEGER NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS quota_days (
     provider TEXT NOT NULL,
     area     TEXT NOT NULL,
@@ -712,6 +719,18 @@ class SqliteLedger(Ledger):
     def leave(self, scope: str, worker_id: str) -> None:
         with self._write() as db:
             db.execute("DELETE FROM workers WHERE scope = ? AND worker_id = ?", (scope, worker_id))
+
+    @_translated
+    def take_turn(self, name: str, holder: str, now: dt.datetime, ttl: dt.timedelta) -> bool:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO turns (name, holder, until) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until"
+                " WHERE turns.until < ? OR turns.holder = excluded.holder",
+                (name, holder, _micros(now + ttl), _micros(now)),
+            )
+            row = db.execute("SELECT holder FROM turns WHERE name = ?", (name,)).fetchone()
+        return row is not None and row[0] == holder
 
 
 # Enqueue works on a temporary table so that classification, upsert and

@@ -144,6 +144,15 @@ class Provider(ABC):
     def task_status(self, task_ids: Sequence[str]) -> list[TaskEntry]:
         """Per-URL state of these prefetch tasks."""
 
+    def window_status(self, since: dt.datetime, until: dt.datetime) -> list[TaskEntry] | None:
+        """Per-URL state of every prefetch task created from ``since`` to ``until``.
+
+        For vendors that list tasks by time, so that one call covers many
+        tasks; entries of tasks the caller does not know may be included.
+        None (the default): not supported, ask :meth:`task_status` per task.
+        """
+        return None
+
     @abstractmethod
     def find_submitted(self, urls: Sequence[str], since: dt.datetime) -> dict[str, str]:
         """Which of ``urls`` the provider received since ``since``: url -> task id.
