@@ -291,6 +291,7 @@ class RateShare:
         *,
         interval: float = 0.5,
         ttl: float = 5.0,
+        settle: float = 1.0 + MAX_MARGIN,
         clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
         self.ledger = ledger
@@ -299,20 +300,24 @@ class RateShare:
         self.pacing = pacing
         self.interval = interval
         self.ttl = ttl
+        self.settle = settle  # how long a leaver's calls may still be in the window
         self._clock = clock or _utcnow
+        self._beat_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._fewer_since: float | None = None
         self.workers = 1
 
     def start(self, stop: threading.Event | None = None) -> RateShare:
         """Join: beat once, take the share, and wait for the others to slow down."""
         self._beat()
+        # Beat while waiting, too: workers that join meanwhile lower our share.
+        self._thread = threading.Thread(target=self._run, name="rate-share", daemon=True)
+        self._thread.start()
         if self.workers > 1:
             # The others notice this worker within ``interval``; their calls at the
             # old rate leave the vendor's window one (widened) second later.
-            (stop or threading.Event()).wait(self.interval + 1.0 + MAX_MARGIN)
-        self._thread = threading.Thread(target=self._run, name="rate-share", daemon=True)
-        self._thread.start()
+            (stop or threading.Event()).wait(self.interval + self.settle)
         return self
 
     def stop(self) -> None:
@@ -339,15 +344,34 @@ class RateShare:
                 log.warning("rate share heartbeat failed", exc_info=True)
 
     def _beat(self) -> None:
+        with self._beat_lock:
+            self._beat_locked()
+
+    def _beat_locked(self) -> None:
         import datetime as dt
 
-        live = self.ledger.heartbeat(
-            self.scope, self.worker_id, self._clock(), dt.timedelta(seconds=self.ttl)
+        live = max(
+            1,
+            self.ledger.heartbeat(
+                self.scope, self.worker_id, self._clock(), dt.timedelta(seconds=self.ttl)
+            ),
         )
+        now = time.monotonic()
+        if live >= self.workers:
+            # More workers: slow down at once (the joiner waits for us).
+            self._fewer_since = None
+        elif self._fewer_since is None:
+            # Fewer: the leaver's last calls are still in the vendor's window for
+            # up to a (widened) second; take its share only once they have left.
+            self._fewer_since = now
+            return
+        elif now - self._fewer_since < self.settle:
+            return
         if live != self.workers:
             log.info("%d workers share the %s rate limits", live, self.scope)
-        self.workers = max(1, live)
-        self.pacing.set_share(self.workers)
+        self._fewer_since = None
+        self.workers = live
+        self.pacing.set_share(live)
 
 
 def _utcnow() -> dt.datetime:

@@ -40,3 +40,28 @@ def test_three_workers_never_exceed_the_quota_nor_push_a_url_twice(tmp_path: Pat
         assert sorted(received) == sorted(urls)
         assert box.tencent.outcomes["quota"] == 0
         assert_all_done(cli, urls)
+
+
+def test_four_workers_share_the_accounts_rate_without_a_push_refused(tmp_path: Path) -> None:
+    # 4 x 101 URLs in batches of 10: about 40 pushes, two seconds at Tencent's 20 a second,
+    # so the four processes push at the same time. Nobody divided the rate by hand.
+    with Sandbox(videos=4, variants=1, segments=99, task_delay=0.2) as box:
+        cli = make_cli(box, tmp_path, CDN_PREHEAT_BATCH_SIZE=10)
+        videos = ["demo-1", "demo-2", "demo-3", "demo-4"]
+        urls = expected_urls(cli, *videos)
+        queued = cli("batch", str(write_catalog(cli, videos)), "--queue-only", "--json")
+        assert queued.code == 0, queued.stderr
+
+        workers = [Proc(cli, "worker", "--once") for _ in range(4)]
+        assert [proc.wait() for proc in workers] == [0, 0, 0, 0], [p.stderr for p in workers]
+
+        received = box.tencent.received_urls()
+        assert sorted(received) == sorted(urls)  # every URL exactly once
+        assert box.tencent.outcomes["rate_limited"] == 0, (
+            box.tencent.rate_refusals,
+            box.tencent.calls,
+        )
+        # No API was refused for rate: not the pushes, not the status polls.
+        assert box.tencent.rate_refusals == {}
+        assert box.tencent.calls["PushUrlsCache"] == -(-len(urls) // 10)
+        assert_all_done(cli, urls)
