@@ -56,9 +56,9 @@ def test_polling_asks_at_most_one_status_call_per_500_urls(box: Sandbox, tmp_pat
     assert counts.get(UrlState.SUBMITTED, 0) == 0
     assert counts.get(UrlState.DONE, 0) + counts.get(UrlState.INVALID, 0) == URLS
     assert report.submitted == URLS
-    assert box.tencent.calls["PushUrlsCache"] == URLS // 100
+    assert box.tencent.actions["PushUrlsCache"] == URLS // 100
     # 20 tasks; asked one by one, each round would cost 20 calls.
-    assert box.tencent.calls["DescribePushTasks"] <= math.ceil(URLS / 500)
+    assert box.tencent.actions["DescribePushTasks"] <= math.ceil(URLS / 500)
     assert box.tencent.rate_refusals == {}
 
 

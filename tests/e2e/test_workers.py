@@ -59,9 +59,9 @@ def test_four_workers_share_the_accounts_rate_without_a_push_refused(tmp_path: P
         assert sorted(received) == sorted(urls)  # every URL exactly once
         assert box.tencent.outcomes["rate_limited"] == 0, (
             box.tencent.rate_refusals,
-            box.tencent.calls,
+            box.tencent.actions,
         )
         # No API was refused for rate: not the pushes, not the status polls.
         assert box.tencent.rate_refusals == {}
-        assert box.tencent.calls["PushUrlsCache"] == -(-len(urls) // 10)
+        assert box.tencent.actions["PushUrlsCache"] == -(-len(urls) // 10)
         assert_all_done(cli, urls)

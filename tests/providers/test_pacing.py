@@ -86,7 +86,7 @@ def test_aliyun_status_polling_keeps_to_describe_refresh_task_by_id_30_a_second(
     provider = AliyunProvider(settings_from(box.client_env("aliyun")))
     task = provider.submit([segment(box, 0)]).task_id
     hammer(70, lambda _: provider.task_status([task]))
-    assert box.aliyun.action_calls()["DescribeRefreshTaskById"] == 70
+    assert box.aliyun.action_calls["DescribeRefreshTaskById"] == 70
     assert box.aliyun.rate_refusals == {}
 
 
@@ -96,7 +96,7 @@ def test_aliyun_reconciliation_pages_keep_to_describe_refresh_tasks_5_a_second(
     provider = AliyunProvider(settings_from(box.client_env("aliyun")))
     since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
     hammer(12, lambda n: provider.find_submitted([segment(box, n)], since))
-    assert box.aliyun.action_calls()["DescribeRefreshTasks"] >= 12
+    assert box.aliyun.action_calls["DescribeRefreshTasks"] >= 12
     assert box.aliyun.rate_refusals == {}
 
 
