@@ -32,7 +32,7 @@ app = typer.Typer(
 EXIT_QUOTA = 3
 COMMANDS = (
     "push", "expand", "batch", "status", "quota", "worker", "purge", "verify",
-    "sandbox", "demo", "stats", "logs", "health",
+    "sandbox", "demo", "stats", "logs", "health", "doctor",
 )  # fmt: skip
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print results as JSON.")]
@@ -540,6 +540,33 @@ def verify(
     outcome = gate(report, min_hit_ratio)
     render.report_verify(video_id, report, requeued, json_out, outcome)
     if not outcome.passed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def doctor(
+    sample_url: Annotated[
+        str | None,
+        typer.Option("--sample-url", help="A playlist URL the origin must answer (expanded)."),
+    ] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Check the configured CDN account without spending quota; exit 0 when all pass.
+
+    Credentials and permissions, the domain (exists, online, in the area),
+    quota and batch size, the origin (--sample-url) and the clock skew that
+    signatures tolerate; one line per check.
+    """
+    from cdn_preheat import ui
+    from cdn_preheat.doctor import render_lines, run_doctor
+
+    report = run_doctor(_settings(), sample_url=sample_url)
+    if json_out:
+        ui.print_json(report.as_dict())
+    else:
+        for line in render_lines(report):
+            ui.out.print(line, markup=False, highlight=False)
+    if not report.passed:
         raise typer.Exit(1)
 
 

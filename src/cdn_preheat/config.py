@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     qiniu_rsf_endpoint: str | None = Field(
         default=None, description="bucket listing (RSF) endpoint override, e.g. the sandbox"
     )
+    qiniu_api_endpoint: str | None = Field(
+        default=None, description="domain API (api.qiniu.com) override, for doctor"
+    )
 
     aliyun_access_key_id: SecretStr | None = None
     aliyun_access_key_secret: SecretStr | None = None
@@ -121,7 +124,13 @@ class Settings(BaseSettings):
     cdn_preheat_max_attempts: int = Field(default=3, ge=1)
     cdn_preheat_quota_utc_offset_hours: int | None = Field(default=None, ge=-12, le=14)
 
-    @field_validator("tencent_endpoint", "qiniu_endpoint", "qiniu_rsf_endpoint", "aliyun_endpoint")
+    @field_validator(
+        "tencent_endpoint",
+        "qiniu_endpoint",
+        "qiniu_rsf_endpoint",
+        "qiniu_api_endpoint",
+        "aliyun_endpoint",
+    )
     @classmethod
     def _endpoint_has_scheme(cls, value: str | None) -> str | None:
         if value is None or value == "":

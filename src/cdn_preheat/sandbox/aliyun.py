@@ -231,7 +231,13 @@ class AliyunApi:
             "DescribeRefreshTaskById": self._describe_refresh_task_by_id,
             "DescribeRefreshTasks": self._describe_refresh_tasks,
             "RefreshObjectCaches": self._refresh_object_caches,
+            "DescribeUserDomains": self._describe_user_domains,
         }
+        # DescribeUserDomains' DomainStatus (SDK DescribeUserDomainsRequest.domain_status:
+        # online, offline, configuring, configure_failed, checking, check_failed, stopping,
+        # deleting) and Coverage (domestic, overseas, global) of the account's domain.
+        self.domain_status = "online"
+        self.domain_coverage = "domestic"
 
     def start(self, port: int = 0) -> LoopbackServer:
         return LoopbackServer(_AliyunHandler, self, port).start()
@@ -335,7 +341,8 @@ class AliyunApi:
             stamped = dt.datetime.strptime(headers["x-acs-date"], "%Y-%m-%dT%H:%M:%SZ")
         except ValueError:
             raise ApiError(400, "InvalidTimeStamp.Format", "x-acs-date is malformed.") from None
-        skew = abs(dt.datetime.now(dt.UTC).replace(tzinfo=None) - stamped)
+        server_now = dt.datetime.fromtimestamp(self.clock.wall_time(), dt.UTC)
+        skew = abs(server_now.replace(tzinfo=None) - stamped)
         if skew > TIMESTAMP_TOLERANCE:
             raise ApiError(400, "InvalidTimeStamp.Expired", "Specified time stamp is expired.")
         nonce = headers["x-acs-signature-nonce"]
@@ -384,6 +391,25 @@ class AliyunApi:
                 "PushObjectCache", "preload", list(zip(urls, failures, strict=True))
             )
         return {"PushTaskId": task_id}
+
+    def _describe_user_domains(self, params: dict[str, str]) -> dict[str, Any]:
+        """DescribeUserDomains: the account's domains matching DomainName (exact by default;
+        ``fuzzy_match``: a substring), as the SDK's response model lays them out."""
+        wanted = params.get("DomainName", "").lower()
+        fuzzy = params.get("DomainSearchType", "full_match") == "fuzzy_match"
+        found = not wanted or (wanted in self.edge_netloc if fuzzy else wanted == self.edge_netloc)
+        page = [
+            {"DomainName": self.edge_netloc, "DomainStatus": self.domain_status,
+             "Coverage": self.domain_coverage, "CdnType": "video",
+             "Cname": f"{self.edge_netloc}.w.kunlunsl.com", "DomainId": 1,
+             "GmtCreated": "2024-01-01T00:00:00Z", "SslProtocol": "off"}
+        ] if found else []  # fmt: skip
+        return {
+            "Domains": {"PageData": page},
+            "TotalCount": len(page),
+            "PageNumber": int(params.get("PageNumber", "1") or 1),
+            "PageSize": int(params.get("PageSize", "20") or 20),
+        }
 
     def _refresh_object_caches(self, params: dict[str, str]) -> dict[str, Any]:
         kind = params.get("ObjectType", "File")

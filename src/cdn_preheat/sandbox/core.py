@@ -19,11 +19,24 @@ from typing import Literal
 
 
 class SandboxClock:
-    """Wall-clock time plus a settable offset, so tests can cross a quota day."""
+    """Wall-clock time plus a settable offset, so tests can cross a quota day.
+
+    ``wall_skew`` (seconds) is something else: how far the API servers' own
+    clock is from this machine's. Signature checks (TC3, ACS3) and the
+    ``Date`` header of every emulator answer use it, so ``cdn-preheat doctor``
+    can be tested against a server whose clock disagrees with the client's.
+    The quota-day offset leaves signatures alone: the SDKs sign with the
+    machine's clock.
+    """
 
     def __init__(self) -> None:
         self._offset = dt.timedelta(0)
         self._lock = threading.Lock()
+        self.wall_skew = 0.0
+
+    def wall_time(self) -> float:
+        """The API servers' clock (POSIX seconds): this machine's plus ``wall_skew``."""
+        return time.time() + self.wall_skew
 
     def now(self) -> dt.datetime:
         with self._lock:
@@ -191,7 +204,16 @@ class LoopbackServer:
     def __init__(self, handler: type[BaseHTTPRequestHandler], app: object, port: int = 0) -> None:
         # Nagle's algorithm holds small answers back ~40 ms behind delayed ACKs,
         # which skews every emulator's latency and its per-second rate window.
-        no_delay = type(handler.__name__, (handler,), {"disable_nagle_algorithm": True})
+        clock = getattr(app, "clock", None)
+        members: dict[str, object] = {"disable_nagle_algorithm": True}
+        if isinstance(clock, SandboxClock):
+            # The Date header from the server's (possibly skewed) clock, as doctor reads it.
+            members["date_time_string"] = lambda self, timestamp=None: (
+                BaseHTTPRequestHandler.date_time_string(
+                    self, clock.wall_time() if timestamp is None else timestamp
+                )
+            )
+        no_delay = type(handler.__name__, (handler,), members)
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), no_delay)
         self._httpd.daemon_threads = True
         self._httpd.app = app  # type: ignore[attr-defined]

@@ -158,6 +158,8 @@ class QiniuApi:
         self.cache = cache
         self.origin_has = origin_has
         self.edge_netloc = edge_netloc.lower()
+        self.domain_state = "success"  # the domain API's operatingState (see _domain_info)
+        self.domain_geo_cover = "china"
         self.limits = limits or QiniuLimits()
         self.faults = faults or Faults()
         self._qbox = Auth(access_key, secret_key)
@@ -233,6 +235,8 @@ class QiniuApi:
             return self._error(403024)
         if method == "GET" and route == "/list":
             return self._list_objects(parse_qs(urlsplit(path).query))
+        if method == "GET" and route.startswith("/domain/"):
+            return self._domain_info(route.removeprefix("/domain/"))
         handler = self._routes().get(route) if method == "POST" else None
         if handler is None:
             return self._json(404, {"code": 404, "error": "no such api"})
@@ -559,6 +563,18 @@ class QiniuApi:
 
     def _too_many(self, what: str, limit: int) -> _Answer:
         return self._json(400, {"code": 400000, "error": f"{what} exceed the limit of {limit}"})
+
+    def _domain_info(self, name: str) -> _Answer:
+        """GET /domain/<name> (DomainManager.get_domain; developer.qiniu.com/fusion/4246):
+        ``operatingState`` success|processing|failed|frozen|offlined, ``geoCover``
+        china|foreign|global. An unknown name is a 404 (the error text is not documented)."""
+        if name.lower() != self.edge_netloc:
+            return self._json(404, {"code": 404, "error": "no such domain"})
+        return self._json(200, {
+            "name": self.edge_netloc, "type": "normal", "cname": f"{self.edge_netloc}.qiniudns.com",
+            "protocol": "http", "platform": "video", "geoCover": self.domain_geo_cover,
+            "operatingState": self.domain_state, "operatingStateDesc": "",
+        })  # fmt: skip
 
     def _error(self, code: int, message: str | None = None) -> _Answer:
         error = message or ERRORS.get(code, "error")

@@ -50,10 +50,11 @@ def _aliyun_env(endpoint: str, credentials: tuple[str, str]) -> dict[str, str]:
 
 
 def _qiniu_env(endpoint: str, credentials: tuple[str, str]) -> dict[str, str]:
-    # One emulator answers both the fusion CDN API and the bucket listing (RSF).
+    # One emulator answers the fusion CDN API, the bucket listing (RSF) and the domain API.
     return {
         "QINIU_ENDPOINT": endpoint,
         "QINIU_RSF_ENDPOINT": endpoint,
+        "QINIU_API_ENDPOINT": endpoint,
         "QINIU_ACCESS_KEY": credentials[0],
         "QINIU_SECRET_KEY": credentials[1],
     }

@@ -42,8 +42,11 @@ def verify_tc3(
     body: bytes,
     secrets: Mapping[str, str],
     service: str,
+    now: float | None = None,
 ) -> str:
     """Check the request's ``Authorization``; the SecretId on success.
+
+    ``now`` is the server's clock (POSIX seconds; default this machine's).
 
     ``target`` is the request line's path with any query; ``headers`` has
     lower-case names.
@@ -60,8 +63,9 @@ def verify_tc3(
     timestamp = headers.get("x-tc-timestamp", "")
     if not timestamp.isdigit():
         raise SignatureError("AuthFailure.InvalidAuthorization", "X-TC-Timestamp is missing.")
-    # Real time, not the sandbox clock: the SDK signs with the machine's clock.
-    if abs(time.time() - int(timestamp)) > MAX_CLOCK_SKEW_SECONDS:
+    # Real time, not the sandbox's quota-day clock: the SDK signs with the machine's clock.
+    server_now = time.time() if now is None else now
+    if abs(server_now - int(timestamp)) > MAX_CLOCK_SKEW_SECONDS:
         raise SignatureError("AuthFailure.SignatureExpire", "The signature has expired.")
     date = match.group("date")
     signed_day = dt.datetime.fromtimestamp(int(timestamp), dt.UTC).date().isoformat()

@@ -193,6 +193,9 @@ class TencentEmulator:
         self._used: Counter[tuple[str, str, str]] = Counter()  # (kind, day, area) -> URLs
         self._received: list[ReceivedPush] = []
         self._layers: dict[str, str] = {}  # push task id -> its Layer option ("" unset)
+        # The domain's service status, as DescribeDomains reports it (SDK BriefDomain.Status:
+        # rejected, processing, closing, online, offline); pushes need "online".
+        self.domain_status = "online"
         self._injected: deque[str] = deque()
         self._actions: dict[str, tuple[Callable[[Params], dict[str, Any]], frozenset[str]]] = {
             "PushUrlsCache": (self._push_urls_cache, _PUSH_PARAMS),
@@ -204,6 +207,7 @@ class TencentEmulator:
             "DescribePurgeTasks": (self._describe_purge_tasks, _PURGE_TASK_PARAMS),
             "DescribeCdnData": (self._describe_cdn_data, _CDN_DATA_PARAMS),
             "DescribeCdnDomainLogs": (self._describe_cdn_domain_logs, _DOMAIN_LOG_PARAMS),
+            "DescribeDomains": (self._describe_domains, frozenset({"Offset", "Limit", "Filters"})),
         }
 
     def start(self, port: int = 0) -> LoopbackServer:
@@ -261,6 +265,7 @@ class TencentEmulator:
                 body=body,
                 secrets=self.secrets,
                 service=SERVICE,
+                now=self.clock.wall_time(),
             )
             if fault == "rate_limited":
                 raise ApiError("RequestLimitExceeded", "Request rate limit exceeded (injected).")
@@ -559,6 +564,36 @@ class TencentEmulator:
             raise ApiError(
                 "ResourceNotFound.CdnHostNotExists", f"The domain {domain} is not in this account."
             )
+        if self.domain_status != "online":
+            # SDK errorcodes: RESOURCEUNAVAILABLE_CDNHOSTISNOTONLINE "域名已关闭".
+            raise ApiError("ResourceUnavailable.CdnHostIsNotOnline", f"The domain {domain} is off.")
+
+    def _describe_domains(self, params: Params) -> dict[str, Any]:
+        """DescribeDomains as the SDK models it (cdn/v20180606/models.py
+        DescribeDomainsRequest, DomainFilter, BriefDomain): the account's domains,
+        filtered by ``Filters`` (Name "domain": exact, or a substring with Fuzzy);
+        Area is where the domain is accelerated (mainland, overseas, global)."""
+        filters = params.get("Filters") or []
+        if not isinstance(filters, list):
+            raise ApiError("InvalidParameter.CdnParamError", "Filters must be a list.")
+        domains = [] if self.limits.moved_to_edgeone else [self.domain]
+        for item in filters:
+            if not isinstance(item, dict) or item.get("Name") != "domain":
+                continue
+            values = [str(v).lower() for v in item.get("Value") or []]
+            fuzzy = bool(item.get("Fuzzy"))
+            domains = [d for d in domains if any((v in d) if fuzzy else v == d for v in values)]
+        areas = self.limits.areas
+        area = "global" if set(AREAS) <= set(areas) else areas[0]
+        brief = [
+            {"ResourceId": "cdn-sandbox0001", "AppId": 1250000000, "Domain": d,
+             "Cname": f"{d}.cdn.dnsv1.com", "Status": self.domain_status, "ProjectId": 0,
+             "ServiceType": "media", "CreateTime": "2024-01-01 00:00:00",
+             "UpdateTime": "2024-01-01 00:00:00", "Disable": "normal", "Area": area,
+             "Readonly": "normal", "Product": "cdn"}
+            for d in domains
+        ]  # fmt: skip
+        return {"Domains": brief, "TotalNumber": len(brief)}
 
     def _check_area(self, area: str) -> None:
         """Refuse an area the domain is not accelerated in (global needs both)."""
