@@ -126,6 +126,7 @@ def test_limits_follow_alibaba() -> None:
         "DescribeRefreshTasks": 5,
         "DescribeRefreshQuota": 20,
         "RefreshObjectCaches": 50,
+        "DescribeUserDomains": 5,  # doctor's domain check, once a run
     }
     assert all(b.source.startswith("https://") for b in AliyunProvider.budgets.values())
 

@@ -84,6 +84,7 @@ TENCENT_BUDGETS = {
     "DescribePurgeQuota": Budget(20, source=_CN + "41956"),
     "DescribeCdnData": Budget(20, source=_REFERENCE),
     "DescribeCdnDomainLogs": Budget(20, source=_REFERENCE),
+    "DescribeDomains": Budget(20, source=_REFERENCE),  # cdn-preheat doctor
 }
 _RATE_CODES = ("UnauthorizedOperation.OperationTooOften", "LimitExceeded.CdnHostOpTooOften")
 _DOMAIN_CODES = (
