@@ -74,6 +74,7 @@ class TrackReport:
     failed: int = 0
     invalid: int = 0
     still_processing: int = 0
+    abandoned: int = 0  # URLs of tasks older than the provider keeps, re-queued
     polls: int = 0  # status requests asked for (a window's pages count once)
     timed_out: bool = False
 
@@ -104,7 +105,9 @@ class Tracker:
     def poll_once(self) -> TrackReport:
         """One round over every open task."""
         report = TrackReport()
-        tasks = self.ledger.open_tasks(self.provider.name, self.provider.area)
+        tasks = self._abandon_forgotten(
+            self.ledger.open_tasks(self.provider.name, self.provider.area), report
+        )
         by_id: list[str] = []
         for cluster in _clusters(tasks):
             if len(cluster) < MIN_WINDOW_TASKS:
@@ -125,6 +128,31 @@ class Tracker:
             self._record(self._status(chunk), report)
         return report
 
+    def _abandon_forgotten(self, tasks: list[TaskRecord], report: TrackReport) -> list[TaskRecord]:
+        """Close the tasks older than the provider keeps them; the others, to poll.
+
+        The provider cannot answer for those any more (its task query returns
+        nothing or refuses the date), so polling them would never end: their
+        outcome is unknown and their URLs are pushed again.
+        """
+        retention = self.provider.limits.task_retention
+        if retention is None:
+            return tasks
+        cutoff = self._clock() - retention
+        keep = []
+        for task in tasks:
+            if task.created_at >= cutoff:
+                keep.append(task)
+                continue
+            reason = (
+                f"task {task.task_id} outlived the {retention.days} days {self.provider.name} "
+                "keeps tasks: outcome unknown, pushed again"
+            )
+            requeued = self.ledger.abandon_task(self.provider.name, task.task_id, reason)
+            report.abandoned += requeued
+            log.warning("%s; %d URLs re-queued", reason, requeued)
+        return keep
+
     def follow(self, stop: threading.Event | None = None) -> TrackReport:
         """Poll until no task is open, ``stop`` is set, or the timeout passes."""
         stop = stop or threading.Event()
@@ -138,6 +166,7 @@ class Tracker:
                 total.done += round_.done
                 total.failed += round_.failed
                 total.invalid += round_.invalid
+                total.abandoned += round_.abandoned
                 total.polls += round_.polls
                 total.still_processing = round_.still_processing
                 interval = self._next_interval(interval, round_)

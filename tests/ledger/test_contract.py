@@ -490,6 +490,44 @@ def test_outcomes_only_touch_urls_submitted_under_that_task(ledger: Ledger) -> N
     assert states(ledger, "v1") == {url("a"): UrlState.SUBMITTED}
 
 
+def test_abandoned_task_closes_and_requeues_what_is_still_submitted(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "a", "b", "c")
+    submit_all(ledger, "task-1")
+    ledger.record_outcomes(P, A, [Outcome(url("a"), "task-1", UrlState.DONE)], T0, MAX_AGE, 3)
+
+    assert ledger.abandon_task(P, "task-1", "too old to ask") == 2
+
+    assert states(ledger, "v1") == {
+        url("a"): UrlState.DONE,
+        url("b"): UrlState.PENDING,
+        url("c"): UrlState.PENDING,
+    }
+    assert ledger.open_tasks(P, A) == []
+    records = {r.url: r for r in ledger.url_records("v1")}
+    assert records[url("b")].last_error == "too old to ask"
+    assert (records[url("b")].attempts, records[url("b")].task_id) == (0, None)
+    again = claim_all(ledger, at(1))
+    assert again.urls == (url("b"), url("c"))
+    # A late answer for the abandoned task changes nothing.
+    ledger.record_outcomes(P, A, [Outcome(url("b"), "task-1", UrlState.DONE)], T0, MAX_AGE, 3)
+    assert states(ledger, "v1")[url("b")] is UrlState.RESERVED
+
+
+def test_submitted_urls_by_task(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "a", "b", "c")
+    first = claim_all(ledger, limit=2)
+    ledger.mark_submitted(first, "task-1", first.urls, T0)
+    second = claim_all(ledger)
+    ledger.mark_submitted(second, "task-2", second.urls, T0)
+    ledger.record_outcomes(P, A, [Outcome(url("a"), "task-1", UrlState.DONE)], T0, MAX_AGE, 3)
+
+    assert ledger.submitted_urls(P, ["task-1", "task-2", "task-9"]) == {
+        "task-1": [url("b")],
+        "task-2": [url("c")],
+    }
+    assert ledger.submitted_urls("qiniu", ["task-1"]) == {}
+
+
 def test_invalid_stays_invalid(ledger: Ledger) -> None:
     enqueue(ledger, "v1", "a")
     submit_all(ledger, "task-1")

@@ -313,6 +313,19 @@ class Ledger(ABC):
         """Tasks not yet closed, oldest first."""
 
     @abstractmethod
+    def abandon_task(self, provider: str, task_id: str, reason: str) -> int:
+        """Close a task whose outcome can no longer be learnt; re-queue its URLs.
+
+        URLs still submitted under it go back to pending (same place in the
+        queue, no attempt counted, ``reason`` as their last error). Used for
+        tasks older than the provider keeps them. Returns the URLs re-queued.
+        """
+
+    @abstractmethod
+    def submitted_urls(self, provider: str, task_ids: Iterable[str]) -> dict[str, list[str]]:
+        """task id -> the URLs still submitted under it (for matching task results)."""
+
+    @abstractmethod
     def url_records(self, video_id: str) -> list[UrlRecord]:
         """Every URL of the video, in queue order."""
 

@@ -669,6 +669,33 @@ class MongoLedger(Ledger):
         ]
 
     @_reconnecting()
+    def abandon_task(self, provider: str, task_id: str, reason: str) -> int:
+        result = self.urls.update_many(
+            {"provider": provider, "task_id": task_id, "state": UrlState.SUBMITTED.value},
+            {
+                "$set": {"state": UrlState.PENDING.value, "last_error": reason},
+                "$unset": {"task_id": ""},
+            },
+        )
+        self.close_task(task_id, provider)
+        return int(result.modified_count)
+
+    @_reconnecting()
+    def submitted_urls(self, provider: str, task_ids: Iterable[str]) -> dict[str, list[str]]:
+        docs = self.urls.find(
+            {
+                "provider": provider,
+                "task_id": {"$in": sorted(set(task_ids))},
+                "state": UrlState.SUBMITTED.value,
+            },
+            {"task_id": 1, "url": 1},
+        ).sort("seq", 1)
+        found: dict[str, list[str]] = {}
+        for doc in docs:
+            found.setdefault(doc["task_id"], []).append(doc["url"])
+        return found
+
+    @_reconnecting()
     def url_records(self, video_id: str) -> list[UrlRecord]:
         """The video's URLs in queue order, then its skipped URLs."""
         docs = sorted(self._video_url_docs(video_id), key=lambda doc: doc["seq"])

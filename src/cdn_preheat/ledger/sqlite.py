@@ -592,6 +592,32 @@ class SqliteLedger(Ledger):
         ]
 
     @_translated
+    def abandon_task(self, provider: str, task_id: str, reason: str) -> int:
+        with self._write() as db:
+            moved = db.execute(
+                "UPDATE urls SET state = 'pending', task_id = NULL, last_error = ?"
+                " WHERE provider = ? AND task_id = ? AND state = 'submitted'",
+                (reason, provider, task_id),
+            ).rowcount
+            db.execute(
+                "UPDATE tasks SET open = 0 WHERE provider = ? AND task_id = ?", (provider, task_id)
+            )
+        return int(moved)
+
+    @_translated
+    def submitted_urls(self, provider: str, task_ids: Iterable[str]) -> dict[str, list[str]]:
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT task_id, url FROM urls WHERE state = 'submitted' AND provider = ?"
+                " AND task_id IN (SELECT value FROM json_each(?)) ORDER BY seq",
+                (provider, json.dumps(sorted(set(task_ids)))),
+            ).fetchall()
+        found: dict[str, list[str]] = {}
+        for task_id, url in rows:
+            found.setdefault(task_id, []).append(url)
+        return found
+
+    @_translated
     def url_records(self, video_id: str) -> list[UrlRecord]:
         """The video's URLs in queue order, then its skipped URLs."""
         with self._read() as db:

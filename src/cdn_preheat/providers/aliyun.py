@@ -139,6 +139,7 @@ class AliyunProvider(Provider):
         purge_batch_size=100,
         purge_dir_batch_size=100,
         quota_utc_offset_hours=8,
+        task_retention=TASK_RETENTION,
     )
     budgets = ALIYUN_BUDGETS
     submit_api = "PushObjectCache"

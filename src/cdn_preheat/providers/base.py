@@ -46,6 +46,10 @@ class Limits:
     purge_dir_batch_size: int
     # The quota day starts at midnight in this offset from UTC; None: no daily quota.
     quota_utc_offset_hours: int | None = 8
+    # How long the provider keeps a task's results; an open task older than this
+    # can no longer be answered, so it is closed and its URLs pushed again.
+    # None: kept as long as cdn-preheat needs them.
+    task_retention: dt.timedelta | None = None
 
 
 @dataclass(frozen=True)

@@ -125,6 +125,7 @@ class TencentProvider(Provider):
         purge_batch_size=1000,
         purge_dir_batch_size=500,
         quota_utc_offset_hours=8,
+        task_retention=TASK_RETENTION,
     )
     budgets = TENCENT_BUDGETS
     submit_api = "PushUrlsCache"
