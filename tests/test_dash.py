@@ -47,12 +47,20 @@ def one_rep(segment_info: str, rep: str = 'id="v1" bandwidth="500000"', period: 
 
 
 class Result:
-    def __init__(self, text: str, *, cdn_host: str | None = None, max_urls: int = 200_000):
+    def __init__(
+        self,
+        text: str,
+        *,
+        cdn_host: str | None = None,
+        max_urls: int = 200_000,
+        all_base_urls: bool = False,
+    ) -> None:
         self.skipped: dict[str, str] = {}
         hosts = HostMap("origin.example.com", cdn_host)
         expansion = expand_mpd(
-            text, MPD_URL, MPD_URL, MPD_URL, hosts, self.skipped.setdefault, max_urls
-        )
+            text, MPD_URL, MPD_URL, MPD_URL, hosts, self.skipped.setdefault, max_urls,
+            all_base_urls=all_base_urls,
+        )  # fmt: skip
         self.items = expansion.urls
         self.is_live = expansion.is_live
 
@@ -322,6 +330,42 @@ def test_alternative_base_urls_use_the_first_and_report_the_others() -> None:
     result = Result(text)
     assert result.urls == ["http://origin.example.com/a/s1.m4s"]
     assert "alternative BaseURL" in result.skipped["http://origin.example.com/b/"]
+
+
+def test_every_alternative_base_url_with_the_setting() -> None:
+    text = mpd(
+        "<BaseURL>http://origin.example.com/a/</BaseURL>"
+        "<BaseURL>http://origin.example.com/b/</BaseURL>"
+        '<Period><AdaptationSet><Representation id="v" bandwidth="1">'
+        "<BaseURL>x/</BaseURL><BaseURL>y/</BaseURL>"
+        '<SegmentTemplate duration="5" media="s$Number$.m4s"/>'
+        "</Representation></AdaptationSet></Period>"
+    )
+    result = Result(text, all_base_urls=True)
+    assert [url.removeprefix("http://origin.example.com/") for url in result.urls] == [
+        "a/x/s1.m4s", "a/x/s2.m4s", "a/y/s1.m4s", "a/y/s2.m4s",
+        "b/x/s1.m4s", "b/x/s2.m4s", "b/y/s1.m4s", "b/y/s2.m4s",
+    ]  # fmt: skip
+    assert result.skipped == {}
+    # Each location is its own rendition: head-first takes the start of each.
+    assert len({item.rendition for item in result.items}) == 4
+    assert len(Result(text).urls) == 2
+
+
+def test_an_unusable_base_url_skips_what_is_below_it() -> None:
+    text = mpd(
+        '<Period><AdaptationSet><Representation id="ftp" bandwidth="1">'
+        "<BaseURL>ftp://files.example.com/v/</BaseURL>"
+        '<SegmentTemplate duration="5" media="s$Number$.m4s"/></Representation>'
+        '<Representation id="ok" bandwidth="1"><SegmentTemplate duration="5" media="o$Number$"/>'
+        "</Representation></AdaptationSet></Period>"
+    )
+    result = Result(text)
+    assert result.names == ["o1", "o2"]
+    assert list(result.skipped.values()) == [
+        "unsupported scheme ftp (BaseURL of Representation \"ftp\" of AdaptationSet '0' of"
+        ' Period "0")'
+    ]
 
 
 def test_cdn_host_mapping_and_foreign_hosts() -> None:
@@ -654,6 +698,15 @@ def test_the_url_limit_comes_from_the_options(origin: ScriptedOrigin) -> None:
         expand(origin.url("/v/manifest.mpd"), ExpandOptions(max_urls_per_video=5))
 
 
+def test_all_base_urls_comes_from_the_options(origin: ScriptedOrigin) -> None:
+    text = VOD.replace("<Period>", "<BaseURL>one/</BaseURL><BaseURL>two/</BaseURL><Period>")
+    origin.playlist("/v/manifest.mpd", text, content_type=DASH)
+    first = paths(expand(origin.url("/v/manifest.mpd"), FAST), origin)
+    every = expand(origin.url("/v/manifest.mpd"), ExpandOptions(dash_all_base_urls=True))
+    assert {p.split("/")[2] for p in first[1:]} == {"one"}
+    assert {p.split("/")[2] for p in paths(every, origin)[1:]} == {"one", "two"}
+
+
 def test_head_first_takes_the_first_segments_or_seconds_of_every_representation() -> None:
     text = mpd(
         '<Period><AdaptationSet><SegmentTemplate duration="1" media="$RepresentationID$/$Number$"/>'
@@ -668,3 +721,14 @@ def test_head_first_takes_the_first_segments_or_seconds_of_every_representation(
         heads = [q.url.removeprefix(DIR) for q in queued if q.priority == PRIORITY_HEAD]
         assert heads == ["a/1", "a/2", "a/3", "b/1", "b/2", "b/3"]
         assert sum(q.priority == PRIORITY_TAIL for q in queued) == 14
+
+
+def test_settings_reach_the_expander_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cdn_preheat.app import expand_options
+    from cdn_preheat.config import Settings
+
+    monkeypatch.setenv("CDN_PREHEAT_MAX_URLS_PER_VIDEO", "1234")
+    monkeypatch.setenv("CDN_PREHEAT_DASH_ALL_BASE_URLS", "true")
+    options = expand_options(Settings(_env_file=None))  # type: ignore[call-arg]
+    assert (options.max_urls_per_video, options.dash_all_base_urls) == (1234, True)
+    assert ExpandOptions().max_urls_per_video == 200_000

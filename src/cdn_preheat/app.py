@@ -27,6 +27,7 @@ def expand_options(
         concurrency=settings.cdn_preheat_fetch_concurrency,
         max_bytes=settings.cdn_preheat_max_playlist_bytes,
         max_urls_per_video=settings.cdn_preheat_max_urls_per_video,
+        dash_all_base_urls=settings.cdn_preheat_dash_all_base_urls,
         sign_url=make_signer(settings),
         strict=strict,
     )

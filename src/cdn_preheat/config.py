@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     cdn_preheat_max_playlist_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)  # decoded
     # One video expanding past this is an error (HLS and DASH alike).
     cdn_preheat_max_urls_per_video: int = Field(default=200_000, ge=1)
+    # DASH: preheat every alternative BaseURL (CDN failover), not only the first.
+    cdn_preheat_dash_all_base_urls: bool = False
     # Private origins: playlists are fetched with signed URLs; pushed URLs stay unsigned.
     cdn_preheat_origin_signing: OriginSigning = "none"
     cdn_preheat_origin_anti_leech_key: SecretStr | None = None

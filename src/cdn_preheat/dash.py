@@ -36,6 +36,7 @@ from cdn_preheat.urlresolve import HostMap, Resolver, UnusableUrl, parse_url, re
 DASH_CONTENT_TYPE = "application/dash+xml"
 DEFAULT_MAX_URLS_PER_VIDEO = 200_000
 LIMIT_SETTING = "CDN_PREHEAT_MAX_URLS_PER_VIDEO"
+ALL_BASE_URLS_SETTING = "CDN_PREHEAT_DASH_ALL_BASE_URLS"
 
 _XLINK_HREF = "{http://www.w3.org/1999/xlink}href"
 # 5.5.3: a remote element that resolves to nothing; the element is simply removed.
@@ -99,14 +100,20 @@ def expand_mpd(
     hosts: HostMap,
     skip: Skip,
     max_urls: int = DEFAULT_MAX_URLS_PER_VIDEO,
+    *,
+    all_base_urls: bool = False,
 ) -> MpdExpansion:
     """Every init and media segment of the MPD ``text`` fetched from ``url``.
 
     ``base_url`` is where the MPD was served from (after redirects),
     ``rendition`` the MPD's output URL, which prefixes each Representation's
-    rendition name. Unusable and foreign URLs go to ``skip``.
+    rendition name. Unusable and foreign URLs go to ``skip``. ``all_base_urls``
+    expands every alternative BaseURL, not only the first.
     """
-    return _MpdExpander(parse_mpd(text, url), url, base_url, rendition, hosts, skip, max_urls).run()
+    root = parse_mpd(text, url)
+    expander = _MpdExpander(root, url, base_url, rendition, hosts, skip, max_urls)
+    expander.all_base_urls = all_base_urls
+    return expander.run()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -264,45 +271,39 @@ class _MpdExpander:
         self.dynamic = root.get("type", "static").strip() == "dynamic"
         self.total = 1  # the MPD itself
         self.urls: list[ExpandedUrl] = []
+        self.all_base_urls = False
 
     # -- document structure ----------------------------------------------------
 
     def run(self) -> MpdExpansion:
-        base = self._base(self.root, self.document_base, "MPD")
-        if base is None:
-            return MpdExpansion([], self.dynamic)
+        bases = self._bases(self.root, [self.document_base], "MPD")
         periods = self._periods()
         if not periods:
             raise self.naming.error("MPD", "no Period")
         for period in periods:
             element = period.element
             where = f'Period "{period.label}"'
-            if self._external(element, base, "Period"):
+            if not bases or self._external(element, bases[0], "Period"):
                 continue
-            period_base = self._base(element, base, where)
-            if period_base is None:
-                continue
+            period_bases = self._bases(element, bases, where)
             for set_index, adaptation in enumerate(_children(element, "AdaptationSet")):
                 set_label = adaptation.get("id") or str(set_index)
                 set_where = f'AdaptationSet "{set_label}" of {where}'
-                if self._external(adaptation, period_base, "AdaptationSet"):
+                if not period_bases or self._external(adaptation, period_bases[0], "AdaptationSet"):
                     continue
-                set_base = self._base(adaptation, period_base, set_where)
-                if set_base is None:
-                    continue
+                set_bases = self._bases(adaptation, period_bases, set_where)
                 for rep_index, representation in enumerate(_children(adaptation, "Representation")):
                     rep_id = representation.get("id")
                     rep_where = (
                         f'Representation "{rep_id if rep_id is not None else rep_index}"'
                         f" of AdaptationSet {set_label!r} of {where}"
                     )
-                    rep_base = self._base(representation, set_base, rep_where)
-                    if rep_base is None:
-                        continue
                     name = f"{self.rendition}#{period.label}/{set_label}/{rep_id or rep_index}"
-                    self._representation(
-                        period, [element, adaptation, representation], rep_base, rep_where, name
-                    )
+                    levels = [element, adaptation, representation]
+                    for k, base in enumerate(self._bases(representation, set_bases, rep_where)):
+                        # Each alternative location is a rendition of its own for head-first.
+                        label = f"{name}@{k}" if k else name
+                        self._representation(period, levels, base, rep_where, label)
         return MpdExpansion(self.urls, self.dynamic)
 
     def _external(self, element: ET.Element, base: str, kind: str) -> bool:
@@ -318,34 +319,40 @@ class _MpdExpander:
             self.skip(target, f"external {kind} (xlink:href), not expanded")
         return True
 
-    def _base(self, element: ET.Element, parent: str, where: str) -> str | None:
-        """``parent`` resolved with the element's first BaseURL; the others are reported.
+    def _bases(self, element: ET.Element, parents: list[str], where: str) -> list[str]:
+        """``parents`` resolved with the element's BaseURLs (5.6).
 
-        None when that BaseURL is unusable (reported): nothing below it can be fetched.
+        Players use one location, the first; the others are reported, or kept
+        too with ``all_base_urls``. An unusable first BaseURL is reported and
+        nothing below it is expanded.
         """
-        bases = _children(element, "BaseURL")
-        if not bases:
-            return parent
-        parsed = parse_url(parent)
-        chosen: str | None = None
-        for position, base in enumerate(bases):
-            text = (base.text or "").strip()
-            try:
-                resolved = resolve(parsed, text)
-            except UnusableUrl as exc:
-                if position == 0:
+        elements = _children(element, "BaseURL")
+        if not elements:
+            return parents
+        chosen: dict[str, None] = {}
+        for parent in parents:
+            parsed = parse_url(parent)
+            for position, base in enumerate(elements):
+                try:
+                    resolved = resolve(parsed, (base.text or "").strip())
+                except UnusableUrl as exc:
                     self.skip(exc.url, f"{exc.reason} (BaseURL of {where})")
-                    return None
-                continue
-            if position == 0:
-                chosen = str(resolved)
-            else:
+                    if position == 0 and not self.all_base_urls:
+                        break
+                    continue
+                if position == 0 or self.all_base_urls:
+                    chosen.setdefault(str(resolved))
+                    continue
                 try:
                     shown = self.hosts.apply(resolved)
                 except UnusableUrl as exc:
                     shown = exc.url
-                self.skip(shown, f"alternative BaseURL of {where}; only the first is preheated")
-        return chosen
+                self.skip(
+                    shown,
+                    f"alternative BaseURL of {where}; only the first is preheated"
+                    f" ({ALL_BASE_URLS_SETTING} keeps all)",
+                )
+        return list(chosen)
 
     def _periods(self) -> list[_Period]:
         """Periods with their start and duration in seconds (5.3.2.1), None when unknown."""

@@ -113,6 +113,7 @@ class ExpandOptions:
     retry_backoff: float = 0.25  # seconds before the first retry, doubled after each
     max_urls_per_video: int = 200_000  # CDN_PREHEAT_MAX_URLS_PER_VIDEO
     strict: bool = False  # a malformed tag or a failing rendition fails the whole video
+    dash_all_base_urls: bool = False  # every alternative BaseURL of an MPD, not the first
 
 
 def make_client(options: ExpandOptions) -> httpx.AsyncClient:
@@ -933,7 +934,7 @@ class _Expander:
             raise PlaylistError(fetched.url, "an MPD listed in an HLS playlist; give it on its own")
         mpd = expand_mpd(
             fetched.text, fetched.url, fetched.base_url, mapped, self.hosts, self.skip,
-            self.options.max_urls_per_video,
+            self.options.max_urls_per_video, all_base_urls=self.options.dash_all_base_urls,
         )  # fmt: skip
         node.media = UrlList(mpd.urls)
         if mpd.is_live:
