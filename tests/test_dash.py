@@ -231,6 +231,20 @@ def test_segment_list_media_ranges_of_one_file_give_one_url() -> None:
     assert names(one_rep(info)) == ["movie.mp4", "other.mp4"]
 
 
+def test_an_initialization_without_source_url_never_names_a_directory() -> None:
+    listed = (
+        "<BaseURL>dir/</BaseURL>"
+        '<SegmentList duration="5"><Initialization range="0-9"/>'
+        '<SegmentURL media="a.m4s"/><SegmentURL media="b.m4s"/></SegmentList>'
+    )
+    assert names(one_rep(listed)) == ["dir/a.m4s", "dir/b.m4s"]
+    template = (
+        '<SegmentTemplate duration="5" media="s$Number$.m4s"><Initialization range="0-9"/>'
+        "</SegmentTemplate>"
+    )
+    assert names(one_rep(template)) == ["s1.m4s", "s2.m4s"]
+
+
 def test_segment_base_is_the_base_url_file_plus_a_separate_initialization() -> None:
     on_demand = (
         '<BaseURL>video-500k.mp4</BaseURL><SegmentBase indexRange="800-1199">{}</SegmentBase>'

@@ -461,7 +461,9 @@ class _MpdExpander:
                 period, attributes, inherited, segment_where, rep_id, bandwidth
             )
         elif kind == "SegmentList":
-            inits = self._initialization(inherited)
+            # Without @sourceURL the Initialization is a byte range of the BaseURL file.
+            file_base = not base.endswith("/") and base != self.document_base
+            inits = [ref for ref in self._initialization(inherited) if ref or file_base]
             segment_urls = [
                 element for element in reversed(chain) if _children(element, "SegmentURL")
             ][:1]
@@ -521,7 +523,8 @@ class _MpdExpander:
             )  # fmt: skip
             inits.append(init.render())
         else:
-            inits = self._initialization(inherited)
+            # Segments are separate files here: an Initialization needs its own @sourceURL.
+            inits = [ref for ref in self._initialization(inherited) if ref]
         if "index" in attributes:
             index = _Template(
                 attributes["index"], where, naming, rep_id, bandwidth, allow_number_time=False
