@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
+import tracemalloc
+import zlib
 from collections.abc import Iterator
 
 import pytest
@@ -847,3 +850,55 @@ def test_a_video_over_the_url_limit_is_an_error_naming_it(origin: ScriptedOrigin
         f"video {origin.url('/m.m3u8')} lists more than 11 URLs"
         " (CDN_PREHEAT_MAX_URLS_PER_VIDEO); nothing of it was queued"
     )
+
+
+def gzip_bomb(decoded_mb: int) -> bytes:
+    """``#EXTM3U`` and then ``decoded_mb`` MB of newlines, gzip-compressed (about 1000:1)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    parts = [packer.compress(b"#EXTM3U\n")]
+    block = b"\n" * 1_000_000
+    parts += [packer.compress(block) for _ in range(decoded_mb)]
+    return b"".join([*parts, packer.flush()])
+
+
+def test_a_gzip_bomb_is_refused_at_the_cap_without_being_inflated(origin: ScriptedOrigin) -> None:
+    bomb = gzip_bomb(200)
+    assert len(bomb) < 1_000_000
+    origin.script("/v.m3u8", Reply(bomb, headers={"Content-Encoding": "gzip"}))
+    tracemalloc.start()
+    try:
+        with pytest.raises(PlaylistError) as caught:
+            expand(origin.url("/v.m3u8"), ExpandOptions(max_bytes=8 * 1024 * 1024))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert caught.value.reason == "response is over the 8388608-byte cap (decoded)"
+    # httpx inflated each 64 KiB network read whole (~64 MB of newlines) before any check.
+    assert peak < 24 * 1024 * 1024, peak
+
+
+def test_deflate_and_identity_bodies_are_decoded(origin: ScriptedOrigin) -> None:
+    text = media("s0.ts", "s1.ts").encode()
+    origin.script("/d.m3u8", Reply(zlib.compress(text), headers={"Content-Encoding": "deflate"}))
+    origin.playlist("/i.m3u8", text)
+    assert paths(expand(origin.url("/d.m3u8"), FAST), origin) == ["/d.m3u8", "/s0.ts", "/s1.ts"]
+    assert paths(expand(origin.url("/i.m3u8"), FAST), origin) == ["/i.m3u8", "/s0.ts", "/s1.ts"]
+    assert origin.requests[0].headers["accept-encoding"] == "gzip, deflate"
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        (Reply(b"#EXTM3U", headers={"Content-Encoding": "br"}), "unsupported Content-Encoding"),
+        (Reply(b"not gzip at all", headers={"Content-Encoding": "gzip"}), "does not decode as"),
+        (Reply(gzip.compress(b"#EXTM3U\n" * 100)[:30], headers={"Content-Encoding": "gzip"}),
+         "gzip body ends early"),
+    ],
+)  # fmt: skip
+def test_a_body_that_does_not_decode_is_an_error_naming_the_url(
+    origin: ScriptedOrigin, reply: Reply, reason: str
+) -> None:
+    origin.script("/v.m3u8", reply)
+    with pytest.raises(PlaylistError, match=reason) as caught:
+        expand(origin.url("/v.m3u8"), FAST)
+    assert caught.value.url == origin.url("/v.m3u8")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import zlib
 from array import array
 from collections.abc import (
     AsyncIterator,
@@ -124,7 +125,7 @@ def make_client(options: ExpandOptions) -> httpx.AsyncClient:
         limits=httpx.Limits(
             max_connections=options.concurrency, max_keepalive_connections=options.concurrency
         ),
-        headers={"User-Agent": f"cdn-preheat/{__version__}"},
+        headers={"User-Agent": f"cdn-preheat/{__version__}", "Accept-Encoding": ACCEPT_ENCODING},
     )
 
 
@@ -198,18 +199,50 @@ async def _fetch_with_retries(
     raise PlaylistError(url, f"{failure} after {attempts} attempt{'s' * (attempts > 1)}")
 
 
+# Decoded here, not by httpx: its decoders inflate each network chunk whole, and
+# 64 KiB of gzip can inflate to 64 MiB before any cap is checked. zlib's
+# max_length bounds every step instead. Only what is asked for is accepted.
+ACCEPT_ENCODING = "gzip, deflate"
+_DECODE_STEP = 64 * 1024  # bytes inflated at a time
+
+
 async def _read_capped(response: httpx.Response, url: str, max_bytes: int) -> bytes:
+    """The body, decoded; PlaylistError as soon as it passes ``max_bytes``, raw or decoded."""
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise PlaylistError(url, f"response is {declared} bytes, over the {max_bytes}-byte cap")
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        decoder = None
+    elif encoding in ("gzip", "x-gzip"):
+        decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    elif encoding == "deflate":
+        decoder = zlib.decompressobj()  # RFC 9110: deflate is zlib-wrapped
+    else:
+        raise PlaylistError(url, f"unsupported Content-Encoding {encoding!r}")
+    over = f"response is over the {max_bytes}-byte cap (decoded)"
     chunks: list[bytes] = []
     total = 0
-    # Counted after decompression, so a gzip bomb stops at the cap too.
-    async for chunk in response.aiter_bytes():
-        total += len(chunk)
-        if total > max_bytes:
-            raise PlaylistError(url, f"response is over the {max_bytes}-byte cap")
-        chunks.append(chunk)
+    try:
+        async for raw in response.aiter_raw():
+            if decoder is None:
+                total += len(raw)
+                if total > max_bytes:
+                    raise PlaylistError(url, over)
+                chunks.append(raw)
+                continue
+            pending = raw
+            while pending and not decoder.eof:
+                piece = decoder.decompress(pending, _DECODE_STEP)
+                total += len(piece)
+                if total > max_bytes:
+                    raise PlaylistError(url, over)
+                chunks.append(piece)
+                pending = decoder.unconsumed_tail
+    except zlib.error as exc:
+        raise PlaylistError(url, f"body does not decode as {encoding} ({exc})") from None
+    if decoder is not None and not decoder.eof:
+        raise PlaylistError(url, f"{encoding} body ends early (truncated)")
     return b"".join(chunks)
 
 
