@@ -5,6 +5,7 @@
     python bench/expand.py --scaling       # 10, 100 and 300 videos, one client process each
     python bench/expand.py --profile       # pyinstrument over the expansion
     python bench/expand.py --dash          # the same catalog as HLS and as DASH MPDs
+    python bench/expand.py --memory        # one 700,000-segment video: bytes per URL
 
 The sandbox origin runs in its own process. The client expands every video
 with ``expand_many`` (fetch + parse + resolve + host mapping to the CDN host),
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import gc
 import json
 import subprocess
@@ -381,6 +383,134 @@ def scaling(args: argparse.Namespace) -> int:
     return 0
 
 
+TARGET_BYTES_PER_URL = 300
+
+
+def memory_point(args: argparse.Namespace) -> int:
+    """One video expanded and queued into a SQLite ledger, in this fresh process.
+
+    tracemalloc follows every Python allocation from before the fetch to the
+    end of queueing; the URL strings themselves (``sys.getsizeof``) are
+    subtracted, since they are the work. SQLite's own memory is not Python's:
+    the RSS growth shows it.
+    """
+    import tempfile
+    import tracemalloc
+
+    from cdn_preheat.hls import ExpandOptions, expand
+    from cdn_preheat.ledger.sqlite import SqliteLedger
+    from cdn_preheat.pipeline import DEFAULT_HEAD_FIRST, queue_expansion
+
+    options = ExpandOptions(
+        cdn_host=args.edge, max_bytes=1 << 30, max_urls_per_video=10**8, timeout=120
+    )
+    url = f"{args.origin}/vod/demo-1/master.m3u8"
+    with tempfile.TemporaryDirectory() as folder:
+        ledger = SqliteLedger(f"{folder}/ledger.sqlite3")
+        ledger.get_video("warm-up")  # schema created, imports done
+        gc.collect()
+        rss_before = peak_rss_mb()
+        trace = not args.rss_only  # tracemalloc's own records would swell the RSS
+        if trace:
+            tracemalloc.start()
+        started = time.perf_counter()
+        expansion = expand(url, options)
+        expand_peak = tracemalloc.get_traced_memory()[1] if trace else 0
+        tracemalloc.reset_peak()
+        queue_expansion(
+            ledger, "tencent", "mainland", "demo-1", expansion,
+            head_first=DEFAULT_HEAD_FIRST, max_age=dt.timedelta(days=3),
+        )  # fmt: skip
+        queue_peak = tracemalloc.get_traced_memory()[1] if trace else 0
+        seconds = time.perf_counter() - started
+        tracemalloc.stop()
+        rss = peak_rss_mb()
+        urls = len(expansion.urls)
+        url_bytes = sum(sys.getsizeof(item) for item in expansion.urls.urls)  # type: ignore[attr-defined]
+        ledger.close()
+    point = {
+        "urls": urls,
+        "url_bytes": url_bytes,
+        "expand_peak": expand_peak,
+        "queue_peak": queue_peak,
+        "seconds": seconds,
+        "rss_growth": rss - rss_before,
+    }
+    json.dump(point, sys.stdout)
+    return 0
+
+
+def memory(args: argparse.Namespace) -> int:
+    """Two videos, a quarter and the full size: the difference is what one more URL costs.
+
+    A client's fixed cost (the TLS context, the event loop, imports done late)
+    is the same at both sizes, so the slope between them is the memory that
+    grows with the work.
+    """
+    segments = args.segments if args.segments != 1000 else 700_000
+    sizes = (segments // 4, segments)
+    print(
+        f"memory: one video, 1 variant x {sizes[0]:,} and {sizes[1]:,} segments, each expanded"
+        " and queued into a SQLite ledger in a fresh client process (tracemalloc on);"
+        f" {machine_load()}"
+    )
+    points = []
+    for size in sizes:
+        with SandboxProcess(SandboxSpec(videos=1, variants=1, segments=size)) as sandbox:
+            command = [
+                sys.executable, str(Path(__file__)), "--memory-point",
+                "--origin", sandbox.origin, "--edge", sandbox.edge,
+            ]  # fmt: skip
+            out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            point = json.loads(out)
+            untraced = [*command, "--rss-only"]
+            out = subprocess.run(untraced, check=True, capture_output=True, text=True).stdout
+            point["rss_growth"] = json.loads(out)["rss_growth"]
+            point["seconds"] = json.loads(out)["seconds"]
+        points.append(point)
+    small, large = points
+    urls = large["urls"] - small["urls"]
+    url_bytes = large["url_bytes"] - small["url_bytes"]
+    rows = []
+    for phase, name in (
+        ("expand", "expand (fetch + parse + resolve)"),
+        ("queue", "queue (prioritise + ledger enqueue)"),
+    ):
+        peak = large[f"{phase}_peak"]
+        slope = (peak - small[f"{phase}_peak"]) / urls
+        beyond = slope - url_bytes / urls
+        rows.append(
+            [name, f"{small[f'{phase}_peak'] / 1e6:,.1f}", f"{peak / 1e6:,.1f}",
+             f"{slope:,.0f}", f"{beyond:,.0f}", f"< {TARGET_BYTES_PER_URL}",
+             verdict(beyond < TARGET_BYTES_PER_URL)]
+        )  # fmt: skip
+    print()
+    print(
+        table(
+            f"Peak Python memory, {small['urls']:,} and {large['urls']:,} URLs"
+            f" (URL strings: {url_bytes / urls:.0f} bytes each)",
+            [
+                "phase",
+                f"peak MB, {small['urls']:,}",
+                f"peak MB, {large['urls']:,}",
+                "bytes per more URL",
+                "beyond the URL",
+                "target",
+                "result",
+            ],
+            rows,
+        )
+    )
+    rss = (large["rss_growth"] - small["rss_growth"]) * 1e6 / urls
+    print(
+        f"\nWithout tracemalloc: wall {large['seconds']:.1f} s for {large['urls']:,} URLs;"
+        f" peak RSS growth {small['rss_growth']:,.0f} and {large['rss_growth']:,.0f} MB:"
+        f" {rss:,.0f} bytes per more URL, {rss - url_bytes / urls:,.0f} beyond the URL"
+        " (SQLite's page cache and temp table, and allocator slack, included)"
+    )
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--videos", type=int, default=100)
@@ -400,12 +530,21 @@ def main() -> int:
     parser.add_argument(
         "--kind", choices=sorted(SOURCE_NAMES), default="hls", help=argparse.SUPPRESS
     )
+    parser.add_argument(
+        "--memory", action="store_true", help="bytes per URL: one video (--segments, 700,000)"
+    )
+    parser.add_argument("--memory-point", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--rss-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--client-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--origin", help=argparse.SUPPRESS)
     parser.add_argument("--edge", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.baseline_videos is None:
         args.baseline_videos = args.videos
+    if args.memory_point:
+        return memory_point(args)
+    if args.memory:
+        return memory(args)
     if args.client_only:
         return client_only(args)
     if args.dash:

@@ -16,6 +16,7 @@ from cdn_preheat.hls import (
     ExpandOptions,
     Expansion,
     UrlKind,
+    UrlList,
     decode_playlist,
     expand,
     expand_many,
@@ -902,3 +903,19 @@ def test_a_body_that_does_not_decode_is_an_error_naming_the_url(
     with pytest.raises(PlaylistError, match=reason) as caught:
         expand(origin.url("/v.m3u8"), FAST)
     assert caught.value.url == origin.url("/v.m3u8")
+
+
+def test_url_list_keeps_every_field_and_its_repr_stays_short() -> None:
+    items = [
+        ExpandedUrl("http://cdn/m.m3u8", UrlKind.PLAYLIST, "http://cdn/m.m3u8", -1, None),
+        ExpandedUrl("http://cdn/k.key", UrlKind.KEY, "http://cdn/v.m3u8", -1, None),
+        *(
+            ExpandedUrl(f"http://cdn/s{n}.ts", UrlKind.SEGMENT, "http://cdn/v.m3u8", n, 4.5)
+            for n in range(1000)
+        ),
+    ]
+    stored = UrlList(items)
+    assert len(stored) == len(items) and stored == items and list(stored) == items
+    assert stored[1] == items[1] and stored[-1] == items[-1] and stored[2:4] == items[2:4]
+    # asyncio reprs a finished task's result: a full repr would cost more than the URLs.
+    assert len(repr(stored)) < 200 and "1,002 URLs" in repr(stored)

@@ -652,7 +652,7 @@ _KIND_CODE = {kind: code for code, kind in enumerate(_KINDS)}
 
 
 class UrlList(Sequence[ExpandedUrl]):
-    """ExpandedUrls stored compactly: the URL strings plus about 17 bytes each.
+    """ExpandedUrls stored compactly: the URL strings plus about 21 bytes each.
 
     An object per URL (ExpandedUrl, its int and float) cost ~120 bytes beyond
     the URL; a 700,000-segment video is held here in a few parallel arrays,
@@ -665,7 +665,7 @@ class UrlList(Sequence[ExpandedUrl]):
         self._urls: list[str] = []
         self._kinds = bytearray()
         self._indexes = array("i")
-        self._durations = array("f")  # NaN: no duration
+        self._durations = array("d")  # NaN: no duration
         self._renditions = array("I")
         self._rendition_names: dict[str, int] = {}
         for item in items:
@@ -702,7 +702,7 @@ class UrlList(Sequence[ExpandedUrl]):
         self._urls = []
         self._kinds = bytearray()
         self._indexes = array("i")
-        self._durations = array("f")
+        self._durations = array("d")
         self._renditions = array("I")
 
     @property
@@ -753,7 +753,11 @@ class UrlList(Sequence[ExpandedUrl]):
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"UrlList({list(self)!r})"
+        # Bounded: asyncio reprs a finished task's result, and a full repr of a
+        # 700,000-URL video would cost more memory than the video itself.
+        shown = ", ".join(repr(url) for url in self._urls[:3])
+        more = f", ... ({len(self):,} URLs)" if len(self) > 3 else ""
+        return f"UrlList([{shown}{more}])"
 
 
 class UrlLimitExceeded(PlaylistError):

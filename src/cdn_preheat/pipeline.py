@@ -11,7 +11,7 @@ import datetime as dt
 import re
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -65,11 +65,16 @@ DEFAULT_HEAD_FIRST = HeadFirst(10)
 
 def prioritize(expansion: Expansion, head_first: HeadFirst | None) -> list[QueuedUrl]:
     """Queue entries for an expansion, tiered so the start of every video goes first."""
+    return list(iter_prioritized(expansion, head_first))
+
+
+def iter_prioritized(expansion: Expansion, head_first: HeadFirst | None) -> Iterator[QueuedUrl]:
+    """:func:`prioritize` one entry at a time, so queueing holds no second list of the video."""
     from cdn_preheat.hls import UrlKind
 
-    queued: list[QueuedUrl] = []
     elapsed: dict[str, float] = {}
     media = (UrlKind.SEGMENT, UrlKind.PART)
+    kinds = {kind: str(kind) for kind in UrlKind}  # one string per kind, not one per URL
     for item in expansion.urls:
         if head_first is None or item.kind not in media:
             priority = PRIORITY_START
@@ -79,8 +84,7 @@ def prioritize(expansion: Expansion, head_first: HeadFirst | None) -> list[Queue
             start = elapsed.get(item.rendition, 0.0)
             elapsed[item.rendition] = start + (item.duration or 0.0)
             priority = PRIORITY_HEAD if start < head_first.amount else PRIORITY_TAIL
-        queued.append(QueuedUrl(item.url, str(item.kind), priority))
-    return queued
+        yield QueuedUrl(item.url, kinds[item.kind], priority)
 
 
 @dataclass
@@ -160,7 +164,7 @@ def queue_expansion(
     summary = describe_expansion(video_id, expansion)
     ledger.put_video(video_id, expansion.source, len(expansion.urls), now)
     result = ledger.enqueue(
-        video_id, provider_name, area, prioritize(expansion, head_first), now, max_age
+        video_id, provider_name, area, iter_prioritized(expansion, head_first), now, max_age
     )
     if expansion.skipped:
         reasons = {item.url: item.reason for item in expansion.skipped}

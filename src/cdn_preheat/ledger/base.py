@@ -45,7 +45,7 @@ class VideoState(StrEnum):
     LEGACY = "legacy"  # recorded by the old script: counts as preheated
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class QueuedUrl:
     """A URL to enqueue. Lower ``priority`` is claimed first, then insertion order."""
 
@@ -177,7 +177,7 @@ class Ledger(ABC):
         video_id: str,
         provider: str,
         area: str,
-        urls: Sequence[QueuedUrl],
+        urls: Iterable[QueuedUrl],
         now: dt.datetime,
         max_age: dt.timedelta,
     ) -> EnqueueResult:

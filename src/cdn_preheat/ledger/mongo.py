@@ -351,7 +351,7 @@ class MongoLedger(Ledger):
         video_id: str,
         provider: str,
         area: str,
-        urls: Sequence[QueuedUrl],
+        urls: Iterable[QueuedUrl],
         now: dt.datetime,
         max_age: dt.timedelta,
     ) -> EnqueueResult:

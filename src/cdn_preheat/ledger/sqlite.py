@@ -340,7 +340,7 @@ class SqliteLedger(Ledger):
         video_id: str,
         provider: str,
         area: str,
-        urls: Sequence[QueuedUrl],
+        urls: Iterable[QueuedUrl],
         now: dt.datetime,
         max_age: dt.timedelta,
     ) -> EnqueueResult:
