@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from cdn_preheat.dash import expand_mpd, looks_like_mpd
 from cdn_preheat.errors import PlaylistError
-from cdn_preheat.hls import ExpandOptions, Expansion, UrlKind, expand
+from cdn_preheat.hls import ExpandOptions, Expansion, UrlKind, UrlLimitExceeded, expand
 from cdn_preheat.pipeline import PRIORITY_HEAD, PRIORITY_TAIL, HeadFirst, prioritize
 from cdn_preheat.urlresolve import HostMap
 from scripted_origin import ScriptedOrigin
@@ -708,7 +708,7 @@ def test_a_url_shared_by_two_periods_is_output_once(origin: ScriptedOrigin) -> N
 
 def test_the_url_limit_comes_from_the_options(origin: ScriptedOrigin) -> None:
     origin.playlist("/v/manifest.mpd", VOD, content_type=DASH)
-    with pytest.raises(PlaylistError, match='Representation "lo"'):
+    with pytest.raises(UrlLimitExceeded, match='Representation "lo"'):
         expand(origin.url("/v/manifest.mpd"), ExpandOptions(max_urls_per_video=5))
 
 

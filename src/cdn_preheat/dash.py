@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from cdn_preheat.errors import PlaylistError
-from cdn_preheat.hls import ExpandedUrl, UrlKind
+from cdn_preheat.hls import ExpandedUrl, UrlKind, UrlLimitExceeded
 from cdn_preheat.urlresolve import HostMap, Resolver, UnusableUrl, parse_url, resolve
 
 DASH_CONTENT_TYPE = "application/dash+xml"
@@ -625,11 +625,12 @@ class _MpdExpander:
         return runs
 
     def _check_limit(self, adding: int, where: str) -> None:
+        """Checked before a Representation's segments are generated, so memory stays bounded."""
         if self.total + adding > self.max_urls:
-            raise self.naming.error(
-                where,
-                f"expands to more than {self.max_urls:,} URLs for one video"
-                f" (the limit; {LIMIT_SETTING} raises it)",
+            raise UrlLimitExceeded(
+                self.url,
+                f"{where} takes the video past {self.max_urls:,} URLs"
+                f" ({LIMIT_SETTING}); nothing of it was queued",
             )
 
     def _emit(
