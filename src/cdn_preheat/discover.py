@@ -1,8 +1,9 @@
 """Find the videos stored in a Qiniu bucket: its top-level playlists under a prefix.
 
 ``batch --qiniu-bucket`` lists the bucket (``BucketManager.list``, following
-markers), keeps the ``.m3u8`` keys and decides which are videos by reading
-them: a playlist is top-level when it is a master, or a media playlist that
+markers), keeps the ``.m3u8`` and ``.mpd`` keys and decides which are videos:
+a DASH MPD always is (it describes a whole presentation), and an HLS playlist
+is decided by reading it: a playlist is top-level when it is a master, or a media playlist that
 no master in the listing references. Naming conventions (``master.m3u8``,
 ``index.m3u8``) differ between packagers and often name both a master and its
 variants alike, so they would guess wrong; fetching costs one small GET per
@@ -10,9 +11,11 @@ playlist, concurrent and pooled, and the expander fetches the same files
 right after, so a bucket's playlists are read rather than guessed. A playlist
 that cannot be fetched is kept, so that the batch reports its error.
 
-A video's id is its playlist key without ``.m3u8``, ``/`` kept
+A video's id is its playlist key without ``.m3u8`` (or ``.mpd``), ``/`` kept
 (``vod/film-1/master.m3u8`` -> ``vod/film-1/master``): unique because keys
 are, and stable across runs, so the ledger recognises videos already pushed.
+A title packaged as both HLS and DASH is two videos; the segments they share
+are pushed once, as the ledger dedupes URLs across videos.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
     from cdn_preheat.providers.qiniu import QiniuProvider
 
 PLAYLIST_SUFFIX = ".m3u8"
+MPD_SUFFIX = ".mpd"
 
 
 def playlist_url(domain: str, key: str) -> str:
@@ -45,20 +49,22 @@ def playlist_url(domain: str, key: str) -> str:
 
 
 def video_id_for(key: str) -> str:
-    return key.removesuffix(PLAYLIST_SUFFIX)
+    return key.removesuffix(PLAYLIST_SUFFIX).removesuffix(MPD_SUFFIX)
 
 
 def discover_qiniu_videos(
     lister: QiniuProvider, bucket: str, prefix: str, domain: str, options: ExpandOptions
 ) -> list[VideoSource]:
-    """One source per top-level playlist under ``prefix``, in key order."""
-    keys = list(lister.iter_keys(bucket, prefix, PLAYLIST_SUFFIX))
+    """One source per top-level playlist or MPD under ``prefix``, in key order."""
+    suffixes = (PLAYLIST_SUFFIX, MPD_SUFFIX)
+    keys = [key for key in lister.iter_keys(bucket, prefix) if key.endswith(suffixes)]
     urls = {key: playlist_url(domain, key) for key in keys}
-    top = set(top_level_playlists(list(urls.values()), options))
+    hls = [url for key, url in urls.items() if key.endswith(PLAYLIST_SUFFIX)]
+    top = set(top_level_playlists(hls, options))
     return [
         VideoSource(video_id_for(key), url, number)
         for number, (key, url) in enumerate(urls.items(), start=1)
-        if url in top
+        if url in top or key.endswith(MPD_SUFFIX)
     ]
 
 

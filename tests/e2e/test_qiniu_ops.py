@@ -203,7 +203,8 @@ def test_batch_discovers_top_level_playlists_in_a_large_bucket(qcli: Cli) -> Non
     keys = [
         p.removeprefix("/") for v in box.origin.video_ids() for p in box.origin.catalog_paths(v)
     ]
-    keys += ["vod/clips/teaser.m3u8", "other/outside.m3u8"]
+    keys += ["vod/clips/teaser.m3u8", "other/outside.m3u8", "other/outside.mpd"]
+    keys += ["vod/demo-2/manifest.mpd"]  # the same title packaged for DASH too
     keys += [f"vod/archive/{n:05d}.ts" for n in range(3000)]
     box.qiniu.put_objects("media", keys)
     assert sum(k.endswith(".m3u8") for k in keys) > 4 * 4  # masters and their variants
@@ -218,11 +219,14 @@ def test_batch_discovers_top_level_playlists_in_a_large_bucket(qcli: Cli) -> Non
     assert run.code == 0, run.stderr
     videos = {v["video_id"]: v for v in run.json()["videos"]}
     expected = {f"vod/demo-{n}/master" for n in range(1, 5)} | {"vod/clips/teaser"}
-    assert set(videos) == expected
+    assert set(videos) == expected | {"vod/demo-2/manifest"}
     assert all(v["error"] is None for v in videos.values())
     assert videos["vod/demo-1/master"]["found"] == len(expanded(qcli, "demo-1"))
     assert run.json()["run"]["pending"] == 0
     assert box.edge_url("/vod/clips/teaser.m3u8") in box.qiniu.received_urls()
+    dash = [box.edge_url(p) for p in box.origin.dash_catalog_paths("demo-2")]
+    assert videos["vod/demo-2/manifest"]["found"] == len(dash)
+    assert set(dash) <= set(box.qiniu.received_urls())
 
 
 def test_batch_needs_a_file_or_a_bucket(qcli: Cli) -> None:
