@@ -71,7 +71,8 @@ def _aliyun_env() -> ProviderEnv:
 
 
 def _qiniu_env() -> ProviderEnv:
-    sandbox = Sandbox(videos=2, segments=5, qiniu_limits=QiniuLimits(task_delay=TASK_DELAY))
+    limits = QiniuLimits(task_delay=TASK_DELAY, refresh_dir_enabled=True)
+    sandbox = Sandbox(videos=2, segments=5, qiniu_limits=limits)
     sandbox.start()
 
     def make(overrides: Mapping[str, str]) -> Provider:

@@ -50,7 +50,7 @@ def api(clock: SandboxClock) -> Iterator[QiniuApi]:
         EDGE,
         AK,
         SK,
-        QiniuLimits(task_delay=TASK_DELAY),
+        QiniuLimits(task_delay=TASK_DELAY, refresh_dir_enabled=True),
         Faults(seed=2),
     )
     server = emulator.start()

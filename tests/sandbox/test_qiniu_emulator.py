@@ -51,7 +51,8 @@ def faults() -> Faults:
 
 @pytest.fixture
 def api(clock: SandboxClock, cache: EdgeCache, faults: Faults) -> Iterator[QiniuApi]:
-    limits = QiniuLimits(task_delay=TASK_DELAY)
+    # An account with directory refresh enabled (off by default on Qiniu).
+    limits = QiniuLimits(task_delay=TASK_DELAY, refresh_dir_enabled=True)
     emulator = QiniuApi(clock, cache, origin_has, EDGE, AK, SK, limits, faults)
     server = emulator.start()
     yield emulator

@@ -28,6 +28,7 @@ from cdn_preheat.errors import (
     BatchTooLarge,
     DomainError,
     InvalidUrls,
+    PermissionDenied,
     ProviderError,
     QuotaExhausted,
     RateLimited,
@@ -40,6 +41,11 @@ from cdn_preheat.signing import strip_anti_leech
 
 CHINA = dt.timezone(dt.timedelta(hours=8))  # Qiniu's quota day and timestamps
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+# The SDK's CdnManager talks plain HTTP (qiniu/services/cdn/manager.py:
+# self.server = 'http://fusion.qiniuapi.com'), and the QBox token of a JSON request
+# signs only its path (qiniu/auth.py token_of_request): a constant, replayable
+# credential. The fusion API answers on HTTPS (developer.qiniu.com/fusion/13367).
+DEFAULT_SERVER = "https://fusion.qiniuapi.com"
 DOCUMENTED_DAILY_PREFETCH_QUOTA = 100
 LIST_PAGE_SIZE = 100
 Granularity = Literal["5min", "hour", "day"]
@@ -105,8 +111,7 @@ class QiniuProvider(Provider):
         self._auth = qiniu.Auth(access_key, secret_key)
         self._cdn = qiniu.CdnManager(self._auth)
         self._endpoint: str | None = settings.qiniu_endpoint
-        if self._endpoint:
-            self._cdn.server = self._endpoint
+        self._cdn.server = self._endpoint or DEFAULT_SERVER
         self._rsf_endpoint: str | None = settings.qiniu_rsf_endpoint
         self._cdn_host = settings.cdn_host
         self._last_quota: Quota | None = None
@@ -224,7 +229,7 @@ class QiniuProvider(Provider):
         points = tuple(
             TrafficPoint(moment, float(c) + float(o))
             for moment, c, o in zip(times, china, oversea, strict=False)
-            if start <= moment <= end
+            if moment is not None and start <= moment <= end
         )
         return TrafficSeries(domain, metric, granularity, points)
 
@@ -381,6 +386,12 @@ class QiniuProvider(Provider):
             refused = _strings(body.get("invalidUrls")) + _strings(body.get("invalidDirs"))
             invalid = dict.fromkeys(refused or urls, "invalid url")
             raise InvalidUrls(f"{prefix}: {len(invalid)} refused.", invalid=invalid, code=label)
+        if code == 400038:
+            raise PermissionDenied(
+                f"{prefix}: directory refresh is not enabled on this Qiniu account (it is off "
+                "by default; Qiniu enables it on a support ticket), so purge the URLs instead.",
+                code=label,
+            )
         if code == 400032:
             host = self._cdn_host or "unset"
             raise DomainError(
@@ -419,12 +430,33 @@ def _entry(task_id: str, item: JsonObject) -> TaskEntry:
         url=str(item.get("url", "")),
         state=state,
         reason=detail,
-        created_at=_parse_time(created) if created else None,
+        created_at=_parse_time(created),
     )
 
 
-def _parse_time(text: str) -> dt.datetime:
-    return dt.datetime.strptime(text, TIME_FORMAT).replace(tzinfo=CHINA)
+def _parse_time(text: object) -> dt.datetime | None:
+    """A Qiniu timestamp, or None when its format is not one we know.
+
+    No document fixes the list APIs' format (the official Ruby SDK parses it with
+    the lenient ``Time.parse``): "2024-03-01 13:04:05", ISO 8601 with or without
+    an offset, a shorter "2024-03-01 13:04", or Unix seconds are read, China time
+    when no offset is given; anything else never raises.
+    """
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        try:
+            return dt.datetime.fromtimestamp(text, CHINA)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if not isinstance(text, str) or not text.strip():
+        return None
+    value = text.strip()
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        if value.isascii() and value.isdigit():
+            return _parse_time(int(value))
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=CHINA)
 
 
 def _china_day(moment: dt.datetime) -> str:

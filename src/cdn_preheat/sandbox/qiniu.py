@@ -62,6 +62,7 @@ ERRORS = {
     400034: "refresh url limit error",
     400035: "refresh dir limit error",
     400037: "url has existed",
+    400038: "refresh dir authority error",
     403022: "server QPS rate limited",
     403024: "request too frequently",
     500000: "internal error",
@@ -75,6 +76,7 @@ OUTCOMES = {
     400034: "quota",
     400035: "quota",
     400037: "duplicate",
+    400038: "permission",
     403022: "rate_limited",
     403024: "rate_limited",
     500000: "internal",
@@ -87,7 +89,12 @@ JsonObject = dict[str, Any]
 
 @dataclass
 class QiniuLimits:
-    """What the emulated account allows; tests may change any field."""
+    """What the emulated account allows; tests may change any field.
+
+    Sources: developer.qiniu.com/fusion/13367/fusion-api-cache-management (2026:
+    240 URLs+dirs a second, prefetch 100 a day and 20 a request, refresh 500 a day)
+    and fusion/api/1229 (older: 60 URLs and 10 dirs a refresh request).
+    """
 
     prefetch_batch: int = 20
     refresh_url_batch: int = 60
@@ -105,6 +112,13 @@ class QiniuLimits:
     refresh_dir_quota: int = 10
     task_delay: float = 1.0  # seconds on the sandbox clock from processing to done
     list_page_max: int = 1000
+    # "当前目录刷新权限默认关闭, 如需开通权限请通过工单联系我们审核开通" (fusion/api/1229);
+    # the 2026 page lists 400038 for it. Off, as on a new account.
+    refresh_dir_enabled: bool = False
+    # How the task lists write createAt/beginAt/endAt. No document describes it (the
+    # Python SDK does not wrap these calls; the Ruby SDK parses them leniently), so
+    # it is settable: "plain" 2024-03-01 13:04:05, or "iso8601" 2024-03-01T13:04:05+08:00.
+    list_time_style: str = "plain"
 
 
 @dataclass(frozen=True)
@@ -339,6 +353,8 @@ class QiniuApi:
         if len(dirs) > self.limits.refresh_dir_batch:
             return self._too_many("dirs", self.limits.refresh_dir_batch)
         good_urls, bad_urls, foreign_urls = self._sort_urls(urls)
+        if dirs and not self.limits.refresh_dir_enabled:
+            return self._refusal(400038)
         good_dirs, bad_dirs, foreign_dirs = self._sort_urls(dirs)
         bad_dirs += [d for d in good_dirs if not urlsplit(d).path.endswith(("/", "/*"))]
         good_dirs = [d for d in good_dirs if d not in bad_dirs]
@@ -473,7 +489,7 @@ class QiniuApi:
                 "pageNo": page_no,
                 "pageSize": page_size,
                 "total": len(matches),
-                "items": [_task_item(t) for t in page],
+                "items": [_task_item(t, self.limits.list_time_style) for t in page],
             },
         )
 
@@ -671,20 +687,23 @@ def _parse_time(value: object, *, end_of_day: bool = False) -> dt.datetime | Non
     return dt.datetime.strptime(text, TIME_FORMAT).replace(tzinfo=CHINA)
 
 
-def _format_time(moment: dt.datetime | None) -> str:
-    return moment.astimezone(CHINA).strftime(TIME_FORMAT) if moment else ""
+def _format_time(moment: dt.datetime | None, style: str = "plain") -> str:
+    if moment is None:
+        return ""
+    local = moment.astimezone(CHINA).replace(microsecond=0)
+    return local.isoformat() if style == "iso8601" else local.strftime(TIME_FORMAT)
 
 
-def _task_item(task: _Task) -> JsonObject:
+def _task_item(task: _Task, style: str = "plain") -> JsonObject:
     item: JsonObject = {
         "requestId": task.request_id,
         "taskId": task.task_id,
         "url": task.url,
         "state": task.state,
         "progress": 0 if task.state == "processing" else 100,
-        "createAt": _format_time(task.created),
-        "beginAt": _format_time(task.created),
-        "endAt": _format_time(task.ended),
+        "createAt": _format_time(task.created, style),
+        "beginAt": _format_time(task.created, style),
+        "endAt": _format_time(task.ended, style),
     }
     if task.kind == "refresh":
         item["isDir"] = "yes" if task.is_dir else "no"

@@ -70,7 +70,7 @@ _CLIENT_ENV: dict[str, Callable[[str, tuple[str, str]], dict[str, str]]] = {
 # Qiniu's default daily prefetch quota is 100 URLs, less than one generated
 # video; the sandbox account has it raised (as real accounts can ask for), so
 # `cdn-preheat demo --provider qiniu` runs to the end. Tests lower it to see
-# the quota stop.
+# the quota stop. Directory refresh, off on new accounts, is enabled likewise.
 SANDBOX_QINIU_PREFETCH_QUOTA = 100_000
 
 # The order of consecutive ports from ``first_port``: origin, edge, then the APIs.
@@ -161,7 +161,9 @@ class Sandbox:
             limits=aliyun_limits,
             faults=self.faults,
         )
-        qiniu_limits = qiniu_limits or QiniuLimits(prefetch_quota=SANDBOX_QINIU_PREFETCH_QUOTA)
+        qiniu_limits = qiniu_limits or QiniuLimits(
+            prefetch_quota=SANDBOX_QINIU_PREFETCH_QUOTA, refresh_dir_enabled=True
+        )
         if task_delay is not None:
             qiniu_limits = dataclasses.replace(qiniu_limits, task_delay=task_delay)
         self.qiniu = QiniuApi(
