@@ -13,7 +13,14 @@ import re
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from cdn_preheat import redact
@@ -43,6 +50,8 @@ class Settings(BaseSettings):
         extra="ignore",
         hide_input_in_errors=True,
     )
+
+    _demo_keys: set[str] = PrivateAttr(default_factory=set)
 
     # The old script's variables.
     tencent_secret_id: SecretStr | None = None
@@ -174,6 +183,36 @@ class Settings(BaseSettings):
         check_mongodb_uri(uri)
         return SecretStr(uri)
 
+    @model_validator(mode="after")
+    def _sandbox_demo_keys(self) -> Settings:
+        """A vendor whose endpoint is overridden and whose keys are both unset gets the
+        sandbox's public demo keys, so ``TENCENT_ENDPOINT=<sandbox>`` alone reaches it.
+
+        They open nothing but the sandbox: a real API refuses them as wrong keys.
+        """
+        vendors = (
+            ("tencent_secret_id", "tencent_secret_key", (self.tencent_endpoint,),
+             SANDBOX_TENCENT_SECRET_ID, SANDBOX_TENCENT_SECRET_KEY),
+            ("qiniu_access_key", "qiniu_secret_key", (self.qiniu_endpoint, self.qiniu_rsf_endpoint),
+             SANDBOX_QINIU_ACCESS_KEY, SANDBOX_QINIU_SECRET_KEY),
+            ("aliyun_access_key_id", "aliyun_access_key_secret", (self.aliyun_endpoint,),
+             SANDBOX_ALIYUN_ACCESS_KEY_ID, SANDBOX_ALIYUN_ACCESS_KEY_SECRET),
+        )  # fmt: skip
+        for id_name, secret_name, endpoints, demo_id, demo_secret in vendors:
+            if not any(endpoints) or _is_set(getattr(self, id_name)):
+                continue
+            if _is_set(getattr(self, secret_name)):
+                continue
+            setattr(self, id_name, SecretStr(demo_id))
+            setattr(self, secret_name, SecretStr(demo_secret))
+            self._demo_keys.add(id_name.split("_", 1)[0])
+        return self
+
+    @property
+    def sandbox_demo_keys(self) -> frozenset[str]:
+        """Vendors (tencent, qiniu, aliyun) given the sandbox's demo keys."""
+        return frozenset(self._demo_keys)
+
     @property
     def store_kind(self) -> Literal["sqlite", "mongodb"]:
         if self.cdn_preheat_store == "auto":
@@ -239,6 +278,10 @@ def check_mongodb_uri(uri: str) -> None:
             raise ValueError(f"host {name} has a bad port; give a number from 1 to 65535")
         if port and scheme == "mongodb+srv":
             raise ValueError("a mongodb+srv:// URI takes no port")
+
+
+def _is_set(value: SecretStr | None) -> bool:
+    return value is not None and bool(value.get_secret_value().strip())
 
 
 def load_settings(**overrides: object) -> Settings:

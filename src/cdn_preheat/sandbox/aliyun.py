@@ -26,7 +26,6 @@ import hmac
 import itertools
 import json
 import threading
-import time
 import uuid
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Mapping
@@ -38,7 +37,15 @@ from urllib.parse import parse_qsl, urlsplit
 from alibabacloud_tea_openapi.utils import Utils as OpenApiUtils
 from darabonba.request import DaraRequest
 
-from cdn_preheat.sandbox.core import EdgeCache, Faults, LoopbackServer, RateWindows, SandboxClock
+from cdn_preheat.sandbox.core import (
+    RECEIVED_PATH,
+    EdgeCache,
+    Faults,
+    LoopbackServer,
+    RateWindows,
+    SandboxClock,
+    received_document,
+)
 from cdn_preheat.sandbox.edge import prefetched
 
 API_VERSION = "2018-05-10"
@@ -252,6 +259,20 @@ class AliyunApi:
         return [
             url for call in self.received if call.action == "PushObjectCache" for url in call.urls
         ]
+
+    def received_json(self) -> bytes:
+        """``GET /_sandbox/received``: every accepted prefetch and refresh, and the counters."""
+        accepted = [
+            {
+                "time": call.time.isoformat(),
+                "action": call.action,
+                "task_id": call.task_id,
+                "urls": list(call.urls),
+            }
+            for call in self.received
+            if call.action == "PushObjectCache"
+        ]
+        return received_document("aliyun", accepted, self.counters)
 
     @property
     def counters(self) -> dict[str, int]:
@@ -680,13 +701,15 @@ class _AliyunHandler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         api: AliyunApi = self.server.app  # type: ignore[attr-defined]
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.command == "GET" and self.path == RECEIVED_PATH:
+            self._send(200, api.received_json(), "application/json")
+            return
         limit = api.limits.max_request_line
         if limit is not None and len(self.requestline) > limit:
             api.count("uri_too_large")
             self._send(414, URI_TOO_LARGE, "text/html")
             return
-        if api.faults.latency:
-            time.sleep(api.faults.latency)
+        api.faults.pause()
         fault = api.faults.draw()
         if fault != "ok":
             api.count(f"fault:{fault}")

@@ -8,14 +8,15 @@ unmodified; these helpers keep each emulator module about its own vendor.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Literal
+from typing import Any, Literal
 
 
 class SandboxClock:
@@ -107,12 +108,25 @@ class Faults:
     # client cannot tell this from ``drop`` although its request took effect.
     # Emulators that do not support it treat it as "ok".
     lost_answer: float = 0.0
+    # Answer late: this share of requests waits ``slow_seconds`` more (a congested API).
+    slow: float = 0.0
+    slow_seconds: float = 3.0
     seed: int | None = None
     _random: random.Random = field(init=False, repr=False)
     _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
+
+    def pause(self) -> None:
+        """Wait the latency, plus ``slow_seconds`` for the ``slow`` share of requests."""
+        delay = self.latency
+        if self.slow:
+            with self._lock:
+                if self._random.random() < self.slow:
+                    delay += self.slow_seconds
+        if delay:
+            time.sleep(delay)
 
     def draw(self) -> FaultKind:
         with self._lock:
@@ -192,6 +206,25 @@ class EdgeCache:
     def __len__(self) -> int:
         with self._lock:
             return len(self._upper)
+
+
+# Sandbox-only: every API emulator answers ``GET /_sandbox/received`` (no signature)
+# with what it accepted, so a deployment can be checked from outside Python. No
+# vendor API has this path.
+RECEIVED_PATH = "/_sandbox/received"
+
+
+def received_document(
+    vendor: str, accepted: list[dict[str, Any]], outcomes: Mapping[str, int]
+) -> bytes:
+    """The JSON body of ``GET /_sandbox/received``."""
+    document = {
+        "vendor": vendor,
+        "accepted": accepted,
+        "urls": sum(len(item.get("urls", ())) for item in accepted),
+        "outcomes": dict(outcomes),
+    }
+    return json.dumps(document).encode()
 
 
 class LoopbackServer:

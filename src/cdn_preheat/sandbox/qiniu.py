@@ -31,7 +31,6 @@ import hmac
 import json
 import socket
 import threading
-import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
@@ -43,7 +42,15 @@ from urllib.parse import parse_qs, urlsplit
 from qiniu import Auth, QiniuMacAuth
 
 from cdn_preheat.sandbox import traffic
-from cdn_preheat.sandbox.core import EdgeCache, Faults, LoopbackServer, RateWindows, SandboxClock
+from cdn_preheat.sandbox.core import (
+    RECEIVED_PATH,
+    EdgeCache,
+    Faults,
+    LoopbackServer,
+    RateWindows,
+    SandboxClock,
+    received_document,
+)
 from cdn_preheat.sandbox.edge import prefetched
 
 # Qiniu's quota day and all timestamps in its answers are China time.
@@ -218,6 +225,21 @@ class QiniuApi:
         """Every URL of every accepted prefetch request, in arrival order."""
         return [url for item in self.received() for url in item.urls]
 
+    def received_json(self) -> bytes:
+        """``GET /_sandbox/received``: every accepted prefetch and the outcome counts."""
+        accepted = [
+            {
+                "time": item.time.isoformat(),
+                "action": "prefetch",
+                "task_id": item.request_id,
+                "urls": list(item.urls),
+            }
+            for item in self.received()
+        ]
+        with self._lock:
+            outcomes = dict(self.outcomes)
+        return received_document("qiniu", accepted, outcomes)
+
     def settle(self) -> None:
         """Finish every task whose delay has passed (also done on each request)."""
         with self._lock:
@@ -226,8 +248,7 @@ class QiniuApi:
     # Request handling ---------------------------------------------------
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> _Answer:
         """Answer one HTTP request (``headers`` lower-cased); raises _Drop to drop it."""
-        if self.faults.latency:
-            time.sleep(self.faults.latency)
+        self.faults.pause()
         fault = self.faults.draw()
         if fault == "drop":
             self._count("fault")
@@ -621,7 +642,9 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
         try:
-            if self.path.startswith("/logs/"):
+            if method == "GET" and self.path == RECEIVED_PATH:
+                answer = _Answer(200, app.received_json())
+            elif self.path.startswith("/logs/"):
                 answer = _log_file(self.path)
             else:
                 answer = app.handle(method, self.path, headers, body)

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from cdn_preheat import config
+from cdn_preheat.errors import InputError
 from cdn_preheat.sandbox.aliyun import AliyunApi, AliyunLimits
 from cdn_preheat.sandbox.core import EdgeCache, Faults, LoopbackServer, SandboxClock
 from cdn_preheat.sandbox.edge import Edge, Vendor
@@ -72,6 +73,20 @@ _CLIENT_ENV: dict[str, Callable[[str, tuple[str, str]], dict[str, str]]] = {
 # `cdn-preheat demo --provider qiniu` runs to the end. Tests lower it to see
 # the quota stop. Directory refresh, off on new accounts, is enabled likewise.
 SANDBOX_QINIU_PREFETCH_QUOTA = 100_000
+
+# The Qiniu bucket `cdn-preheat sandbox` fills with the generated videos' keys, so
+# `batch --qiniu-bucket sandbox-vod --domain <origin>` can be tried.
+DEMO_BUCKET = "sandbox-vod"
+
+# `--faults` names: the shared Faults field each one sets.
+FAULT_NAMES = {
+    "5xx": "server_error",
+    "rate": "rate_limited",
+    "drop": "drop",
+    "lost": "lost_answer",
+    "slow": "slow",
+}
+VENDORS = ("tencent", "aliyun", "qiniu")
 
 # The order of consecutive ports from ``first_port``: origin, edge, then the APIs.
 SERVER_ORDER = ("origin", "edge", "tencent", "aliyun", "qiniu")
@@ -278,6 +293,38 @@ class Sandbox:
                 env["CDN_PREHEAT_ORIGIN_ANTI_LEECH_KEY"] = signatures.anti_leech_key
         return env
 
+    def fill_demo_bucket(self, bucket: str = DEMO_BUCKET) -> None:
+        """Store every generated video's playlists in a Qiniu bucket of the emulator."""
+        keys = [
+            path.lstrip("/")
+            for video_id in self.origin.video_ids()
+            for path in self.origin.catalog_paths(video_id)
+            if path.endswith(".m3u8")
+        ]
+        self.qiniu.put_objects(bucket, keys)
+
+    def set_limits(self, *, quota: dict[str, int], rate: dict[str, int]) -> None:
+        """Daily prefetch quota and request rate per vendor (``tencent``, ``aliyun``, ``qiniu``).
+
+        Rates: Tencent requests a second per API, Alibaba calls a second (each API's
+        lower documented budget still applies), Qiniu URLs a second.
+        """
+        if "tencent" in quota:
+            self.tencent.limits.push_per_day = quota["tencent"]
+        if "tencent" in rate:
+            self.tencent.limits.requests_per_second = rate["tencent"]
+        aliyun: dict[str, int] = {}
+        if "aliyun" in quota:
+            aliyun["preload_quota"] = quota["aliyun"]
+        if "aliyun" in rate:
+            aliyun["calls_per_second"] = rate["aliyun"]
+        if aliyun:
+            self.aliyun.limits = dataclasses.replace(self.aliyun.limits, **aliyun)  # type: ignore[arg-type]
+        if "qiniu" in quota:
+            self.qiniu.limits.prefetch_quota = quota["qiniu"]
+        if "qiniu" in rate:
+            self.qiniu.limits.urls_per_second = rate["qiniu"]
+
     def video_url(self, video_id: str) -> str:
         """The origin URL of a video's master playlist."""
         return f"{self.endpoints['origin']}/vod/{video_id}/master.m3u8"
@@ -308,6 +355,50 @@ def _origin_signatures(
         )
         return OriginSignatures(mode, anti_leech_key=key)
     return None
+
+
+def parse_faults(text: str, *, latency_ms: float = 0, slow_ms: float = 3000) -> Faults:
+    """``5xx=0.1,drop=0.1,lost=0.05,slow=0.05,rate=0.1`` -> Faults; InputError otherwise."""
+    chances: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        field = FAULT_NAMES.get(name.strip())
+        try:
+            chance = float(value) if sep else -1.0
+        except ValueError:
+            chance = -1.0
+        if field is None or not 0 <= chance <= 1:
+            raise InputError(
+                f"--faults takes NAME=CHANCE pairs with NAME one of "
+                f"{', '.join(FAULT_NAMES)} and CHANCE from 0 to 1, not {part!r}."
+            )
+        chances[field] = chance
+    if sum(chances.values()) > 1:
+        raise InputError("--faults chances add up to more than 1.")
+    if latency_ms < 0 or slow_ms < 0:
+        raise InputError("--latency-ms and --slow-ms cannot be negative.")
+    faults = Faults(latency=latency_ms / 1000, slow_seconds=slow_ms / 1000)
+    for field, chance in chances.items():
+        setattr(faults, field, chance)
+    return faults
+
+
+def parse_per_vendor(text: str, option: str) -> dict[str, int]:
+    """``tencent=1000,qiniu=100`` -> {vendor: count}; InputError naming ``option``."""
+    values: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        try:
+            number = int(value) if sep else 0
+        except ValueError:
+            number = 0
+        if name.strip() not in VENDORS or number < 1:
+            raise InputError(
+                f"{option} takes VENDOR=N pairs with VENDOR one of {', '.join(VENDORS)} "
+                f"and N a positive whole number, not {part!r}."
+            )
+        values[name.strip()] = number
+    return values
 
 
 def run_forever(

@@ -21,7 +21,6 @@ import itertools
 import json
 import random
 import threading
-import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
@@ -31,7 +30,15 @@ from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 from cdn_preheat.sandbox import traffic
-from cdn_preheat.sandbox.core import EdgeCache, Faults, LoopbackServer, RateWindows, SandboxClock
+from cdn_preheat.sandbox.core import (
+    RECEIVED_PATH,
+    EdgeCache,
+    Faults,
+    LoopbackServer,
+    RateWindows,
+    SandboxClock,
+    received_document,
+)
 from cdn_preheat.sandbox.edge import prefetched
 from cdn_preheat.sandbox.origin import Origin
 from cdn_preheat.sandbox.tc3 import SignatureError, verify_tc3
@@ -230,6 +237,22 @@ class TencentEmulator:
         with self._lock:
             return self._used[(kind, self.clock.day(8), area)]
 
+    def received_json(self) -> bytes:
+        """``GET /_sandbox/received``: every accepted PushUrlsCache and the outcome counts."""
+        accepted = [
+            {
+                "time": push.time.isoformat(),
+                "action": "PushUrlsCache",
+                "task_id": push.task_id,
+                "area": push.area,
+                "urls": list(push.urls),
+            }
+            for push in self.received()
+        ]
+        with self._lock:
+            outcomes = dict(self.outcomes)
+        return received_document(self.name, accepted, outcomes)
+
     def inject(self, code: str, times: int = 1) -> None:
         """Answer the next ``times`` authenticated calls with this error code."""
         with self._lock:
@@ -250,8 +273,7 @@ class TencentEmulator:
     ) -> Reply | None:
         """The reply to one HTTP request (``headers`` lower-cased); None: drop it."""
         request_id = str(uuid.uuid4())
-        if self.faults.latency:
-            time.sleep(self.faults.latency)
+        self.faults.pause()
         fault = self.faults.draw()
         if fault in ("drop", "server_error"):
             self._count("fault")
@@ -859,11 +881,17 @@ class TencentHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         emulator: TencentEmulator = self.server.app  # type: ignore[attr-defined]
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.command == "GET" and self.path == RECEIVED_PATH:
+            self._send(Reply(200, "application/json", emulator.received_json()))
+            return
         headers = {name.lower(): value for name, value in self.headers.items()}
         reply = emulator.answer(self.command, self.path, headers, body)
         if reply is None:
             self.close_connection = True  # hang up without a word
             return
+        self._send(reply)
+
+    def _send(self, reply: Reply) -> None:
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(len(reply.body)))
