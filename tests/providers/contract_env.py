@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -48,6 +49,23 @@ class ProviderEnv:
     # failure description, so its provider cannot tell a 404 from a passing fault.
     missing_file_state: TaskState = TaskState.INVALID
     extra: dict[str, object] = field(default_factory=dict)
+    # A real account (CDN_PREHEAT_LIVE=1): no sandbox (``sandbox`` is None), the URLs to
+    # push come from CDN_PREHEAT_LIVE_URLS, and tasks take minutes, not a clock jump.
+    live: bool = False
+    live_urls: tuple[str, ...] = ()
+    settle_timeout: float = 10.0
+    poll_interval: float = 0.1
+
+    def push_urls(self) -> list[str]:
+        """What the push test spends quota on: the live file's URLs, or 3 of the sandbox's."""
+        return list(self.live_urls) if self.live else self.urls(3)
+
+    def right_secret(self) -> str:
+        """The working value of ``secret_variable``, which a wrong-secret message must not hold."""
+        assert self.secret_variable is not None
+        if self.live:
+            return os.environ.get(self.secret_variable, "")
+        return self.sandbox.client_env(self.kind)[self.secret_variable]
 
     def urls(self, count: int, video: str = "demo-1") -> list[str]:
         """``count`` URLs the origin has, on the CDN domain."""
@@ -59,7 +77,8 @@ class ProviderEnv:
         return self.sandbox.edge_url("/vod/demo-1/v0/seg-missing.ts")
 
     def finish_tasks(self) -> None:
-        self.sandbox.clock.advance(dt.timedelta(seconds=TASK_DELAY + 1))
+        if not self.live:  # a real CDN takes its own time: wait_for polls for it
+            self.sandbox.clock.advance(dt.timedelta(seconds=TASK_DELAY + 1))
 
     def edge_hits(self, url: str) -> bool:
         """Whether the CDN answers ``url`` from cache, at the edge or from an upper layer
@@ -78,7 +97,12 @@ def settings_from(env: Mapping[str, str]) -> Settings:
 T = TypeVar("T")
 
 
-def wait_for(probe: Callable[[], T], done: Callable[[T], bool], timeout: float = 10.0) -> T:
+def wait_for(
+    probe: Callable[[], T],
+    done: Callable[[T], bool],
+    timeout: float = 10.0,
+    interval: float = 0.1,
+) -> T:
     """Call ``probe`` until ``done`` holds for its result; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -87,4 +111,4 @@ def wait_for(probe: Callable[[], T], done: Callable[[T], bool], timeout: float =
             return result
         if time.monotonic() > deadline:
             pytest.fail(f"still not done after {timeout} s: {result!r}")
-        time.sleep(0.1)
+        time.sleep(interval)

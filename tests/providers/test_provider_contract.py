@@ -1,7 +1,9 @@
 """The provider contract: what every CDN provider does, checked on the sandbox.
 
 Written only against :class:`Provider` and :class:`ProviderEnv`; a new
-provider is done when this suite passes for its kind.
+provider is done when this suite passes for its kind. The tests marked
+``live_safe`` also run on a real account (the ``live`` kind, see conftest.py):
+they spend at most one quota unit per URL of ``CDN_PREHEAT_LIVE_URLS``.
 """
 
 from __future__ import annotations
@@ -96,19 +98,51 @@ def test_oversize_batch_is_refused(provider_env: ProviderEnv) -> None:
     assert provider_env.received_urls() == []
 
 
+@pytest.mark.live_safe
 def test_wrong_secret_names_the_variables_without_leaking(provider_env: ProviderEnv) -> None:
     if provider_env.secret_variable is None:
         pytest.skip(f"{provider_env.kind} has no credentials")
     wrong = "wrong-secret-0123456789"
     provider = provider_env.make_provider({provider_env.secret_variable: wrong})
     with pytest.raises(AuthError) as caught:
-        provider.submit(provider_env.urls(1))
+        if provider_env.live:  # a read-only call: a real account spends nothing on it
+            provider.find_submitted(provider_env.push_urls()[:1], dt.datetime.now(dt.UTC))
+        else:
+            provider.submit(provider_env.urls(1))
     message = str(caught.value)
     for variable in provider_env.credential_variables:
         assert variable in message
-    right = provider_env.sandbox.client_env(provider_env.kind)[provider_env.secret_variable]
-    assert wrong not in message and right not in message
+    right = provider_env.right_secret()
+    assert right and wrong not in message and right not in message
     assert provider_env.received_urls() == []
+
+
+@pytest.mark.live_safe
+def test_pushed_urls_end_done_found_and_cached_in_the_cdn(provider_env: ProviderEnv) -> None:
+    """The one test that spends quota on a real account: each listed URL once."""
+    provider = provider_env.provider
+    urls = provider_env.push_urls()
+    assert len(urls) <= provider.limits.batch_size, "list at most one batch of live URLs"
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    before = provider.quota() if provider_env.quota_known_before_submit else None
+    result = provider.submit(urls)
+    assert result.accepted == tuple(urls)
+    if before is not None and before.available is not None and not provider_env.live:
+        # A real account may push from elsewhere at the same time: exact only here.
+        assert provider.quota().available == before.available - len(urls)
+
+    provider_env.finish_tasks()
+    after = wait_for(
+        lambda: provider.task_status([result.task_id]),
+        _all_settled,
+        timeout=provider_env.settle_timeout,
+        interval=provider_env.poll_interval,
+    )
+    assert _states(after) == dict.fromkeys(urls, TaskState.DONE)
+    found = provider.find_submitted(urls, since)
+    assert found == dict.fromkeys(urls, result.task_id)
+    # Cached in the CDN, at the edge or in the middle/L2 layer prefetches fill.
+    assert all(provider_env.edge_hits(url) for url in urls)
 
 
 def test_foreign_host_is_refused_in_a_form_the_scheduler_isolates(
