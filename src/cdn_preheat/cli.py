@@ -71,10 +71,10 @@ def _settings(**overrides: Any) -> Settings:
     return load_settings(**overrides)
 
 
-def _ledger(settings: Settings) -> Ledger:
+def _ledger(settings: Settings, *, read_only: bool = False) -> Ledger:
     from cdn_preheat.ledger import open_ledger
 
-    return open_ledger(settings)
+    return open_ledger(settings, read_only=read_only)
 
 
 # push -----------------------------------------------------------------------
@@ -401,7 +401,7 @@ def status(
     from cdn_preheat.ledger.base import UrlState
 
     settings = _settings()
-    ledger = _ledger(settings)
+    ledger = _ledger(settings, read_only=True)
     try:
         if video_id is not None and ledger.get_video(video_id) is None:
             raise InputError(f"no video {video_id!r} in the ledger.")
@@ -450,7 +450,7 @@ def quota(json_out: JsonOption = False) -> None:
 
     settings = _settings()
     provider = _provider(settings)
-    ledger = _ledger(settings)
+    ledger = _ledger(settings, read_only=True)
     try:
         live = _live_quota(provider)
         offset = settings.cdn_preheat_quota_utc_offset_hours

@@ -36,6 +36,7 @@ from m3u8.parser import ATTRIBUTELISTPATTERN, remove_quotes
 
 from cdn_preheat import __version__
 from cdn_preheat.errors import PlaylistError
+from cdn_preheat.redact import strip_userinfo
 from cdn_preheat.urlresolve import HostMap, Resolver, UnusableUrl, parse_url
 
 K = TypeVar("K")
@@ -698,6 +699,16 @@ class UrlList(Sequence[ExpandedUrl]):
             self._renditions.append(codes[other._renditions[position]])
         other.clear()
 
+    def strip_userinfo(self) -> None:
+        """Drop ``user:password@`` from every URL, in place."""
+        for position, url in enumerate(self._urls):
+            if "@" in url:
+                self._urls[position] = strip_userinfo(url)
+        if any("@" in name for name in self._rendition_names):
+            self._rendition_names = {
+                strip_userinfo(name): code for name, code in self._rendition_names.items()
+            }
+
     def clear(self) -> None:
         self._urls = []
         self._kinds = bytearray()
@@ -1045,9 +1056,17 @@ class _Expander:
         for node in nodes:
             urls.take_unique(node.media, seen)  # each node's list is freed as it is copied
         skipped = [
-            SkippedUrl(url, reason) for url, reason in self.skipped.items() if url not in seen
+            SkippedUrl(strip_userinfo(url), reason)
+            for url, reason in self.skipped.items()
+            if url not in seen
         ]
-        return Expansion(self.source, urls, skipped, self.live, self.warnings, self.failed)
+        # Credentials in the playlist URL open the origin; they are never pushed,
+        # stored or printed (RFC 3986 section 3.2.1 deprecates them in URLs).
+        urls.strip_userinfo()
+        live = [strip_userinfo(url) for url in self.live]
+        return Expansion(
+            strip_userinfo(self.source), urls, skipped, live, self.warnings, self.failed
+        )
 
 
 async def _all_or_first_error(coroutines: Iterable[Coroutine[Any, Any, _Node]]) -> list[_Node]:

@@ -14,7 +14,7 @@ import logging
 import re
 import threading
 from collections.abc import Iterable
-from urllib.parse import unquote, unquote_plus
+from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
 MASK = "***"
 
@@ -61,7 +61,10 @@ def register(*values: str | None) -> None:
         for value in values:
             if not value:
                 continue
-            for form in {value, value.strip(), unquote(value), unquote_plus(value)}:
+            forms = {value, value.strip(), unquote(value), unquote_plus(value)}
+            forms |= {quote(form, safe="") for form in list(forms)}
+            forms |= {quote_plus(form, safe="") for form in list(forms)}
+            for form in forms:
                 if len(form) >= _MIN_SECRET:
                     _secrets.add(form)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from cdn_preheat import ui
+from cdn_preheat.redact import redact, strip_userinfo
 
 if TYPE_CHECKING:
     from cdn_preheat.pipeline import QueuedVideo, RunReport
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 def video_dict(queued: QueuedVideo) -> dict[str, Any]:
     return {
         "video_id": queued.video_id,
-        "m3u8_url": queued.m3u8_url,
+        "m3u8_url": strip_userinfo(queued.m3u8_url),
         "already_preheated": queued.already_preheated,
         "found": queued.found,
         "queued": queued.queued,
@@ -25,7 +26,7 @@ def video_dict(queued: QueuedVideo) -> dict[str, Any]:
         "already_queued": queued.already_queued,
         "skipped": dict(queued.skipped),
         "live": queued.live,
-        "error": queued.error,
+        "error": None if queued.error is None else redact(queued.error),
         "edge_hit_ratio": queued.hit_ratio,
         "warnings": queued.warnings,
         "failed_playlists": queued.failed_playlists,
@@ -121,7 +122,7 @@ def report_batch(
         state = (
             "already preheated"
             if video.already_preheated
-            else f"failed: {video.error}"
+            else f"failed: {redact(video.error)}"
             if video.error
             else "partial"
             if video.partial

@@ -20,6 +20,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from cdn_preheat.redact import redact
+
 # Results go to stdout; progress, tables and messages to stderr so that
 # `cdn-preheat expand URL > urls.txt` and `--json` output stay clean.
 out = Console(highlight=False, soft_wrap=True)
@@ -36,12 +38,15 @@ def error(message: str) -> None:
     # soft_wrap: Rich would break lines at 80 columns when stderr is a pipe or a
     # log file, splitting URLs in two; a terminal wraps long lines itself.
     err.print(
-        f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True
+        f"[bold red]error:[/] {escape(redact(message))}",
+        markup=True,
+        highlight=False,
+        soft_wrap=True,
     )
 
 
 def note(message: str) -> None:
-    err.print(message, markup=False, soft_wrap=True)
+    err.print(redact(message), markup=False, soft_wrap=True)
 
 
 def warning(message: str) -> None:

@@ -3,10 +3,14 @@ exit code, and a ledger left as it was (issue 10, items 2 and 9)."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
+from pathlib import Path
 
 import pytest
-from clirun import Cli, Run
+from clirun import Cli, Run, base_env
+
+from cdn_preheat.sandbox.server import Sandbox
 
 WRONG_KEY = "definitely-not-the-key-1234"
 
@@ -188,3 +192,125 @@ def test_an_id_with_digits_close_to_a_command_is_still_the_old_form(cli: Cli) ->
     run = cli("push2", cli.sandbox.video_url("demo-1"))
     assert run.code == 0, run.stderr
     assert ledger_videos(cli) == ["push2"]
+
+
+# Item 10: secrets and foreign files -------------------------------------------
+PLAYLIST_PASSWORD = "hunter2-origin-pw"
+
+
+def with_userinfo(url: str) -> str:
+    return url.replace("://", f"://bob:{PLAYLIST_PASSWORD}@", 1)
+
+
+@pytest.mark.parametrize("provider", ["tencent", "qiniu", "aliyun"])
+def test_debug_never_prints_keys_signatures_or_playlist_credentials(
+    sandbox: Sandbox, tmp_path: Path, provider: str
+) -> None:
+    cli = Cli(sandbox, tmp_path, {**base_env(tmp_path), **sandbox.client_env(provider)})
+    secrets = [
+        value
+        for name, value in cli.env.items()
+        if name.endswith(("_SECRET_ID", "_SECRET_KEY", "_ACCESS_KEY", "_KEY_ID", "_KEY_SECRET"))
+    ]
+    assert len(secrets) >= 2
+    run = cli("--debug", "push", "demo-1", with_userinfo(sandbox.video_url("demo-1")), "--json")
+    assert run.code == 0, run.stderr
+    assert " DEBUG " in run.stderr  # the SDKs' debug logs are shown, masked
+    shown = run.stdout + run.stderr
+    for secret in secrets:
+        assert secret not in shown
+    assert PLAYLIST_PASSWORD not in shown
+    assert re.search(r"Signature=[0-9a-f]{16}", shown) is None
+    assert re.search(r"Credential=AKID", shown) is None
+    assert re.search(r"(?i)authorization['\"]?\s*[:=]\s*['\"]?(TC3|QBox|acs)", shown) is None
+    ledger = (tmp_path / "ledger.sqlite3").read_bytes()
+    assert PLAYLIST_PASSWORD.encode() not in ledger
+    assert run.json()["m3u8_url"] == sandbox.video_url("demo-1")
+
+
+def test_playlist_credentials_are_neither_printed_nor_pushed(cli: Cli) -> None:
+    url = with_userinfo(cli.sandbox.video_url("demo-1"))
+    run = cli("expand", url, extra_env={"CDN_HOST": ""})
+    assert run.code == 0, run.stderr
+    assert run.stdout.startswith(cli.sandbox.video_url("demo-1"))
+    assert PLAYLIST_PASSWORD not in run.stdout + run.stderr
+    missing = cli("push", "x", url.replace("master.m3u8", "gone.m3u8"))
+    assert missing.code == 2
+    assert PLAYLIST_PASSWORD not in missing.stdout + missing.stderr
+    assert "gone.m3u8" in missing.stderr
+
+
+def test_an_unreachable_mongodb_never_prints_its_password(cli: Cli) -> None:
+    run = cli(
+        "status",
+        extra_env={
+            "MONGODB_URI": "mongodb://preheat:s3cret%40pw-x@127.0.0.1:1/cdn_preheat",
+            "CDN_PREHEAT_MONGO_CONNECT_TIMEOUT": "0.2",
+        },
+    )
+    assert run.code == 1
+    message = one_sentence(run)
+    assert "127.0.0.1:1" in message
+    assert "s3cret" not in message and "pw-x" not in message
+
+
+def foreign_database(path: Path) -> bytes:
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE photos (id INTEGER PRIMARY KEY, name TEXT)")
+        db.execute("INSERT INTO photos (name) VALUES ('cat.jpg')")
+    db.close()
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("command", ["status", "push", "quota"])
+def test_another_applications_sqlite_file_is_refused_untouched(cli: Cli, command: str) -> None:
+    path = cli.workdir / "ledger.sqlite3"
+    before = foreign_database(path)
+    args = ["push", "demo-1", cli.sandbox.video_url("demo-1")] if command == "push" else [command]
+    run = cli(*args)
+    assert run.code == 2
+    assert "another application's SQLite database" in one_sentence(run)
+    assert path.read_bytes() == before
+    assert not (cli.workdir / "ledger.sqlite3-wal").exists()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    assert cli.sandbox.tencent.received_urls() == []
+
+
+def test_a_ledger_written_before_application_id_still_opens(cli: Cli) -> None:
+    assert cli("push", "demo-1", cli.sandbox.video_url("demo-1")).code == 0
+    path = cli.workdir / "ledger.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA application_id = 0")
+    db.close()
+    assert cli.status("demo-1")["total"]["done"] > 0
+    assert cli("push", "demo-2", cli.sandbox.video_url("demo-2")).code == 0
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA application_id").fetchone()[0] != 0
+    db.close()
+
+
+def test_status_and_quota_answer_while_a_writer_holds_the_lock(cli: Cli) -> None:
+    assert cli("push", "demo-1", cli.sandbox.video_url("demo-1")).code == 0
+    expected = cli.status()
+    writer = sqlite3.connect(cli.workdir / "ledger.sqlite3", isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # what a worker holds while it claims
+        writer.execute("UPDATE counters SET value = value + 1 WHERE name = 'seq'")
+        env = {"CDN_PREHEAT_LOCK_TIMEOUT": "3"}
+        status = cli("status", "--json", extra_env=env)
+        assert status.code == 0, status.stderr
+        assert status.json() == expected
+        quota = cli("quota", "--json", extra_env=env)
+        assert quota.code == 0, quota.stderr
+        assert quota.json()["reserved_in_flight"] == 0
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
+def test_status_without_a_ledger_creates_none(cli: Cli) -> None:
+    run = cli("status", "--json")
+    assert run.code == 0, run.stderr
+    assert run.json()["videos"] == []
+    assert not (cli.workdir / "ledger.sqlite3").exists()

@@ -17,11 +17,13 @@ if TYPE_CHECKING:
 __all__ = ["Ledger", "open_ledger"]
 
 
-def open_ledger(settings: Settings, *, retries: int = 3) -> Ledger:
+def open_ledger(settings: Settings, *, retries: int = 3, read_only: bool = False) -> Ledger:
     """MongoDB when configured (``MONGODB_URI``), else the SQLite file ``CDN_PREHEAT_DB``.
 
     ``retries``: further attempts of a MongoDB operation whose server is unreachable
     (``health`` makes none, so it answers within the connect timeout).
+    ``read_only``: for commands that only look; they take no write lock and write
+    nothing (no schema, no indexes), so they answer while a worker writes.
     """
     if settings.store_kind == "mongodb":
         from cdn_preheat.ledger.mongo import MongoLedger
@@ -31,7 +33,12 @@ def open_ledger(settings: Settings, *, retries: int = 3) -> Ledger:
             timeout=settings.cdn_preheat_mongo_connect_timeout,
             socket_timeout=settings.cdn_preheat_mongo_socket_timeout,
             retries=retries,
+            read_only=read_only,
         )
     from cdn_preheat.ledger.sqlite import SqliteLedger
 
-    return SqliteLedger(settings.cdn_preheat_db, busy_timeout=settings.cdn_preheat_lock_timeout)
+    return SqliteLedger(
+        settings.cdn_preheat_db,
+        busy_timeout=settings.cdn_preheat_lock_timeout,
+        read_only=read_only,
+    )

@@ -40,6 +40,8 @@ from pymongo.errors import (
     PyMongoError,
 )
 
+from cdn_preheat import redact
+from cdn_preheat.config import mongodb_secrets
 from cdn_preheat.errors import ConfigError, LedgerError
 from cdn_preheat.ledger.base import (
     Claim,
@@ -75,7 +77,12 @@ R = TypeVar("R")
 
 def redact_uri(uri: str) -> str:
     """The URI's scheme and hosts only: no user, password, database or options."""
-    match = re.match(r"^(?P<scheme>[a-z+]+://)?(?:[^@/]*@)?(?P<hosts>[^/?]*)", uri)
+    # The userinfo runs to the *last* @: a password with an unescaped @ or / must
+    # not spill into what is shown as the hosts.
+    if "@" in uri:
+        scheme, sep, rest = uri.partition("://")
+        uri = f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else uri.rpartition("@")[2]
+    match = re.match(r"^(?P<scheme>[a-z+]+://)?(?P<hosts>[^/?]*)", uri)
     if match is None:  # pragma: no cover - the pattern matches any string
         return "MongoDB"
     return f"{match['scheme'] or ''}{match['hosts']}"
@@ -176,6 +183,7 @@ class MongoLedger(Ledger):
         socket_timeout: float = 60.0,
         retries: int = 3,
         backoff: float = 0.5,
+        read_only: bool = False,
     ) -> MongoLedger:
         """Connect lazily to ``uri``; errors never repeat its password.
 
@@ -186,8 +194,8 @@ class MongoLedger(Ledger):
         can wait). A URI pymongo cannot parse is a ConfigError (exit 2).
         """
         where = f"MongoDB at {redact_uri(uri)}"
-        password = re.match(r"^[a-z+]+://[^:/@]*:([^@/]*)@", uri)
-        secrets = [uri] + ([password[1]] if password else [])
+        secrets = mongodb_secrets(uri)
+        redact.register(*secrets)
         millis = int(timeout * 1000)
         try:
             client: pymongo.MongoClient[Doc] = pymongo.MongoClient(
@@ -204,7 +212,12 @@ class MongoLedger(Ledger):
         except PyMongoError as exc:
             message = _redacted(str(exc), secrets)
             raise LedgerError(f"{where} cannot be used: {message}") from None
-        return cls(client, db_name, where=where, secrets=secrets, retries=retries, backoff=backoff)
+        ledger = cls(
+            client, db_name, where=where, secrets=secrets, retries=retries, backoff=backoff
+        )
+        # Looking only (status, quota): create no indexes, the one write of a reader.
+        ledger._indexed = read_only
+        return ledger
 
     def close(self) -> None:
         self.client.close()

@@ -40,6 +40,14 @@ from cdn_preheat.ledger.base import (
 
 SCHEMA_VERSION = 1
 
+# ``PRAGMA application_id`` marks the file as a cdn-preheat ledger
+# (https://www.sqlite.org/pragma.html#pragma_application_id, a 32-bit integer in
+# the header, "CDNP" in ASCII). Ledgers written before it was set are
+# recognised by their tables and get it on their next write open.
+APPLICATION_ID = 0x43444E50
+# Tables every cdn-preheat ledger has had since schema 1.
+_OWN_TABLES = {"schema_version", "counters", "videos", "urls", "video_urls", "tasks"}
+
 # ``exhaust_quota`` with an unknown limit: a figure no real quota reaches, so
 # that ``remaining`` is 0 until the provider's own figures are synced again.
 EXHAUSTED = 10**15
@@ -187,22 +195,51 @@ def _translated(
 class SqliteLedger(Ledger):
     """The ledger in one SQLite file. Safe for several processes and threads."""
 
-    def __init__(self, path: str | Path, *, busy_timeout: float = 30.0) -> None:
+    def __init__(
+        self, path: str | Path, *, busy_timeout: float = 30.0, read_only: bool = False
+    ) -> None:
+        """Open (creating it if needed) the ledger file at ``path``.
+
+        ``read_only``: for commands that only look (``status``, ``quota``). The
+        file is opened with ``mode=ro``, nothing is created or migrated and no
+        lock is taken, so it answers while a worker holds a write transaction
+        (WAL readers never wait for the writer). A missing file reads as an
+        empty ledger. Another application's SQLite file is refused either way,
+        before anything is written to it.
+        """
         self.path = Path(path)
         self.busy_timeout = busy_timeout
+        self.read_only = read_only
         # One connection per ledger object; the lock lets threads share it.
         self._lock = threading.RLock()
+        missing = not self.path.exists()
+        if self.path.is_dir():
+            raise ConfigError(
+                f"The ledger path {self.path} is a directory; set CDN_PREHEAT_DB to a file path."
+            )
         try:
+            if read_only and missing:
+                target: str | Path = ":memory:"
+            elif read_only:
+                target = f"{self.path.resolve().as_uri()}?mode=ro"
+            else:
+                target = self.path
             self._db = sqlite3.connect(
-                self.path,
+                target,
                 timeout=busy_timeout,
                 isolation_level=None,  # transactions are explicit, see _write
                 check_same_thread=False,
+                uri=read_only and not missing,
             )
         except sqlite3.Error as exc:
             raise self.describe(exc) from exc
         try:
-            self._open()
+            if read_only and missing:
+                self._db.executescript(_SCHEMA)
+            elif read_only:
+                self._check_identity()
+            else:
+                self._open()
         except BaseException:
             self._db.close()
             raise
@@ -211,7 +248,12 @@ class SqliteLedger(Ledger):
     def describe(self, exc: sqlite3.Error) -> LedgerError | ConfigError:
         """A one-sentence error for what went wrong with the file."""
         text = str(exc).lower()
-        if "not a database" in text or "malformed" in text or "encrypted" in text:
+        if "not a database" in text or "encrypted" in text:
+            return ConfigError(
+                f"The file {self.path} is not a cdn-preheat ledger (not an SQLite database, "
+                "or an encrypted one); it was left untouched. Set CDN_PREHEAT_DB to another path."
+            )
+        if "malformed" in text:
             return LedgerError(
                 f"The ledger file {self.path} is not a cdn-preheat SQLite database "
                 "(damaged or another kind of file); move it aside or set CDN_PREHEAT_DB."
@@ -230,7 +272,30 @@ class SqliteLedger(Ledger):
         return LedgerError(f"The ledger file {self.path} failed: {exc}.")
 
     @_translated
+    def _check_identity(self) -> bool:
+        """True when the file is a cdn-preheat ledger, False when it is empty (new).
+
+        Raises ConfigError for another application's SQLite file, read before
+        any pragma or statement could change it.
+        """
+        self._db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        app_id = self._db.execute("PRAGMA application_id").fetchone()[0]
+        tables = {
+            row[0]
+            for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        if app_id == APPLICATION_ID or (app_id == 0 and tables >= _OWN_TABLES):
+            return True
+        if app_id == 0 and not tables:
+            return False
+        raise ConfigError(
+            f"The file {self.path} is another application's SQLite database, not a "
+            "cdn-preheat ledger; it was left untouched. Set CDN_PREHEAT_DB to another path."
+        )
+
+    @_translated
     def _open(self) -> None:
+        self._check_identity()
         self._db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         self._db.execute("PRAGMA journal_mode = WAL")
         # NORMAL is durable in WAL mode except for the last commits on power loss;
@@ -248,10 +313,13 @@ class SqliteLedger(Ledger):
                     f"The ledger file {self.path} was written by a newer cdn-preheat "
                     f"(schema {row[0]}); upgrade cdn-preheat to use it."
                 )
+            db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, holding SQLite's write lock from the start."""
+        if self.read_only:
+            raise LedgerError(f"The ledger file {self.path} was opened read-only.")
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
