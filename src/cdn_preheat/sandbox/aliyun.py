@@ -103,7 +103,8 @@ class AliyunLimits:
     # PushObjectCache: "You can submit up to 100 URL prefetch tasks at a time", "50 times
     # per second" (help.aliyun.com/en/cdn/developer-reference/api-cdn-2018-05-10-pushobjectcache).
     preload_batch: int = 100
-    # RefreshObjectCaches: 1,000 URLs or 100 directories a call (its API page).
+    # RefreshObjectCaches: "每次请求最多支持提交 1000 条 URL 刷新或者 100 个目录刷新", and
+    # 10,000 URLs and 100 directories a day (help.aliyun.com/document_detail/91164.html).
     refresh_url_batch: int = 1000
     refresh_dir_batch: int = 100
     calls_per_second: int = 50  # every action's ceiling; see ``action_rates``
@@ -111,6 +112,8 @@ class AliyunLimits:
     action_rates: Mapping[str, int] = field(default_factory=lambda: dict(ACTION_RATES))
     # Tests stretch the window so a rate check does not depend on timing.
     rate_window_seconds: float = 1.0
+    # The documented default is 1,000 URLs a day (PushObjectCache page); the sandbox
+    # account has it raised, as accounts can ask for, so demos run to the end.
     preload_quota: int = 100_000
     refresh_url_quota: int = 10_000
     refresh_dir_quota: int = 100
@@ -382,6 +385,8 @@ class AliyunApi:
         self._rate.window = self.limits.rate_window_seconds
         if not self._rate.allow(action, budget):
             self.rate_refusals[action] += 1
+            # Alibaba's flow-control answer; the old error table lists Throttling, 503
+            # (developer.aliyun.com/ask/215043), the gateway's per-user form is Throttling.User.
             raise ApiError(400, "Throttling.User", "Request was denied due to user flow control.")
 
     # Actions: validate without the lock, take it to read or change state ----
@@ -392,6 +397,7 @@ class AliyunApi:
                 403, "ServiceBusy", "The specified Domain is configuring, please retry later."
             )
         urls = self._object_urls(params, self.limits.preload_batch)
+        # SDK PushObjectCacheRequest.area: domestic or overseas; absent, the domain's own.
         area = params.get("Area", "domestic")
         if area not in ("domestic", "overseas"):
             raise ApiError(400, "InvalidArea.ValueNotSupported", f"Area {area!r} is invalid.")
@@ -539,6 +545,9 @@ class AliyunApi:
                 400, "MissingParameter", "The input parameter ObjectPath is not supplied."
             )
         if len(paths) > batch:
+            # No document names the code for too many paths (the tables list
+            # InvalidObjectPath.Size.Malformed and SingleRequest.OverLimit); this one is the
+            # emulator's own, and the provider maps all three to BatchTooLarge.
             raise ApiError(
                 400,
                 "InvalidObjectPath.ExceedsMaximum",
@@ -547,6 +556,7 @@ class AliyunApi:
         urls = [_normalize_object_path(p) for p in paths]
         for url in urls:
             if urlsplit(url).netloc.lower() != self.edge_netloc:
+                # InvalidDomain.NotFound, 404 (error table, developer.aliyun.com/ask/215043).
                 raise ApiError(
                     404, "InvalidDomain.NotFound", "The domain provided does not belong to you."
                 )
@@ -616,6 +626,8 @@ class AliyunApi:
         return f"http://{self.edge_netloc}{_path_and_query(url)}"
 
     def _task_view(self, item: _TaskItem) -> dict[str, Any]:
+        # Status Complete, Refreshing, Failed (or Pending): SDK
+        # models/_describe_refresh_task_by_id_response_body.py; CreationTime in UTC ISO 8601.
         done = item.done_at <= self.clock.now()
         status = "Refreshing" if not done else "Failed" if item.failure else "Complete"
         return {

@@ -7,10 +7,16 @@ Signatures are recomputed with the SDK's own ``Auth``/``QiniuMacAuth`` from the
 configured keys; every answer carries ``X-Reqid`` because the SDK drops the
 body of any answer without one.
 
-Codes follow Qiniu's documentation: 400031 invalid url, 400032 invalid host,
-400033 prefetch quota, 400034 refresh quota, 400037 url already processing,
-403024 rate limited, 401 bad token, 500000 internal error. Qiniu documents no
-code for an oversized request; the emulator answers 400000.
+Codes follow Qiniu's documentation (developer.qiniu.com/dcdn/10756 and
+developer.qiniu.com/fusion/13367/fusion-api-cache-management): 400031 invalid
+url, 400032 invalid host, 400033 prefetch quota, 400034 refresh quota, 400037 url
+already processing, 400038 no directory refresh permission, 403022/403024 rate
+limited, 401 bad token, 500000 internal error. The answer fields (``requestId``,
+``invalidUrls``, ``quotaDay``, ``surplusDay``, ``urlQuotaDay``...) are qiniu/go-sdk
+``cdn/api.go``'s ``PrefetchResp``/``RefreshResp``. Qiniu documents no code for an
+oversized request; the emulator answers 400000. ``X-Reqid`` on every answer:
+qiniu/http/__init__.py drops the body of an answer without it. QBox signs the
+fusion calls ("鉴权方式: QBox 鉴权", the fusion API pages).
 
 Tasks advance on the :class:`SandboxClock`: a URL is ``processing`` for
 ``task_delay`` seconds, then ``success`` (and in the edge cache) if the origin

@@ -61,11 +61,18 @@ class TencentLimits:
     Mutable: tests change them on a running emulator.
     """
 
+    # "By default, a maximum of 1000 URLs can be prefetched per day for regions either
+    # within or outside the Chinese mainland, and up to 500 tasks can be submitted at a
+    # time" (PushUrlsCache, tencentcloud.com/document/api/228/33600).
     push_batch: int = 500
     # Tencent's default is 1,000 URLs a day per area, raised on request; a demo needs more.
     push_per_day: int = 100_000
+    # "境内、境外加速区域每日 URL 刷新额度各为 10000 条, 每次最多可提交 1000 条"
+    # (PurgeUrlsCache, cloud.tencent.com/document/api/228/37870).
     purge_url_batch: int = 1000
     purge_url_per_day: int = 10_000
+    # PurgePathCache (cloud.tencent.com/document/api/228/37871): 100 directories a day
+    # per area, 500 a request.
     purge_path_batch: int = 500
     purge_path_per_day: int = 100
     # Every API has its own limit, 20 calls a second each: "默认接口请求频率限制:20次/秒" on each
@@ -536,6 +543,7 @@ class TencentEmulator:
         start, end = _required_time(params, "StartTime"), _required_time(params, "EndTime")
         area = _choice(params, "Area", ("mainland", "overseas", "global"), "mainland")
         areas = AREAS if area == "global" else (area,)
+        # SDK DescribeCdnDomainLogsRequest.Limit: "默认为 100, 最大为 1000".
         offset, limit = _page(params, default_limit=100, max_limit=1000)
         packages = traffic.log_packages(domain, start, end, areas)
         logs = [
@@ -554,6 +562,8 @@ class TencentEmulator:
     # -- shared pieces ----------------------------------------------------------
 
     def _urls(self, params: Params, name: str) -> list[str]:
+        # SDK PushUrlsCacheRequest.Urls: "URL 列表, 需要包含协议头部 http:// 或 https://";
+        # UrlEncode: "是否对中文字符进行编码后预热".
         urls = params.get(name)
         if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
             raise ApiError("InvalidParameter.CdnParamError", f"{name} must be a non-empty list.")
@@ -671,6 +681,8 @@ class TencentEmulator:
         heapq.heappush(self._due, (due, next(self._sequence), record))
 
     def _finish(self, record: TaskRecord, now: dt.datetime) -> None:
+        # Statuses from the SDK's models.py: PushTask.Status "fail / done / process /
+        # invalid: 预热无效(源站返回4xx或5xx状态码)"; PurgeTask.Status "fail / done / process".
         record.updated = now
         key = self._cache_key(record.url)
         if record.kind == "url":
@@ -789,6 +801,9 @@ def _outcome(code: str) -> str:
 
 
 def _json_reply(result: Mapping[str, Any], request_id: str) -> Reply:
+    # API 3.0 answers {"Response": {..., "RequestId"}}, and errors as
+    # {"Response": {"Error": {"Code", "Message"}, "RequestId"}}: the SDK reads
+    # data["Response"]["Error"] (tencentcloud/common/abstract_client.py).
     body = json.dumps({"Response": {**result, "RequestId": request_id}}).encode()
     # Exactly "application/json": the SDK ignores error bodies under any other type.
     return Reply(200, "application/json", body)
@@ -861,6 +876,8 @@ def _default_interval(span: dt.timedelta) -> str:
 
 
 def _check_span(interval: str, start: dt.datetime, end: dt.datetime) -> None:
+    # SDK DescribeCdnDataRequest.Interval: min within 24 hours, 5min and hour within 31
+    # days, day beyond. The 90-day span is the emulator's own bound (no source).
     span = end - start
     longest = {"min": dt.timedelta(days=1), "5min": dt.timedelta(days=31)}
     if span < dt.timedelta(0) or span > dt.timedelta(days=90):
