@@ -57,5 +57,6 @@ def run_options(
             timeout=wait_timeout,
             max_age=settings.cdn_preheat_max_age,
             max_attempts=settings.cdn_preheat_max_attempts,
+            invalid_retry_delay=settings.cdn_preheat_invalid_retry_seconds,
         ),
     )

@@ -133,6 +133,8 @@ class Settings(BaseSettings):
     cdn_preheat_concurrency: int = Field(default=4, ge=1, le=64)
     cdn_preheat_lease_seconds: float = Field(default=120.0, gt=0)
     cdn_preheat_max_attempts: int = Field(default=3, ge=1)
+    # Tencent "invalid" (origin 4xx or 5xx) is pushed once more this long after it is seen.
+    cdn_preheat_invalid_retry_seconds: float = Field(default=30.0, ge=0)
     cdn_preheat_quota_utc_offset_hours: int | None = Field(default=None, ge=-12, le=14)
 
     @field_validator(

@@ -1,7 +1,9 @@
 """Follow submitted prefetch tasks until every URL is done, failed or invalid.
 
 Outcomes go to the ledger, which sends ``failed`` URLs back to the queue
-while attempts remain; ``invalid`` (the origin answered an error) is final.
+while attempts remain; ``invalid`` (the origin answered an error) is final,
+except where the vendor's status may hide a passing origin fault (Tencent
+``invalid`` covers 5xx too): that URL is pushed once more, after a delay.
 
 Polling costs API calls, and every vendor limits its status API, so:
 
@@ -65,6 +67,10 @@ class TrackerOptions:
     max_attempts: int = 3
     # A round that closes less than half of what it read waits twice as long next time.
     max_poll_interval: float = 15.0
+    # A result that may not be final (Tencent ``invalid``: the origin answered 4xx *or*
+    # 5xx) is held this long after it is first seen, so that the push it earns again
+    # goes out once an origin swamped by the prefetch burst has had time to recover.
+    invalid_retry_delay: float = 30.0
     worker_id: str = field(default_factory=_default_worker_id)
 
 
@@ -101,6 +107,8 @@ class Tracker:
         # Status calls are paced by the provider on the status API's own budget
         # (Tencent's DescribePushTasks has its own 20/s; it does not share the push budget).
         self._turn = f"poll/{provider.name}/{provider.area}"
+        # When each held result (task id, URL) was first seen, on the monotonic clock.
+        self._first_seen: dict[tuple[str, str], float] = {}
 
     def poll_once(self) -> TrackReport:
         """One round over every open task."""
@@ -190,9 +198,9 @@ class Tracker:
 
     def _record(self, entries: Sequence[TaskEntry], report: TrackReport) -> None:
         outcomes = [
-            Outcome(e.url, e.task_id, _OUTCOME_STATES[e.state], e.reason)
+            Outcome(e.url, e.task_id, _OUTCOME_STATES[e.state], e.reason, e.retry_once)
             for e in entries
-            if e.state in _OUTCOME_STATES
+            if e.state in _OUTCOME_STATES and not self._held(e)
         ]
         report.still_processing += len(entries) - len(outcomes)
         for outcome in outcomes:
@@ -212,6 +220,18 @@ class Tracker:
                 self.options.max_attempts,
             )
             self._on_outcomes(len(outcomes))
+
+    def _held(self, entry: TaskEntry) -> bool:
+        """Whether a may-be-final result waits a little before it is recorded."""
+        if not entry.retry_once:
+            return False
+        key = (entry.task_id, entry.url)
+        now = time.monotonic()
+        first = self._first_seen.setdefault(key, now)
+        if now - first < self.options.invalid_retry_delay:
+            return True
+        del self._first_seen[key]
+        return False
 
     def _window(self, cluster: Sequence[TaskRecord], report: TrackReport) -> list[TaskEntry] | None:
         """Every task log created in the cluster's time span (None: not supported)."""

@@ -58,4 +58,6 @@ def base_env(workdir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(_CLEARED_PREFIXES)}
     env["CDN_PREHEAT_DB"] = str(workdir / "ledger.sqlite3")
     env["COLUMNS"] = "200"
+    # Tencent "invalid" is pushed once more after this pause (30 s by default).
+    env["CDN_PREHEAT_INVALID_RETRY_SECONDS"] = "0.2"
     return env

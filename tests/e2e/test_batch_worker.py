@@ -205,7 +205,8 @@ def test_status_and_quota_json(cli: Cli) -> None:
     limit = box.tencent.limits.push_per_day
     assert data["provider"] == "tencent" and data["area"] == "mainland"
     assert data["total"] == limit
-    assert data["available"] == limit - (demo + 3) == limit - box.tencent.quota_used()
+    # lost.ts was pushed twice: Tencent "invalid" gets one more try.
+    assert data["available"] == limit - (demo + 4) == limit - box.tencent.quota_used()
     assert data["batch"] == box.tencent.limits.push_batch
     assert data["reserved_in_flight"] == 0
 

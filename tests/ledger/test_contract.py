@@ -528,6 +528,25 @@ def test_submitted_urls_by_task(ledger: Ledger) -> None:
     assert ledger.submitted_urls("qiniu", ["task-1"]) == {}
 
 
+def test_invalid_that_may_be_a_passing_fault_is_retried_once(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "a")
+    submit_all(ledger, "task-1")
+    reason = "the origin answered 4xx or 5xx"
+    once = [Outcome(url("a"), "task-1", UrlState.INVALID, reason, retry_once=True)]
+    ledger.record_outcomes(P, A, once, T0, MAX_AGE, 3)
+
+    (record,) = ledger.url_records("v1")
+    assert (record.state, record.attempts, record.last_error) == (UrlState.PENDING, 1, reason)
+    assert ledger.open_tasks(P, A) == []
+
+    submit_all(ledger, "task-2", at(1))
+    again = [Outcome(url("a"), "task-2", UrlState.INVALID, reason, retry_once=True)]
+    ledger.record_outcomes(P, A, again, at(2), MAX_AGE, 3)
+    (record,) = ledger.url_records("v1")
+    assert (record.state, record.last_error) == (UrlState.INVALID, reason)
+    assert ledger.claim(P, A, 10, "worker-1", at(3), LEASE) is None
+
+
 def test_invalid_stays_invalid(ledger: Ledger) -> None:
     enqueue(ledger, "v1", "a")
     submit_all(ledger, "task-1")

@@ -107,6 +107,9 @@ class Outcome:
     task_id: str
     state: UrlState  # DONE, FAILED or INVALID
     reason: str | None = None
+    # INVALID only: back to pending once (an attempt counted) if the URL has no
+    # attempt yet; invalid for good otherwise.
+    retry_once: bool = False
 
 
 @dataclass(frozen=True)
@@ -275,7 +278,11 @@ class Ledger(ABC):
         max_age: dt.timedelta,
         max_attempts: int,
     ) -> None:
-        """Apply task results; FAILED goes back to pending while attempts remain."""
+        """Apply task results; FAILED goes back to pending while attempts remain.
+
+        INVALID with ``retry_once`` goes back to pending if the URL has no
+        attempt counted yet (counting one), else is final like any INVALID.
+        """
 
     @abstractmethod
     def requeue(self, provider: str, area: str, urls: Sequence[str]) -> int:

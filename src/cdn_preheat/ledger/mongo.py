@@ -984,6 +984,25 @@ def _outcome_updates(
                 },
             )
         ]
+    if outcome.state is UrlState.INVALID and outcome.retry_once:
+        # Ordered: of the two conditional updates at most one matches.
+        return [
+            UpdateOne(
+                {**where, "attempts": {"$gte": 1}},
+                {
+                    "$set": {"state": UrlState.INVALID.value, "last_error": outcome.reason},
+                    "$inc": {"attempts": 1},
+                },
+            ),
+            UpdateOne(
+                {**where, "attempts": {"$lt": 1}},
+                {
+                    "$set": {"state": UrlState.PENDING.value, "last_error": outcome.reason},
+                    "$unset": {"task_id": ""},
+                    "$inc": {"attempts": 1},
+                },
+            ),
+        ]
     if outcome.state is UrlState.INVALID:
         return [
             UpdateOne(

@@ -588,6 +588,8 @@ class SqliteLedger(Ledger):
                     db.execute(_OUTCOME_DONE, (expires, *key))
                 elif outcome.state is UrlState.FAILED:
                     db.execute(_OUTCOME_FAILED, (max_attempts, max_attempts, outcome.reason, *key))
+                elif outcome.state is UrlState.INVALID and outcome.retry_once:
+                    db.execute(_OUTCOME_INVALID_ONCE, (outcome.reason, *key))
                 elif outcome.state is UrlState.INVALID:
                     db.execute(_OUTCOME_INVALID, (outcome.reason, *key))
                 else:
@@ -871,6 +873,16 @@ UPDATE urls SET
     attempts = attempts + 1,
     state = CASE WHEN attempts + 1 >= ? THEN 'failed' ELSE 'pending' END,
     task_id = CASE WHEN attempts + 1 >= ? THEN task_id END,
+    last_error = ?
+WHERE provider = ? AND area = ? AND url = ? AND task_id = ? AND state = 'submitted'
+"""
+
+# Retried once: a URL with no attempt counted goes back to pending, counting one.
+_OUTCOME_INVALID_ONCE = """
+UPDATE urls SET
+    attempts = attempts + 1,
+    state = CASE WHEN attempts >= 1 THEN 'invalid' ELSE 'pending' END,
+    task_id = CASE WHEN attempts >= 1 THEN task_id END,
     last_error = ?
 WHERE provider = ? AND area = ? AND url = ? AND task_id = ? AND state = 'submitted'
 """

@@ -93,6 +93,10 @@ class TaskEntry:
     state: TaskState
     reason: str | None = None
     created_at: dt.datetime | None = None
+    # INVALID that may not be final: the vendor's status covers a passing origin
+    # fault as well as a missing file (Tencent ``invalid``: 4xx or 5xx). The URL is
+    # pushed once more, after a delay, before it is left invalid.
+    retry_once: bool = False
 
 
 class Provider(ABC):

@@ -67,7 +67,7 @@ _STATES = {
 }
 _REASONS = {
     TaskState.FAILED: "Tencent Cloud could not prefetch the URL",
-    TaskState.INVALID: "the origin answered 4xx or 5xx",
+    TaskState.INVALID: "the origin answered 4xx or 5xx (Tencent status invalid)",
 }
 # Tencent Cloud limits every API on its own: "默认接口请求频率限制:20次/秒" / "A maximum of
 # 20 requests can be initiated per second for this API" on each API's page of the reference.
@@ -510,6 +510,10 @@ def _task_entry(task_id: str, url: str, status: str, created: str | None) -> Tas
         state=state,
         reason=_REASONS.get(state),
         created_at=_parse_cn_time(created) if created else None,
+        # "invalid: 预热无效(源站返回4xx或5xx状态码)" (SDK cdn/v20180606/models.py,
+        # PushTask.Status): a 503 from an origin swamped by the prefetch burst reads
+        # the same as a 404, so it gets one more try before it is final.
+        retry_once=state is TaskState.INVALID,
     )
 
 

@@ -96,6 +96,8 @@ class Origin:
         self.latency = 0.0  # seconds before every answer: a distant origin (settable)
         self._custom: dict[str, CustomFile] = {}
         self._hidden: set[str] = set()
+        # An overload: the next ``_overload[0]`` pulls answer status ``_overload[1]``.
+        self._overload = (0, 503)
         self._lock = threading.Lock()
 
     # -- what the origin holds ------------------------------------------------
@@ -146,6 +148,28 @@ class Origin:
             if generated is not None:
                 return generated
         return None
+
+    def overload(self, pulls: int, status: int = 503) -> None:
+        """Answer the next ``pulls`` CDN pulls with ``status`` (a burst the origin cannot take).
+
+        A prefetch of thousands of segments is itself a burst on the origin; an
+        origin behind a small pool answers 502/503/504 to part of it, then
+        recovers. Only pulls (:meth:`pull_status`) see it, not the HTTP server.
+        """
+        with self._lock:
+            self._overload = (pulls, status)
+
+    def pull_status(self, path: str) -> int:
+        """The status a CDN's back-to-origin fetch of ``path`` gets: 200, 404, or an overload's."""
+        with self._lock:
+            left, status = self._overload
+            if left > 0:
+                self._overload = (left - 1, status)
+                return status
+        if self.lookup(path) is not None:
+            return 200
+        custom = self.custom(path)
+        return custom.status if custom is not None else 404
 
     def has(self, path: str) -> bool:
         """Whether the origin answers ``path`` with 200."""

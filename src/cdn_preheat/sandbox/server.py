@@ -170,7 +170,7 @@ class Sandbox:
         self.aliyun = AliyunApi(
             self.clock,
             self.cache,
-            self.origin.has,
+            self.origin.pull_status,
             self.edge.netloc,
             *self.credentials["aliyun"],
             limits=aliyun_limits,

@@ -8,7 +8,8 @@ origin and edge cache, and answers the Describe calls.
 
 Tasks advance on the :class:`SandboxClock`: a URL is ``process`` for
 ``task_delay`` seconds, then ``done`` (and in the edge cache) if the origin has
-it, ``invalid`` if not, or ``fail`` with probability ``fail_rate``. Tasks are
+it, ``invalid`` if the origin answers 4xx or 5xx (an overload too), or ``fail``
+with probability ``fail_rate``. Tasks are
 settled lazily, on every API call, on every edge request and on ``settle()``.
 """
 
@@ -693,7 +694,9 @@ class TencentEmulator:
             # dropping the copies is the observable behaviour of both flush types.
             self.cache.discard_prefix(key)
             record.status = "done"
-        elif self.origin.lookup(key.removeprefix(f"http://{self.domain}")) is None:
+        elif self.origin.pull_status(key.removeprefix(f"http://{self.domain}")) != 200:
+            # "invalid: 预热无效(源站返回4xx或5xx状态码)" (SDK cdn/v20180606/models.py,
+            # PushTask.Status): any 4xx or 5xx from the origin, a passing 503 included.
             record.status = "invalid"
         elif self._random.random() < self.limits.fail_rate:
             record.status = "fail"
