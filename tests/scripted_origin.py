@@ -48,6 +48,7 @@ class ScriptedOrigin:
         self._scripts: dict[str, list[Reply]] = {}
         self._lock = threading.Lock()
         self.requests: list[Request] = []
+        self.dripped: dict[str, int] = {}  # target: body bytes a drip reply got out, once done
         self._server = LoopbackServer(_Handler, self)
 
     def __enter__(self) -> Self:
@@ -125,10 +126,15 @@ class _Handler(BaseHTTPRequestHandler):
             if not reply.drip:
                 self.wfile.write(body)
                 return
-            for offset in range(len(body)):
-                self.wfile.write(body[offset : offset + 1])
-                self.wfile.flush()
-                time.sleep(reply.drip)
+            sent = 0
+            try:
+                for offset in range(len(body)):
+                    self.wfile.write(body[offset : offset + 1])
+                    self.wfile.flush()
+                    sent += 1
+                    time.sleep(reply.drip)
+            finally:
+                origin.dripped[self.path] = sent
 
     def log_message(self, format: str, *args: object) -> None:
         """Quiet: pytest owns the terminal."""

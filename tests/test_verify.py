@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -297,3 +298,24 @@ def test_the_gate_fails_on_a_probe_without_answer_and_on_nothing_probed(box: Edg
     assert (report.overall.ratio, result.passed) == (0.5, False)
     assert "1 probes got no answer" in result.reason
     assert not gate(verify_urls([]), 0.0).passed
+
+
+def test_an_edge_that_trickles_its_answer_ends_the_probe_at_the_timeout() -> None:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from scripted_origin import Reply, ScriptedOrigin
+
+    with ScriptedOrigin() as edge:
+        # A 206 whose body trickles: 40 bytes, one every 0.3 s, no read timeout ever tripped.
+        edge.script("/slow.ts", Reply(b"x" * 40, 206, "video/mp2t", {"X-Cache": "HIT"}, drip=0.3))
+        options = VerifyOptions(timeout=1.0, vendor="tencent")
+        report = verify_urls([edge.url("/slow.ts")], options=options)
+        for _ in range(200):  # the edge notices the closed connection at its next write
+            if "/slow.ts" in edge.dripped:
+                break
+            time.sleep(0.1)
+    [result] = report.results
+    assert result.error is None and result.status_code == 206  # the verdict was in hand
+    assert edge.dripped["/slow.ts"] < 40  # the probe hung up: it did not wait for the trickle

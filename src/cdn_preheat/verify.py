@@ -230,12 +230,22 @@ async def _probe(
 ) -> ProbeResult:
     status_code: int | None = None
     verdict, error = UNKNOWN, None
+    response: httpx.Response | None = None
+    # httpx's timeout bounds each read; an edge that trickles its answer never
+    # trips it, so a probe (one byte) also ends within the timeout as a whole.
+    deadline = client.timeout.read or 10.0
     try:
-        request = edge_request(client, target.url, headers, edge)
-        response = await client.send(request, stream=True)
-        status_code = response.status_code
-        verdict = parse_cache_status(response.headers, vendor)
-        await _drain_if_small(response)
+        async with asyncio.timeout(deadline):
+            request = edge_request(client, target.url, headers, edge)
+            response = await client.send(request, stream=True)
+            status_code = response.status_code
+            verdict = parse_cache_status(response.headers, vendor)
+            await _drain_if_small(response)
+    except TimeoutError:
+        if response is not None:
+            await response.aclose()  # the verdict is in hand; the trickle is dropped
+        else:
+            error = f"timed out: no answer within {deadline:g} s"
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         error = describe_transport_error(exc)
     edge_ip = edge.ip if edge else None
