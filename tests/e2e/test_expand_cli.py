@@ -112,8 +112,9 @@ def test_push_skips_a_missing_variant_queues_the_others_and_exits_1(cli: Cli) ->
         f"http://{edge}/v/ok/s0.ts",
         f"http://{edge}/v/ok/s1.ts",  # no #EXTINF before it: players request it all the same
     ]
-    assert sorted(cli.sandbox.tencent.received_urls()) == sorted(expected)
-    total = cli.status("v1")["total"]  # (the sandbox edge cannot fetch them: invalid)
+    # (The sandbox edge cannot fetch them: Tencent says invalid, and each is pushed once more.)
+    assert set(cli.sandbox.tencent.received_urls()) == set(expected)
+    total = cli.status("v1")["total"]
     assert total["skipped"] == 1 and total["pending"] == total["reserved"] == 0
 
 
