@@ -421,7 +421,8 @@ class TencentProvider(Provider):
 
     def _is_area_refusal(self, detail: str) -> bool:
         text = detail.lower()
-        return "未部署" in detail or any(area in text for area in (*_AREAS, "global"))
+        names_area = any(area in text for area in (*_AREAS, "global"))
+        return "未部署" in detail or (names_area and ("deploy" in text or "area" in text))
 
     def _area_advice(self, detail: str, urls: Sequence[str], code: str) -> str:
         """Which TENCENT_AREA to set, from the area the refusal names."""
