@@ -158,3 +158,44 @@ def test_rate_share_divides_the_budgets_by_the_live_workers(tmp_path: Path) -> N
     assert (
         ledger.heartbeat("tencent", "probe", dt.datetime.now(dt.UTC), dt.timedelta(seconds=5)) == 1
     )
+
+
+def test_a_stop_ends_a_limiter_wait_at_once() -> None:
+    import threading
+
+    from cdn_preheat import stopping
+    from cdn_preheat.ratelimit import RateLimiter
+
+    limiter = RateLimiter(10)
+    limiter.penalise(3600)  # an hour: only the stop ends this wait
+    timer = threading.Timer(0.05, stopping.STOP.set)
+    timer.start()
+    try:
+        done = limiter.acquire()
+        done()
+        assert stopping.STOP.is_set()
+    finally:
+        timer.join()
+        stopping.STOP.clear()
+
+
+def test_call_with_retries_stops_retrying_once_stopped() -> None:
+    import pytest
+
+    from cdn_preheat import stopping
+    from cdn_preheat.errors import Transient
+    from cdn_preheat.ratelimit import call_with_retries
+
+    calls = []
+
+    def failing() -> None:
+        calls.append(1)
+        stopping.STOP.set()
+        raise Transient("dropped")
+
+    try:
+        with pytest.raises(Transient):
+            call_with_retries(failing, attempts=8)
+    finally:
+        stopping.STOP.clear()
+    assert len(calls) == 1

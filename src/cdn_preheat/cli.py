@@ -30,6 +30,7 @@ app = typer.Typer(
 )
 
 EXIT_QUOTA = 3
+EXIT_INTERRUPTED = 130
 COMMANDS = (
     "push", "expand", "batch", "status", "quota", "worker", "purge", "verify",
     "sandbox", "demo", "stats", "logs", "health", "doctor",
@@ -143,7 +144,7 @@ def push(
         )  # fmt: skip
         report = _run(ledger, provider, settings, wait=wait, wait_timeout=wait_timeout)
         pipeline.refresh_video_state(ledger, video_id)
-        if verify_after and report.stopped_by is None:
+        if verify_after and report.stopped_by is None and not report.interrupted:
             from cdn_preheat.verify import options_from_settings, verify_video
 
             checked = verify_video(ledger, video_id, 20, options_from_settings(settings))
@@ -192,21 +193,41 @@ def _run(
     from cdn_preheat.app import run_options
     from cdn_preheat.ledger.base import UrlState
     from cdn_preheat.pipeline import run_queue
+    from cdn_preheat.stopping import on_signals
 
     pending = ledger.counts().get(UrlState.PENDING, 0)
     options = run_options(settings, wait=wait, wait_timeout=wait_timeout)
-    with ui.progress("pushing", pending, enabled=pending > 0) as advance:
-        return run_queue(ledger, provider, options, on_progress=advance)
+    notice = "stopping: settling the batches in flight (press Ctrl-C again to quit at once)"
+    with (
+        on_signals(notice) as stop,
+        ui.progress("pushing", pending, enabled=pending > 0) as advance,
+    ):
+        return run_queue(ledger, provider, options, on_progress=advance, stop=stop)
 
 
 def _exit_for(report: RunReport, ledger: Ledger, video_ids: list[str]) -> None:
     from cdn_preheat import ui
     from cdn_preheat.ledger.base import UrlState
 
+    if report.interrupted:
+        ui.note(
+            f"interrupted: the batches in flight were settled; {report.pending} URLs stay"
+            " queued for the next run."
+        )
+        raise typer.Exit(EXIT_INTERRUPTED)
     if report.stopped_by is not None:
         raise report.stopped_by
     if report.quota_exhausted and report.pending:
         raise typer.Exit(EXIT_QUOTA)
+    reserved = sum(ledger.counts(video_id).get(UrlState.RESERVED, 0) for video_id in video_ids)
+    if reserved:
+        # Held by another run, or by one that was killed: not done, whatever else went well.
+        ui.note(
+            f"{reserved} URLs are reserved by another run (or one that was killed) and were"
+            " not pushed by this one; a dead run's reservation is reconciled once its lease"
+            " (CDN_PREHEAT_LEASE_SECONDS) expires: run again then."
+        )
+        raise typer.Exit(1)
     failed = sum(ledger.counts(video_id).get(UrlState.FAILED, 0) for video_id in video_ids)
     if failed:
         ui.note(f"{failed} URLs could not be prefetched after every attempt; see status.")
@@ -362,28 +383,24 @@ def worker(
     wait_timeout: Annotated[float, typer.Option(help="Seconds to follow tasks per round.")] = 600.0,
 ) -> None:
     """Drain the queue, follow tasks, sleep past the quota reset, and go on."""
-    import signal
-    import threading
-
+    from cdn_preheat.stopping import on_signals
     from cdn_preheat.worker import run_worker
 
     settings = _settings()
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
     if not State.debug:
         logging.getLogger("cdn_preheat").setLevel(logging.INFO)
     ledger = _ledger(settings)
     try:
-        code = run_worker(
-            ledger,
-            _provider(settings),
-            settings,
-            stop=stop,
-            once=once,
-            idle=idle,
-            wait_timeout=wait_timeout,
-        )
+        with on_signals() as stop:
+            code = run_worker(
+                ledger,
+                _provider(settings),
+                settings,
+                stop=stop,
+                once=once,
+                idle=idle,
+                wait_timeout=wait_timeout,
+            )
     finally:
         ledger.close()
     raise typer.Exit(code)

@@ -120,6 +120,7 @@ class RunReport(DrainReport):
     pending: int = 0  # still queued or reserved at the end
     in_flight: int = 0  # submitted, outcome not known yet
     tracking_timed_out: bool = False
+    interrupted: bool = False  # ``stop`` was set (Ctrl-C, SIGTERM): the run wound down early
 
 
 def is_preheated(video: VideoRecord | None, now: dt.datetime, max_age: dt.timedelta) -> bool:
@@ -216,6 +217,9 @@ def run_queue(
         _rounds(ledger, options, scheduler, tracker, report, stop)
     finally:
         share.stop()
+    report.interrupted = stop.is_set()
+    if report.interrupted:
+        report.stopped_by = None  # an answer cut short by the stop is not the run's error
     counts = ledger.counts()
     report.pending = counts.get(UrlState.PENDING, 0) + counts.get(UrlState.RESERVED, 0)
     report.in_flight = counts.get(UrlState.SUBMITTED, 0)
@@ -233,13 +237,23 @@ def _rounds(
 ) -> None:
     """Push/track rounds until the queue is empty or a round ends the run."""
     for _ in range(options.max_rounds):
-        drained = scheduler.drain(stop)
+        try:
+            drained = scheduler.drain(stop)
+        except PreheatError:
+            if not stop.is_set():
+                raise
+            break  # a query cut short by the stop: what was pushed is recorded
         report.add(drained)
-        if drained.stopped_by is not None:
+        if drained.stopped_by is not None and not stop.is_set():
             break
         if not options.wait or stop.is_set():
             break
-        tracked = tracker.follow(stop)
+        try:
+            tracked = tracker.follow(stop)
+        except PreheatError:
+            if not stop.is_set():
+                raise
+            break
         report.done += tracked.done
         report.failed += tracked.failed
         report.invalid += tracked.invalid

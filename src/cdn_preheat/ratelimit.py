@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
+from cdn_preheat import stopping
 from cdn_preheat.errors import ProviderError, RateLimited, Transient
 
 if TYPE_CHECKING:
@@ -122,8 +123,8 @@ class RateLimiter:
             self._log.append(slot)
         while True:
             delay = start - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+            if delay > 0 and stopping.sleep(delay):
+                break  # stopping (Ctrl-C): no wait; the caller checks the stop before calling
             with self._lock:
                 # Calls answered while we slept may have moved later (see done).
                 woke = time.monotonic()
@@ -394,8 +395,9 @@ def call_with_retries(
 ) -> T:
     """Pace ``call`` and retry it on rate-limit and transient answers.
 
-    Only for calls that are safe to repeat (queries, not submissions).
-    ``limiter`` None: the provider paces the call on its API's own budget
+    Only for calls that are safe to repeat (queries, not submissions). Once
+    :data:`stopping.STOP` is set (Ctrl-C), the last answer is raised instead of
+    waiting to retry. ``limiter`` None: the provider paces the call on its API's own budget
     (:class:`Pacing`) and has already held that budget back on a rate-limit
     answer, so a retry only waits for the budget.
     """
@@ -405,13 +407,13 @@ def call_with_retries(
         try:
             return call()
         except (RateLimited, Transient) as exc:
-            if attempt == attempts:
+            if attempt == attempts or stopping.STOP.is_set():
                 raise
             if on_retry is not None:
                 on_retry(exc)
             if isinstance(exc, RateLimited):
                 if limiter is not None:
                     limiter.penalise(exc.retry_after or backoff_delay(attempt))
-            else:
-                time.sleep(backoff_delay(attempt))
+            elif stopping.sleep(backoff_delay(attempt)):
+                raise
     raise AssertionError("unreachable: attempts must be >= 1")

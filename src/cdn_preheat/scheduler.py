@@ -19,7 +19,6 @@ import logging
 import os
 import socket
 import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -250,16 +249,25 @@ class Scheduler:
         pieces together settle exactly ``len(claim.urls)``.
         """
         pieces: list[Sequence[str]] = [claim.urls]
-        while pieces:
-            piece = pieces.pop()
-            # Last in, first out: the first part of a split piece goes first.
-            pieces.extend(reversed(self._push_piece(claim, piece)))
+        try:
+            while pieces:
+                piece = pieces.pop()
+                # Last in, first out: the first part of a split piece goes first.
+                pieces.extend(reversed(self._push_piece(claim, piece)))
+        except _Stop:
+            # Stopping: the pieces not yet tried go back to the queue, quota returned.
+            for piece in pieces:
+                self._abandon(claim, piece)
+            raise
 
     def _push_piece(self, claim: Claim, urls: Sequence[str]) -> list[Sequence[str]]:
         """Push ``urls`` of ``claim``; the pieces still to push when the request was refused."""
         attempt = 0
         while urls:
             attempt += 1
+            if self._cancel.is_set():
+                self._abandon(claim, urls)
+                raise _Stop
             with self._lock:
                 self._report.requests += 1
             try:
@@ -278,7 +286,9 @@ class Scheduler:
                 # The request may have arrived before the answer was lost: ask first.
                 urls = self._unsubmitted(claim, urls)
                 self._give_up_after(attempt, claim, urls, exc)
-                time.sleep(backoff_delay(attempt))
+                if self._cancel.wait(backoff_delay(attempt)):
+                    self._abandon(claim, urls)
+                    raise _Stop from None
                 continue
             except InvalidUrls as exc:
                 self._mark_invalid(exc.invalid)
@@ -295,8 +305,7 @@ class Scheduler:
             except DomainError as exc:
                 return self._split_hosts_or_stop(claim, urls, exc)
             except BatchTooLarge as exc:
-                self._back_off_batch(claim, urls, exc)
-                return []
+                return self._back_off_batch(claim, urls, exc)
             except QuotaExhausted:
                 self._abandon(claim, urls)
                 self.ledger.exhaust_quota(*self.quota_key())
@@ -412,17 +421,25 @@ class Scheduler:
             self._report.invalid += len(reasons)
         self._on_submitted(len(reasons))
 
-    def _back_off_batch(self, claim: Claim, urls: Sequence[str], exc: BatchTooLarge) -> None:
-        self._abandon(claim, urls)
-        with self._lock:
-            smallest = self._batch_size == 1
-            self._batch_size = max(1, self._batch_size // 2)
-        if smallest:
+    def _back_off_batch(
+        self, claim: Claim, urls: Sequence[str], exc: BatchTooLarge
+    ) -> list[Sequence[str]]:
+        """Halve the refused piece (and later claims); a single URL too large stops the run.
+
+        Judged by the refused piece itself: several threads refuse batches claimed
+        at different sizes, and one of them may have shrunk the shared size already.
+        """
+        if len(urls) == 1:
+            self._abandon(claim, urls)
             self._finish(error=exc)
             raise _Stop from exc
+        half = len(urls) // 2
+        with self._lock:
+            self._batch_size = max(1, min(self._batch_size, half))
         log.warning(
             "provider refused a batch of %d URLs; batches are now %d", len(urls), self._batch_size
         )
+        return [urls[:half], urls[half:]]
 
     def _give_up_after(
         self, attempt: int, claim: Claim, urls: Sequence[str], exc: ProviderError
@@ -490,7 +507,7 @@ class Scheduler:
             book = self.ledger.quota_day(*self.quota_key())
             if granted or book is None or book.inflight == 0:
                 break
-            time.sleep(SETTLE_WAIT_SECONDS)
+            self._cancel.wait(SETTLE_WAIT_SECONDS)
         return claim, granted
 
     def _claim_with_quota(self, key: tuple[str, str, str] | None) -> tuple[Claim | None, int]:

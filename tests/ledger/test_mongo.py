@@ -190,3 +190,19 @@ def test_open_ledger_defaults_to_sqlite(tmp_path: object) -> None:
 
     assert isinstance(ledger, SqliteLedger)
     ledger.close()
+
+
+def test_a_stop_cuts_the_reconnect_backoff_short() -> None:
+    from cdn_preheat import stopping
+
+    uri = "mongodb://127.0.0.1:1/cdn_preheat"
+    # An hour between attempts: only the stop lets this call end.
+    ledger = MongoLedger.from_uri(uri, timeout=0.05, retries=3, backoff=3600)
+    stopping.STOP.set()
+    try:
+        with pytest.raises(LedgerError) as caught:
+            ledger.get_video("v1")
+        assert "unreachable after 1 attempt " in str(caught.value)
+    finally:
+        stopping.STOP.clear()
+        ledger.close()

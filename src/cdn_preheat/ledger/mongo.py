@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -40,7 +39,7 @@ from pymongo.errors import (
     PyMongoError,
 )
 
-from cdn_preheat import redact
+from cdn_preheat import redact, stopping
 from cdn_preheat.config import mongodb_secrets
 from cdn_preheat.errors import ConfigError, LedgerError
 from cdn_preheat.ledger.base import (
@@ -132,7 +131,8 @@ def _reconnecting(
                 except ConnectionFailure as exc:
                     if attempt + 1 == attempts:
                         raise self._unreachable(exc, attempts) from None
-                    time.sleep(self.backoff * 2**attempt)
+                    if stopping.sleep(self.backoff * 2**attempt):
+                        raise self._unreachable(exc, attempt + 1) from None
                 except PyMongoError as exc:
                     raise self._failed(exc) from None
             raise AssertionError("unreachable")  # pragma: no cover
