@@ -151,3 +151,25 @@ def test_an_origin_swamped_by_the_prefetch_burst_is_retried_and_ends_done(
         assert sorted(received) == sorted(urls)
         assert sorted(received.values()).count(2) == 5  # the five swamped pulls, pushed again
         assert set(received.values()) == {1, 2}
+
+
+def test_a_10k_catalog_with_drops_and_lost_answers_ends_with_every_url_done(
+    tmp_path: Path,
+) -> None:
+    # Every API call (pushes, status polls, reconciliation pages) may hang up
+    # before it ran or after: the run must still end with every URL done.
+    faults = Faults(drop=0.1, lost_answer=0.1, seed=7)
+    videos = ["demo-1", "demo-2", "demo-3", "demo-4"]
+    with Sandbox(videos=4, variants=3, segments=625, task_delay=0.2, faults=faults) as box:
+        cli = make_cli(box, tmp_path)
+        urls = expected_urls(cli, *videos)
+        assert len(set(urls)) >= 10_000
+        run = cli("batch", str(write_catalog(cli, videos)), "--json")
+        assert run.code == 0, run.stderr
+        assert "Traceback" not in run.stderr
+
+        received = box.tencent.received_urls()
+        assert set(received) == set(urls)
+        assert box.tencent.outcomes["fault"] > 0 and box.tencent.outcomes["lost_answer"] > 0
+        assert box.tencent.rate_refusals == {}
+        assert_all_done(cli, urls)

@@ -8,6 +8,7 @@ become :mod:`cdn_preheat.errors` by their Tencent code.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -265,8 +266,16 @@ class TencentProvider(Provider):
             for name, value in criteria.items():
                 setattr(request, name, value)
             request.Offset, request.Limit = offset, self._page_size
-            try:  # paced on DescribePushTasks' own budget (TENCENT_BUDGETS)
-                answer = self._call("DescribePushTasks", request)
+            try:
+                # Paced on DescribePushTasks' own budget (TENCENT_BUDGETS). A page that
+                # draws a rate-limit or transient answer is asked again alone: a long
+                # scan no longer starts over from its first page on every lost answer,
+                # which on a flaky link it never finished.
+                answer = call_with_retries(
+                    functools.partial(self._call, "DescribePushTasks", request),
+                    attempts=PAGE_ATTEMPTS,
+                    on_retry=lambda exc: logger.warning("a push log page: %s (retrying)", exc),
+                )
             except ProviderError as exc:
                 smaller = [n for n in PUSH_LOG_PAGE_SIZES if n < self._page_size]
                 if not (exc.code or "").startswith("InvalidParameter") or not smaller:
@@ -295,7 +304,9 @@ class TencentProvider(Provider):
             def page(offset: int, task_id: str = task_id) -> tuple[list[Any], int]:
                 request = models.DescribePurgeTasksRequest()
                 request.TaskId, request.Offset, request.Limit = task_id, offset, PAGE_SIZE
-                answer = self._call("DescribePurgeTasks", request)
+                answer = call_with_retries(
+                    lambda: self._call("DescribePurgeTasks", request), attempts=PAGE_ATTEMPTS
+                )
                 return list(answer.PurgeLogs or []), int(answer.TotalCount or 0)
 
             for log in _paginate(page):
@@ -470,19 +481,10 @@ class TencentProvider(Provider):
 
 
 def _paginate(page: Callable[[int], tuple[list[Any], int]]) -> Iterator[Any]:
-    """Every item of an offset/limit listing.
-
-    A page whose call fails with a rate-limit or transient answer is asked
-    again alone (it is a query): a long scan no longer starts over from the
-    first page on every lost answer, which on a flaky link it never finished.
-    """
+    """Every item of an offset/limit listing (``page`` retries a failed page itself)."""
     offset = 0
     while True:
-        items, total = call_with_retries(
-            lambda at=offset: page(at),  # type: ignore[misc]
-            attempts=PAGE_ATTEMPTS,
-            on_retry=lambda exc: logger.warning("a task list page: %s (retrying)", exc),
-        )
+        items, total = page(offset)
         yield from items
         offset += len(items)
         if not items or offset >= total:
