@@ -77,6 +77,10 @@ def _serve(spec: SandboxSpec, conn: Connection) -> None:
                 conn.send(len(sandbox.tencent.received_urls()))
             elif name == "push_times":  # when each accepted push passed the checks
                 conn.send({p.task_id: p.time.timestamp() for p in sandbox.tencent.received()})
+            elif name == "actions":  # authenticated calls by action
+                conn.send(dict(sandbox.tencent.actions))
+            elif name == "rate_refusals":  # calls refused by their API's rate window
+                conn.send(dict(sandbox.tencent.rate_refusals))
             elif name == "origin_latency":
                 sandbox.origin.latency = float(argument)
                 conn.send(None)

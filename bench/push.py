@@ -2,6 +2,7 @@
 
     python bench/push.py                   # 200,000 URLs; old way on 20,000
     python bench/push.py --urls 40000 --old-urls 4000 --concurrency 8
+    python bench/push.py --workers 1 2 4   # worker processes sharing one account and ledger
 
 The sandbox (in its own process) enforces 500 URLs a request and 20
 requests a second, and adds 50 ms to every API request. The URLs (edge-host
@@ -22,6 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from _common import SandboxProcess, SandboxSpec, machine_load, table, verdict
 
@@ -156,6 +158,152 @@ def run_old_way(env: dict[str, str], urls: list[str]) -> tuple[float, int]:
     return time.perf_counter() - started, errors
 
 
+def _worker_process(env: dict[str, str], db: str, concurrency: int, start: Any) -> None:
+    """One worker process: push the shared queue and follow its tasks (``run_queue``)."""
+    from cdn_preheat.ledger.sqlite import SqliteLedger
+    from cdn_preheat.pipeline import RunOptions, run_queue
+    from cdn_preheat.providers.tencent import TencentProvider
+    from cdn_preheat.scheduler import SchedulerOptions
+    from cdn_preheat.tracker import TrackerOptions
+
+    provider = TencentProvider(settings_for(env))  # type: ignore[arg-type]
+    ledger = SqliteLedger(db)
+    options = RunOptions(
+        scheduler=SchedulerOptions(concurrency=concurrency),
+        tracker=TrackerOptions(timeout=600),
+    )
+    start.wait()
+    run_queue(ledger, provider, options)
+    ledger.close()
+
+
+def run_workers(
+    sandbox: SandboxProcess, urls: list[str], workers: int, concurrency: int, workdir: Path
+) -> dict[str, object]:
+    """``workers`` processes on one SQLite ledger and one account: the emulator's counts."""
+    import multiprocessing
+
+    from cdn_preheat.ledger.base import QueuedUrl, UrlState
+    from cdn_preheat.ledger.sqlite import SqliteLedger
+
+    db = str(workdir / f"workers-{workers}.db")
+    ledger = SqliteLedger(db)
+    now = dt.datetime.now(dt.UTC)
+    for first in range(0, len(urls), 5000):
+        chunk = [QueuedUrl(url, "segment") for url in urls[first : first + 5000]]
+        ledger.enqueue(f"bench-{first}", "tencent", "mainland", chunk, now, dt.timedelta(days=1))
+    actions_before = sandbox.ask("actions")
+    refused_before = sandbox.ask("rate_refusals")
+    times_before = set(sandbox.ask("push_times"))
+    context = multiprocessing.get_context("spawn")
+    # Every process imports and connects first, then all start pushing together.
+    start = context.Barrier(workers + 1)
+    procs = [
+        context.Process(target=_worker_process, args=(sandbox.env, db, concurrency, start))
+        for _ in range(workers)
+    ]
+    for proc in procs:
+        proc.start()
+    start.wait()
+    for proc in procs:
+        proc.join()
+    accepted = sorted(
+        t for task, t in sandbox.ask("push_times").items() if task not in times_before
+    )
+    actions = delta(sandbox.ask("actions"), actions_before)
+    refused = delta(sandbox.ask("rate_refusals"), refused_before)
+    counts = ledger.counts()
+    ledger.close()
+    pushes = actions.get("PushUrlsCache", 0)
+    # The account's rate over the run: pushes accepted from the first to the last, one
+    # 1/20 s slot each (N pushes at 20/s span (N - 1) / 20 s).
+    span = (accepted[-1] - accepted[0]) + 1 / RATE if accepted else float("nan")
+    pushed = len(urls)
+    return {
+        "workers": workers,
+        "urls": len(urls),
+        "done": counts.get(UrlState.DONE, 0) + counts.get(UrlState.INVALID, 0),
+        "exit_codes": [proc.exitcode for proc in procs],
+        "push_span": span,
+        "rate": pushed / span,
+        "pushes": pushes,
+        "pushes_refused": refused.get("PushUrlsCache", 0),
+        "status_calls": actions.get("DescribePushTasks", 0),
+        "status_refused": refused.get("DescribePushTasks", 0),
+        "other_refused": sum(
+            n for a, n in refused.items() if a not in ("PushUrlsCache", "DescribePushTasks")
+        ),
+    }
+
+
+def main_workers(args: argparse.Namespace) -> int:
+    spec = SandboxSpec(
+        videos=1, variants=4, segments=1000, push_batch=BATCH, requests_per_second=RATE,
+        push_per_day=10 * args.urls * len(args.workers), task_delay=args.task_delay,
+        latency=LATENCY, nice=-args.sandbox_priority, sandbox_gc=args.sandbox_gc,
+    )  # fmt: skip
+    print(
+        f"{args.urls:,} URLs per run at {BATCH} URLs/request, {RATE} requests/s per API,"
+        f" {LATENCY * 1000:.0f} ms per API request, tasks done after {args.task_delay:g} s;"
+        f" worker processes {args.workers}, each with scheduler concurrency {args.concurrency},"
+        f" on one SQLite ledger; nobody divides the rate by hand; {machine_load()}"
+    )
+    results = []
+    with SandboxProcess(spec) as sandbox, tempfile.TemporaryDirectory() as tmp:
+        # Fresh URLs for every run, so that no run finds another's pushes done.
+        all_urls = edge_urls(
+            sandbox.edge, args.urls * len(args.workers), spec.variants, spec.segments
+        )
+        for number, workers in enumerate(args.workers):
+            urls = all_urls[number * args.urls : (number + 1) * args.urls]
+            results.append(run_workers(sandbox, urls, workers, args.concurrency, Path(tmp)))
+    rows = []
+    for r in results:
+        rate = float(r["rate"])  # type: ignore[arg-type]
+        urls = int(r["urls"])  # type: ignore[call-overload]
+        rows.append([
+            str(r["workers"]), f"{urls:,}", f"{r['done']:,}", f"{rate:,.0f}",
+            f"{rate / CEILING:.1%}", f"{r['pushes']}", f"{r['pushes_refused']}",
+            f"{r['status_calls']}", f"{r['status_refused']}",
+            f"{1000 * int(r['status_calls']) / max(urls, 1):.2f}",  # type: ignore[call-overload]
+            " ".join(map(str, r["exit_codes"])),  # type: ignore[call-overload]
+        ])  # fmt: skip
+    print()
+    print(
+        table(
+            "Worker processes on one account (emulator's counts)",
+            ["workers", "URLs", "done", "URLs/s", "of ceiling", "pushes", "pushes refused",
+             "status calls", "status refused", "status/1,000 URLs", "exit codes"],
+            rows,
+        )
+    )  # fmt: skip
+    print()
+    targets = []
+    for r in results:
+        rate = float(r["rate"])  # type: ignore[arg-type]
+        per_500 = int(r["status_calls"]) * 500 / max(int(r["urls"]), 1)  # type: ignore[call-overload]
+        targets += [
+            [f"{r['workers']} workers: URLs/s vs ceiling", f">= {TARGET_SHARE:.0%}",
+             f"{rate / CEILING:.1%}", verdict(rate >= TARGET_SHARE * CEILING)],
+            [f"{r['workers']} workers: pushes refused for rate", "0", f"{r['pushes_refused']}",
+             verdict(r["pushes_refused"] == 0)],
+            [f"{r['workers']} workers: status calls refused", "0", f"{r['status_refused']}",
+             verdict(r["status_refused"] == 0)],
+            [f"{r['workers']} workers: status calls per 500 URLs", "<= 1", f"{per_500:.2f}",
+             verdict(per_500 <= 1)],
+            [f"{r['workers']} workers: every URL done", f"{r['urls']:,}", f"{r['done']:,}",
+             verdict(r["done"] == r["urls"])],
+        ]  # fmt: skip
+    print(
+        table(
+            f"Targets ({machine_load()} at the end)",
+            ["measure", "target", "measured", "result"],
+            targets,
+        )
+    )
+    return 0
+
+
 def delta(after: dict[str, int], before: dict[str, int]) -> Counter[str]:
     result = Counter(after)
     result.subtract(before)
@@ -180,7 +328,22 @@ def main() -> int:
         help="keep Python's cyclic GC on in the sandbox process: its pauses then delay the"
         " emulator's rate check, and the client earns rate-limit answers it did not cause",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        help="instead: worker processes (e.g. 1 2 4) sharing one account and one SQLite"
+        " ledger, each pushing and following its tasks (run_queue); --urls per run",
+    )
+    parser.add_argument(
+        "--task-delay",
+        type=float,
+        default=1.0,
+        help="with --workers: seconds until the emulator finishes a task",
+    )
     args = parser.parse_args()
+    if args.workers:
+        return main_workers(args)
 
     spec = SandboxSpec(
         videos=1, variants=4, segments=1000, push_batch=BATCH, requests_per_second=RATE,

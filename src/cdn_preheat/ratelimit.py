@@ -138,13 +138,16 @@ class RateLimiter:
         def done() -> None:
             answered = time.monotonic()
             with self._lock:
+                # The window is widened by the margin; a call placed ``slack`` before
+                # its latest possible arrival still has a full vendor second after it.
+                slack = self._window - self._period
                 if self._answered < self._burst:
                     # Cold start (first connections, the SDK's first request): no
                     # round trip is known to be typical yet, so count the call as
                     # arriving when its answer did, which it cannot be later than.
-                    slot[0] = max(slot[0], answered)
+                    slot[0] = max(slot[0], answered - slack)
                 else:
-                    slot[0] = max(slot[0], answered - self._fastest)
+                    slot[0] = max(slot[0], answered - self._fastest - slack)
                 self._answered += 1
                 self._fastest = min(self._fastest, answered - released)
 
@@ -310,15 +313,28 @@ class RateShare:
         self.workers = 1
 
     def start(self, stop: threading.Event | None = None) -> RateShare:
-        """Join: beat once, take the share, and wait for the others to slow down."""
-        self._beat()
+        """Join: beat, take the share, and wait until every other worker counts us.
+
+        Every worker waits ``interval`` after joining and beats again before
+        its first call, so workers that join within half an interval of each
+        other (a fleet started together) count each other from their first
+        call. A worker that joined earlier than that may be calling at a share
+        that leaves us out: it notices us within ``interval``, and its calls at
+        the old rate leave the vendor's window ``settle`` later, so we wait that.
+        """
+        joined = self._beat()
+        mine = joined[self.worker_id]
+        earlier = [
+            when
+            for worker, when in joined.items()
+            if worker != self.worker_id and when < mine - _seconds(self.interval / 2)
+        ]
+        wait = self.interval + (self.settle if earlier else 0.0)
         # Beat while waiting, too: workers that join meanwhile lower our share.
         self._thread = threading.Thread(target=self._run, name="rate-share", daemon=True)
         self._thread.start()
-        if self.workers > 1:
-            # The others notice this worker within ``interval``; their calls at the
-            # old rate leave the vendor's window one (widened) second later.
-            (stop or threading.Event()).wait(self.interval + self.settle)
+        (stop or threading.Event()).wait(wait)
+        self._beat()
         return self
 
     def stop(self) -> None:
@@ -344,19 +360,15 @@ class RateShare:
             except Exception:  # keep the last share; the next beat tries again
                 log.warning("rate share heartbeat failed", exc_info=True)
 
-    def _beat(self) -> None:
+    def _beat(self) -> dict[str, dt.datetime]:
         with self._beat_lock:
-            self._beat_locked()
+            return self._beat_locked()
 
-    def _beat_locked(self) -> None:
-        import datetime as dt
-
-        live = max(
-            1,
-            self.ledger.heartbeat(
-                self.scope, self.worker_id, self._clock(), dt.timedelta(seconds=self.ttl)
-            ),
+    def _beat_locked(self) -> dict[str, dt.datetime]:
+        joined = self.ledger.heartbeat(
+            self.scope, self.worker_id, self._clock(), _seconds(self.ttl)
         )
+        live = max(1, len(joined))
         now = time.monotonic()
         if live >= self.workers:
             # More workers: slow down at once (the joiner waits for us).
@@ -365,20 +377,27 @@ class RateShare:
             # Fewer: the leaver's last calls are still in the vendor's window for
             # up to a (widened) second; take its share only once they have left.
             self._fewer_since = now
-            return
+            return joined
         elif now - self._fewer_since < self.settle:
-            return
+            return joined
         if live != self.workers:
             log.info("%d workers share the %s rate limits", live, self.scope)
         self._fewer_since = None
         self.workers = live
         self.pacing.set_share(live)
+        return joined
 
 
 def _utcnow() -> dt.datetime:
     import datetime as dt
 
     return dt.datetime.now(dt.UTC)
+
+
+def _seconds(value: float) -> dt.timedelta:
+    import datetime as dt
+
+    return dt.timedelta(seconds=value)
 
 
 def backoff_delay(attempt: int, *, base: float = 0.2, cap: float = 10.0) -> float:

@@ -53,6 +53,8 @@ WINDOW_GAP = dt.timedelta(seconds=30)
 # A window query is worth it from this many tasks on; fewer are asked by id.
 MIN_WINDOW_TASKS = 2
 STATUS_ATTEMPTS = 8
+# How long a poller's turn lasts without renewal (renewed every round).
+TURN_SECONDS = 30.0
 
 
 def _default_worker_id() -> str:
@@ -167,24 +169,31 @@ class Tracker:
         total = TrackReport()
         deadline = time.monotonic() + self.options.timeout
         interval = self.options.poll_interval
-        while not stop.is_set():
-            ttl = dt.timedelta(seconds=2 * interval + 2)
-            if self.ledger.take_turn(self._turn, self.options.worker_id, self._clock(), ttl):
-                round_ = self.poll_once()
-                total.done += round_.done
-                total.failed += round_.failed
-                total.invalid += round_.invalid
-                total.abandoned += round_.abandoned
-                total.polls += round_.polls
-                total.still_processing = round_.still_processing
-                interval = self._next_interval(interval, round_)
-            # else another worker polls for everyone this round; its outcomes land here too.
-            if not self.ledger.open_tasks(self.provider.name, self.provider.area):
-                break
-            if time.monotonic() >= deadline:
-                total.timed_out = True
-                break
-            stop.wait(interval)
+        worker = self.options.worker_id
+        try:
+            while not stop.is_set():
+                # Long enough for a round of many pages at a shared status rate; given
+                # back when this worker stops following, so only a dead holder costs
+                # the others a wait.
+                ttl = dt.timedelta(seconds=max(TURN_SECONDS, 2 * interval + 2))
+                if self.ledger.take_turn(self._turn, worker, self._clock(), ttl):
+                    round_ = self.poll_once()
+                    total.done += round_.done
+                    total.failed += round_.failed
+                    total.invalid += round_.invalid
+                    total.abandoned += round_.abandoned
+                    total.polls += round_.polls
+                    total.still_processing = round_.still_processing
+                    interval = self._next_interval(interval, round_)
+                # else another worker polls for everyone; its outcomes land here too.
+                if not self.ledger.open_tasks(self.provider.name, self.provider.area):
+                    break
+                if time.monotonic() >= deadline:
+                    total.timed_out = True
+                    break
+                stop.wait(interval)
+        finally:
+            self.ledger.release_turn(self._turn, worker)
         return total
 
     def _next_interval(self, interval: float, round_: TrackReport) -> float:

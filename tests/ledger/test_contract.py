@@ -771,26 +771,31 @@ def test_reservations_never_exceed_the_limit(ledger: Ledger, seed: int) -> None:
 
 def test_heartbeats_count_the_live_workers_of_a_scope(ledger: Ledger) -> None:
     ttl = dt.timedelta(seconds=5)
-    assert ledger.heartbeat("tencent", "a", T0, ttl) == 1
-    assert ledger.heartbeat("tencent", "b", T0, ttl) == 2
-    assert ledger.heartbeat("tencent", "a", T0 + dt.timedelta(seconds=1), ttl) == 2  # same worker
-    assert ledger.heartbeat("qiniu", "a", T0, ttl) == 1  # scopes are separate
+    later = T0 + dt.timedelta(seconds=1)
+    assert ledger.heartbeat("tencent", "a", T0, ttl) == {"a": T0}
+    assert ledger.heartbeat("tencent", "b", later, ttl) == {"a": T0, "b": later}
+    # The same worker again: still two, each with when it joined.
+    assert ledger.heartbeat("tencent", "a", later, ttl) == {"a": T0, "b": later}
+    assert ledger.heartbeat("qiniu", "a", T0, ttl) == {"a": T0}  # scopes are separate
 
 
 def test_a_silent_worker_stops_counting_after_the_ttl(ledger: Ledger) -> None:
     ttl = dt.timedelta(seconds=5)
     ledger.heartbeat("tencent", "dead", T0, ttl)
     ledger.heartbeat("tencent", "live", T0 + dt.timedelta(seconds=4), ttl)
-    assert ledger.heartbeat("tencent", "live", T0 + dt.timedelta(seconds=6), ttl) == 1
+    live = ledger.heartbeat("tencent", "live", T0 + dt.timedelta(seconds=6), ttl)
+    assert set(live) == {"live"}
 
 
-def test_a_worker_that_leaves_stops_counting_at_once(ledger: Ledger) -> None:
+def test_a_worker_that_leaves_stops_counting_at_once_and_joins_anew(ledger: Ledger) -> None:
     ttl = dt.timedelta(seconds=5)
     ledger.heartbeat("tencent", "a", T0, ttl)
     ledger.heartbeat("tencent", "b", T0, ttl)
     ledger.leave("tencent", "b")
     ledger.leave("tencent", "never-there")
-    assert ledger.heartbeat("tencent", "a", T0, ttl) == 1
+    assert set(ledger.heartbeat("tencent", "a", T0, ttl)) == {"a"}
+    back = T0 + dt.timedelta(seconds=2)
+    assert ledger.heartbeat("tencent", "b", back, ttl)["b"] == back
 
 
 def test_a_turn_goes_to_one_holder_until_it_expires(ledger: Ledger) -> None:
@@ -802,3 +807,12 @@ def test_a_turn_goes_to_one_holder_until_it_expires(ledger: Ledger) -> None:
     assert not ledger.take_turn("poll/tencent", "b", T0 + dt.timedelta(seconds=2.5), ttl)
     assert ledger.take_turn("poll/tencent", "b", T0 + dt.timedelta(seconds=3.5), ttl)  # expired
     assert not ledger.take_turn("poll/tencent", "a", T0 + dt.timedelta(seconds=4), ttl)
+
+
+def test_a_released_turn_is_free_at_once_but_only_its_holder_releases_it(ledger: Ledger) -> None:
+    ttl = dt.timedelta(seconds=30)
+    assert ledger.take_turn("poll/tencent", "a", T0, ttl)
+    ledger.release_turn("poll/tencent", "b")  # not b's: nothing changes
+    assert not ledger.take_turn("poll/tencent", "b", T0, ttl)
+    ledger.release_turn("poll/tencent", "a")
+    assert ledger.take_turn("poll/tencent", "b", T0, ttl)

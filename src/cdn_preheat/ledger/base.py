@@ -385,12 +385,15 @@ class Ledger(ABC):
 
     # Workers sharing an account's rate limits ---------------------------
     @abstractmethod
-    def heartbeat(self, scope: str, worker_id: str, now: dt.datetime, ttl: dt.timedelta) -> int:
-        """``worker_id`` is alive on ``scope`` at ``now``; how many workers are.
+    def heartbeat(
+        self, scope: str, worker_id: str, now: dt.datetime, ttl: dt.timedelta
+    ) -> dict[str, dt.datetime]:
+        """``worker_id`` is alive on ``scope`` at ``now``; the live workers and when each joined.
 
         Workers heard from within ``ttl`` before ``now`` count, this one
-        included; older heartbeats are forgotten. ``scope`` names what they
-        share (a provider account's rate limits, see ``ratelimit.RateShare``).
+        included; older heartbeats are forgotten. A worker joins at its first
+        heartbeat (again after it left or was forgotten). ``scope`` names what
+        they share (a provider account's rate limits, see ``ratelimit.RateShare``).
         """
 
     @abstractmethod
@@ -405,6 +408,10 @@ class Ledger(ABC):
         free turn. Used so that one worker at a time polls a provider's task
         list for everyone (the outcomes go to the shared ledger).
         """
+
+    @abstractmethod
+    def release_turn(self, name: str, holder: str) -> None:
+        """Give the turn ``name`` up, if ``holder`` has it; others may take it at once."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the connection."""

@@ -170,7 +170,7 @@ class MongoLedger(Ledger):
         self.quota: Collection[Doc] = self.db["quota_days"]
         self.counters: Collection[Doc] = self.db["counters"]
         self.legacy: Collection[Doc] = self.db["preheated_videos"]
-        self.workers: Collection[Doc] = self.db["workers"]
+        self.workers: Collection[Doc] = self.db["rate_workers"]
         self.turns: Collection[Doc] = self.db["turns"]
 
     @classmethod
@@ -881,15 +881,23 @@ class MongoLedger(Ledger):
 
     # Workers --------------------------------------------------------------
     @_reconnecting()
-    def heartbeat(self, scope: str, worker_id: str, now: dt.datetime, ttl: dt.timedelta) -> int:
+    def heartbeat(
+        self, scope: str, worker_id: str, now: dt.datetime, ttl: dt.timedelta
+    ) -> dict[str, dt.datetime]:
+        self.workers.delete_many({"scope": scope, "seen_at": {"$lt": now - ttl}})
         # Idempotent: a retried beat only sets the same time again.
         self.workers.update_one(
             {"_id": f"{scope}\n{worker_id}"},
-            {"$set": {"scope": scope, "worker_id": worker_id, "seen_at": now}},
+            {
+                "$set": {"scope": scope, "worker_id": worker_id, "seen_at": now},
+                "$setOnInsert": {"joined_at": now},
+            },
             upsert=True,
         )
-        self.workers.delete_many({"scope": scope, "seen_at": {"$lt": now - ttl}})
-        return self.workers.count_documents({"scope": scope})
+        return {
+            str(doc["worker_id"]): _moment(doc["joined_at"])
+            for doc in self.workers.find({"scope": scope})
+        }
 
     @_reconnecting()
     def leave(self, scope: str, worker_id: str) -> None:
@@ -909,6 +917,10 @@ class MongoLedger(Ledger):
             return False
         doc = self.turns.find_one({"_id": name})
         return doc is not None and doc.get("holder") == holder
+
+    @_reconnecting()
+    def release_turn(self, name: str, holder: str) -> None:
+        self.turns.delete_one({"_id": name, "holder": holder})
 
 
 def _redacted(text: str, secrets: Sequence[str]) -> str:

@@ -123,9 +123,10 @@ CREATE TABLE IF NOT EXISTS tasks (
 CREATE INDEX IF NOT EXISTS tasks_open ON tasks (provider, area, kind, created_at) WHERE open = 1;
 
 -- Live worker processes per shared rate limit (heartbeats, see RateShare).
-CREATE TABLE IF NOT EXISTS workers (
+CREATE TABLE IF NOT EXISTS rate_workers (
     scope     TEXT NOT NULL,
     worker_id TEXT NOT NULL,
+    joined_at INTEGER NOT NULL,
     seen_at   INTEGER NOT NULL,
     PRIMARY KEY (scope, worker_id)
 );
@@ -799,22 +800,29 @@ class SqliteLedger(Ledger):
 
     # Workers --------------------------------------------------------------
     @_translated
-    def heartbeat(self, scope: str, worker_id: str, now: dt.datetime, ttl: dt.timedelta) -> int:
+    def heartbeat(
+        self, scope: str, worker_id: str, now: dt.datetime, ttl: dt.timedelta
+    ) -> dict[str, dt.datetime]:
         seen, oldest = _micros(now), _micros(now - ttl)
         with self._write() as db:
+            db.execute("DELETE FROM rate_workers WHERE scope = ? AND seen_at < ?", (scope, oldest))
             db.execute(
-                "INSERT INTO workers (scope, worker_id, seen_at) VALUES (?, ?, ?)"
+                "INSERT INTO rate_workers (scope, worker_id, joined_at, seen_at)"
+                " VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (scope, worker_id) DO UPDATE SET seen_at = excluded.seen_at",
-                (scope, worker_id, seen),
+                (scope, worker_id, seen, seen),
             )
-            db.execute("DELETE FROM workers WHERE scope = ? AND seen_at < ?", (scope, oldest))
-            row = db.execute("SELECT count(*) FROM workers WHERE scope = ?", (scope,)).fetchone()
-        return int(row[0])
+            rows = db.execute(
+                "SELECT worker_id, joined_at FROM rate_workers WHERE scope = ?", (scope,)
+            ).fetchall()
+        return {worker: _moment(joined) for worker, joined in rows}
 
     @_translated
     def leave(self, scope: str, worker_id: str) -> None:
         with self._write() as db:
-            db.execute("DELETE FROM workers WHERE scope = ? AND worker_id = ?", (scope, worker_id))
+            db.execute(
+                "DELETE FROM rate_workers WHERE scope = ? AND worker_id = ?", (scope, worker_id)
+            )
 
     @_translated
     def take_turn(self, name: str, holder: str, now: dt.datetime, ttl: dt.timedelta) -> bool:
@@ -827,6 +835,11 @@ class SqliteLedger(Ledger):
             )
             row = db.execute("SELECT holder FROM turns WHERE name = ?", (name,)).fetchone()
         return row is not None and row[0] == holder
+
+    @_translated
+    def release_turn(self, name: str, holder: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM turns WHERE name = ? AND holder = ?", (name, holder))
 
 
 # Enqueue works on a temporary table so that classification, upsert and
