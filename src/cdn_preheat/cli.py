@@ -109,10 +109,7 @@ def push(
     settings = _settings()
     head = pipeline.HeadFirst.parse(head_first)
     if dry_run:
-        expansion = expand(m3u8_url, expand_options(settings, strict=strict))
-        queued = pipeline.describe_expansion(video_id, expansion)
-        render.report_push(queued, None, json_out, dry_run=True)
-        _exit_if_partial([queued])
+        _dry_run(settings, video_id, m3u8_url, strict=strict, json_out=json_out)
         return
 
     ledger = _ledger(settings)
@@ -154,6 +151,25 @@ def push(
         _exit_if_partial([queued])
     finally:
         ledger.close()
+
+
+def _dry_run(
+    settings: Settings, video_id: str, m3u8_url: str, *, strict: bool, json_out: bool
+) -> None:
+    """``push --dry-run``: expand, count what a push would send (ledger read-only)."""
+    from cdn_preheat import pipeline, render
+    from cdn_preheat.app import expand_options
+    from cdn_preheat.hls import expand
+
+    expansion = expand(m3u8_url, expand_options(settings, strict=strict))
+    queued = pipeline.describe_expansion(video_id, expansion)
+    ledger = _ledger(settings, read_only=True)
+    try:
+        pipeline.count_would_push(ledger, queued, expansion, settings.cdn_preheat_max_age)
+    finally:
+        ledger.close()
+    render.report_push(queued, None, json_out, dry_run=True)
+    _exit_if_partial([queued])
 
 
 def _check_video_id(video_id: str) -> None:
@@ -207,7 +223,7 @@ def _run(
 
 def _exit_for(report: RunReport, ledger: Ledger, video_ids: list[str]) -> None:
     from cdn_preheat import ui
-    from cdn_preheat.ledger.base import UrlState
+    from cdn_preheat.ledger.base import UrlState, VideoState
 
     if report.interrupted:
         ui.note(
@@ -231,6 +247,10 @@ def _exit_for(report: RunReport, ledger: Ledger, video_ids: list[str]) -> None:
     failed = sum(ledger.counts(video_id).get(UrlState.FAILED, 0) for video_id in video_ids)
     if failed:
         ui.note(f"{failed} URLs could not be prefetched after every attempt; see status.")
+        raise typer.Exit(1)
+    lost = [v for v in video_ids if (r := ledger.get_video(v)) and r.state is VideoState.FAILED]
+    if lost:
+        ui.note(f"every URL of {', '.join(lost)} was refused as invalid; see status.")
         raise typer.Exit(1)
 
 
@@ -478,14 +498,21 @@ def quota(json_out: JsonOption = False) -> None:
     finally:
         ledger.close()
         provider.close()
+    total, available, source = live.total, live.available, "provider"
+    if available is None and book is not None and book.limit is not None:
+        # No quota API (Qiniu): the figures the ledger learned from the CDN's
+        # answers today (quotaDay/surplusDay of each prefetch answer).
+        total, available, source = book.limit, book.remaining, "ledger"
     data = {
         "provider": provider.name,
         "area": provider.area,
         "day": day,
         "batch": live.batch or provider.limits.batch_size,
-        "total": live.total,
-        "available": live.available,
+        "total": total,
+        "available": available,
+        "used_today": book.used if book else None,
         "reserved_in_flight": book.inflight if book else 0,
+        "source": source if available is not None else "unknown until the first push today",
     }
     if json_out:
         ui.print_json(data)
@@ -528,7 +555,7 @@ def verify(
     and Alibaba prefetch), or a miss; both hits count as cached. Exit 0 when
     the cached ratio reaches --min-hit-ratio and every probe was answered.
     """
-    from cdn_preheat import render, ui
+    from cdn_preheat import pipeline, render, ui
     from cdn_preheat.errors import InputError
     from cdn_preheat.verify import (
         gate,
@@ -551,7 +578,9 @@ def verify(
         requeued = 0
         if requeue:
             provider = _provider(settings)
-            requeued = ledger.requeue(provider.name, provider.area, missed_urls(report))
+            requeued = pipeline.requeue_missed(
+                ledger, provider.name, provider.area, video_id, missed_urls(report)
+            )
     finally:
         ledger.close()
     outcome = gate(report, min_hit_ratio)

@@ -104,6 +104,7 @@ class QueuedVideo:
     hit_ratio: float | None = None  # from a verification after pushing
     warnings: list[str] = field(default_factory=list)  # malformed tags read as absent
     failed_playlists: list[str] = field(default_factory=list)  # renditions skipped: partial
+    would_push: int | None = None  # dry runs: what a push would send
 
     @property
     def partial(self) -> bool:
@@ -149,6 +150,33 @@ def describe_expansion(video_id: str, expansion: Expansion) -> QueuedVideo:
     return summary
 
 
+def count_would_push(
+    ledger: Ledger,
+    summary: QueuedVideo,
+    expansion: Expansion,
+    max_age: dt.timedelta,
+    now: dt.datetime | None = None,
+) -> None:
+    """For a dry run: how many of the expansion's URLs a push would send.
+
+    Those the ledger holds as done for this video, and not yet expired, are not
+    sent again; everything else is (queued ones included: the push sends them).
+    """
+    now = now or utcnow()
+    video = ledger.get_video(summary.video_id)
+    if is_preheated(video, now, max_age):
+        summary.already_preheated = True
+        summary.would_push = 0
+        return
+    fresh = {
+        record.url
+        for record in (ledger.url_records(summary.video_id) if video is not None else [])
+        if record.state is UrlState.DONE and (record.expires_at is None or record.expires_at > now)
+    }
+    summary.already_done = sum(1 for item in expansion.urls if item.url in fresh) if fresh else 0
+    summary.would_push = summary.found - summary.already_done
+
+
 def queue_expansion(
     ledger: Ledger,
     provider_name: str,
@@ -183,9 +211,23 @@ def refresh_video_state(ledger: Ledger, video_id: str, now: dt.datetime | None =
         state = VideoState.QUEUED
     elif counts.get(UrlState.SUBMITTED, 0):
         state = VideoState.SUBMITTED
+    elif not counts.get(UrlState.DONE, 0) and (
+        counts.get(UrlState.FAILED, 0) or counts.get(UrlState.INVALID, 0)
+    ):
+        state = VideoState.FAILED
     else:
         state = VideoState.DONE
     ledger.set_video_state(video_id, state, now or utcnow())
+
+
+def requeue_missed(
+    ledger: Ledger, provider: str, area: str, video_id: str, urls: Sequence[str]
+) -> int:
+    """Queue ``urls`` of the video again (verify --requeue); the video is queued again."""
+    requeued = ledger.requeue(provider, area, urls)
+    if requeued:
+        refresh_video_state(ledger, video_id)
+    return requeued
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ class PurgeReport:
     failures: dict[str, str] = field(default_factory=dict)
     timed_out: bool = False
     quota_exhausted: QuotaExhausted | None = None
+    left: list[str] = field(default_factory=list)  # not submitted: quota spent or stopped
 
 
 def clean_urls(urls: Iterable[str], *, what: str = "URL") -> list[str]:
@@ -101,8 +102,9 @@ def purge(
 ) -> PurgeReport:
     """Purge ``urls`` and ``dirs`` (already cleaned), then follow the tasks.
 
-    A spent purge quota stops the submissions and is reported in
-    ``quota_exhausted``; what was accepted before it is still followed.
+    A purge larger than the quota left submits what fits; the rest is listed
+    in ``left`` and the spent quota reported in ``quota_exhausted``. What was
+    accepted is followed.
     """
     options = options or PurgeOptions()
     stop = stop or threading.Event()
@@ -112,9 +114,21 @@ def purge(
         *(("urls", chunk) for chunk in _chunks(urls, provider.limits.purge_batch_size)),
         *(("dirs", chunk) for chunk in _chunks(dirs, provider.limits.purge_dir_batch_size)),
     ]
-    for index, (kind, batch) in enumerate(batches):
+    # A request larger than the quota left is refused whole (Tencent
+    # LimitExceeded.CdnPurgeUrlExceedDayLimit, Qiniu 400034), and no provider
+    # says how much is left in every answer: halve a refused request until what
+    # fits is accepted; a single refused item means that kind's quota is spent.
+    # Refused requests cost no quota.
+    spent: dict[str, QuotaExhausted] = {}
+    left: list[str] = []
+    while batches:
+        kind, batch = batches.pop(0)
+        if kind in spent:
+            left.extend(batch)
+            continue
         if stop.is_set():
-            report.not_submitted = sum(len(b) for _, b in batches[index:])
+            left.extend(batch)
+            left.extend(item for _, rest in batches for item in rest)
             break
 
         def request(kind: str = kind, batch: list[str] = batch) -> str:
@@ -126,17 +140,27 @@ def purge(
             # A purge is idempotent, so a request whose answer was lost may be repeated.
             task_id = call_with_retries(request, limiter, attempts=options.max_retries)
         except QuotaExhausted as exc:
-            report.not_submitted = sum(len(b) for _, b in batches[index:])
-            report.quota_exhausted = QuotaExhausted(
-                f"{provider.name}'s purge quota for today is spent ({exc.code or exc}): "
-                f"{report.not_submitted} of {len(urls) + len(dirs)} URLs and directories "
-                "were not purged; run again after the quota resets.",
-                code=exc.code,
-            )
-            break
+            if len(batch) > 1:
+                half = len(batch) // 2
+                batches[:0] = [(kind, batch[:half]), (kind, batch[half:])]
+            else:
+                spent[kind] = exc
+                left.extend(batch)
+            continue
         ledger.record_task(task_id, provider.name, provider.area, TASK_KIND, len(batch), utcnow())
         report.tasks.append(task_id)
         report.submitted += len(batch)
+    report.not_submitted = len(left)
+    report.left = left
+    if spent:
+        first = next(iter(spent.values()))
+        what = " and ".join("URL" if kind == "urls" else "directory" for kind in spent)
+        report.quota_exhausted = QuotaExhausted(
+            f"{provider.name}'s {what} purge quota for today is spent ({first.code or first}): "
+            f"{report.submitted} of {len(urls) + len(dirs)} URLs and directories were "
+            f"submitted, {report.not_submitted} were not; run again after the quota resets.",
+            code=first.code,
+        )
     if options.wait and report.tasks:
         _follow(ledger, provider, report, options, limiter, on_progress, stop)
     else:

@@ -59,7 +59,11 @@ def run_dict(report: RunReport) -> dict[str, Any]:
 
 
 def push_dict(queued: QueuedVideo, report: RunReport | None) -> dict[str, Any]:
-    return video_dict(queued) | (run_dict(report) if report is not None else {})
+    data = video_dict(queued) | (run_dict(report) if report is not None else {})
+    if queued.would_push is not None:
+        data["dry_run"] = True
+        data["would_push"] = queued.would_push
+    return data
 
 
 def report_push(
@@ -80,7 +84,8 @@ def report_push(
         )
     rows: dict[str, Any] = {"URLs found": queued.found}
     if dry_run:
-        rows["would push (at most)"] = queued.found
+        rows["already preheated"] = queued.already_done
+        rows["would push"] = queued.would_push if queued.would_push is not None else queued.found
     else:
         rows["already preheated"] = queued.already_done
         rows["already queued"] = queued.already_queued
@@ -233,6 +238,7 @@ def purge_dict(report: PurgeReport) -> dict[str, Any]:
         "dirs": report.dirs,
         "submitted": report.submitted,
         "not_submitted": report.not_submitted,
+        "left": report.left,
         "tasks": report.tasks,
         "done": report.done,
         "failed": report.failed,

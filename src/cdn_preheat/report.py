@@ -11,11 +11,13 @@ end. The PNG chart needs matplotlib, the optional extra ``plot``.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from cdn_preheat.errors import ConfigError, InputError
+from cdn_preheat.errors import ConfigError, DomainError, InputError, ProviderError
 from cdn_preheat.providers.stats import LogFile, TrafficSeries
 
 Granularity = Literal["5min", "hour", "day"]
@@ -99,8 +101,9 @@ def traffic_report(
     source = stats_provider(provider)
     start = dt.datetime.combine(first, dt.time(), UTC8)
     end = dt.datetime.combine(last, dt.time(23, 59, 59), UTC8)
-    flux = source.flux(domain, start, end, granularity, metric="flux")
-    bandwidth = source.flux(domain, start, end, granularity, metric="bandwidth")
+    with _naming(domain, source.name):
+        flux = source.flux(domain, start, end, granularity, metric="flux")
+        bandwidth = source.flux(domain, start, end, granularity, metric="bandwidth")
     by_time: dict[dt.datetime, list[float | None]] = {}
     for point in flux.points:
         by_time.setdefault(point.time, [None, None])[0] = point.value
@@ -112,7 +115,26 @@ def traffic_report(
 
 def access_logs(provider: object, domain: str, day: dt.date) -> list[LogFile]:
     """The access-log packages of ``domain`` for one day (UTC+8)."""
-    return sorted(stats_provider(provider).logs(domain, day), key=lambda log: log.start)
+    source = stats_provider(provider)
+    with _naming(domain, source.name):
+        return sorted(source.logs(domain, day), key=lambda log: log.start)
+
+
+@contextmanager
+def _naming(domain: str, provider: str) -> Iterator[None]:
+    """Provider errors name the domain asked about (the providers' own name CDN_HOST)."""
+    try:
+        yield
+    except DomainError as exc:
+        code = f" ({exc.code})" if exc.code else ""
+        exc.args = (
+            f"{domain} is not a CDN domain of this {provider} account{code}; check --domain.",
+        )
+        raise
+    except ProviderError as exc:
+        if domain not in str(exc):
+            exc.args = (f"{domain}: {exc}",)
+        raise
 
 
 def report_dict(report: TrafficReport) -> dict[str, Any]:

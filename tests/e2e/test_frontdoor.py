@@ -314,3 +314,91 @@ def test_status_without_a_ledger_creates_none(cli: Cli) -> None:
     assert run.code == 0, run.stderr
     assert run.json()["videos"] == []
     assert not (cli.workdir / "ledger.sqlite3").exists()
+
+
+# Item 11: output that tells the truth --------------------------------------------
+def test_a_purge_larger_than_the_quota_left_purges_what_fits(cli: Cli) -> None:
+    assert cli("push", "demo-1", cli.sandbox.video_url("demo-1")).code == 0
+    total = cli.status("demo-1")["total"]["done"]
+    assert total > 13
+    cli.sandbox.tencent.limits.purge_url_per_day = 13
+    run = cli("purge", "--video", "demo-1", "--json")
+    assert run.code == 3, run.stderr
+    report = run.json()
+    assert report["submitted"] == 13
+    assert report["done"] == 13
+    assert report["not_submitted"] == total - 13
+    assert len(report["left"]) == total - 13
+    assert cli.sandbox.tencent.quota_used("mainland", "url") == 13
+    message = run.stderr.strip().splitlines()[-1]
+    assert f"13 of {total}" in message and "quota" in message
+
+
+def test_dry_run_json_says_how_many_urls_a_push_would_send(cli: Cli) -> None:
+    url = cli.sandbox.video_url("demo-1")
+    first = cli("push", "demo-1", url, "--dry-run", "--json")
+    assert first.code == 0, first.stderr
+    found = first.json()["found"]
+    assert first.json()["would_push"] == found > 0
+    assert cli.sandbox.tencent.received_urls() == []
+    assert not (cli.workdir / "ledger.sqlite3").exists()  # a dry run writes nothing
+    assert cli("push", "demo-1", url).code == 0
+    again = cli("push", "demo-1", url, "--dry-run", "--json").json()
+    assert again["would_push"] == 0
+    assert again["already_preheated"] is True
+
+
+@pytest.mark.parametrize("command", ["stats", "logs"])
+def test_stats_and_logs_errors_name_the_domain_asked_about(cli: Cli, command: str) -> None:
+    day = "2026-11-30"
+    args = ["--from", day, "--to", day] if command == "stats" else ["--date", day]
+    run = cli(command, "--domain", "not-ours.example.com", *args)
+    assert run.code == 1
+    message = one_sentence(run)
+    assert "not-ours.example.com" in message
+    assert cli.sandbox.edge.netloc not in message  # CDN_HOST was not asked about
+
+
+def test_a_video_whose_urls_all_ended_invalid_is_failed(cli: Cli) -> None:
+    # No CDN_HOST: the origin's own host is not a domain of the CDN account, so
+    # the CDN refuses every URL and each is isolated and marked invalid.
+    run = cli("push", "demo-1", cli.sandbox.video_url("demo-1"), extra_env={"CDN_HOST": ""})
+    assert run.code == 1, run.stderr
+    assert "refused as invalid" in run.stderr
+    status = cli.status(
+        "demo-1",
+    )
+    assert status["videos"][0]["state"] == "failed"
+    assert status["total"]["invalid"] > 0 and status["total"]["done"] == 0
+
+
+def test_a_video_with_urls_requeued_by_verify_is_queued_again(cli: Cli) -> None:
+    assert cli("push", "demo-1", cli.sandbox.video_url("demo-1")).code == 0
+    assert cli.status("demo-1")["videos"][0]["state"] == "done"
+    cli.sandbox.cache.discard(cli.sandbox.edge_url("/vod/demo-1/v1/seg3.ts"))
+    run = cli("verify", "demo-1", "--all", "--requeue", "--json")
+    assert run.json()["requeued"] == 1
+    status = cli.status("demo-1")
+    assert status["videos"][0]["state"] == "queued"
+    assert status["total"]["pending"] == 1
+    again = cli("push", "demo-1", cli.sandbox.video_url("demo-1"), "--json")  # not "preheated"
+    assert again.code == 0, again.stderr
+    assert again.json()["pushed"] == 1
+    assert cli.status("demo-1")["videos"][0]["state"] == "done"
+
+
+def test_quota_on_qiniu_shows_what_the_ledger_learned(tmp_path: Path) -> None:
+    with Sandbox(videos=1, segments=4, task_delay=0.2, edge_vendor="qiniu") as box:
+        cli = Cli(box, tmp_path, {**base_env(tmp_path), **box.client_env("qiniu")})
+        before = cli("quota", "--json")
+        assert before.code == 0, before.stderr
+        assert before.json()["available"] is None  # Qiniu has no quota API
+        push = cli("push", "demo-1", box.video_url("demo-1"), "--json")
+        assert push.code == 0, push.stderr
+        pushed = push.json()["pushed"]
+        after = cli("quota", "--json")
+        assert after.code == 0, after.stderr
+        data = after.json()
+        assert data["source"] == "ledger"
+        assert data["total"] == box.qiniu.limits.prefetch_quota
+        assert data["available"] == box.qiniu.limits.prefetch_quota - pushed

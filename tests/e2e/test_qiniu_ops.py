@@ -131,8 +131,9 @@ def test_purge_quota_spent_exits_3_and_says_so(qcli: Cli) -> None:
     assert run.code == 3, run.stderr
     report = run.json()
     assert report["quota_exhausted"] is True
-    assert report["done"] == 20  # the first request fit; the second did not
-    assert report["not_submitted"] == len(urls) - 20
+    assert report["done"] == 30  # what fits is purged: 20, then halves of the next request
+    assert report["not_submitted"] == len(urls) - 30
+    assert len(report["left"]) == len(urls) - 30
     assert "quota" in run.stderr and "Traceback" not in run.stderr
 
 

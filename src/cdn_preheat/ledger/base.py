@@ -42,6 +42,7 @@ class VideoState(StrEnum):
     QUEUED = "queued"  # URLs recorded, not all submitted yet
     SUBMITTED = "submitted"  # every URL reached the provider
     DONE = "done"  # every URL is in a terminal state
+    FAILED = "failed"  # every URL ended failed or invalid: nothing reached the edge
     LEGACY = "legacy"  # recorded by the old script: counts as preheated
 
 
