@@ -439,6 +439,24 @@ def test_external_periods_are_reported_as_skipped() -> None:
     assert result.skipped == {f"{DIR}ads/break1.xml": "external Period (xlink:href), not expanded"}
 
 
+def test_external_adaptation_sets_and_segment_lists_are_reported_as_skipped() -> None:
+    xlink = 'xmlns:xlink="http://www.w3.org/1999/xlink"'
+    text = mpd(
+        f'<Period {xlink}><AdaptationSet xlink:href="remote/audio.xml"/>'
+        '<AdaptationSet><Representation id="v" bandwidth="1">'
+        '<SegmentList xlink:href="remote/list.xml"/></Representation>'
+        '<Representation id="w" bandwidth="1"><SegmentTemplate duration="10" media="w$Number$"/>'
+        "</Representation></AdaptationSet></Period>"
+    )
+    result = Result(text)
+    assert result.names == ["w1"]
+    assert result.skipped == {
+        f"{DIR}remote/audio.xml": "external AdaptationSet (xlink:href), not expanded",
+        f"{DIR}remote/list.xml": 'external SegmentList of Representation "v" of AdaptationSet'
+        " '1' of Period \"0\" (xlink:href), not expanded",
+    }
+
+
 # --------------------------------------------------------------------------- content kinds
 
 

@@ -449,6 +449,10 @@ class _MpdExpander:
                     return found
             return None
 
+        remote = next((e for e in chain if e.get(_XLINK_HREF) is not None), None)
+        if remote is not None and kind is not None:
+            self._external(remote, base, f"{kind} of {where}")
+            return
         representation = levels[-1]
         rep_id = representation.get("id")
         bandwidth = representation.get("bandwidth")
