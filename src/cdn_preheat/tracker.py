@@ -23,6 +23,7 @@ Polling costs API calls, and every vendor limits its status API, so:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -36,6 +37,7 @@ from cdn_preheat.errors import RateLimited, Transient
 from cdn_preheat.ledger.base import Ledger, Outcome, TaskRecord, UrlState
 from cdn_preheat.providers.base import Provider, TaskEntry, TaskState
 from cdn_preheat.ratelimit import call_with_retries
+from cdn_preheat.urlkey import match_urls, url_key
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +208,7 @@ class Tracker:
         return self.options.poll_interval
 
     def _record(self, entries: Sequence[TaskEntry], report: TrackReport) -> None:
+        entries = self._as_submitted(entries)
         outcomes = [
             Outcome(e.url, e.task_id, _OUTCOME_STATES[e.state], e.reason, e.retry_once)
             for e in entries
@@ -229,6 +232,32 @@ class Tracker:
                 self.options.max_attempts,
             )
             self._on_outcomes(len(outcomes))
+
+    def _as_submitted(self, entries: Sequence[TaskEntry]) -> list[TaskEntry]:
+        """Entries with each URL written as it was submitted under that task.
+
+        A vendor may answer a URL normalised (scheme, host case, percent-encoding
+        case, default port; see :mod:`cdn_preheat.urlkey`); the ledger matches the
+        exact string, so a result left as the vendor wrote it would never close
+        its row, and its task would be polled until the tracker gives up.
+        """
+        submitted = self.ledger.submitted_urls(self.provider.name, {e.task_id for e in entries})
+        exact = {task_id: set(urls) for task_id, urls in submitted.items()}
+        by_key: dict[str, dict[str, list[str]]] = {}
+        matched = []
+        for entry in entries:
+            urls = submitted.get(entry.task_id)
+            if not urls or entry.url in exact[entry.task_id]:
+                matched.append(entry)
+                continue
+            if entry.task_id not in by_key:
+                keys: dict[str, list[str]] = {}
+                for url in urls:
+                    keys.setdefault(url_key(url), []).append(url)
+                by_key[entry.task_id] = keys
+            found = match_urls(entry.url, by_key[entry.task_id])
+            matched.append(entry if found is None else dataclasses.replace(entry, url=found))
+        return matched
 
     def _held(self, entry: TaskEntry) -> bool:
         """Whether a may-be-final result waits a little before it is recorded."""

@@ -38,6 +38,7 @@ from cdn_preheat.providers.base import Limits, Provider, Quota, SubmitResult, Ta
 from cdn_preheat.providers.stats import LogFile, TrafficPoint, TrafficSeries
 from cdn_preheat.ratelimit import Budget
 from cdn_preheat.signing import strip_anti_leech
+from cdn_preheat.urlkey import url_key
 
 CHINA = dt.timezone(dt.timedelta(hours=8))  # Qiniu's quota day and timestamps
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -176,12 +177,15 @@ class QiniuProvider(Provider):
 
     def find_submitted(self, urls: Sequence[str], since: dt.datetime) -> dict[str, str]:
         found: dict[str, str] = {}
+        wanted = {url_key(url): url for url in urls}  # the answer may normalise a URL
         start = since.astimezone(CHINA).strftime(TIME_FORMAT)
         for offset in range(0, len(urls), LIST_PAGE_SIZE):
             chunk = list(urls[offset : offset + LIST_PAGE_SIZE])
             for item in self._list_tasks("prefetch", {"urls": chunk, "startTime": start}):
+                url = wanted.get(url_key(str(item["url"])))
                 # Items come newest first: keep the latest request for each URL.
-                found.setdefault(str(item["url"]), str(item["requestId"]))
+                if url is not None:
+                    found.setdefault(url, str(item["requestId"]))
         return found
 
     # Refresh ---------------------------------------------------------------

@@ -44,6 +44,8 @@ from cdn_preheat.sandbox.core import (
     LoopbackServer,
     RateWindows,
     SandboxClock,
+    UrlEcho,
+    normalised_url,
     received_document,
 )
 from cdn_preheat.sandbox.edge import prefetched
@@ -147,6 +149,9 @@ class AliyunLimits:
     # page does not say whether it refuses or clamps, so both are offered.
     old_start_time: Literal["refuse", "clamp"] = "refuse"
     origin_4xx_description: str = INTERNAL_ERROR
+    # Whether task queries echo ObjectPath as submitted or normalise it; ObjectPath's
+    # documented format is "加速域名/文件" (PushObjectCache), so "normalise" drops the scheme.
+    url_echo: UrlEcho = "echo"
 
 
 @dataclass(frozen=True)
@@ -632,7 +637,11 @@ class AliyunApi:
         status = "Refreshing" if not done else "Failed" if item.failure else "Complete"
         return {
             "TaskId": item.task_id,
-            "ObjectPath": item.url,
+            "ObjectPath": (
+                item.url
+                if self.limits.url_echo == "echo"
+                else normalised_url(item.url, scheme=False)
+            ),
             "ObjectType": item.object_type,
             "Status": status,
             "Process": "100%" if done else "0%",

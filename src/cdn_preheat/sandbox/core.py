@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
+from yarl import URL
+
 
 class SandboxClock:
     """Wall-clock time plus a settable offset, so tests can cross a quota day.
@@ -91,6 +93,20 @@ class RateWindows:
             hits.append((now, units))
             self._totals[key] = total + units
             return True
+
+
+# How an emulator writes back the URLs it was given. The vendors do not document
+# whether their task lists echo the submitted string; they may normalise it (RFC 3986
+# §6.2.2: host case, percent-encoding case, default port; Alibaba documents ObjectPath
+# as "加速域名/文件", domain/file without a scheme). Emulators offer both.
+UrlEcho = Literal["echo", "normalise"]
+
+
+def normalised_url(url: str, *, scheme: bool = True) -> str:
+    """``url`` as a normalising vendor might answer it; without ``scheme``: host/path."""
+    parsed = URL(url)
+    text = str(parsed)  # yarl lower-cases scheme and host, re-quotes, drops default ports
+    return text.split("://", 1)[1] if not scheme and "://" in text else text
 
 
 FaultKind = Literal["ok", "server_error", "rate_limited", "drop", "lost_answer"]

@@ -38,6 +38,8 @@ from cdn_preheat.sandbox.core import (
     LoopbackServer,
     RateWindows,
     SandboxClock,
+    UrlEcho,
+    normalised_url,
     received_document,
 )
 from cdn_preheat.sandbox.edge import prefetched
@@ -126,6 +128,8 @@ class TencentLimits:
     # "预热记录保存30天" (legacy GetPushLogs, cloud.tencent.com/document/api/228/12840):
     # push and purge logs older than this on the clock are forgotten.
     task_retention: dt.timedelta = dt.timedelta(days=30)
+    # Whether DescribePushTasks echoes each URL as submitted or normalises it (undocumented).
+    url_echo: UrlEcho = "echo"
 
 
 class ApiError(Exception):
@@ -416,7 +420,7 @@ class TencentEmulator:
         logs = [
             {
                 "TaskId": r.task_id,
-                "Url": r.url,
+                "Url": r.url if limits.url_echo == "echo" else normalised_url(r.url),
                 "Status": r.status,
                 "Percent": 100 if r.status == "done" else 0,
                 "CreateTime": _cn_time(r.created),
