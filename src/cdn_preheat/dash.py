@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from cdn_preheat.errors import PlaylistError
-from cdn_preheat.hls import ExpandedUrl, UrlKind, UrlLimitExceeded
+from cdn_preheat.hls import UrlKind, UrlLimitExceeded, UrlList
 from cdn_preheat.urlresolve import HostMap, Resolver, UnusableUrl, parse_url, resolve
 
 DASH_CONTENT_TYPE = "application/dash+xml"
@@ -88,7 +88,7 @@ def parse_mpd(text: str, url: str) -> ET.Element:
 class MpdExpansion:
     """What one MPD lists below itself."""
 
-    urls: list[ExpandedUrl]
+    urls: UrlList  # compact, as HLS's media lists
     is_live: bool
 
 
@@ -270,7 +270,7 @@ class _MpdExpander:
         self.max_urls = max_urls
         self.dynamic = root.get("type", "static").strip() == "dynamic"
         self.total = 1  # the MPD itself
-        self.urls: list[ExpandedUrl] = []
+        self.urls = UrlList()
         self.all_base_urls = False
 
     # -- document structure ----------------------------------------------------
@@ -652,7 +652,7 @@ class _MpdExpander:
                 skip(exc.url, exc.reason)
                 continue
             if url != last:
-                append(ExpandedUrl(url, UrlKind.INIT, name, -1, None))
+                append(url, UrlKind.INIT, name, -1, None)
                 added += 1
                 last = url
         kind = UrlKind.SEGMENT
@@ -664,7 +664,7 @@ class _MpdExpander:
                 skip(exc.url, exc.reason)
                 continue
             if url != last:  # byte ranges of one file: one URL
-                append(ExpandedUrl(url, kind, name, index, segment.duration))
+                append(url, kind, name, index, segment.duration)
                 added += 1
                 index += 1
                 last = url

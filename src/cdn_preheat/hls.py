@@ -984,7 +984,7 @@ class _Expander:
             fetched.text, fetched.url, fetched.base_url, mapped, self.hosts, self.skip,
             self.options.max_urls_per_video, all_base_urls=self.options.dash_all_base_urls,
         )  # fmt: skip
-        node.media = UrlList(mpd.urls)
+        node.media = mpd.urls
         if mpd.is_live:
             self.live.append(mapped)
         return node
