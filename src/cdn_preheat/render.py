@@ -103,7 +103,7 @@ def report_push(
             }
         )
     if queued.hit_ratio is not None:
-        rows["edge hit ratio (sample)"] = percent(queued.hit_ratio)
+        rows["cached in the CDN (sample)"] = percent(queued.hit_ratio)
     ui.table(f"{queued.video_id}{' (dry run: nothing pushed)' if dry_run else ''}", rows)
     if report is not None and report.quota_exhausted and report.pending:
         ui.note("The daily quota is spent; run again after it resets to push the rest.")

@@ -55,6 +55,7 @@ def test_verify_counts_middle_layer_hits_as_cached_and_requeues_only_misses(cli:
     assert upper_only not in [u["url"] for u in report["urls"] if u["cache"] == "miss"]
     assert report["requeued"] == 1
     assert report["passed"] is False
+    assert cli.status("demo-1")["videos"][0]["state"] == "queued"  # until it is pushed again
     table = cli("verify", "demo-1", "--all")
     assert table.code == 1
     assert "below --min-hit-ratio 100.0%" in table.stderr
@@ -68,6 +69,7 @@ def test_verify_counts_middle_layer_hits_as_cached_and_requeues_only_misses(cli:
     final = cli("verify", "demo-1", "--all", "--json")
     assert final.code == 0, final.stderr
     assert final.json()["overall"]["misses"] == 0
+    assert cli.status("demo-1")["videos"][0]["state"] == "done"
 
 
 @pytest.fixture
