@@ -68,6 +68,10 @@ def test_push_and_batch_preheat_dash_videos_end_to_end(cli: Cli) -> None:
     assert summary["found"] == summary["pushed"] == summary["done"] == len(urls)
     assert sorted(cli.sandbox.tencent.received_urls()) == sorted(urls)
     assert all(url in cli.sandbox.cache for url in urls)
+    verified = cli("verify", "dash-2", "--json")
+    assert verified.code == 0, verified.stderr
+    assert verified.json()["overall"]["ratio"] == 1.0
+    assert any("/dash/v0/" in rendition for rendition in verified.json()["renditions"])
 
     # batch mixes HLS and DASH in one file; the MPD's URLs were pushed already.
     lines = [
