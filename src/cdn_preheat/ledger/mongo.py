@@ -376,29 +376,31 @@ class MongoLedger(Ledger):
         """
         unique = {item.url: item for item in urls}
         target = {"provider": provider, "area": area}
-        known: dict[str, Doc] = {}
-        for chunk in _chunks(unique):
-            fields = {"url": 1, "state": 1, "expires_at": 1, "pushed_at": 1}
-            for row in self.urls.find({**target, "url": {"$in": chunk}}, fields):
-                known[row["url"]] = row
-        first_seq = self._take_seq(len(unique))
-        ops: list[UpdateOne] = []
+        fields = {"url": 1, "state": 1, "expires_at": 1, "pushed_at": 1}
+        seq = self._take_seq(len(unique))
         queued = done = in_queue = 0
-        for seq, item in enumerate(unique.values(), start=first_seq):
-            doc = known.get(item.url)
-            if doc is not None and doc["state"] in _ACTIVE:
-                in_queue += 1
-            elif (
-                doc is not None
-                and doc["state"] == UrlState.DONE
-                and not _expired(doc, now, max_age)
-            ):
-                done += 1
-            else:
-                ops.append(_queue_update(target, item, seq, doc))
-                queued += 1
-        _bulk(self.urls, ops)
-        _bulk(self.links, [_link(video_id, provider, area, url) for url in unique])
+        # Chunk by chunk, so a 200,000-URL video never holds an operation per URL.
+        for chunk in _chunks(unique):
+            known = {
+                row["url"]: row for row in self.urls.find({**target, "url": {"$in": chunk}}, fields)
+            }
+            ops: list[UpdateOne] = []
+            for url in chunk:
+                doc = known.get(url)
+                if doc is not None and doc["state"] in _ACTIVE:
+                    in_queue += 1
+                elif (
+                    doc is not None
+                    and doc["state"] == UrlState.DONE
+                    and not _expired(doc, now, max_age)
+                ):
+                    done += 1
+                else:
+                    ops.append(_queue_update(target, unique[url], seq, doc))
+                    queued += 1
+                seq += 1
+            _bulk(self.urls, ops)
+            _bulk(self.links, [_link(video_id, provider, area, url) for url in chunk])
         if self.skipped.find_one({"video_id": video_id, **target}, {"_id": 1}) is not None:
             for chunk in _chunks(unique):
                 self.skipped.delete_many({"video_id": video_id, **target, "url": {"$in": chunk}})
