@@ -132,10 +132,21 @@ class Settings(BaseSettings):
     cdn_preheat_batch_size: int | None = Field(default=None, ge=1)
     cdn_preheat_concurrency: int = Field(default=4, ge=1, le=64)
     cdn_preheat_lease_seconds: float = Field(default=120.0, gt=0)
+    # Deadline of one CDN API call; never more than half the lease (see api_deadline).
+    cdn_preheat_api_timeout: float = Field(default=15.0, gt=0)
     cdn_preheat_max_attempts: int = Field(default=3, ge=1)
     # Tencent "invalid" (origin 4xx or 5xx) is pushed once more this long after it is seen.
     cdn_preheat_invalid_retry_seconds: float = Field(default=30.0, ge=0)
     cdn_preheat_quota_utc_offset_hours: int | None = Field(default=None, ge=-12, le=14)
+
+    @property
+    def api_deadline(self) -> float:
+        """Seconds a CDN API call may take: the timeout, within half the claim lease.
+
+        A batch's lease must outlast its call, or a worker recovering what looks
+        like a dead worker's batch could push it while the call is still on its way.
+        """
+        return min(self.cdn_preheat_api_timeout, self.cdn_preheat_lease_seconds / 2)
 
     @field_validator(
         "tencent_endpoint",

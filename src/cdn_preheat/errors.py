@@ -163,4 +163,12 @@ class Unreconcilable(ProviderError):
 
 
 class Transient(ProviderError):
-    """A failure worth retrying: 5xx, timeout, dropped connection."""
+    """A failure worth retrying: 5xx, timeout, dropped connection.
+
+    ``timed_out``: no answer came within the call's deadline, so the request may
+    still be in progress at the provider and take effect later.
+    """
+
+    def __init__(self, message: str, *, code: str | None = None, timed_out: bool = False) -> None:
+        super().__init__(message, code=code)
+        self.timed_out = timed_out

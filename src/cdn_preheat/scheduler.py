@@ -166,6 +166,7 @@ class Scheduler:
         self._cancel = threading.Event()
         self._report = DrainReport()
         self._limited = True
+        self._held: dict[str, Claim] = {}  # claims in work, by id: their leases are renewed
 
     # Public ---------------------------------------------------------------
     @property
@@ -179,52 +180,114 @@ class Scheduler:
         self._cancel = stop or threading.Event()
         self._report = DrainReport()
         self._refresh_quota()
-        self.reconcile_expired()
-        workers = max(1, self.options.concurrency)
-        with ThreadPoolExecutor(workers, thread_name_prefix="push") as pool:
-            for future in [pool.submit(self._work) for _ in range(workers)]:
-                future.result()
+        heartbeat = threading.Event()
+        beating = threading.Thread(
+            target=self._heartbeat, args=(heartbeat,), name="lease-heartbeat", daemon=True
+        )
+        beating.start()
+        try:
+            self.reconcile_expired()
+            workers = max(1, self.options.concurrency)
+            with ThreadPoolExecutor(workers, thread_name_prefix="push") as pool:
+                for future in [pool.submit(self._work) for _ in range(workers)]:
+                    future.result()
+        finally:
+            heartbeat.set()
+            beating.join()
         return self._report
 
     def reconcile_expired(self) -> int:
-        """Settle batches left reserved by a worker that died; returns URLs found submitted."""
+        """Settle batches left reserved by a worker that died; returns URLs found submitted.
+
+        Each expired claim is first taken over in the ledger (one atomic step), so
+        of several workers restarting together each recovers a dead batch once and
+        returns its quota reservation once.
+        """
         found_total = 0
-        for claim in self.ledger.expired_claims(
+        for stale in self.ledger.expired_claims(
             self.provider.name, self.provider.area, self._now()
         ):
-            try:
-                found = self._find_submitted(claim, claim.urls)
-            except (RateLimited, Transient) as exc:
-                # Still unanswered after the retries: leave the claim for the next drain.
-                log.warning("could not reconcile %s yet (%s); will try again", claim.claim_id, exc)
-                continue
-            except ProviderError as exc:
-                # Older than the vendor keeps tasks, or the query refused: nobody can tell
-                # whether the lost request arrived. A second push costs quota; a claim that
-                # can never be settled would stop every later drain.
-                log.warning(
-                    "cannot reconcile %s (%s); its %d URLs go back to the queue",
-                    claim.claim_id,
-                    exc,
-                    len(claim.urls),
-                )
-                found = {}
-            found_total += self._record_found(claim, found)
-            rest = [url for url in claim.urls if url not in found]
-            if rest:
-                self.ledger.release(claim, rest, None, count_attempt=False)
-            # The dead worker never settled its reservation; the provider's own
-            # count (synced at the next refresh) already holds what arrived.
-            self.ledger.settle_quota(*self.quota_key(claim.claimed_at), len(claim.urls), 0)
-            log.info(
-                "reconciled %s: %d of %d URLs had reached the provider",
-                claim.claim_id,
-                len(found),
-                len(claim.urls),
+            claim = self.ledger.renew_lease(
+                stale, self._now(), self.options.lease, worker=self.options.worker_id
             )
+            if claim is None:
+                continue  # another worker is recovering it
+            self._hold(claim)
+            try:
+                found_total += self._recover(claim)
+            finally:
+                self._unhold(claim)
         with self._lock:
             self._report.reconciled += found_total
         return found_total
+
+    def _recover(self, claim: Claim) -> int:
+        """Reconcile one taken-over claim; the URLs found submitted."""
+        try:
+            found = self._find_submitted(claim, claim.urls)
+        except (RateLimited, Transient) as exc:
+            # Still unanswered after the retries: its lease runs out again, and a
+            # later drain (this worker's or another's) takes it over again.
+            log.warning("could not reconcile %s yet (%s); will try again", claim.claim_id, exc)
+            return 0
+        except ProviderError as exc:
+            # Older than the vendor keeps tasks, or the query refused: nobody can tell
+            # whether the lost request arrived. A second push costs quota; a claim that
+            # can never be settled would stop every later drain.
+            log.warning(
+                "cannot reconcile %s (%s); its %d URLs go back to the queue",
+                claim.claim_id,
+                exc,
+                len(claim.urls),
+            )
+            found = {}
+        recorded = self._record_found(claim, found)
+        rest = [url for url in claim.urls if url not in found]
+        if rest:
+            self.ledger.release(claim, rest, None, count_attempt=False)
+        # The dead worker never settled its reservation; the provider's own
+        # count (synced at the next refresh) already holds what arrived.
+        self.ledger.settle_quota(*self.quota_key(claim.claimed_at), len(claim.urls), 0)
+        log.info(
+            "reconciled %s: %d of %d URLs had reached the provider",
+            claim.claim_id,
+            len(found),
+            len(claim.urls),
+        )
+        return recorded
+
+    # Leases -----------------------------------------------------------------
+    def _hold(self, claim: Claim) -> None:
+        with self._lock:
+            self._held[claim.claim_id] = claim
+
+    def _unhold(self, claim: Claim) -> None:
+        with self._lock:
+            self._held.pop(claim.claim_id, None)
+
+    def _heartbeat(self, done: threading.Event) -> None:
+        """Renew the lease of every claim this drain holds, every third of a lease.
+
+        A call that outlives the lease (a slow API, retries, a rate-limit pause)
+        then never lets another worker take its batch for a dead one's and push
+        it a second time.
+        """
+        interval = max(0.05, self.options.lease.total_seconds() / 3)
+        while not done.wait(interval):
+            with self._lock:
+                held = list(self._held.values())
+            for claim in held:
+                try:
+                    renewed = self.ledger.renew_lease(claim, self._now(), self.options.lease)
+                except PreheatError as exc:
+                    log.warning("could not renew the lease of %s: %s", claim.claim_id, exc)
+                    continue
+                with self._lock:
+                    if claim.claim_id in self._held:
+                        if renewed is None:
+                            del self._held[claim.claim_id]  # settled meanwhile
+                        else:
+                            self._held[claim.claim_id] = renewed
 
     # Worker loop ----------------------------------------------------------
     def _work(self) -> None:
@@ -236,7 +299,11 @@ class Scheduler:
                     return
                 if claim is None:
                     return
-                self._push(claim)
+                self._hold(claim)
+                try:
+                    self._push(claim)
+                finally:
+                    self._unhold(claim)
         except _Stop:
             return
         except PreheatError as exc:
@@ -281,14 +348,7 @@ class Scheduler:
                 self._give_up_after(attempt, claim, urls, exc)
                 continue
             except Transient as exc:
-                with self._lock:
-                    self._report.transient += 1
-                # The request may have arrived before the answer was lost: ask first.
-                urls = self._unsubmitted(claim, urls)
-                self._give_up_after(attempt, claim, urls, exc)
-                if self._cancel.wait(backoff_delay(attempt)):
-                    self._abandon(claim, urls)
-                    raise _Stop from None
+                urls = self._after_transient(claim, urls, exc, attempt)
                 continue
             except InvalidUrls as exc:
                 self._mark_invalid(exc.invalid)
@@ -318,6 +378,25 @@ class Scheduler:
             self._record(claim, result, len(urls))
             return []
         return []
+
+    def _after_transient(
+        self, claim: Claim, urls: Sequence[str], exc: Transient, attempt: int
+    ) -> list[str]:
+        """A push without an answer: what did not reach the provider, to push again."""
+        with self._lock:
+            self._report.transient += 1
+        if exc.timed_out:
+            # Unanswered within the deadline: the request may still be on its way at
+            # the provider. Give it one more deadline to take effect (the heartbeat
+            # keeps the lease) before asking whether it did.
+            self._cancel.wait(self.provider.call_timeout)
+        # The request may have arrived before the answer was lost: ask first.
+        rest = self._unsubmitted(claim, urls)
+        self._give_up_after(attempt, claim, rest, exc)
+        if self._cancel.wait(backoff_delay(attempt)):
+            self._abandon(claim, rest)
+            raise _Stop from None
+        return rest
 
     def _split_hosts_or_stop(
         self, claim: Claim, urls: Sequence[str], exc: DomainError

@@ -325,6 +325,68 @@ def test_submitted_or_released_urls_leave_the_expired_claim(ledger: Ledger) -> N
     assert expired.urls == (url("c"),)
 
 
+def test_renewing_a_lease_keeps_the_claim_from_expiring(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "a", "b", "c")
+    claim = claim_all(ledger)  # lease until at(2)
+    ledger.mark_submitted(claim, "task-1", [url("a")], at(1))
+
+    renewed = ledger.renew_lease(claim, at(1.5), LEASE)
+
+    assert renewed is not None
+    assert renewed.urls == (url("b"), url("c"))
+    assert renewed.lease_until == at(3.5)
+    assert (renewed.claim_id, renewed.worker, renewed.claimed_at) == (
+        claim.claim_id,
+        claim.worker,
+        claim.claimed_at,
+    )
+    assert ledger.expired_claims(P, A, at(3)) == []
+    assert [c.urls for c in ledger.expired_claims(P, A, at(3.5))] == [renewed.urls]
+
+
+def test_the_owner_may_renew_a_lease_that_ran_out_while_nobody_took_it(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "a")
+    claim = claim_all(ledger)
+    renewed = ledger.renew_lease(claim, at(5), LEASE)
+    assert renewed is not None and renewed.lease_until == at(7)
+
+
+def test_renewing_a_settled_claim_finds_nothing(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "a")
+    claim = claim_all(ledger)
+    ledger.mark_submitted(claim, "task-1", [url("a")], at(1))
+    assert ledger.renew_lease(claim, at(1), LEASE) is None
+
+
+def test_taking_over_needs_an_expired_lease(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "a", "b")
+    claim = claim_all(ledger)
+    assert ledger.renew_lease(claim, at(1), LEASE, worker="worker-2") is None
+
+    taken = ledger.renew_lease(claim, at(3), LEASE, worker="worker-2")
+
+    assert taken is not None
+    assert (taken.urls, taken.worker, taken.lease_until) == (claim.urls, "worker-2", at(5))
+    assert taken.claimed_at == claim.claimed_at  # reconciliation searches from there
+    # The dead worker's heartbeat, had it one, no longer holds anything.
+    assert ledger.renew_lease(claim, at(3), LEASE) is None
+    # Its answer, arriving late, is still recorded under the claim.
+    ledger.mark_submitted(taken, "task-1", [url("a")], at(3))
+    assert states(ledger, "v1")[url("a")] is UrlState.SUBMITTED
+
+
+def test_an_expired_claim_is_taken_over_by_one_worker_only(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "a", "b", "c")
+    claim = claim_all(ledger)
+    (expired,) = ledger.expired_claims(P, A, at(3))
+
+    first = ledger.renew_lease(expired, at(3), LEASE, worker="worker-2")
+    second = ledger.renew_lease(expired, at(3), LEASE, worker="worker-3")
+
+    assert first is not None and first.urls == claim.urls
+    assert second is None
+
+
 def test_release_returns_urls_to_the_queue(ledger: Ledger) -> None:
     enqueue(ledger, "v1", "a", "b", "c")
     claim = claim_all(ledger)

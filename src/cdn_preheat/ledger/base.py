@@ -293,6 +293,23 @@ class Ledger(ABC):
         """
 
     @abstractmethod
+    def renew_lease(
+        self, claim: Claim, now: dt.datetime, lease: dt.timedelta, *, worker: str | None = None
+    ) -> Claim | None:
+        """Extend the lease of the claim's URLs still reserved under it, to ``now + lease``.
+
+        Without ``worker``: the claim's own worker keeps it while its API call is
+        in flight (a heartbeat), expired or not, as long as nobody took it over.
+        With ``worker``: a worker takes over a claim whose lease has run out
+        (recovery of a dead worker's batch); the URLs pass to ``worker`` only if
+        still held by ``claim.worker`` with an expired lease, so of several
+        workers recovering one claim each URL goes to exactly one.
+
+        Returns the claim as it now stands (the URLs this call won, the new
+        lease and worker; ``claimed_at`` kept), or None when none was held.
+        """
+
+    @abstractmethod
     def expired_claims(self, provider: str, area: str, now: dt.datetime) -> list[Claim]:
         """Claims whose lease ran out without being submitted or released."""
 

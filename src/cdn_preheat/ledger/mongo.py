@@ -19,6 +19,7 @@ finished videos, so a deployment can switch back to the old script.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import uuid
@@ -575,6 +576,31 @@ class MongoLedger(Ledger):
         # Ordered: of the two conditional FAILED updates at most one matches.
         _bulk(self.urls, ops, ordered=True)
         self._close_finished_tasks(provider, {outcome.task_id for outcome in outcomes}, now)
+
+    @_reconnecting()
+    def renew_lease(
+        self, claim: Claim, now: dt.datetime, lease: dt.timedelta, *, worker: str | None = None
+    ) -> Claim | None:
+        lease_until = now + lease
+        owner = worker or claim.worker
+        where: Doc = {
+            "provider": claim.provider,
+            "area": claim.area,
+            "claim_id": claim.claim_id,
+            "worker": claim.worker,
+            "state": UrlState.RESERVED.value,
+        }
+        if worker is not None:
+            where["lease_until"] = {"$lte": now}
+        # Each document's update is atomic: of two workers taking over one claim,
+        # each URL goes to one of them (stamped with its worker id and this lease).
+        self.urls.update_many(where, {"$set": {"worker": owner, "lease_until": lease_until}})
+        order = [("priority", ASCENDING), ("seq", ASCENDING)]
+        won = {**where, "worker": owner, "lease_until": lease_until}
+        urls = tuple(doc["url"] for doc in self.urls.find(won, {"url": 1}).sort(order))
+        if not urls:
+            return None
+        return dataclasses.replace(claim, urls=urls, worker=owner, lease_until=lease_until)
 
     @_reconnecting()
     def expired_claims(self, provider: str, area: str, now: dt.datetime) -> list[Claim]:

@@ -11,6 +11,7 @@ comparable with ``<=`` in SQL) and come back as aware UTC datetimes.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import sqlite3
@@ -158,6 +159,9 @@ _SELECT_VIDEO_URLS = _SELECT_URLS + " JOIN video_urls l ON l.url_id = u.id WHERE
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+_NO_EXPIRY = 2**62  # later than any lease, in microseconds
 
 
 def _micros(moment: dt.datetime) -> int:
@@ -623,6 +627,35 @@ class SqliteLedger(Ledger):
                 )
             )
         return claims
+
+    @_translated
+    def renew_lease(
+        self, claim: Claim, now: dt.datetime, lease: dt.timedelta, *, worker: str | None = None
+    ) -> Claim | None:
+        lease_until = now + lease
+        # Taking over: only a lease that has run out. Renewing: whatever its lease.
+        expired_by = _micros(now) if worker is not None else _NO_EXPIRY
+        with self._write() as db:
+            rows = db.execute(
+                "UPDATE urls SET lease_until = ?, worker = ? WHERE state = 'reserved'"
+                " AND provider = ? AND area = ? AND claim_id = ? AND worker = ?"
+                " AND lease_until <= ? RETURNING priority, seq, url",
+                (
+                    _micros(lease_until),
+                    worker or claim.worker,
+                    claim.provider,
+                    claim.area,
+                    claim.claim_id,
+                    claim.worker,
+                    expired_by,
+                ),
+            ).fetchall()
+        if not rows:
+            return None
+        urls = tuple(url for _, _, url in sorted(rows))
+        return dataclasses.replace(
+            claim, urls=urls, worker=worker or claim.worker, lease_until=lease_until
+        )
 
     @_translated
     def record_task(

@@ -105,6 +105,9 @@ class Provider(ABC):
     name: str
     area: str
     limits: Limits
+    # The deadline of one API call, in seconds (0: the SDK's own); a timed-out push
+    # is given this long to take effect before the scheduler asks whether it did.
+    call_timeout: float = 0.0
     # Each API's own rate limit, by budget name, with the vendor's source; and
     # which budget each API draws on when it is not the budget of its own name.
     budgets: ClassVar[Mapping[str, Budget]] = {}

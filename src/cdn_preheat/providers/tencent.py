@@ -58,7 +58,6 @@ SEARCH_MARGIN = dt.timedelta(minutes=5)
 WINDOW_MARGIN = dt.timedelta(seconds=2)
 # A page that failed (rate limit, lost answer) is asked again alone, this often.
 PAGE_ATTEMPTS = 8
-REQUEST_TIMEOUT_SECONDS = 15
 
 _STATES = {
     "process": TaskState.PROCESSING,
@@ -135,11 +134,13 @@ class TencentProvider(Provider):
     def __init__(self, settings: Settings) -> None:
         secret_id = require_secret(settings.tencent_secret_id, "TENCENT_SECRET_ID")
         self._secret_key = require_secret(settings.tencent_secret_key, "TENCENT_SECRET_KEY")
-        http = HttpProfile(reqTimeout=REQUEST_TIMEOUT_SECONDS)
+        # Shorter than the claim lease (Settings.api_deadline): see the scheduler's heartbeat.
+        self.call_timeout = settings.api_deadline
+        http = HttpProfile(reqTimeout=self.call_timeout)
         if settings.tencent_endpoint:
             parts = urlsplit(settings.tencent_endpoint)
             http = HttpProfile(
-                protocol=parts.scheme, endpoint=parts.netloc, reqTimeout=REQUEST_TIMEOUT_SECONDS
+                protocol=parts.scheme, endpoint=parts.netloc, reqTimeout=self.call_timeout
             )
         profile = ClientProfile(
             httpProfile=http, language="en-US", disable_region_breaker=True, retryer=None
@@ -427,7 +428,13 @@ class TencentProvider(Provider):
                 code=code,
             )
         if code.startswith("InternalError") or code in _TRANSIENT_CODES:
-            return Transient(f"Tencent Cloud did not answer properly ({code}): {detail}", code=code)
+            # requests' ReadTimeout/ConnectTimeout, as the SDK words them ("... timed out").
+            timed_out = code == "ClientNetworkError" and "timed out" in detail.lower()
+            return Transient(
+                f"Tencent Cloud did not answer properly ({code}): {detail}",
+                code=code,
+                timed_out=timed_out,
+            )
         return ProviderError(f"Tencent Cloud refused the request ({code}): {detail}", code=code)
 
     def _is_area_refusal(self, detail: str) -> bool:

@@ -109,7 +109,7 @@ def normalised_url(url: str, *, scheme: bool = True) -> str:
     return text.split("://", 1)[1] if not scheme and "://" in text else text
 
 
-FaultKind = Literal["ok", "server_error", "rate_limited", "drop", "lost_answer"]
+FaultKind = Literal["ok", "server_error", "rate_limited", "drop", "lost_answer", "late_answer"]
 
 
 @dataclass
@@ -124,9 +124,14 @@ class Faults:
     # client cannot tell this from ``drop`` although its request took effect.
     # Emulators that do not support it treat it as "ok".
     lost_answer: float = 0.0
-    # Answer late: this share of requests waits ``slow_seconds`` more (a congested API).
+    # Answer late: this share of requests waits ``slow_seconds`` more (a congested API)
+    # before it is carried out, so it takes effect late too.
     slow: float = 0.0
     slow_seconds: float = 3.0
+    # Carry the request out at once, then answer ``slow_seconds`` later: past a
+    # client's deadline, the request took effect although the client saw a timeout.
+    # Emulators that do not support it treat it as "ok".
+    late_answer: float = 0.0
     seed: int | None = None
     _random: random.Random = field(init=False, repr=False)
     _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
@@ -152,6 +157,7 @@ class Faults:
             ("rate_limited", self.rate_limited),
             ("drop", self.drop),
             ("lost_answer", self.lost_answer),
+            ("late_answer", self.late_answer),
         ):
             if roll < chance:
                 return kind  # type: ignore[return-value]

@@ -22,6 +22,7 @@ import itertools
 import json
 import random
 import threading
+import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
@@ -317,6 +318,9 @@ class TencentEmulator:
         if fault == "lost_answer":
             self._count("lost_answer")  # done, but the client never hears of it
             return None
+        if fault == "late_answer":
+            self._count("late_answer")  # done, but answered after the client's deadline
+            time.sleep(self.faults.slow_seconds)
         return _json_reply(result, request_id)
 
     def _dispatch(
