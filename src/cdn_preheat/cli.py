@@ -218,7 +218,20 @@ def _run(
         on_signals(notice) as stop,
         ui.progress("pushing", pending, enabled=pending > 0) as advance,
     ):
-        return run_queue(ledger, provider, options, on_progress=advance, stop=stop)
+
+        def following(open_tasks: int, totals: Any) -> None:
+            # The bar goes on while the CDN works: settled URLs of those pushed.
+            settled = totals.done + totals.failed + totals.invalid
+            advance.update(
+                f"following {open_tasks:,} tasks: {totals.done:,} done, "
+                f"{totals.still_processing:,} processing",
+                completed=settled,
+                total=max(settled + totals.still_processing, 1),
+            )
+
+        return run_queue(
+            ledger, provider, options, on_progress=advance, on_tracking=following, stop=stop
+        )
 
 
 def _exit_for(report: RunReport, ledger: Ledger, video_ids: list[str]) -> None:

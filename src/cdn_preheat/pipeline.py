@@ -26,7 +26,7 @@ from cdn_preheat.ledger.base import (
 from cdn_preheat.ratelimit import RateShare
 from cdn_preheat.scheduler import DrainReport, Scheduler, SchedulerOptions, utcnow
 from cdn_preheat.source import VideoSource
-from cdn_preheat.tracker import Tracker, TrackerOptions
+from cdn_preheat.tracker import Tracker, TrackerOptions, TrackReport
 
 if TYPE_CHECKING:
     from cdn_preheat.hls import ExpandOptions, Expansion
@@ -244,13 +244,18 @@ def run_queue(
     options: RunOptions,
     *,
     on_progress: Callable[[int], None] | None = None,
+    on_tracking: Callable[[int, TrackReport], None] | None = None,
     stop: threading.Event | None = None,
 ) -> RunReport:
-    """Push everything queued for this provider, then follow the tasks; repeat for retries."""
+    """Push everything queued for this provider, then follow the tasks; repeat for retries.
+
+    ``on_tracking(open_tasks, totals)`` is called after each look at the tasks.
+    """
     stop = stop or threading.Event()
     report = RunReport()
     scheduler = Scheduler(ledger, provider, options.scheduler, on_submitted=on_progress)
     tracker = Tracker(ledger, provider, options.tracker)
+    tracker.on_round = on_tracking
     # Other processes pushing or polling on this account take their share of
     # every API's rate limit while this run lasts (heartbeats in the ledger).
     share = RateShare(ledger, provider.name, options.scheduler.worker_id, provider.pacing)

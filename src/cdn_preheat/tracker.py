@@ -107,6 +107,8 @@ class Tracker:
         self.provider = provider
         self.options = options or TrackerOptions()
         self._on_outcomes = on_outcomes or (lambda n: None)
+        # Called after each look at the open tasks: (tasks still open, totals so far).
+        self.on_round: Callable[[int, TrackReport], None] | None = None
         self._clock = clock
         # Status calls are paced by the provider on the status API's own budget
         # (Tencent's DescribePushTasks has its own 20/s; it does not share the push budget).
@@ -188,7 +190,10 @@ class Tracker:
                     total.still_processing = round_.still_processing
                     interval = self._next_interval(interval, round_)
                 # else another worker polls for everyone; its outcomes land here too.
-                if not self.ledger.open_tasks(self.provider.name, self.provider.area):
+                still_open = len(self.ledger.open_tasks(self.provider.name, self.provider.area))
+                if self.on_round is not None:
+                    self.on_round(still_open, total)
+                if not still_open:
                     break
                 if time.monotonic() >= deadline:
                     total.timed_out = True

@@ -53,11 +53,28 @@ def warning(message: str) -> None:
     note(f"warning: {message}")
 
 
+class Advance:
+    """What :func:`progress` yields: ``advance(n)``, and ``update(...)`` for a new phase."""
+
+    def __init__(self, bar: Progress | None = None, task: Any = None) -> None:
+        self._bar, self._task = bar, task
+
+    def __call__(self, n: int = 1) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task, n)
+
+    def update(
+        self, description: str, *, completed: int | None = None, total: int | None = None
+    ) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, description=description, completed=completed, total=total)
+
+
 @contextmanager
 def progress(description: str, total: int | None, *, enabled: bool = True) -> Iterator[Any]:
-    """A progress bar on stderr; yields ``advance(n)``. Silent when not a terminal."""
+    """A progress bar on stderr; yields an :class:`Advance`. Silent when not a terminal."""
     if not enabled or not err.is_terminal:
-        yield lambda n=1: None
+        yield Advance()
         return
     bar = Progress(
         TextColumn("{task.description}"),
@@ -70,7 +87,7 @@ def progress(description: str, total: int | None, *, enabled: bool = True) -> It
     )
     with bar:
         task = bar.add_task(description, total=total)
-        yield lambda n=1: bar.advance(task, n)
+        yield Advance(bar, task)
 
 
 def table(title: str, rows: Mapping[str, Any]) -> None:

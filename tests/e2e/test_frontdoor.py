@@ -402,3 +402,13 @@ def test_quota_on_qiniu_shows_what_the_ledger_learned(tmp_path: Path) -> None:
         assert data["source"] == "ledger"
         assert data["total"] == box.qiniu.limits.prefetch_quota
         assert data["available"] == box.qiniu.limits.prefetch_quota - pushed
+
+
+def test_the_progress_bar_goes_on_while_the_tasks_are_followed(cli: Cli) -> None:
+    urls = cli("expand", cli.sandbox.video_url("demo-1")).stdout.split()
+    # FORCE_COLOR makes Rich treat the pipe as a terminal, so the bar is drawn.
+    run = cli("push", "demo-1", cli.sandbox.video_url("demo-1"), extra_env={"FORCE_COLOR": "1"})
+    assert run.code == 0, run.stderr
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", run.stderr)
+    assert "pushing" in plain
+    assert re.search(rf"following \d+ tasks: {len(urls)} done, 0 processing", plain), plain
