@@ -242,7 +242,8 @@ def test_a_corrupt_ledger_file_is_one_sentence_and_left_untouched(cli: Cli) -> N
     path = cli.workdir / "ledger.sqlite3"
     garbage = bytes(range(256)) * 64
     path.write_bytes(garbage)
-    for args in (["status", "--json"], ["worker", "--once"], ["batch", "-"]):
+    (cli.workdir / "videos.csv").write_text(f"demo-1,{cli.sandbox.video_url('demo-1')}\n")
+    for args in (["status", "--json"], ["worker", "--once"], ["batch", "videos.csv"]):
         run = cli(*args)
         assert run.code == 1, (args, run.stderr)
         assert "Traceback" not in run.stderr

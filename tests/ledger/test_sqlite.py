@@ -8,18 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from cdn_preheat.errors import ConfigError, LedgerError
+from cdn_preheat.errors import LedgerError
 from cdn_preheat.ledger.base import QueuedUrl
 from cdn_preheat.ledger.sqlite import SqliteLedger
 
 T0 = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
 
 
-def test_a_file_that_is_not_a_database_is_a_config_error(tmp_path: Path) -> None:
+def test_a_file_that_is_not_a_database_is_a_ledger_error(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite3"
     path.write_bytes(b"these are not the bytes of an SQLite database\n" * 100)
 
-    with pytest.raises(ConfigError) as caught:  # CDN_PREHEAT_DB names the wrong file: exit 2
+    with pytest.raises(LedgerError) as caught:
         SqliteLedger(path)
 
     message = str(caught.value)

@@ -254,7 +254,9 @@ class SqliteLedger(Ledger):
         """A one-sentence error for what went wrong with the file."""
         text = str(exc).lower()
         if "not a database" in text or "encrypted" in text:
-            return ConfigError(
+            # Damaged or not SQLite at all: a corrupt store (exit 1), unlike a sound
+            # SQLite file of another application, which is a wrong setting (exit 2).
+            return LedgerError(
                 f"The file {self.path} is not a cdn-preheat ledger (not an SQLite database, "
                 "or an encrypted one); it was left untouched. Set CDN_PREHEAT_DB to another path."
             )
