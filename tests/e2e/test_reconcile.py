@@ -24,6 +24,7 @@ from cdn_preheat.config import Settings
 from cdn_preheat.ledger.base import Claim
 from cdn_preheat.ledger.sqlite import SqliteLedger
 from cdn_preheat.providers.aliyun import AliyunProvider
+from cdn_preheat.sandbox.aliyun import AliyunLimits
 from cdn_preheat.sandbox.server import Sandbox
 
 BATCH = 20
@@ -92,3 +93,22 @@ def test_a_batch_older_than_alibaba_keeps_tasks_is_pushed_again(tmp_path: Path) 
         assert sorted(set(received)) == sorted(urls)
         assert_all_done(cli, urls)
         assert "InvalidTime" not in box.aliyun.counters
+
+
+def test_a_batch_whose_lookup_is_refused_is_pushed_again(tmp_path: Path) -> None:
+    """A key allowed to push but not to list tasks (RAM): the claim is released, not fatal."""
+    limits = AliyunLimits(task_delay=0.2, ram_denied=frozenset({"DescribeRefreshTasks"}))
+    with Sandbox(videos=1, segments=10, aliyun_limits=limits) as box:
+        cli = _aliyun_cli(box, tmp_path)
+        urls = _queue(cli, "demo-1")
+        claim = _die_after_pushing(cli, dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5))
+
+        for _ in range(2):
+            run = cli("worker", "--once")
+            assert run.code == 0, run.stderr
+
+        assert box.aliyun.counters.get("Forbidden.RAM", 0) >= 1
+        received = box.aliyun.received_urls()
+        assert duplicates(received) == dict.fromkeys(claim.urls, 2)
+        assert sorted(set(received)) == sorted(urls)
+        assert_all_done(cli, urls)

@@ -152,6 +152,11 @@ class AliyunLimits:
     # Whether task queries echo ObjectPath as submitted or normalise it; ObjectPath's
     # documented format is "加速域名/文件" (PushObjectCache), so "normalise" drops the scheme.
     url_echo: UrlEcho = "echo"
+    # Actions the RAM user's policy does not allow: 403 Forbidden.RAM, "User not
+    # authorized to operate on the specified resource, or this API doesn't support RAM."
+    # (Alibaba Cloud's common error codes; a sub-account may push without being
+    # allowed to list tasks).
+    ram_denied: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -319,6 +324,13 @@ class AliyunApi:
             )
         with self._lock:
             self._action_calls[action] += 1
+            if action in self.limits.ram_denied:
+                raise ApiError(
+                    403,
+                    "Forbidden.RAM",
+                    "User not authorized to operate on the specified resource, or this API "
+                    "doesn't support RAM.",
+                )
             self._settle_locked()
             self._forget_locked()
             self._check_rate(action)
