@@ -108,3 +108,84 @@ def mongo_ledger() -> Iterator[MongoLedger]:
     ledger, cleanup = make_mongo_ledger("mongomock")
     yield ledger
     cleanup()
+
+
+class Crash(Exception):
+    """A process killed at this point: nothing after it runs, no cleanup either."""
+
+
+# Where each backend can be killed between the steps of a ledger call. A "before"
+# point dies as the inner step is entered, an "after" point once it returned.
+# SQLite does each call in one transaction (a kill rolls it back); MongoDB's
+# steps are separate writes (see the module docstring of ledger/mongo.py).
+CRASH_POINTS: dict[str, dict[str, tuple[str, str]]] = {
+    "sqlite": {
+        "reserved, not claimed": ("cdn_preheat.ledger.sqlite._claim_pending", "before"),
+        "claimed, hold not trimmed": ("cdn_preheat.ledger.sqlite._claim_pending", "after"),
+        "held, not submitted": ("cdn_preheat.ledger.sqlite._mark_submitted", "before"),
+        "submitted, not settled": ("cdn_preheat.ledger.sqlite._mark_submitted", "after"),
+    },
+    "mongo": {
+        "reserved, not claimed": ("_claim_as", "before"),
+        "claimed, hold not trimmed": ("_claim_as", "after"),
+        "held, not submitted": ("mark_submitted", "before"),
+        "submitted, not settled": ("mark_submitted", "after"),
+    },
+}
+
+
+@pytest.fixture
+def crash_at(
+    ledger: Ledger, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[str], type[Exception]]:
+    """``crash_at(point)``: the ledger's next call dies at ``point`` (see CRASH_POINTS).
+
+    Returns the exception the dying call raises.
+    """
+
+    def arm(point: str) -> type[Exception]:
+        target, when = CRASH_POINTS["sqlite" if backend == "sqlite" else "mongo"][point]
+
+        def dying(original: Callable[..., Any]) -> Callable[..., Any]:
+            armed = [True]  # once: the recovering instance runs the same code
+
+            def step(*args: Any, **kwargs: Any) -> Any:
+                if not armed:
+                    return original(*args, **kwargs)
+                armed.clear()
+                if when == "after":
+                    original(*args, **kwargs)
+                raise Crash(point)
+
+            return step
+
+        if backend == "sqlite":
+            module, _, name = target.rpartition(".")
+            monkeypatch.setattr(
+                f"{module}.{name}", dying(getattr(__import__(module, fromlist=[name]), name))
+            )
+        else:
+            monkeypatch.setattr(ledger, target, dying(getattr(ledger, target)))
+        return Crash
+
+    return arm
+
+
+@pytest.fixture
+def reopen(ledger: Ledger, tmp_path: Path) -> Iterator[Callable[[], Ledger]]:
+    """Another ledger instance on the same store: the process that recovers."""
+    opened: list[Ledger] = []
+
+    def another() -> Ledger:
+        other: Ledger
+        if isinstance(ledger, SqliteLedger):
+            other = SqliteLedger(tmp_path / "ledger.sqlite3")
+            opened.append(other)
+        else:
+            assert isinstance(ledger, MongoLedger)
+            other = MongoLedger(ledger.client, ledger.db.name)
+        return other
+
+    yield another
+    for other in opened:
+        other.close()

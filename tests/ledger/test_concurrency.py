@@ -48,6 +48,25 @@ def drain(ledger: Ledger, worker: str) -> list[str]:
     return claimed
 
 
+def drain_in_one_step(ledger: Ledger, worker: str) -> list[str]:
+    """The scheduler's own path: quota and claim in one call, submit and settle in one."""
+    claimed: list[str] = []
+    lease = dt.timedelta(minutes=2)
+    while True:
+        claim, _ = ledger.claim_with_quota(P, A, DAY, BATCH, worker, T0, lease)
+        if claim is None:
+            break
+        task_id = f"{worker}-{len(claimed)}"
+        ledger.mark_submitted_settling(claim, task_id, claim.urls, T0, DAY, len(claim.urls))
+        claimed.extend(claim.urls)
+        quota = ledger.quota_day(P, A, DAY)
+        assert quota is not None and quota.used + quota.inflight <= QUOTA
+    return claimed
+
+
+DRAINS = {"two steps": drain, "one step": drain_in_one_step}
+
+
 def check(ledger: Ledger, per_worker: list[list[str]]) -> None:
     claimed = [url for urls in per_worker for url in urls]
     assert len(claimed) == len(set(claimed)), "a URL was claimed twice"
@@ -57,23 +76,24 @@ def check(ledger: Ledger, per_worker: list[list[str]]) -> None:
     assert (quota.used, quota.inflight) == (QUOTA, 0)
 
 
-def _sqlite_worker(path: str, worker: str, start: Any, results: Any) -> None:
+def _sqlite_worker(path: str, worker: str, how: str, start: Any, results: Any) -> None:
     ledger = SqliteLedger(path)
     start.wait()  # all processes race from here
     try:
-        results.put((worker, drain(ledger, worker)))
+        results.put((worker, DRAINS[how](ledger, worker)))
     finally:
         ledger.close()
 
 
-def test_sqlite_processes_share_one_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", DRAINS)
+def test_sqlite_processes_share_one_file(tmp_path: Path, how: str) -> None:
     path = str(tmp_path / "ledger.sqlite3")
     ledger = SqliteLedger(path)
     fill(ledger)
     context = multiprocessing.get_context("spawn")
     start, results = context.Barrier(WORKERS), context.Queue()
     processes = [
-        context.Process(target=_sqlite_worker, args=(path, f"w{i}", start, results))
+        context.Process(target=_sqlite_worker, args=(path, f"w{i}", how, start, results))
         for i in range(WORKERS)
     ]
     for process in processes:
@@ -91,8 +111,9 @@ def test_sqlite_processes_share_one_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "kind", ["mongomock"] + (["mongodb"] if os.environ.get("MONGODB_URI") else [])
 )
+@pytest.mark.parametrize("how", DRAINS)
 @pytest.mark.usefixtures("mongomock_atomic")
-def test_mongodb_threads_share_one_database(kind: str) -> None:
+def test_mongodb_threads_share_one_database(kind: str, how: str) -> None:
     ledger, cleanup = make_mongo_ledger(kind)
     fill(ledger)
     per_worker: list[list[str]] = [[] for _ in range(WORKERS)]
@@ -102,7 +123,7 @@ def test_mongodb_threads_share_one_database(kind: str) -> None:
     def run(index: int) -> None:
         try:
             start.wait()
-            per_worker[index] = drain(ledger, f"w{index}")
+            per_worker[index] = DRAINS[how](ledger, f"w{index}")
         except BaseException as exc:  # reported below, not lost in the thread
             errors.append(exc)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from collections.abc import Callable
 
 import pytest
 
@@ -826,6 +827,127 @@ def test_reservations_never_exceed_the_limit(ledger: Ledger, seed: int) -> None:
         assert quota is not None
         assert quota.inflight == sum(open_reservations)
         assert quota.used + quota.inflight <= limit
+
+
+# Quota and claim in one step, submit and settle in one step ---------------
+
+
+def test_claim_with_quota_reserves_what_it_claims(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "a", "b")
+    ledger.sync_quota(P, A, DAY, 100, 10)
+
+    claim, granted = ledger.claim_with_quota(P, A, DAY, 5, "worker-1", T0, LEASE)
+
+    assert claim is not None
+    assert (granted, claim.urls, claim.lease_until) == (5, (url("a"), url("b")), T0 + LEASE)
+    assert ledger.quota_day(P, A, DAY) == QuotaDay(P, A, DAY, 100, 10, 2)
+    assert set(states(ledger, "v1").values()) == {UrlState.RESERVED}
+
+
+def test_claim_with_quota_grants_no_more_than_is_left(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "a", "b", "c")
+    ledger.sync_quota(P, A, DAY, 12, 10)
+
+    claim, granted = ledger.claim_with_quota(P, A, DAY, 5, "worker-1", T0, LEASE)
+
+    assert claim is not None and (granted, len(claim.urls)) == (2, 2)
+    assert ledger.claim_with_quota(P, A, DAY, 5, "worker-1", T0, LEASE) == (None, 0)
+    assert ledger.quota_day(P, A, DAY) == QuotaDay(P, A, DAY, 12, 10, 2)
+
+
+def test_claim_with_quota_and_nothing_pending_keeps_no_reservation(ledger: Ledger) -> None:
+    ledger.sync_quota(P, A, DAY, 100, 0)
+
+    claim, granted = ledger.claim_with_quota(P, A, DAY, 5, "worker-1", T0, LEASE)
+
+    assert (claim, granted) == (None, 5)
+    assert ledger.quota_day(P, A, DAY) == QuotaDay(P, A, DAY, 100, 0, 0)
+
+
+def test_mark_submitted_settling_submits_and_settles(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "a", "b", "c")
+    ledger.sync_quota(P, A, DAY, 100, 0)
+    claim, _ = ledger.claim_with_quota(P, A, DAY, 3, "worker-1", T0, LEASE)
+    assert claim is not None
+    settles = ledger.quota_day(P, A, DAY).settles  # type: ignore[union-attr]
+
+    ledger.mark_submitted_settling(claim, "task-1", claim.urls[:2], at(1), DAY, reserved=3)
+
+    book = ledger.quota_day(P, A, DAY)
+    assert book == QuotaDay(P, A, DAY, 100, 2, 0)
+    assert book is not None and book.settles == settles + 1
+    assert ledger.submitted_urls(P, ["task-1"]) == {"task-1": [url("a"), url("b")]}
+    assert [t.task_id for t in ledger.open_tasks(P, A)] == ["task-1"]
+    assert states(ledger, "v1")[url("c")] is UrlState.RESERVED
+
+
+def reconcile(ledger: Ledger, now: dt.datetime, arrived: dict[str, str]) -> None:
+    """What the scheduler does with expired claims, with ``arrived`` as the provider's list."""
+    for claim in ledger.expired_claims(P, A, now):
+        earlier = ledger.known_tasks(P, set(arrived.values()))
+        found = {u: t for u, t in arrived.items() if u in claim.urls and t not in earlier}
+        for task_id in sorted(set(found.values())):
+            task_urls = [u for u in claim.urls if found.get(u) == task_id]
+            ledger.mark_submitted(claim, task_id, task_urls, now)
+        rest = [u for u in claim.urls if u not in found]
+        if rest:
+            ledger.release(claim, rest, None, count_attempt=False)
+        ledger.settle_quota(P, A, DAY, len(claim.urls), len(found))
+
+
+@pytest.mark.parametrize("point", ["reserved, not claimed", "claimed, hold not trimmed"])
+def test_a_kill_inside_claim_with_quota_leaks_no_quota(
+    ledger: Ledger,
+    crash_at: Callable[[str], type[Exception]],
+    reopen: Callable[[], Ledger],
+    point: str,
+) -> None:
+    enqueue(ledger, "v1", "a", "b", "c", "d", "e")
+    ledger.sync_quota(P, A, DAY, 100, 0)
+    with pytest.raises(crash_at(point)):
+        ledger.claim_with_quota(P, A, DAY, 3, "worker-1", T0, LEASE)
+    after_crash = ledger.quota_day(P, A, DAY)
+
+    survivor = reopen()
+    # While the dead worker's lease runs, nothing is taken from it.
+    reconcile(survivor, at(1), {})
+    assert survivor.quota_day(P, A, DAY) == after_crash
+
+    reconcile(survivor, at(3), {})
+    reconcile(survivor, at(4), {})  # a second recovery finds nothing more
+
+    assert survivor.quota_day(P, A, DAY) == QuotaDay(P, A, DAY, 100, 0, 0)
+    assert set(states(survivor, "v1").values()) == {UrlState.PENDING}
+    claim, granted = survivor.claim_with_quota(P, A, DAY, 100, "worker-2", at(4), LEASE)
+    assert claim is not None and (len(claim.urls), granted) == (5, 100)
+    assert survivor.quota_day(P, A, DAY) == QuotaDay(P, A, DAY, 100, 0, 5)
+
+
+@pytest.mark.parametrize("point", ["held, not submitted", "submitted, not settled"])
+def test_a_kill_inside_mark_submitted_settling_settles_once(
+    ledger: Ledger,
+    crash_at: Callable[[str], type[Exception]],
+    reopen: Callable[[], Ledger],
+    point: str,
+) -> None:
+    enqueue(ledger, "v1", "a", "b", "c")
+    ledger.sync_quota(P, A, DAY, 100, 0)
+    claim, _ = ledger.claim_with_quota(P, A, DAY, 3, "worker-1", T0, LEASE)
+    assert claim is not None
+    # The provider took the batch as task-1; the worker dies recording it.
+    with pytest.raises(crash_at(point)):
+        ledger.mark_submitted_settling(claim, "task-1", claim.urls, at(1), DAY, reserved=3)
+
+    survivor = reopen()
+    arrived = dict.fromkeys(claim.urls, "task-1")
+    reconcile(survivor, at(3), arrived)
+    reconcile(survivor, at(4), arrived)
+
+    assert survivor.quota_day(P, A, DAY) == QuotaDay(P, A, DAY, 100, 3, 0)
+    assert set(states(survivor, "v1").values()) == {UrlState.SUBMITTED}
+    assert survivor.submitted_urls(P, ["task-1"]) == {"task-1": list(claim.urls)}
+    assert [t.task_id for t in survivor.open_tasks(P, A)] == ["task-1"]
+    assert survivor.claim_with_quota(P, A, DAY, 100, "worker-2", at(4), LEASE) == (None, 97)
 
 
 # Workers sharing an account's rate limits --------------------------------------

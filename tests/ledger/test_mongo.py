@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import mongomock
 import pytest
+from pymongo.errors import AutoReconnect, NetworkTimeout
 
 from cdn_preheat.config import Settings
 from cdn_preheat.errors import ConfigError, LedgerError
@@ -206,3 +208,70 @@ def test_a_stop_cuts_the_reconnect_backoff_short() -> None:
     finally:
         stopping.STOP.clear()
         ledger.close()
+
+
+class AnswerLost:
+    """The quota collection, except that the next ``times`` reservations are applied
+    and then their answer is lost (the connection dropped after the ``$inc``)."""
+
+    def __init__(self, inner: Any, error: type[Exception], times: int = 1) -> None:
+        self.inner, self.error, self.times = inner, error, times
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def _lose(self, result: Any, reserves: bool) -> Any:
+        if reserves and self.times:
+            self.times -= 1
+            raise self.error("connection closed after the write was sent")
+        return result
+
+    def update_one(self, where: Any, update: Any, *args: Any, **kwargs: Any) -> Any:
+        result = self.inner.update_one(where, update, *args, **kwargs)
+        reserves = isinstance(update, dict) and update.get("$inc", {}).get("inflight", 0) > 0
+        return self._lose(result, reserves and result.modified_count == 1)
+
+    def insert_one(self, doc: Any, *args: Any, **kwargs: Any) -> Any:
+        result = self.inner.insert_one(doc, *args, **kwargs)
+        return self._lose(result, doc.get("inflight", 0) > 0)
+
+
+DAY = "2024-05-01"
+
+
+@pytest.mark.parametrize("error", [AutoReconnect, NetworkTimeout])
+@pytest.mark.parametrize("known_day", [True, False], ids=["update", "insert"])
+def test_a_reservation_whose_answer_was_lost_is_counted_once(
+    error: type[Exception], known_day: bool
+) -> None:
+    ledger = MongoLedger(mongomock.MongoClient(), retries=3, backoff=0)
+    if known_day:
+        ledger.sync_quota("tencent", "mainland", DAY, 100, 0)
+    ledger.quota = AnswerLost(ledger.quota, error)  # type: ignore[assignment]
+
+    granted = ledger.reserve_quota("tencent", "mainland", DAY, 30)
+
+    book = ledger.quota_day("tencent", "mainland", DAY)
+    assert ledger.quota.times == 0  # type: ignore[attr-defined]  # the answer was lost
+    assert granted == 30
+    assert book is not None and book.inflight == 30
+
+
+@pytest.mark.parametrize("error", [AutoReconnect, NetworkTimeout])
+def test_a_claim_whose_reservation_answer_was_lost_holds_only_its_urls(
+    error: type[Exception],
+) -> None:
+    ledger = MongoLedger(mongomock.MongoClient(), retries=3, backoff=0)
+    urls = [QueuedUrl(f"https://cdn.example.com/{n}.ts", "segment") for n in range(4)]
+    ledger.enqueue("v1", "tencent", "mainland", urls, T0, dt.timedelta(days=3))
+    ledger.sync_quota("tencent", "mainland", DAY, 100, 0)
+    ledger.quota = AnswerLost(ledger.quota, error)  # type: ignore[assignment]
+
+    claim, granted = ledger.claim_with_quota(
+        "tencent", "mainland", DAY, 10, "w1", T0, dt.timedelta(minutes=2)
+    )
+
+    assert ledger.quota.times == 0  # type: ignore[attr-defined]
+    assert claim is not None and (len(claim.urls), granted) == (4, 10)
+    book = ledger.quota_day("tencent", "mainland", DAY)
+    assert book is not None and (book.used, book.inflight) == (0, 4)

@@ -205,6 +205,7 @@ class Ledger(ABC):
     ) -> Claim | None:
         """Atomically reserve up to ``limit`` pending URLs, best priority first."""
 
+    @abstractmethod
     def claim_with_quota(
         self,
         provider: str,
@@ -215,23 +216,15 @@ class Ledger(ABC):
         now: dt.datetime,
         lease: dt.timedelta,
     ) -> tuple[Claim | None, int]:
-        """Reserve up to ``limit`` URLs of the day's quota and claim that many.
+        """Reserve up to ``limit`` URLs of the day's quota and claim that many, atomically.
 
         Returns the claim (None: nothing pending) and the quota granted before
         trimming to what was pending (0: the quota is spent); the reservation
-        left in flight is exactly ``len(claim.urls)``. Backends should do this
-        in one atomic step, so a process killed half-way cannot leave quota
-        reserved with no claim whose lease would give it back; this default
-        takes two steps.
+        left in flight is exactly ``len(claim.urls)``. A process killed
+        half-way leaves nothing reserved for good: once the lease has run out,
+        :meth:`expired_claims` (which recovers first) and the claim's lease
+        give the reservation back exactly once.
         """
-        granted = self.reserve_quota(provider, area, day, limit)
-        if granted == 0:
-            return None, 0
-        claim = self.claim(provider, area, granted, worker, now, lease)
-        taken = len(claim.urls) if claim is not None else 0
-        if taken < granted:
-            self.settle_quota(provider, area, day, granted - taken, 0)
-        return claim, granted
 
     @abstractmethod
     def mark_submitted(
@@ -239,6 +232,7 @@ class Ledger(ABC):
     ) -> None:
         """Reserved -> submitted with the provider's task id; records the task."""
 
+    @abstractmethod
     def mark_submitted_settling(
         self,
         claim: Claim,
@@ -250,12 +244,10 @@ class Ledger(ABC):
     ) -> None:
         """``mark_submitted``, and settle ``reserved`` of the day's quota with ``len(urls)`` used.
 
-        Backends should do both in one atomic step (a process killed between
-        them leaves quota reserved that nothing gives back); this default
-        takes two.
+        Atomic: a process killed half-way leaves either nothing done (the
+        claim's lease gives the reservation back) or, once the lease has run
+        out, :meth:`expired_claims` finishes it (URLs submitted, settled once).
         """
-        self.mark_submitted(claim, task_id, urls, now)
-        self.settle_quota(claim.provider, claim.area, day, reserved, len(urls))
 
     @abstractmethod
     def release(
@@ -311,7 +303,11 @@ class Ledger(ABC):
 
     @abstractmethod
     def expired_claims(self, provider: str, area: str, now: dt.datetime) -> list[Claim]:
-        """Claims whose lease ran out without being submitted or released."""
+        """Claims whose lease ran out without being submitted or released.
+
+        Recovers first what a killed :meth:`claim_with_quota` or
+        :meth:`mark_submitted_settling` left half-done under a lease that ran out.
+        """
 
     @abstractmethod
     def record_task(
@@ -319,15 +315,14 @@ class Ledger(ABC):
     ) -> None:
         """Remember a task (``mark_submitted`` does this for push tasks)."""
 
+    @abstractmethod
     def known_tasks(self, provider: str, task_ids: Iterable[str]) -> set[str]:
         """Which of these task ids the ledger has recorded (for any kind).
 
         Reconciliation uses it: a task already recorded is an earlier push of a
         URL (a failed attempt, an expired preheat), never the lost answer of the
-        batch being reconciled. Backends should override this default, which
-        knows no task and so cannot tell the two apart.
+        batch being reconciled.
         """
-        return set()
 
     @abstractmethod
     def close_task(self, task_id: str, provider: str) -> None:

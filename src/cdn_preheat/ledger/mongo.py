@@ -8,6 +8,33 @@ applies atomically per document:
   worker took in between is simply not in the claim;
 * a quota reservation is an ``$inc`` whose filter (``$expr``) says the
   reservation still fits; when it does not, it retries with what is left.
+  The same update records a marker under a fresh id (``grants.<id>`` or
+  ``holds.<id>`` in the day's document), so a retry after an unknown outcome
+  (the connection dropped after the ``$inc`` was sent) finds the marker and
+  returns what that attempt took instead of reserving again.
+
+Two steps span several documents, and a standalone server (or mongomock) has
+no multi-document transactions, so they use reservations that carry their own
+lease, kept in the day's quota document and reclaimed atomically (an update
+whose filter requires the hold to still exist applies once):
+
+* ``claim_with_quota`` reserves quota as ``holds.<claim id>`` (lease: the
+  claim's), stamps the URLs with that claim id, then removes the hold and
+  gives back what was not claimed. Killed in between, the hold outlives its
+  lease; :meth:`MongoLedger.expired_claims` then gives back the hold minus
+  the URLs still reserved under that claim id (the claim's own lease returns
+  those, as for any claim a dead worker left).
+* ``mark_submitted_settling`` writes a journal entry (``settle_journal``: the
+  claim, task id and URLs), then a settle hold (``holds.<id>``: reserved and
+  used), marks the URLs submitted, settles the hold, and drops the entry.
+  Killed after the hold was written, :meth:`MongoLedger.expired_claims` rolls
+  the step forward from the journal once the claim's lease ran out: the URLs
+  reached the provider, so they are marked submitted and settled once. A
+  journal entry without its hold (killed before the hold, or after the
+  settle) is only dropped.
+
+A multi-document transaction would need a replica set; these work on any
+server and on mongomock, which the contract suite runs against.
 
 Enqueueing is one ``find`` to classify, then one ``bulk_write`` each for URLs
 and links, whatever the size of the video.
@@ -173,6 +200,7 @@ class MongoLedger(Ledger):
         self.legacy: Collection[Doc] = self.db["preheated_videos"]
         self.workers: Collection[Doc] = self.db["rate_workers"]
         self.turns: Collection[Doc] = self.db["turns"]
+        self.journal: Collection[Doc] = self.db["settle_journal"]
 
     @classmethod
     def from_uri(
@@ -434,7 +462,6 @@ class MongoLedger(Ledger):
             ],
         )
 
-    @_reconnecting()
     def claim(
         self,
         provider: str,
@@ -444,8 +471,46 @@ class MongoLedger(Ledger):
         now: dt.datetime,
         lease: dt.timedelta,
     ) -> Claim | None:
+        return self._claim_as(uuid.uuid4().hex, provider, area, limit, worker, now, now + lease)
+
+    def claim_with_quota(
+        self,
+        provider: str,
+        area: str,
+        day: str,
+        limit: int,
+        worker: str,
+        now: dt.datetime,
+        lease: dt.timedelta,
+    ) -> tuple[Claim | None, int]:
+        """A hold with the claim's lease, the claim, then the hold trimmed into the claim.
+
+        Killed before the hold is trimmed, the hold expires with the lease and
+        :meth:`expired_claims` gives back what no URL carries (see the module).
+        """
+        key = {"provider": provider, "area": area, "day": day}
         claim_id = uuid.uuid4().hex
         lease_until = now + lease
+        granted = self._hold(key, claim_id, limit, lease_until)
+        if granted == 0:
+            return None, 0
+        claim = self._claim_as(claim_id, provider, area, granted, worker, now, lease_until)
+        taken = len(claim.urls) if claim is not None else 0
+        self._unhold(key, claim_id, granted - taken)
+        return claim, granted
+
+    @_reconnecting()
+    def _claim_as(
+        self,
+        claim_id: str,
+        provider: str,
+        area: str,
+        limit: int,
+        worker: str,
+        now: dt.datetime,
+        lease_until: dt.datetime,
+    ) -> Claim | None:
+        """Stamp up to ``limit`` pending URLs with ``claim_id``; a retry stamps no more."""
         stamp = {
             "state": UrlState.RESERVED.value,
             "claim_id": claim_id,
@@ -455,14 +520,15 @@ class MongoLedger(Ledger):
         }
         where = {"provider": provider, "area": area, "state": UrlState.PENDING.value}
         order = [("priority", ASCENDING), ("seq", ASCENDING)]
-        taken = 0
+        # A retried call counts what the lost attempt already stamped.
+        taken = self.urls.count_documents({"claim_id": claim_id, "state": stamp["state"]})
         # Another worker may stamp some candidates first; look again a few times.
         for _ in range(5):
             ids = [
                 doc["_id"]
                 for doc in self.urls.find(where, {"_id": 1}).sort(order).limit(limit - taken)
             ]
-            if not ids:
+            if not ids or taken >= limit:
                 break
             taken += self.urls.update_many(
                 {**where, "_id": {"$in": ids}}, {"$set": stamp}
@@ -493,6 +559,79 @@ class MongoLedger(Ledger):
                 },
             )
         self._insert_task(task_id, claim.provider, claim.area, "push", len(urls), now)
+
+    def mark_submitted_settling(
+        self,
+        claim: Claim,
+        task_id: str,
+        urls: Sequence[str],
+        now: dt.datetime,
+        day: str,
+        reserved: int,
+    ) -> None:
+        """A journal entry, a settle hold, the URLs submitted, then the hold settled.
+
+        Killed after the hold was written, :meth:`expired_claims` finishes the
+        step from the journal once the claim's lease ran out (see the module).
+        """
+        key = {"provider": claim.provider, "area": claim.area, "day": day}
+        hold_id = uuid.uuid4().hex
+        # A lease from now: the claim's may have been renewed since ``claim`` was read.
+        until = max(claim.lease_until, now + (claim.lease_until - claim.claimed_at))
+        self._journal(hold_id, key, claim, task_id, urls, now, until)
+        self._hold_settle(key, hold_id, reserved, len(urls), until)
+        self.mark_submitted(claim, task_id, urls, now)
+        self._settle_hold(key, hold_id, reserved, len(urls))
+        self._forget(hold_id)
+
+    @_reconnecting()
+    def _journal(
+        self,
+        hold_id: str,
+        key: Doc,
+        claim: Claim,
+        task_id: str,
+        urls: Sequence[str],
+        now: dt.datetime,
+        until: dt.datetime,
+    ) -> None:
+        self.journal.replace_one(
+            {"_id": hold_id},
+            {
+                **key,
+                "claim_id": claim.claim_id,
+                "worker": claim.worker,
+                "claimed_at": claim.claimed_at,
+                "lease_until": claim.lease_until,
+                "task_id": task_id,
+                "urls": list(urls),
+                "at": now,
+                "until": until,
+            },
+            upsert=True,
+        )
+
+    @_reconnecting()
+    def _hold_settle(
+        self, key: Doc, hold_id: str, reserved: int, used: int, until: dt.datetime
+    ) -> None:
+        hold = {"n": reserved, "used": used, "until": until, "settle": True}
+        self.quota.update_one(key, {"$set": {f"holds.{hold_id}": hold}}, upsert=True)
+
+    @_reconnecting()
+    def _settle_hold(self, key: Doc, hold_id: str, reserved: int, used: int) -> None:
+        """Settle a settle hold once: its filter no longer matches after it applied."""
+        self.quota.update_one(
+            {**key, f"holds.{hold_id}": {"$exists": True}},
+            {
+                "$unset": {f"holds.{hold_id}": ""},
+                "$inc": {"inflight": -reserved, "used": used, "settles": 1},
+            },
+        )
+
+    @_reconnecting()
+    def _forget(self, hold_id: str) -> None:
+        self.journal.delete_one({"_id": hold_id})
 
     @_reconnecting()
     def release(
@@ -602,8 +741,70 @@ class MongoLedger(Ledger):
             return None
         return dataclasses.replace(claim, urls=urls, worker=owner, lease_until=lease_until)
 
-    @_reconnecting()
     def expired_claims(self, provider: str, area: str, now: dt.datetime) -> list[Claim]:
+        """Finish or give back the holds of dead workers first, then list the claims."""
+        self._recover_holds(provider, area, now)
+        return self._expired_claims(provider, area, now)
+
+    @_reconnecting()
+    def _recover_holds(self, provider: str, area: str, now: dt.datetime) -> None:
+        days = self.quota.find(
+            {"provider": provider, "area": area, "holds": {"$exists": True}},
+            {"day": 1, "holds": 1},
+        )
+        for doc in list(days):
+            key = {"provider": provider, "area": area, "day": doc["day"]}
+            for hold_id, hold in (doc.get("holds") or {}).items():
+                if _moment(hold["until"]) > now:
+                    continue  # its worker may still be at work
+                if hold.get("settle"):
+                    self._finish_settle(key, hold_id, hold)
+                else:
+                    # Killed between reserving and trimming: the claim's URLs keep
+                    # their share (their lease gives it back); the rest comes back now.
+                    stamped = self.urls.count_documents(
+                        {"claim_id": hold_id, "state": UrlState.RESERVED.value}
+                    )
+                    self._unhold(key, hold_id, max(0, hold["n"] - stamped))
+        # A journal entry without its hold: killed before the hold (the claim's lease
+        # covers its URLs) or after the settle. Either way nothing is left to do.
+        for entry in list(
+            self.journal.find({"provider": provider, "area": area, "until": {"$lte": now}})
+        ):
+            held = self.quota.find_one(
+                {
+                    "provider": provider,
+                    "area": area,
+                    "day": entry["day"],
+                    f"holds.{entry['_id']}": {"$exists": True},
+                }
+            )
+            if held is None:
+                self.journal.delete_one({"_id": entry["_id"]})
+
+    def _finish_settle(self, key: Doc, hold_id: str, hold: Doc) -> None:
+        """Roll a dead worker's settle forward: its URLs reached the provider."""
+        entry = self.journal.find_one({"_id": hold_id})
+        if entry is None:  # pragma: no cover - the journal is written before the hold
+            self._settle_hold(key, hold_id, hold["n"], hold["used"])
+            return
+        claim = Claim(
+            entry["claim_id"],
+            key["provider"],
+            key["area"],
+            tuple(entry["urls"]),
+            entry["worker"],
+            _moment(entry["claimed_at"]),
+            _moment(entry["lease_until"]),
+        )
+        self.mark_submitted(claim, entry["task_id"], claim.urls, _moment(entry["at"]))
+        # Only what left the claim: URLs of the piece that were not accepted are
+        # still reserved under the claim, whose lease gives their share back.
+        self._settle_hold(key, hold_id, len(claim.urls), len(claim.urls))
+        self._forget(hold_id)
+
+    @_reconnecting()
+    def _expired_claims(self, provider: str, area: str, now: dt.datetime) -> list[Claim]:
         docs = self.urls.find(
             {
                 "provider": provider,
@@ -836,35 +1037,77 @@ class MongoLedger(Ledger):
         assert doc is not None  # just upserted
         return _quota_day(doc)
 
-    @_reconnecting()
     def reserve_quota(self, provider: str, area: str, day: str, n: int) -> int:
         key = {"provider": provider, "area": area, "day": day}
+        grant_id = uuid.uuid4().hex
+        granted = self._grant(key, f"grants.{grant_id}", n, None)
+        # The marker only made a retry safe; dropping it changes no figure.
+        self._drop_marker(key, f"grants.{grant_id}")
+        return granted
+
+    def _hold(self, key: Doc, hold_id: str, n: int, until: dt.datetime) -> int:
+        """Reserve up to ``n`` as a hold that carries its lease; how many were granted."""
+        return self._grant(key, f"holds.{hold_id}", n, until)
+
+    @_reconnecting()
+    def _grant(self, key: Doc, marker: str, n: int, until: dt.datetime | None) -> int:
+        """Reserve up to ``n``, recording ``marker`` in the same update.
+
+        A retry after an unknown outcome (the connection dropped after the
+        ``$inc`` was sent) finds the marker and returns what that grant took,
+        so nothing is counted twice.
+        """
         want = n
         # Each round either grants, or learns what is left after other workers'
         # reservations; the bound only guards against endless contention.
         for _ in range(50):
             if want <= 0:
                 return 0
-            if self._reserve_exactly(key, want):
+            value: Doc | int = want if until is None else {"n": want, "until": until}
+            if self._reserve_exactly(key, want, marker, value):
                 return want
             doc = self.quota.find_one(key)
+            done = _marked(doc, marker)
+            if done is not None:
+                return done  # a lost attempt applied
             if doc is None:
                 try:
-                    self.quota.insert_one({**key, "limit": None, "used": 0, "inflight": want})
+                    self.quota.insert_one(
+                        {
+                            **key,
+                            "limit": None,
+                            "used": 0,
+                            "inflight": want,
+                            **_nested(marker, value),
+                        }
+                    )
                 except DuplicateKeyError:
-                    continue  # another worker created the day first
+                    continue  # another worker created the day first (or our lost insert did)
                 return want
             remaining = _quota_day(doc).remaining
             want = n if remaining is None else min(n, remaining)
         return 0
 
-    def _reserve_exactly(self, key: Doc, want: int) -> bool:
-        """One atomic conditional ``$inc``: all of ``want`` or nothing."""
+    def _reserve_exactly(self, key: Doc, want: int, marker: str, value: Doc | int) -> bool:
+        """One atomic conditional ``$inc`` and marker: all of ``want`` or nothing."""
         fits = {"$expr": {"$lte": [{"$add": ["$used", "$inflight", want]}, "$limit"]}}
         result = self.quota.update_one(
-            {**key, "$or": [{"limit": None}, fits]}, {"$inc": {"inflight": want}}
+            {**key, marker: {"$exists": False}, "$or": [{"limit": None}, fits]},
+            {"$inc": {"inflight": want}, "$set": {marker: value}},
         )
         return result.modified_count == 1
+
+    @_reconnecting()
+    def _drop_marker(self, key: Doc, marker: str) -> None:
+        self.quota.update_one(key, {"$unset": {marker: ""}})
+
+    @_reconnecting()
+    def _unhold(self, key: Doc, hold_id: str, give_back: int) -> None:
+        """The hold becomes the claim's: give back what was not claimed, once."""
+        self.quota.update_one(
+            {**key, f"holds.{hold_id}": {"$exists": True}},
+            {"$unset": {f"holds.{hold_id}": ""}, "$inc": {"inflight": -give_back}},
+        )
 
     @_reconnecting(retry=False)
     def settle_quota(self, provider: str, area: str, day: str, reserved: int, used: int) -> None:
@@ -1069,6 +1312,20 @@ def _outcome_updates(
             ),
         ]
     raise ValueError(f"an outcome is DONE, FAILED or INVALID, not {outcome.state}")
+
+
+def _marked(doc: Doc | None, marker: str) -> int | None:
+    """What the grant recorded under ``marker`` took, if it applied."""
+    group, _, name = marker.partition(".")
+    value = ((doc or {}).get(group) or {}).get(name)
+    if value is None:
+        return None
+    return int(value["n"]) if isinstance(value, dict) else int(value)
+
+
+def _nested(marker: str, value: object) -> Doc:
+    group, _, name = marker.partition(".")
+    return {group: {name: value}}
 
 
 def _quota_day(doc: Doc) -> QuotaDay:
