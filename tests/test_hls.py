@@ -919,3 +919,12 @@ def test_url_list_keeps_every_field_and_its_repr_stays_short() -> None:
     assert stored[1] == items[1] and stored[-1] == items[-1] and stored[2:4] == items[2:4]
     # asyncio reprs a finished task's result: a full repr would cost more than the URLs.
     assert len(repr(stored)) < 200 and "1,002 URLs" in repr(stored)
+
+
+def test_warnings_are_capped_per_playlist_and_the_rest_counted(origin: ScriptedOrigin) -> None:
+    body = "#EXTM3U\n" + "".join(f"#EXTINF:x{n},\ns{n}.ts\n" for n in range(25))
+    origin.playlist("/v.m3u8", body)
+    expansion = expand(origin.url("/v.m3u8"), FAST)
+    assert len(expansion.urls) == 26
+    assert len(expansion.warnings) == 11
+    assert expansion.warnings[-1] == f"{origin.url('/v.m3u8')}: and 15 more malformed tags"

@@ -453,6 +453,7 @@ _ATTRIBUTE_CASTS: dict[str, dict[str, Callable[[str], object]]] = {
     "EXT-X-PART": {"DURATION": float},
 }
 _LINE = re.compile(r"[^\r\n]+")
+MAX_WARNINGS = 10  # per playlist; the rest are counted
 _MAX_SHOWN = 60  # characters of a bad value quoted in a warning
 
 
@@ -483,6 +484,7 @@ class _PlaylistLines:
         self.strict = strict
         self.lineno = 0
         self.warnings: list[str] = []
+        self.unshown = 0
 
     def strip(self) -> _PlaylistLines:
         return self
@@ -548,7 +550,15 @@ class _PlaylistLines:
         message = f"line {self.lineno}: {what}"
         if self.strict:
             raise PlaylistError(self.url, f"malformed playlist: {message}")
-        self.warnings.append(message)
+        if len(self.warnings) < MAX_WARNINGS:
+            self.warnings.append(message)
+        else:
+            self.unshown += 1
+
+    def all_warnings(self) -> list[str]:
+        """The warnings kept, and how many more there were: one bad packager can fill a log."""
+        more = [f"and {self.unshown:,} more malformed tags"] if self.unshown else []
+        return [*self.warnings, *more]
 
 
 class _Sink(Protocol):
@@ -642,7 +652,7 @@ def parse_playlist(
         keys=keys,
         segments=collector.segments if collector is not None else (),
         ignored=recorder.ignored,
-        warnings=lines.warnings,
+        warnings=lines.all_warnings(),
     )
 
 
