@@ -1,5 +1,6 @@
 """Ledger throughput: queue + dedup 1,000,000 URLs and claim them, on SQLite;
-round trips per 1,000 URLs on MongoDB (mongomock, counting operations).
+round trips per 1,000 URLs on MongoDB (mongomock, counting operations), including
+the scheduler's path (quota and claim in one call, submitted and settled in one).
 
     python bench/ledger.py [--urls 1000000] [--batch 10000] [--claim 500]
 
@@ -63,6 +64,17 @@ def claim_all(ledger: Ledger, size: int) -> int:
     return claimed
 
 
+def push_all(ledger: Ledger, size: int) -> int:
+    """The scheduler's path: quota and claim in one call, submitted and settled in one."""
+    day, pushed = "2024-05-01", 0
+    while True:
+        claim, _ = ledger.claim_with_quota(P, A, day, size, "bench", NOW, LEASE)
+        if claim is None:
+            return pushed
+        ledger.mark_submitted_settling(claim, f"t{pushed}", claim.urls, NOW, day, len(claim.urls))
+        pushed += len(claim.urls)
+
+
 def bench_sqlite(total: int, batch: int, claim: int) -> None:
     from cdn_preheat.ledger.sqlite import SqliteLedger
 
@@ -119,13 +131,16 @@ def bench_mongomock(total: int, batch: int, claim: int) -> None:
     ledger = MongoLedger(mongomock.MongoClient())
     ledger.quota_day(P, A, "2024-05-01")  # creates the indexes: once per process, not counted
     calls: Counter[str] = Counter()
-    for name in ("urls", "links", "skipped", "counters", "videos", "tasks", "quota"):
+    for name in ("urls", "links", "skipped", "counters", "videos", "tasks", "quota", "journal"):
         setattr(ledger, name, CountingCollection(getattr(ledger, name), calls))
     work = batches(total, batch, prefix="m")
+    pushed = batches(total, batch, prefix="q")
     for label, action in (
         (f"queue {total:,} URLs in batches of {batch:,}", lambda: enqueue_all(ledger, work)),
         (f"dedup {total:,} URLs again", lambda: dedup_all(ledger, work)),
         (f"claim them in batches of {claim}", lambda: claim_all(ledger, claim)),
+        (f"queue {total:,} more", lambda: enqueue_all(ledger, pushed)),
+        (f"claim+quota, submit+settle, by {claim}", lambda: push_all(ledger, claim)),
     ):
         calls.clear()
         count, _ = timed(action)
