@@ -302,6 +302,68 @@ def test_claim_is_per_provider_and_area(ledger: Ledger) -> None:
     assert other is not None and other.urls == (url("b"),)
 
 
+def test_claim_filtered_by_video_takes_only_that_videos_urls(ledger: Ledger) -> None:
+    enqueue(ledger, "a", "a1", "a2", "a3")
+    enqueue(ledger, "b", "b1", "b2")
+
+    claim = ledger.claim(P, A, 10, "w", T0, LEASE, video_id="b")
+
+    assert claim is not None and claim.urls == (url("b1"), url("b2"))
+    assert set(states(ledger, "a").values()) == {UrlState.PENDING}
+    assert ledger.claim(P, A, 10, "w", T0, LEASE, video_id="b") is None
+    rest = ledger.claim(P, A, 10, "w", T0, LEASE)
+    assert rest is not None and rest.urls == (url("a1"), url("a2"), url("a3"))
+
+
+def test_claim_filtered_by_video_keeps_priority_order(ledger: Ledger) -> None:
+    enqueue(ledger, "a", "a1")
+    ledger.enqueue(
+        "b",
+        P,
+        A,
+        [QueuedUrl(url("late"), "segment", 5), QueuedUrl(url("urgent"), "playlist", 0)],
+        T0,
+        MAX_AGE,
+    )
+
+    first = ledger.claim(P, A, 1, "w", T0, LEASE, video_id="b")
+    second = ledger.claim(P, A, 1, "w", T0, LEASE, video_id="b")
+
+    assert first is not None and second is not None
+    assert (first.urls, second.urls) == ((url("urgent"),), (url("late"),))
+
+
+def test_claim_filtered_by_video_is_per_provider_and_area(ledger: Ledger) -> None:
+    ledger.enqueue("b", P, "overseas", queued("b1"), T0, MAX_AGE)
+    enqueue(ledger, "a", "a1")
+
+    assert ledger.claim(P, A, 10, "w", T0, LEASE, video_id="b") is None
+    overseas = ledger.claim(P, "overseas", 10, "w", T0, LEASE, video_id="b")
+    assert overseas is not None and overseas.urls == (url("b1"),)
+
+
+def test_a_url_shared_by_two_videos_is_claimable_through_either(ledger: Ledger) -> None:
+    enqueue(ledger, "a", "shared", "a1")
+    enqueue(ledger, "b", "shared", "b1")
+
+    through_b = ledger.claim(P, A, 10, "w", T0, LEASE, video_id="b")
+
+    assert through_b is not None and through_b.urls == (url("shared"), url("b1"))
+    through_a = ledger.claim(P, A, 10, "w", T0, LEASE, video_id="a")
+    assert through_a is not None and through_a.urls == (url("a1"),)
+
+    ledger.release(through_b, [url("shared")], None, count_attempt=False)
+    again = ledger.claim(P, A, 10, "w", T0, LEASE, video_id="a")
+    assert again is not None and again.urls == (url("shared"),)
+
+
+def test_claim_of_an_unknown_video_finds_nothing(ledger: Ledger) -> None:
+    enqueue(ledger, "a", "a1")
+
+    assert ledger.claim(P, A, 10, "w", T0, LEASE, video_id="nope") is None
+    assert states(ledger, "a") == {url("a1"): UrlState.PENDING}
+
+
 def test_expired_leases_are_reported_by_claim(ledger: Ledger) -> None:
     enqueue(ledger, "v1", "a", "b", "c")
     first = ledger.claim(P, A, 2, "w1", T0, LEASE)
@@ -853,6 +915,36 @@ def test_claim_with_quota_grants_no_more_than_is_left(ledger: Ledger) -> None:
     assert claim is not None and (granted, len(claim.urls)) == (2, 2)
     assert ledger.claim_with_quota(P, A, DAY, 5, "worker-1", T0, LEASE) == (None, 0)
     assert ledger.quota_day(P, A, DAY) == QuotaDay(P, A, DAY, 12, 10, 2)
+
+
+def test_claim_with_quota_filtered_by_video_reserves_only_its_urls(ledger: Ledger) -> None:
+    enqueue(ledger, "a", "a1", "a2", "a3")
+    enqueue(ledger, "b", "b1", "b2")
+    ledger.sync_quota(P, A, DAY, 100, 10)
+
+    claim, granted = ledger.claim_with_quota(P, A, DAY, 5, "w", T0, LEASE, video_id="b")
+
+    assert claim is not None
+    assert (granted, claim.urls) == (5, (url("b1"), url("b2")))
+    assert ledger.quota_day(P, A, DAY) == QuotaDay(P, A, DAY, 100, 10, 2)
+    assert set(states(ledger, "a").values()) == {UrlState.PENDING}
+    assert ledger.claim_with_quota(P, A, DAY, 5, "w", T0, LEASE, video_id="b") == (None, 5)
+    assert ledger.quota_day(P, A, DAY) == QuotaDay(P, A, DAY, 100, 10, 2)
+
+
+def test_claim_with_quota_filtered_by_video_grants_no_more_than_is_left(
+    ledger: Ledger,
+) -> None:
+    enqueue(ledger, "a", "a1")
+    enqueue(ledger, "b", "b1", "b2", "b3")
+    ledger.sync_quota(P, A, DAY, 12, 10)
+
+    claim, granted = ledger.claim_with_quota(P, A, DAY, 5, "w", T0, LEASE, video_id="b")
+
+    assert claim is not None and (granted, claim.urls) == (2, (url("b1"), url("b2")))
+    assert ledger.claim_with_quota(P, A, DAY, 5, "w", T0, LEASE, video_id="b") == (None, 0)
+    assert ledger.quota_day(P, A, DAY) == QuotaDay(P, A, DAY, 12, 10, 2)
+    assert states(ledger, "a") == {url("a1"): UrlState.PENDING}
 
 
 def test_claim_with_quota_and_nothing_pending_keeps_no_reservation(ledger: Ledger) -> None:

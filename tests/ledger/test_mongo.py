@@ -275,3 +275,40 @@ def test_a_claim_whose_reservation_answer_was_lost_holds_only_its_urls(
     assert claim is not None and (len(claim.urls), granted) == (4, 10)
     book = ledger.quota_day("tencent", "mainland", DAY)
     assert book is not None and (book.used, book.inflight) == (0, 4)
+
+
+def test_a_claim_filtered_by_video_looks_up_its_urls_in_chunks(
+    mongo_ledger: MongoLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large video never builds one huge ``$in``; the best URLs win across chunks."""
+    from cdn_preheat.ledger import mongo
+
+    monkeypatch.setattr(mongo, "VIDEO_CHUNK", 3)
+    lease = dt.timedelta(minutes=2)
+    urls = [f"https://cdn.example.com/v/s{i:02d}.ts" for i in range(10)]
+    # The two urgent URLs come last, so they sit in the last chunk of links.
+    items = [QueuedUrl(u, "segment", 0 if i >= 8 else 5) for i, u in enumerate(urls)]
+    mongo_ledger.enqueue("v", "tencent", "mainland", items, T0, dt.timedelta(days=3))
+    mongo_ledger.enqueue(
+        "other", "tencent", "mainland", [QueuedUrl("https://cdn.example.com/o.ts", "segment", 0)],
+        T0, dt.timedelta(days=3),
+    )  # fmt: skip
+    sizes: list[int] = []
+    find = mongomock.collection.Collection.find
+
+    def spying(self: Any, filter: Any = None, *args: Any, **kwargs: Any) -> Any:
+        for value in (filter or {}).values():
+            if isinstance(value, dict) and "$in" in value:
+                sizes.append(len(value["$in"]))
+        return find(self, filter, *args, **kwargs)
+
+    monkeypatch.setattr(mongomock.collection.Collection, "find", spying)
+
+    first = mongo_ledger.claim("tencent", "mainland", 3, "w", T0, lease, video_id="v")
+    rest = mongo_ledger.claim("tencent", "mainland", 100, "w", T0, lease, video_id="v")
+
+    assert first is not None and rest is not None
+    assert first.urls == (urls[8], urls[9], urls[0])
+    assert rest.urls == tuple(urls[1:8])
+    assert sizes and max(sizes) <= 3
+    assert mongo_ledger.claim("tencent", "mainland", 100, "w", T0, lease, video_id="v") is None

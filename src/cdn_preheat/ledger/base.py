@@ -202,8 +202,14 @@ class Ledger(ABC):
         worker: str,
         now: dt.datetime,
         lease: dt.timedelta,
+        *,
+        video_id: str | None = None,
     ) -> Claim | None:
-        """Atomically reserve up to ``limit`` pending URLs, best priority first."""
+        """Atomically reserve up to ``limit`` pending URLs, best priority first.
+
+        ``video_id``: only URLs of that video (a URL shared by several videos
+        is claimable through any of them); None: any video's.
+        """
 
     @abstractmethod
     def claim_with_quota(
@@ -215,8 +221,12 @@ class Ledger(ABC):
         worker: str,
         now: dt.datetime,
         lease: dt.timedelta,
+        *,
+        video_id: str | None = None,
     ) -> tuple[Claim | None, int]:
         """Reserve up to ``limit`` URLs of the day's quota and claim that many, atomically.
+
+        ``video_id`` filters the claim as in :meth:`claim`.
 
         Returns the claim (None: nothing pending) and the quota granted before
         trimming to what was pending (0: the quota is spent); the reservation

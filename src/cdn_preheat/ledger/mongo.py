@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import heapq
 import re
 import uuid
 from collections import defaultdict
@@ -91,6 +92,8 @@ EXHAUSTED = 10**15
 
 # Keeps each ``$in`` list well under the 16 MB document limit.
 CHUNK = 10_000
+# URLs per look-up when a claim goes through one video's links (see _candidates).
+VIDEO_CHUNK = 1_000
 
 CLOSED_TASK_TTL = dt.timedelta(days=30)
 
@@ -470,8 +473,12 @@ class MongoLedger(Ledger):
         worker: str,
         now: dt.datetime,
         lease: dt.timedelta,
+        *,
+        video_id: str | None = None,
     ) -> Claim | None:
-        return self._claim_as(uuid.uuid4().hex, provider, area, limit, worker, now, now + lease)
+        return self._claim_as(
+            uuid.uuid4().hex, provider, area, limit, worker, now, now + lease, video_id
+        )
 
     def claim_with_quota(
         self,
@@ -482,6 +489,8 @@ class MongoLedger(Ledger):
         worker: str,
         now: dt.datetime,
         lease: dt.timedelta,
+        *,
+        video_id: str | None = None,
     ) -> tuple[Claim | None, int]:
         """A hold with the claim's lease, the claim, then the hold trimmed into the claim.
 
@@ -494,7 +503,9 @@ class MongoLedger(Ledger):
         granted = self._hold(key, claim_id, limit, lease_until)
         if granted == 0:
             return None, 0
-        claim = self._claim_as(claim_id, provider, area, granted, worker, now, lease_until)
+        claim = self._claim_as(
+            claim_id, provider, area, granted, worker, now, lease_until, video_id
+        )
         taken = len(claim.urls) if claim is not None else 0
         self._unhold(key, claim_id, granted - taken)
         return claim, granted
@@ -509,8 +520,12 @@ class MongoLedger(Ledger):
         worker: str,
         now: dt.datetime,
         lease_until: dt.datetime,
+        video_id: str | None = None,
     ) -> Claim | None:
-        """Stamp up to ``limit`` pending URLs with ``claim_id``; a retry stamps no more."""
+        """Stamp up to ``limit`` pending URLs with ``claim_id``; a retry stamps no more.
+
+        ``video_id``: only URLs linked to that video.
+        """
         stamp = {
             "state": UrlState.RESERVED.value,
             "claim_id": claim_id,
@@ -524,15 +539,13 @@ class MongoLedger(Ledger):
         taken = self.urls.count_documents({"claim_id": claim_id, "state": stamp["state"]})
         # Another worker may stamp some candidates first; look again a few times.
         for _ in range(5):
-            ids = [
-                doc["_id"]
-                for doc in self.urls.find(where, {"_id": 1}).sort(order).limit(limit - taken)
-            ]
+            ids = self._candidates(where, limit - taken, video_id)
             if not ids or taken >= limit:
                 break
-            taken += self.urls.update_many(
-                {**where, "_id": {"$in": ids}}, {"$set": stamp}
-            ).modified_count
+            for chunk in _chunks(ids, VIDEO_CHUNK):
+                taken += self.urls.update_many(
+                    {**where, "_id": {"$in": chunk}}, {"$set": stamp}
+                ).modified_count
             if taken >= limit:
                 break
         urls = tuple(
@@ -541,6 +554,32 @@ class MongoLedger(Ledger):
         if not urls:
             return None
         return Claim(claim_id, provider, area, urls, worker, now, lease_until)
+
+    def _candidates(self, where: Doc, n: int, video_id: str | None) -> list[Any]:
+        """The ids of the best ``n`` URLs matching ``where`` (of ``video_id`` only, if set).
+
+        A video's URLs are looked up through its links ``VIDEO_CHUNK`` at a
+        time, so that a video of 200,000 URLs never builds one huge ``$in``
+        document; the best ``n`` of every chunk compete for the claim.
+        """
+        order = [("priority", ASCENDING), ("seq", ASCENDING)]
+        if n <= 0:
+            return []
+        if video_id is None:
+            return [doc["_id"] for doc in self.urls.find(where, {"_id": 1}).sort(order).limit(n)]
+        links = self.links.find(
+            {"video_id": video_id, "provider": where["provider"], "area": where["area"]},
+            {"_id": 0, "url": 1},
+        ).batch_size(VIDEO_CHUNK)
+        best: list[Doc] = []
+        for chunk in _chunks((link["url"] for link in links), VIDEO_CHUNK):
+            found = self.urls.find(
+                {**where, "url": {"$in": chunk}}, {"_id": 1, "priority": 1, "seq": 1}
+            )
+            best = heapq.nsmallest(
+                n, [*best, *found.sort(order).limit(n)], key=lambda d: (d["priority"], d["seq"])
+            )
+        return [doc["_id"] for doc in best]
 
     @_reconnecting()
     def mark_submitted(

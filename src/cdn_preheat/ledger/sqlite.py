@@ -471,9 +471,11 @@ class SqliteLedger(Ledger):
         worker: str,
         now: dt.datetime,
         lease: dt.timedelta,
+        *,
+        video_id: str | None = None,
     ) -> Claim | None:
         with self._write() as db:
-            return _claim_pending(db, provider, area, limit, worker, now, lease)
+            return _claim_pending(db, provider, area, limit, worker, now, lease, video_id)
 
     @_translated
     def claim_with_quota(
@@ -485,13 +487,15 @@ class SqliteLedger(Ledger):
         worker: str,
         now: dt.datetime,
         lease: dt.timedelta,
+        *,
+        video_id: str | None = None,
     ) -> tuple[Claim | None, int]:
         """One transaction: a crash cannot separate the reservation from the claim."""
         with self._write() as db:
             granted = _grantable(db, provider, area, day, limit)
             if granted == 0:
                 return None, 0
-            claim = _claim_pending(db, provider, area, granted, worker, now, lease)
+            claim = _claim_pending(db, provider, area, granted, worker, now, lease, video_id)
             _hold_quota(db, provider, area, day, len(claim.urls) if claim else 0)
         return claim, granted
 
@@ -978,16 +982,23 @@ def _claim_pending(
     worker: str,
     now: dt.datetime,
     lease: dt.timedelta,
+    video_id: str | None = None,
 ) -> Claim | None:
-    """Reserve up to ``limit`` pending URLs, best priority first, under a new claim id."""
+    """Reserve up to ``limit`` pending URLs, best priority first, under a new claim id.
+
+    ``video_id``: only URLs linked to that video.
+    """
     claim_id = uuid.uuid4().hex
     lease_until = now + lease
+    at = (claim_id, worker, _micros(now), _micros(lease_until))
     rows = db.execute(
         "UPDATE urls SET state = 'reserved', claim_id = ?, worker = ?, claimed_at = ?,"
         " lease_until = ? WHERE id IN (SELECT id FROM urls WHERE state = 'pending'"
-        " AND provider = ? AND area = ? ORDER BY priority, seq LIMIT ?)"
+        " AND provider = ? AND area = ?"
+        " AND (? IS NULL OR id IN (SELECT url_id FROM video_urls WHERE video_id = ?))"
+        " ORDER BY priority, seq LIMIT ?)"
         " RETURNING priority, seq, url",
-        (claim_id, worker, _micros(now), _micros(lease_until), provider, area, limit),
+        (*at, provider, area, video_id, video_id, limit),
     ).fetchall()
     if not rows:
         return None
