@@ -98,6 +98,10 @@ def push(
     ] = False,
     json_out: JsonOption = False,
     strict: StrictOption = False,
+    push_all: Annotated[
+        bool,
+        typer.Option("--all", help="Push every queued video's URLs, not only this video's."),
+    ] = False,
 ) -> None:
     """Expand a video, skip what is already preheated, push the rest within quota."""
     from cdn_preheat import pipeline, render
@@ -139,7 +143,13 @@ def push(
             ledger, provider.name, provider.area, video_id, expansion,
             head_first=head, max_age=settings.cdn_preheat_max_age,
         )  # fmt: skip
-        report = _run(ledger, provider, settings, wait=wait, wait_timeout=wait_timeout)
+        report = _run(
+            ledger, provider, settings, wait=wait, wait_timeout=wait_timeout,
+            video_id=None if push_all else video_id,
+        )  # fmt: skip
+        if push_all:
+            # The other videos pushed on the way are brought up to date too, as by `worker`.
+            pipeline.refresh_states(ledger, [v.video_id for v in ledger.list_videos()])
         pipeline.refresh_video_state(ledger, video_id)
         if verify_after and report.stopped_by is None and not report.interrupted:
             from cdn_preheat.verify import options_from_settings, verify_video
@@ -203,15 +213,22 @@ def _live_quota(provider: Any) -> Any:
 
 
 def _run(
-    ledger: Ledger, provider: Any, settings: Settings, *, wait: bool, wait_timeout: float
+    ledger: Ledger,
+    provider: Any,
+    settings: Settings,
+    *,
+    wait: bool,
+    wait_timeout: float,
+    video_id: str | None = None,
 ) -> RunReport:
+    """Push what is queued (``video_id``: only that video's URLs), then follow the tasks."""
     from cdn_preheat import ui
     from cdn_preheat.app import run_options
     from cdn_preheat.ledger.base import UrlState
     from cdn_preheat.pipeline import run_queue
     from cdn_preheat.stopping import on_signals
 
-    pending = ledger.counts().get(UrlState.PENDING, 0)
+    pending = ledger.counts(video_id).get(UrlState.PENDING, 0)
     options = run_options(settings, wait=wait, wait_timeout=wait_timeout)
     notice = "stopping: settling the batches in flight (press Ctrl-C again to quit at once)"
     with (
@@ -230,8 +247,9 @@ def _run(
             )
 
         return run_queue(
-            ledger, provider, options, on_progress=advance, on_tracking=following, stop=stop
-        )
+            ledger, provider, options, on_progress=advance, on_tracking=following, stop=stop,
+            video_id=video_id,
+        )  # fmt: skip
 
 
 def _exit_for(report: RunReport, ledger: Ledger, video_ids: list[str]) -> None:

@@ -246,9 +246,13 @@ def run_queue(
     on_progress: Callable[[int], None] | None = None,
     on_tracking: Callable[[int, TrackReport], None] | None = None,
     stop: threading.Event | None = None,
+    video_id: str | None = None,
 ) -> RunReport:
     """Push everything queued for this provider, then follow the tasks; repeat for retries.
 
+    ``video_id``: push only that video's URLs; other videos' stay queued (the
+    open tasks followed are still all of this provider's, whoever pushed them).
+    ``pending`` then counts that video's URLs only.
     ``on_tracking(open_tasks, totals)`` is called after each look at the tasks.
     """
     stop = stop or threading.Event()
@@ -261,13 +265,13 @@ def run_queue(
     share = RateShare(ledger, provider.name, options.scheduler.worker_id, provider.pacing)
     share.start(stop)
     try:
-        _rounds(ledger, options, scheduler, tracker, report, stop)
+        _rounds(ledger, options, scheduler, tracker, report, stop, video_id)
     finally:
         share.stop()
     report.interrupted = stop.is_set()
     if report.interrupted:
         report.stopped_by = None  # an answer cut short by the stop is not the run's error
-    counts = ledger.counts()
+    counts = ledger.counts(video_id)
     report.pending = counts.get(UrlState.PENDING, 0) + counts.get(UrlState.RESERVED, 0)
     report.in_flight = counts.get(UrlState.SUBMITTED, 0)
     report.quota_left_today = _quota_left(ledger, provider, scheduler)
@@ -281,11 +285,12 @@ def _rounds(
     tracker: Tracker,
     report: RunReport,
     stop: threading.Event,
+    video_id: str | None,
 ) -> None:
-    """Push/track rounds until the queue is empty or a round ends the run."""
+    """Push/track rounds until the queue (``video_id``'s URLs) is empty or a round ends the run."""
     for _ in range(options.max_rounds):
         try:
-            drained = scheduler.drain(stop)
+            drained = scheduler.drain(stop, video_id=video_id)
         except PreheatError:
             if not stop.is_set():
                 raise
@@ -307,7 +312,7 @@ def _rounds(
         if tracked.timed_out:
             report.tracking_timed_out = True
             break
-        if report.quota_exhausted or not ledger.counts().get(UrlState.PENDING, 0):
+        if report.quota_exhausted or not ledger.counts(video_id).get(UrlState.PENDING, 0):
             break
 
 

@@ -167,6 +167,7 @@ class Scheduler:
         self._report = DrainReport()
         self._limited = True
         self._held: dict[str, Claim] = {}  # claims in work, by id: their leases are renewed
+        self._video_id: str | None = None  # this drain pushes only this video's URLs
 
     # Public ---------------------------------------------------------------
     @property
@@ -174,8 +175,14 @@ class Scheduler:
         """The offset of the provider's quota day (None: no daily quota)."""
         return self._utc_offset
 
-    def drain(self, stop: threading.Event | None = None) -> DrainReport:
-        """Push pending URLs until the queue is empty, the quota is spent or ``stop`` is set."""
+    def drain(
+        self, stop: threading.Event | None = None, *, video_id: str | None = None
+    ) -> DrainReport:
+        """Push pending URLs until the queue is empty, the quota is spent or ``stop`` is set.
+
+        ``video_id``: push only that video's URLs (the rest stay queued).
+        """
+        self._video_id = video_id
         self._stop = threading.Event()
         self._cancel = stop or threading.Event()
         self._report = DrainReport()
@@ -594,10 +601,12 @@ class Scheduler:
         now, worker, lease = self._now(), self.options.worker_id, self.options.lease
         name, area = self.provider.name, self.provider.area
         if key is None:
-            claim = self.ledger.claim(name, area, self._batch_size, worker, now, lease)
+            claim = self.ledger.claim(
+                name, area, self._batch_size, worker, now, lease, video_id=self._video_id
+            )
             return claim, self._batch_size
         return self.ledger.claim_with_quota(
-            name, area, key[2], self._batch_size, worker, now, lease
+            name, area, key[2], self._batch_size, worker, now, lease, video_id=self._video_id
         )
 
     def _settle(self, reserved: int, used: int) -> None:
