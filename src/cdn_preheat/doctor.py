@@ -214,21 +214,27 @@ def _tencent_domain(provider: Any, host: str) -> Check:
             "domain", False, f"{host} is not a CDN domain of this Tencent Cloud account (CDN_HOST)."
         )
     domain = found[0]
-    detail = {"domain": host, "status": domain.Status, "area": domain.Area}
-    if domain.Status != "online":
+    return _domain_check(
+        host, domain.Status, domain.Area, provider.area,
+        covered=domain.Area in ("global", provider.area),
+        fix_area=f"TENCENT_AREA={domain.Area}", fix_status=": start it in the console",
+    )  # fmt: skip
+
+
+def _domain_check(
+    host: str, status: str, area: str, wanted: str, *, covered: bool, fix_area: str,
+    fix_status: str = "",
+) -> Check:  # fmt: skip
+    """The verdict on a domain the account has: online, and accelerated where it is pushed."""
+    detail = {"domain": host, "status": status, "area": area}
+    if status != "online":
+        return Check("domain", False, f"{host} is {status}, not online{fix_status}.", detail)
+    if not covered:
         return Check(
-            "domain", False, f"{host} is {domain.Status}, not online: start it in the console.",
+            "domain", False, f"{host} is accelerated in {area}, not {wanted}: set {fix_area}.",
             detail,
         )  # fmt: skip
-    area = provider.area
-    if domain.Area not in ("global", area):
-        return Check(
-            "domain",
-            False,
-            f"{host} is accelerated in {domain.Area}, not {area}: set TENCENT_AREA={domain.Area}.",
-            detail,
-        )
-    return Check("domain", True, f"{host} is online, accelerated in {domain.Area}.", detail)
+    return Check("domain", True, f"{host} is online, accelerated in {area}.", detail)
 
 
 _ALIYUN_COVERS = {"domestic": ("domestic", "global"), "overseas": ("overseas", "global")}
@@ -252,20 +258,12 @@ def _aliyun_domain(provider: Any, host: str) -> Check:
             "domain", False, f"{host} is not a CDN domain of this Alibaba Cloud account (CDN_HOST)."
         )
     domain = found[0]
-    detail = {"domain": host, "status": domain.domain_status, "area": domain.coverage}
-    if domain.domain_status != "online":
-        return Check(
-            "domain", False, f"{host} is {domain.domain_status}, not online.", detail
-        )  # fmt: skip
-    if domain.coverage not in _ALIYUN_COVERS.get(provider.area, ()):
-        return Check(
-            "domain",
-            False,
-            f"{host} is accelerated in {domain.coverage}, not {provider.area}: "
-            f"set ALIYUN_AREA to {'overseas' if domain.coverage == 'overseas' else 'domestic'}.",
-            detail,
-        )
-    return Check("domain", True, f"{host} is online, accelerated in {domain.coverage}.", detail)
+    fix = "overseas" if domain.coverage == "overseas" else "domestic"
+    return _domain_check(
+        host, domain.domain_status, domain.coverage, provider.area,
+        covered=domain.coverage in _ALIYUN_COVERS.get(provider.area, ()),
+        fix_area=f"ALIYUN_AREA to {fix}",
+    )  # fmt: skip
 
 
 def _qiniu_domain(settings: Settings, host: str) -> Check:
