@@ -44,9 +44,13 @@ def mongomock_accepts_sort() -> Iterator[None]:
         yield
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def mongomock_atomic(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make mongomock's writes atomic, as a MongoDB server's are.
+    """Make mongomock's writes atomic, as a MongoDB server's are (every ledger test).
+
+    Every test here: the scheduler pushes from several threads even in one
+    process, so any test that drives it on mongomock needs this (a pipeline
+    test without it once pushed a URL twice in CI).
 
     mongomock checks a write's filter and applies the update in separate
     steps without a lock (``Collection._update`` iterates matching documents,

@@ -112,7 +112,6 @@ def test_sqlite_processes_share_one_file(tmp_path: Path, how: str) -> None:
     "kind", ["mongomock"] + (["mongodb"] if os.environ.get("MONGODB_URI") else [])
 )
 @pytest.mark.parametrize("how", DRAINS)
-@pytest.mark.usefixtures("mongomock_atomic")
 def test_mongodb_threads_share_one_database(kind: str, how: str) -> None:
     ledger, cleanup = make_mongo_ledger(kind)
     fill(ledger)

@@ -88,7 +88,6 @@ def test_push_on_mongodb_honours_and_writes_the_old_scripts_records(sandbox: San
     assert ledger.get_video("ep-7") is None
 
 
-@pytest.mark.usefixtures("mongomock_atomic")
 def test_threads_sharing_one_database_never_exceed_the_quota_nor_push_twice(
     sandbox: Sandbox,
 ) -> None:
