@@ -1,0 +1,239 @@
+"""``status``, ``quota``, ``stats`` and ``logs``: what the ledger and the CDN report."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cdn_preheat.cli._common import (
+    JsonOption,
+    app,
+    domain_or_host,
+    live_quota,
+    load_settings,
+    open_ledger,
+    open_provider,
+)
+
+
+@app.command()
+def status(
+    video_id: Annotated[str | None, typer.Argument(help="One video; all when omitted.")] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """What is done, queued, submitted, failed, per video and in total."""
+    from cdn_preheat import ui
+    from cdn_preheat.errors import InputError
+    from cdn_preheat.ledger.base import UrlState
+
+    settings = load_settings()
+    ledger = open_ledger(settings, read_only=True)
+    try:
+        if video_id is not None and ledger.get_video(video_id) is None:
+            raise InputError(f"no video {video_id!r} in the ledger.")
+        videos = [v for v in ledger.list_videos() if video_id in (None, v.video_id)]
+        states = list(UrlState)
+        per_video = {v.video_id: ledger.counts(v.video_id) for v in videos}
+        total = ledger.counts(video_id)
+        failures = ledger.failures(video_id)
+    finally:
+        ledger.close()
+    if json_out:
+        ui.print_json(
+            {
+                "videos": [
+                    {
+                        "video_id": v.video_id,
+                        "state": str(v.state),
+                        "found": v.url_count,
+                        **{str(s): per_video[v.video_id].get(s, 0) for s in states},
+                    }
+                    for v in videos
+                ],
+                "total": {str(s): total.get(s, 0) for s in states},
+                "failures": [
+                    {"url": f.url, "state": str(f.state), "error": f.last_error} for f in failures
+                ],
+            }
+        )
+        return
+    headers = ["video", "state", "found", *[str(s) for s in states]]
+    rows = [
+        [v.video_id, str(v.state), v.url_count, *[per_video[v.video_id].get(s, 0) for s in states]]
+        for v in videos
+    ]
+    rows.append(["total", "", "", *[total.get(s, 0) for s in states]])
+    ui.grid("status", headers, rows)
+    for failure in failures:
+        ui.note(f"{failure.state}: {failure.url}: {failure.last_error or 'no reason given'}")
+
+
+@app.command()
+def quota(json_out: JsonOption = False) -> None:
+    """The provider's quota left today and what the ledger has reserved."""
+    from cdn_preheat import ui
+    from cdn_preheat.scheduler import quota_day, utcnow
+
+    settings = load_settings()
+    provider = open_provider(settings)
+    ledger = open_ledger(settings, read_only=True)
+    try:
+        live = live_quota(provider)
+        offset = settings.cdn_preheat_quota_utc_offset_hours
+        if offset is None:
+            offset = provider.limits.quota_utc_offset_hours
+        day = quota_day(utcnow(), offset)
+        book = ledger.quota_day(provider.name, provider.area, day)
+    finally:
+        ledger.close()
+        provider.close()
+    total, available, source = live.total, live.available, "provider"
+    if available is None and book is not None and book.limit is not None:
+        # No quota API (Qiniu): the figures the ledger learned from the CDN's
+        # answers today (quotaDay/surplusDay of each prefetch answer).
+        total, available, source = book.limit, book.remaining, "ledger"
+    data = {
+        "provider": provider.name,
+        "area": provider.area,
+        "day": day,
+        "batch": live.batch or provider.limits.batch_size,
+        "total": total,
+        "available": available,
+        "used_today": book.used if book else None,
+        "reserved_in_flight": book.inflight if book else 0,
+        "source": source if available is not None else "unknown until the first push today",
+    }
+    if json_out:
+        ui.print_json(data)
+    else:
+        ui.table(f"{provider.name} quota ({provider.area})", data)
+
+
+@app.command()
+def stats(
+    from_day: Annotated[str, typer.Option("--from", help="First day, YYYY-MM-DD (UTC+8).")],
+    to_day: Annotated[str, typer.Option("--to", help="Last day, included.")],
+    domain: Annotated[str | None, typer.Option(help="CDN domain; CDN_HOST by default.")] = None,
+    granularity: Annotated[str, typer.Option(help="5min, hour or day.")] = "hour",
+    plot: Annotated[
+        Path | None, typer.Option(help="Also draw a PNG chart here (needs the plot extra).")
+    ] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Flux and bandwidth of a CDN domain per interval, as the provider reports them."""
+    from cdn_preheat import report as traffic
+    from cdn_preheat import ui
+
+    first = traffic.parse_day(from_day, "--from")
+    last = traffic.parse_day(to_day, "--to")
+    if plot is not None:
+        traffic.require_matplotlib()
+    settings = load_settings()
+    name = domain_or_host(domain, settings)
+    provider = open_provider(settings)
+    try:
+        result = traffic.traffic_report(provider, name, first, last, granularity)
+    finally:
+        provider.close()
+    if plot is not None:
+        traffic.plot_traffic(result, plot)
+    if json_out:
+        ui.print_json(traffic.report_dict(result) | {"plot": str(plot) if plot else None})
+        return
+    shown = result.rows[:STATS_TABLE_ROWS]
+    ui.grid(
+        f"{name} on {result.provider}, per {result.granularity} (UTC+8)",
+        ["time", "flux", "bandwidth"],
+        [
+            [
+                f"{row.time.astimezone(traffic.UTC8):%Y-%m-%d %H:%M}",
+                traffic.human(row.flux_bytes, "B"),
+                traffic.human(row.bandwidth_bps, "bit/s"),
+            ]
+            for row in shown
+        ],
+    )
+    if len(result.rows) > len(shown):
+        ui.note(f"showing {len(shown)} of {len(result.rows)} intervals; --json has them all.")
+    peak = result.peak
+    ui.table(
+        "traffic summary",
+        {
+            "intervals": len(result.rows),
+            "total flux": traffic.human(result.total_bytes, "B"),
+            "peak bandwidth": traffic.human(peak.bandwidth_bps if peak else None, "bit/s"),
+            "peak at": f"{peak.time.astimezone(traffic.UTC8):%Y-%m-%d %H:%M}" if peak else None,
+        },
+    )
+    if plot is not None:
+        ui.note(f"chart written to {plot}")
+
+
+STATS_TABLE_ROWS = 400  # a longer table is unreadable; --json and --plot have every row
+
+
+@app.command()
+def logs(
+    domain: Annotated[str | None, typer.Option(help="CDN domain; CDN_HOST by default.")] = None,
+    date: Annotated[
+        str | None, typer.Option(help="Day, YYYY-MM-DD (UTC+8); yesterday by default.")
+    ] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Download links of a CDN domain's access logs for one day."""
+    import datetime as dt
+
+    from cdn_preheat import report as traffic
+    from cdn_preheat import ui
+
+    if date is None:
+        day = dt.datetime.now(traffic.UTC8).date() - dt.timedelta(days=1)
+    else:
+        day = traffic.parse_day(date, "--date")
+    settings = load_settings()
+    name = domain_or_host(domain, settings)
+    provider = open_provider(settings)
+    try:
+        files = traffic.access_logs(provider, name, day)
+    finally:
+        provider.close()
+    if json_out:
+        ui.print_json(
+            {
+                "domain": name,
+                "date": day.isoformat(),
+                "logs": [
+                    {
+                        "name": f.name,
+                        "start": f.start.isoformat(),
+                        "end": f.end.isoformat(),
+                        "area": f.area,
+                        "size": f.size,
+                        "url": f.url,
+                    }
+                    for f in files
+                ],
+            }
+        )
+        return
+    ui.grid(
+        f"{name} access logs, {day} (UTC+8)",
+        ["start", "end", "area", "size", "name"],
+        [
+            [
+                f"{f.start.astimezone(traffic.UTC8):%H:%M}",
+                f"{f.end.astimezone(traffic.UTC8):%H:%M}",
+                f.area,
+                traffic.human(f.size, "B"),
+                f.name,
+            ]
+            for f in files
+        ],
+    )
+    # Links go to stdout, one a line, so `cdn-preheat logs ... | xargs -n1 curl -O` works.
+    sys.stdout.write("".join(f"{f.url}\n" for f in files))
+    if not files:
+        ui.note(f"no access logs for {name} on {day}.")

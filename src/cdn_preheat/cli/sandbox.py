@@ -1,0 +1,73 @@
+"""``sandbox`` and ``demo``: the local emulators, and a preheat on them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cdn_preheat.cli._common import app, load_settings
+
+
+@app.command()
+def sandbox(
+    port: Annotated[
+        int, typer.Option(help="First port; the servers take consecutive ports. 0: any free.")
+    ] = 0,
+    videos: Annotated[int, typer.Option(help="Generated videos demo-1..demo-N.")] = 3,
+    segments: Annotated[int, typer.Option(help="Segments per variant.")] = 20,
+    faults: Annotated[
+        str,
+        typer.Option(
+            help="Fault chances on every API, e.g. 5xx=0.1,drop=0.1,lost=0.05,slow=0.05,rate=0.1"
+            " (lost: done but unanswered; slow: answered --slow-ms late)."
+        ),
+    ] = "",
+    latency_ms: Annotated[float, typer.Option(help="Milliseconds added to every API answer.")] = 0,
+    slow_ms: Annotated[float, typer.Option(help="How late a 'slow' answer comes.")] = 3000,
+    quota: Annotated[
+        str, typer.Option(help="Daily prefetch quota per vendor, e.g. tencent=1000,qiniu=100.")
+    ] = "",
+    rate: Annotated[
+        str, typer.Option(help="Request rate per vendor, e.g. tencent=20,aliyun=50,qiniu=240.")
+    ] = "",
+) -> None:
+    """Run the local emulators (HLS origin, CDN APIs, edge) in the foreground.
+
+    Each API answers GET /_sandbox/received with what it accepted. The Qiniu
+    account has a bucket, sandbox-vod, holding the generated videos' playlists.
+    """
+    from cdn_preheat import ui
+    from cdn_preheat.sandbox.server import (
+        DEMO_BUCKET,
+        Sandbox,
+        parse_faults,
+        parse_per_vendor,
+        run_forever,
+    )
+
+    injected = parse_faults(faults, latency_ms=latency_ms, slow_ms=slow_ms)
+    quotas, rates = parse_per_vendor(quota, "--quota"), parse_per_vendor(rate, "--rate")
+    box = Sandbox.from_settings(
+        load_settings(), videos=videos, segments=segments, first_port=port, faults=injected
+    )
+    box.set_limits(quota=quotas, rate=rates)
+    box.fill_demo_bucket(DEMO_BUCKET)
+    run_forever(box, lambda endpoints: ui.print_json({**endpoints, "qiniu_bucket": DEMO_BUCKET}))
+
+
+@app.command()
+def demo(
+    provider: Annotated[str, typer.Option(help="Which emulated CDN: tencent, qiniu, aliyun.")] = (
+        "tencent"
+    ),
+    videos: Annotated[int, typer.Option(help="How many generated videos to preheat.")] = 3,
+    db: Annotated[
+        Path | None, typer.Option(help="Ledger file to keep; a temporary one by default.")
+    ] = None,
+) -> None:
+    """Start the sandbox and preheat a few generated videos through the real code path."""
+    from cdn_preheat.demo import run_demo
+
+    run_demo(provider=provider, videos=videos, db=db)

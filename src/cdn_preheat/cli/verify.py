@@ -1,0 +1,78 @@
+"""``verify``: ask the edge whether a video's files are cached."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cdn_preheat.cli._common import JsonOption, app, load_settings, open_ledger, open_provider
+
+
+@app.command()
+def verify(
+    video_id: Annotated[str, typer.Argument(help="A video in the ledger.")],
+    sample: Annotated[
+        int,
+        typer.Option(min=1, help="Probe this many URLs (playlists and rendition starts always)."),
+    ] = 50,
+    all_urls: Annotated[bool, typer.Option("--all", help="Probe every pushed URL.")] = False,
+    edge: Annotated[
+        list[str] | None, typer.Option("--edge", help="Edge IP[:port] to pin to; repeatable.")
+    ] = None,
+    vendor: Annotated[
+        str | None, typer.Option(help="Cache header to read: tencent, qiniu, aliyun, ...")
+    ] = None,
+    requeue: Annotated[
+        bool, typer.Option(help="Queue the URLs that no CDN layer held again.")
+    ] = False,
+    min_hit_ratio: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Exit 1 below this cached ratio (edge or upper-layer hits), or when a "
+            "probe got no answer.",
+        ),
+    ] = 1.0,
+    seed: Annotated[int, typer.Option(help="Sample seed, for a repeatable sample.")] = 0,
+    json_out: JsonOption = False,
+) -> None:
+    """Ask the edge (GET of one byte) whether the video's files are cached in the CDN.
+
+    Each URL is an edge hit, warm in an upper layer (where Tencent mainland
+    and Alibaba prefetch), or a miss; both hits count as cached. Exit 0 when
+    the cached ratio reaches --min-hit-ratio and every probe was answered.
+    """
+    from cdn_preheat import pipeline, render, ui
+    from cdn_preheat.errors import InputError
+    from cdn_preheat.verify import (
+        gate,
+        missed_urls,
+        options_from_settings,
+        probe_count,
+        verify_urls,
+        video_targets,
+    )
+
+    settings = load_settings()
+    ledger = open_ledger(settings)
+    try:
+        if ledger.get_video(video_id) is None:
+            raise InputError(f"no video {video_id!r} in the ledger.")
+        options = options_from_settings(settings, edge_ips=edge or (), vendor=vendor)
+        targets = video_targets(ledger, video_id, None if all_urls else sample, seed=seed)
+        with ui.progress("probing", probe_count(targets, options)) as advance:
+            report = verify_urls(targets, options=options, on_progress=advance)
+        requeued = 0
+        if requeue:
+            provider = open_provider(settings)
+            requeued = pipeline.requeue_missed(
+                ledger, provider.name, provider.area, video_id, missed_urls(report)
+            )
+    finally:
+        ledger.close()
+    outcome = gate(report, min_hit_ratio)
+    render.report_verify(video_id, report, requeued, json_out, outcome)
+    if not outcome.passed:
+        raise typer.Exit(1)
