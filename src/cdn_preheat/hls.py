@@ -118,9 +118,16 @@ class ExpandOptions:
     dash_all_base_urls: bool = False  # every alternative BaseURL of an MPD, not the first
 
 
-def make_client(options: ExpandOptions) -> httpx.AsyncClient:
-    """A pooled client that follows redirects and accepts gzip."""
+def make_client(
+    options: ExpandOptions, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """A pooled client that follows redirects and accepts gzip.
+
+    ``transport``: the service's guarded one (``service/ssrf.py``), which then
+    holds the connection limits.
+    """
     return httpx.AsyncClient(
+        transport=transport,
         follow_redirects=True,
         timeout=httpx.Timeout(options.timeout),
         limits=httpx.Limits(

@@ -110,6 +110,26 @@ def test_reset_forgets_the_video_and_its_urls(ledger: Ledger) -> None:
     assert result.queued == 3  # type: ignore[attr-defined]
 
 
+def test_cancel_takes_pending_urls_out_of_the_queue(ledger: Ledger) -> None:
+    ledger.put_video("v1", "https://o.example.com/v1.m3u8", 5, T0)
+    enqueue(ledger, "v1", "a", "b")
+    submit_all(ledger, "task-1")  # a and b are on their way: they go on
+    enqueue(ledger, "v1", "c", "d", "shared")
+    enqueue(ledger, "v2", "shared")  # another video wants this one
+
+    cancelled = ledger.cancel_video("v1")
+
+    assert cancelled == 2
+    assert ledger.counts("v1") == {UrlState.SUBMITTED: 2, UrlState.PENDING: 1, UrlState.SKIPPED: 2}
+    skipped = {r.url: r.last_error for r in ledger.url_records("v1") if r.state is UrlState.SKIPPED}
+    assert skipped == {url("c"): "cancelled", url("d"): "cancelled"}
+    claim = ledger.claim(P, A, 100, "worker-2", at(1), LEASE)
+    assert claim is not None and claim.urls == (url("shared"),)
+    assert ledger.cancel_video("v1") == 0
+    again = enqueue(ledger, "v1", "c", "d", now=at(2))
+    assert again.queued == 2  # type: ignore[attr-defined]
+
+
 # Enqueue and dedup --------------------------------------------------------
 
 

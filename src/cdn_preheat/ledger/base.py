@@ -171,6 +171,16 @@ class Ledger(ABC):
         """Forget the video and its URLs so that it is pushed again; URLs forgotten."""
 
     @abstractmethod
+    def cancel_video(self, video_id: str, reason: str = "cancelled") -> int:
+        """Take the video's pending URLs out of the queue; how many were taken.
+
+        They are recorded as skipped for the video with ``reason``. A pending URL
+        that another video links too stays queued (that video still wants it);
+        URLs already reserved or submitted go on. Queueing the video again
+        (``enqueue``) queues them anew.
+        """
+
+    @abstractmethod
     def list_videos(self) -> list[VideoRecord]:
         """Every video, oldest first."""
 

@@ -380,6 +380,23 @@ class MongoLedger(Ledger):
         return sum(len(urls) for urls in by_target.values()) + skipped
 
     @_reconnecting()
+    def cancel_video(self, video_id: str, reason: str = "cancelled") -> int:
+        pending = {"$in": [UrlState.PENDING.value]}
+        cancelled = 0
+        for doc in list(self._video_url_docs(video_id, pending)):
+            where = {"provider": doc["provider"], "area": doc["area"], "url": doc["url"]}
+            if self.links.find_one({**where, "video_id": {"$ne": video_id}}, {"_id": 1}):
+                continue  # another video still wants it
+            # Conditional on still pending: a worker may claim it meanwhile.
+            if self.urls.delete_one({**where, "state": UrlState.PENDING.value}).deleted_count:
+                self.links.delete_many({**where, "video_id": video_id})
+                self.skipped.update_one(
+                    {"video_id": video_id, **where}, {"$set": {"reason": reason}}, upsert=True
+                )
+                cancelled += 1
+        return cancelled
+
+    @_reconnecting()
     def list_videos(self) -> list[VideoRecord]:
         videos = [_video(doc) for doc in self.videos.find()]
         known = {video.video_id for video in videos}

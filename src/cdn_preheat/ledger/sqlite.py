@@ -400,6 +400,27 @@ class SqliteLedger(Ledger):
         return len(ids) + skipped
 
     @_translated
+    def cancel_video(self, video_id: str, reason: str = "cancelled") -> int:
+        with self._write() as db:
+            rows = db.execute(
+                "SELECT u.id, u.provider, u.area, u.url FROM video_urls l"
+                " JOIN urls u ON u.id = l.url_id"
+                " WHERE l.video_id = ? AND u.state = 'pending' AND NOT EXISTS"
+                " (SELECT 1 FROM video_urls o WHERE o.url_id = u.id AND o.video_id != ?)",
+                (video_id, video_id),
+            ).fetchall()
+            db.executemany(
+                "INSERT INTO skipped_urls VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE"
+                " SET reason = excluded.reason",
+                ((video_id, provider, area, url, reason) for _, provider, area, url in rows),
+            )
+            db.executemany("DELETE FROM video_urls WHERE url_id = ?", ((row[0],) for row in rows))
+            db.executemany(
+                "DELETE FROM urls WHERE id = ? AND state = 'pending'", ((row[0],) for row in rows)
+            )
+        return len(rows)
+
+    @_translated
     def list_videos(self) -> list[VideoRecord]:
         with self._read() as db:
             rows = db.execute(
