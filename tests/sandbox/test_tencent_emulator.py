@@ -290,6 +290,46 @@ def test_describe_push_tasks_limit_has_no_documented_maximum(sandbox: Sandbox) -
     assert (len(capped.PushLogs), capped.TotalCount) == (5, 12)
 
 
+@pytest.mark.parametrize("order", ["newest_first", "oldest_first"])
+def test_window_pages_are_the_filtered_log_paged(sandbox: Sandbox, order: str) -> None:
+    """A window alone is answered from the time index: the same pages as a full filter.
+
+    A Keyword (the edge's domain, which every log matches) makes the emulator
+    filter the whole log; the pages must not differ, and logs pushed outside
+    the window stay out of both.
+    """
+    sandbox.tencent.limits.push_log_order = order  # type: ignore[assignment]
+    cdn = client(sandbox)
+    stamp = "%Y-%m-%d %H:%M:%S"
+    call(cdn, "PushUrlsCache", Urls=edge_urls(sandbox, 4))
+    sandbox.clock.advance(dt.timedelta(seconds=10))
+    inside = call(cdn, "PushUrlsCache", Urls=edge_urls(sandbox, 5, video="demo-2")).TaskId
+    sandbox.clock.advance(dt.timedelta(seconds=1))
+    also = call(cdn, "PushUrlsCache", Urls=edge_urls(sandbox, 3)).TaskId
+    sandbox.clock.advance(dt.timedelta(seconds=10))
+    call(cdn, "PushUrlsCache", Urls=edge_urls(sandbox, 2, video="demo-2"))
+    now = sandbox.clock.now().astimezone(UTC8)
+    window = {
+        "StartTime": (now - dt.timedelta(seconds=11)).strftime(stamp),
+        "EndTime": (now - dt.timedelta(seconds=10)).strftime(stamp),
+    }
+    domain = sandbox.edge_url("/").split("/")[2]
+
+    def pages(**criteria: Any) -> list[list[tuple[str, str]]]:
+        return [
+            [(log.TaskId, log.Url) for log in call(
+                cdn, "DescribePushTasks", **window, **criteria, Offset=offset, Limit=3
+            ).PushLogs]
+            for offset in (0, 3, 6, 9)
+        ]  # fmt: skip
+
+    indexed, scanned = pages(), pages(Keyword=domain)
+    assert indexed == scanned
+    assert [len(page) for page in indexed] == [3, 3, 2, 0]
+    assert {task for page in indexed for task, _ in page} == {inside, also}
+    assert call(cdn, "DescribePushTasks", **window).TotalCount == 8
+
+
 def test_push_logs_are_forgotten_after_30_days(sandbox: Sandbox) -> None:
     """ "预热记录保存30天" (cloud.tencent.com/document/api/228/12840)."""
     cdn = client(sandbox)
