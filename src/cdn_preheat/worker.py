@@ -55,8 +55,12 @@ def run_worker(
     once: bool = False,
     idle: float = 30.0,
     wait_timeout: float = 600.0,
+    wake: threading.Event | None = None,
 ) -> int:
     """Run until ``stop`` is set (or one round with ``once``); the process exit code.
+
+    ``wake``: set it when work arrives (``serve`` does when a video is queued)
+    to end a wait at an empty queue at once; whoever sets ``stop`` sets it too.
 
     Rate-limit, transient and unknown provider answers never end it: it pauses
     (a growing pause, cut short by ``stop``) and goes on.
@@ -103,6 +107,10 @@ def run_worker(
             log.info("daily quota spent; sleeping %.0f s until it resets", pause)
             stop.wait(pause)
         elif not ledger.counts().get(UrlState.PENDING, 0):
-            stop.wait(idle)
+            if wake is None:
+                stop.wait(idle)
+            else:
+                wake.wait(idle)
+                wake.clear()
     log.info("stopped; the ledger is consistent and the queue is kept")
     return 0

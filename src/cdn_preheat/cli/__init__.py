@@ -25,7 +25,7 @@ from cdn_preheat.cli._common import State, app
 __all__ = ["app", "main"]
 
 # In the order `--help` lists their commands.
-COMMAND_MODULES = ("push", "expand", "inspect", "verify", "doctor", "sandbox", "purge")
+COMMAND_MODULES = ("push", "expand", "inspect", "verify", "doctor", "sandbox", "purge", "serve")
 
 for _module in COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_module}")

@@ -21,6 +21,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -189,7 +190,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         worker: WorkerThread | None = app.state.worker
         if worker is not None:
             worker.start()
-            stack.callback(worker.stop)
+            stack.push_async_callback(anyio.to_thread.run_sync, worker.stop)
         yield
     app.state.engine.close()
 
@@ -204,17 +205,20 @@ class WorkerThread:
     def __init__(self, settings: Settings, stop: threading.Event, *, idle: float = 30.0) -> None:
         self.settings = settings
         self.stop_event = stop
+        self.wake = threading.Event()  # set when a video is queued: no idle wait
         self.idle = idle
         self.error: BaseException | None = None
         self.exit_code: int | None = None
         self._thread = threading.Thread(target=self._main, name="cdn-preheat-worker", daemon=True)
         self.on_provider: list[Callable[[Any], None]] = []
+        self.on_fatal: Callable[[], None] | None = None  # serve stops the server
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
         self.stop_event.set()
+        self.wake.set()
         if self._thread.is_alive():
             self._thread.join()
 
@@ -235,8 +239,9 @@ class WorkerThread:
                     hook(provider)
                 try:
                     self.exit_code = run_worker(
-                        ledger, provider, self.settings, stop=self.stop_event, idle=self.idle
-                    )
+                        ledger, provider, self.settings,
+                        stop=self.stop_event, idle=self.idle, wake=self.wake,
+                    )  # fmt: skip
                 finally:
                     provider.close()
             finally:
@@ -244,6 +249,8 @@ class WorkerThread:
         except BaseException as exc:  # recorded for /readyz and serve's exit code
             self.error = exc
             log.error("the worker stopped: %s", redact.redact(str(exc)))
+            if self.on_fatal is not None:
+                self.on_fatal()
 
 
 def create_app(
@@ -279,6 +286,7 @@ def create_app(
     engine.on_provider.append(metrics.instrument)
     if worker is not None:
         worker.on_provider.append(metrics.instrument)
+        engine.on_queued.append(worker.wake.set)
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     _health_routes(app)

@@ -118,6 +118,7 @@ class ServiceEngine:
         self._lock = threading.Lock()
         self._provider_lock = threading.Lock()
         self.on_provider: list[Callable[[Provider], None]] = []
+        self.on_queued: list[Callable[[], None]] = []  # the worker wakes up
 
     # ------------------------------------------------------------ resources
     @property
@@ -247,7 +248,10 @@ class ServiceEngine:
             assert view is not None
             return view
 
-        return Submitted(True, await self.run(queue))
+        view = await self.run(queue)
+        for hook in self.on_queued:
+            hook()
+        return Submitted(True, view)
 
     async def expand(self, m3u8_url: str) -> Any:
         """Expand on the event loop, every fetch through the SSRF guard."""
