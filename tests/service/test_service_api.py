@@ -158,16 +158,18 @@ def test_a_playlist_that_fails_is_422_and_writes_nothing(
 def test_batch_reports_each_video_in_its_own_entry(
     client: TestClient, box: Sandbox, engine: ServiceEngine
 ) -> None:
+    known = {"video_id": "batch-known", "m3u8_url": box.video_url("demo-1")}
+    assert client.post("/v1/videos", json=known).status_code == 202
     videos = [
-        {"video_id": "demo-3", "m3u8_url": box.video_url("demo-3")},
+        {"video_id": "batch-new", "m3u8_url": box.video_url("demo-3")},
         {"video_id": "broken", "m3u8_url": box.video_url("missing")},
-        {"video_id": "demo-1", "m3u8_url": box.video_url("demo-1")},  # known already
+        known,
     ]
     answer = client.post("/v1/videos:batch", json={"videos": videos})
     assert answer.status_code == 202
     results = answer.json()["results"]
     assert [(r["video_id"], r["status"]) for r in results] == [
-        ("demo-3", 202), ("broken", 422), ("demo-1", 200),
+        ("batch-new", 202), ("broken", 422), ("batch-known", 200),
     ]  # fmt: skip
     assert results[0]["video"]["counts"]["pending"] > 0
     assert results[1]["video"] is None and "HTTP 404" in results[1]["error"]
@@ -180,10 +182,9 @@ def test_batch_reports_each_video_in_its_own_entry(
 
 
 def test_list_pages_with_a_cursor_and_filters_by_state(client: TestClient, box: Sandbox) -> None:
-    for n in (4, 5):
-        client.post(
-            "/v1/videos", json={"video_id": f"demo-{n}", "m3u8_url": box.video_url(f"demo-{n}")}
-        )
+    for n in (1, 2, 3, 4, 5):
+        body = {"video_id": f"list-{n}", "m3u8_url": box.video_url(f"demo-{n}")}
+        assert client.post("/v1/videos", json=body).status_code == 202
     seen: list[str] = []
     cursor = None
     while True:
