@@ -23,6 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class UrlState(StrEnum):
@@ -148,6 +149,36 @@ class TaskRecord:
     url_count: int
     created_at: dt.datetime
     open: bool
+
+
+class EventState(StrEnum):
+    PENDING = "pending"  # to be handled at ``due_at`` (again, after a failed attempt)
+    DELIVERED = "delivered"  # handled: the receiver answered 2xx, the video was queued
+    FAILED = "failed"  # given up (retried for as long as allowed)
+
+
+@dataclass(frozen=True)
+class OutboxEvent:
+    """One entry of the outbox: something to hand on at least once, under a stable id.
+
+    ``topic`` says who handles it (``webhook``: a signed POST to the configured
+    receiver; ``storage``: a storage notification to settle, then queue). ``key``
+    makes it unique within the topic: enqueueing the same key again returns the
+    first entry, so a producer may repeat itself (after a crash, on another
+    worker) without a second event. ``payload`` is JSON-serialisable.
+    """
+
+    event_id: str
+    topic: str
+    key: str
+    payload: dict[str, Any]
+    state: EventState
+    created_at: dt.datetime
+    due_at: dt.datetime
+    attempts: int
+    last_error: str | None
+    lease_until: dt.datetime | None
+    worker: str | None
 
 
 class Ledger(ABC):
@@ -445,6 +476,57 @@ class Ledger(ABC):
     @abstractmethod
     def release_turn(self, name: str, holder: str) -> None:
         """Give the turn ``name`` up, if ``holder`` has it; others may take it at once."""
+
+    # Outbox (webhooks, storage notifications) ----------------------------
+    @abstractmethod
+    def enqueue_event(
+        self,
+        topic: str,
+        key: str,
+        payload: Mapping[str, Any],
+        now: dt.datetime,
+        *,
+        due: dt.datetime | None = None,
+    ) -> tuple[OutboxEvent, bool]:
+        """Add the event ``(topic, key)`` unless it exists; the event and whether it is new.
+
+        Once per key, whatever the state the first one reached: a key delivered
+        or given up is not queued again. ``due``: not before then (default ``now``).
+        The id (``evt_`` and 32 hex digits) is made here, once, and kept.
+        """
+
+    @abstractmethod
+    def claim_events(
+        self, topic: str, now: dt.datetime, lease: dt.timedelta, limit: int, worker: str
+    ) -> list[OutboxEvent]:
+        """Atomically lease up to ``limit`` pending events due by ``now``, earliest due first.
+
+        An event whose lease has run out (its handler died between sending and
+        marking) is claimable again: delivery is at least once. Of several
+        workers claiming at once, each event goes to exactly one.
+        """
+
+    @abstractmethod
+    def mark_event_delivered(self, event_id: str, now: dt.datetime) -> None:
+        """The event was handed on: pending -> delivered (an attempt counted)."""
+
+    @abstractmethod
+    def reschedule_event(self, event_id: str, due: dt.datetime, error: str) -> None:
+        """The attempt failed: pending again at ``due``, lease dropped, an attempt counted."""
+
+    @abstractmethod
+    def fail_event(self, event_id: str, error: str, now: dt.datetime) -> None:
+        """Give the event up (pending -> failed), an attempt counted, ``error`` kept."""
+
+    @abstractmethod
+    def get_event(self, event_id: str) -> OutboxEvent | None:
+        """The event with this id."""
+
+    @abstractmethod
+    def list_events(
+        self, topic: str, *, state: EventState | None = None, limit: int = 100
+    ) -> list[OutboxEvent]:
+        """The topic's events (of one state), newest first."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the connection."""

@@ -74,7 +74,9 @@ from cdn_preheat.errors import ConfigError, LedgerError
 from cdn_preheat.ledger.base import (
     Claim,
     EnqueueResult,
+    EventState,
     Ledger,
+    OutboxEvent,
     Outcome,
     QueuedUrl,
     QuotaDay,
@@ -204,6 +206,7 @@ class MongoLedger(Ledger):
         self.workers: Collection[Doc] = self.db["rate_workers"]
         self.turns: Collection[Doc] = self.db["turns"]
         self.journal: Collection[Doc] = self.db["settle_journal"]
+        self.outbox: Collection[Doc] = self.db["outbox"]
 
     @classmethod
     def from_uri(
@@ -311,6 +314,13 @@ class MongoLedger(Ledger):
         )
         self.quota.create_index([("provider", 1), ("area", 1), ("day", 1)], unique=True, name="day")
         self.legacy.create_index([("video_id", 1)], name="video_id")
+        self.outbox.create_index([("event_id", 1)], unique=True, name="event_id")
+        self.outbox.create_index(
+            [("topic", 1), ("due_at", 1)],
+            partialFilterExpression={"state": EventState.PENDING.value},
+            name="due",
+        )
+        self.outbox.create_index([("topic", 1), ("created_at", -1)], name="recent")
         self._indexed = True
 
     # Videos ---------------------------------------------------------------
@@ -1249,6 +1259,103 @@ class MongoLedger(Ledger):
     def release_turn(self, name: str, holder: str) -> None:
         self.turns.delete_one({"_id": name, "holder": holder})
 
+    # Outbox ---------------------------------------------------------------
+    # One document per (topic, key), _id "topic\nkey": the insert is an upsert
+    # that only sets fields on insert, so a repeat (or a retry after a dropped
+    # connection) finds the first event instead of adding one.
+    @_reconnecting()
+    def enqueue_event(
+        self,
+        topic: str,
+        key: str,
+        payload: Mapping[str, Any],
+        now: dt.datetime,
+        *,
+        due: dt.datetime | None = None,
+    ) -> tuple[OutboxEvent, bool]:
+        doc_id = f"{topic}\n{key}"
+        fresh = {
+            "event_id": f"evt_{uuid.uuid4().hex}",
+            "topic": topic,
+            "key": key,
+            "payload": dict(payload),
+            "state": EventState.PENDING.value,
+            "created_at": now,
+            "due_at": due or now,
+            "attempts": 0,
+            "last_error": None,
+            "lease_until": None,
+            "worker": None,
+        }
+        try:
+            result = self.outbox.update_one({"_id": doc_id}, {"$setOnInsert": fresh}, upsert=True)
+            added = result.upserted_id is not None
+        except DuplicateKeyError:  # another writer inserted it at the same moment
+            added = False
+        doc = self.outbox.find_one({"_id": doc_id})
+        assert doc is not None
+        return _outbox_event(doc), added
+
+    @_reconnecting()
+    def claim_events(
+        self, topic: str, now: dt.datetime, lease: dt.timedelta, limit: int, worker: str
+    ) -> list[OutboxEvent]:
+        # One conditional update per event: of several workers, exactly one
+        # matches an event while it is unleased (or its lease ran out).
+        claimable: Doc = {
+            "topic": topic,
+            "state": EventState.PENDING.value,
+            "due_at": {"$lte": now},
+            "$or": [{"lease_until": None}, {"lease_until": {"$lte": now}}],
+        }
+        won: list[OutboxEvent] = []
+        for _ in range(limit):
+            doc = self.outbox.find_one_and_update(
+                claimable,
+                {"$set": {"lease_until": now + lease, "worker": worker}},
+                sort=[("due_at", ASCENDING), ("created_at", ASCENDING)],
+                return_document=ReturnDocument.AFTER,
+            )
+            if doc is None:
+                break
+            won.append(_outbox_event(doc))
+        return won
+
+    def _settle_event(self, event_id: str, fields: Doc) -> None:
+        self.outbox.update_one(
+            {"event_id": event_id, "state": EventState.PENDING.value},
+            {"$set": {**fields, "lease_until": None}, "$inc": {"attempts": 1}},
+        )
+
+    @_reconnecting(retry=False)
+    def mark_event_delivered(self, event_id: str, now: dt.datetime) -> None:
+        self._settle_event(event_id, {"state": EventState.DELIVERED.value, "due_at": now})
+
+    @_reconnecting(retry=False)
+    def reschedule_event(self, event_id: str, due: dt.datetime, error: str) -> None:
+        self._settle_event(event_id, {"due_at": due, "last_error": error})
+
+    @_reconnecting(retry=False)
+    def fail_event(self, event_id: str, error: str, now: dt.datetime) -> None:
+        self._settle_event(
+            event_id, {"state": EventState.FAILED.value, "last_error": error, "due_at": now}
+        )
+
+    @_reconnecting()
+    def get_event(self, event_id: str) -> OutboxEvent | None:
+        doc = self.outbox.find_one({"event_id": event_id})
+        return None if doc is None else _outbox_event(doc)
+
+    @_reconnecting()
+    def list_events(
+        self, topic: str, *, state: EventState | None = None, limit: int = 100
+    ) -> list[OutboxEvent]:
+        where: Doc = {"topic": topic}
+        if state is not None:
+            where["state"] = state.value
+        docs = self.outbox.find(where).sort([("created_at", -1), ("_id", -1)]).limit(limit)
+        return [_outbox_event(doc) for doc in docs]
+
 
 def _redacted(text: str, secrets: Sequence[str]) -> str:
     for secret in sorted(secrets, key=len, reverse=True):
@@ -1426,6 +1533,22 @@ def _legacy_video(doc: Doc) -> VideoRecord:
         VideoState.LEGACY,
         moment,
         moment,
+    )
+
+
+def _outbox_event(doc: Doc) -> OutboxEvent:
+    return OutboxEvent(
+        event_id=str(doc["event_id"]),
+        topic=str(doc["topic"]),
+        key=str(doc["key"]),
+        payload=dict(doc["payload"]),
+        state=EventState(doc["state"]),
+        created_at=_moment(doc["created_at"]),
+        due_at=_moment(doc["due_at"]),
+        attempts=int(doc["attempts"]),
+        last_error=doc.get("last_error"),
+        lease_until=_aware(doc.get("lease_until")),
+        worker=doc.get("worker"),
     )
 
 

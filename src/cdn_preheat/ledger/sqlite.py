@@ -28,7 +28,9 @@ from cdn_preheat.errors import ConfigError, LedgerError
 from cdn_preheat.ledger.base import (
     Claim,
     EnqueueResult,
+    EventState,
     Ledger,
+    OutboxEvent,
     Outcome,
     QueuedUrl,
     QuotaDay,
@@ -149,6 +151,25 @@ CREATE TABLE IF NOT EXISTS quota_days (
     settles  INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (provider, area, day)
 );
+
+-- The outbox: webhook events and storage notifications, each handed on at
+-- least once under its stable id (see Ledger.enqueue_event).
+CREATE TABLE IF NOT EXISTS outbox (
+    event_id    TEXT PRIMARY KEY,
+    topic       TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    payload     TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    due_at      INTEGER NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    last_error  TEXT,
+    lease_until INTEGER,
+    worker      TEXT,
+    UNIQUE (topic, key)
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (topic, due_at) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS outbox_recent ON outbox (topic, created_at);
 """
 
 _SELECT_URLS = (
@@ -901,6 +922,104 @@ class SqliteLedger(Ledger):
         with self._write() as db:
             db.execute("DELETE FROM turns WHERE name = ? AND holder = ?", (name, holder))
 
+    # Outbox -----------------------------------------------------------------
+    @_translated
+    def enqueue_event(
+        self,
+        topic: str,
+        key: str,
+        payload: Mapping[str, Any],
+        now: dt.datetime,
+        *,
+        due: dt.datetime | None = None,
+    ) -> tuple[OutboxEvent, bool]:
+        event_id = f"evt_{uuid.uuid4().hex}"
+        body = json.dumps(dict(payload), separators=(",", ":"), sort_keys=True)
+        with self._write() as db:
+            added = db.execute(
+                "INSERT INTO outbox (event_id, topic, key, payload, state, created_at, due_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (topic, key) DO NOTHING",
+                (event_id, topic, key, body, EventState.PENDING, _micros(now),
+                 _micros(due or now)),
+            ).rowcount  # fmt: skip
+            row = db.execute(
+                f"{_SELECT_EVENTS} WHERE topic = ? AND key = ?", (topic, key)
+            ).fetchone()
+        return _event(row), bool(added)
+
+    @_translated
+    def claim_events(
+        self, topic: str, now: dt.datetime, lease: dt.timedelta, limit: int, worker: str
+    ) -> list[OutboxEvent]:
+        moment = _micros(now)
+        with self._write() as db:
+            ids = [
+                row[0]
+                for row in db.execute(
+                    "SELECT event_id FROM outbox WHERE topic = ? AND state = 'pending'"
+                    " AND due_at <= ? AND ifnull(lease_until, 0) <= ?"
+                    " ORDER BY due_at, created_at LIMIT ?",
+                    (topic, moment, moment, limit),
+                )
+            ]
+            db.executemany(
+                "UPDATE outbox SET lease_until = ?, worker = ? WHERE event_id = ?",
+                ((_micros(now + lease), worker, event_id) for event_id in ids),
+            )
+            rows = [
+                db.execute(f"{_SELECT_EVENTS} WHERE event_id = ?", (event_id,)).fetchone()
+                for event_id in ids
+            ]
+        return [_event(row) for row in rows]
+
+    @_translated
+    def mark_event_delivered(self, event_id: str, now: dt.datetime) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE outbox SET state = 'delivered', attempts = attempts + 1,"
+                " lease_until = NULL, due_at = ? WHERE event_id = ? AND state = 'pending'",
+                (_micros(now), event_id),
+            )
+
+    @_translated
+    def reschedule_event(self, event_id: str, due: dt.datetime, error: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE outbox SET due_at = ?, attempts = attempts + 1, last_error = ?,"
+                " lease_until = NULL WHERE event_id = ? AND state = 'pending'",
+                (_micros(due), error, event_id),
+            )
+
+    @_translated
+    def fail_event(self, event_id: str, error: str, now: dt.datetime) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ?,"
+                " lease_until = NULL, due_at = ? WHERE event_id = ? AND state = 'pending'",
+                (error, _micros(now), event_id),
+            )
+
+    @_translated
+    def get_event(self, event_id: str) -> OutboxEvent | None:
+        with self._read() as db:
+            row = db.execute(f"{_SELECT_EVENTS} WHERE event_id = ?", (event_id,)).fetchone()
+        return None if row is None else _event(row)
+
+    @_translated
+    def list_events(
+        self, topic: str, *, state: EventState | None = None, limit: int = 100
+    ) -> list[OutboxEvent]:
+        where, args = "topic = ?", [topic]
+        if state is not None:
+            where += " AND state = ?"
+            args.append(str(state))
+        with self._read() as db:
+            rows = db.execute(
+                f"{_SELECT_EVENTS} WHERE {where} ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+        return [_event(row) for row in rows]
+
 
 # Enqueue works on a temporary table so that classification, upsert and
 # linking are three set-wise statements instead of three statements per URL.
@@ -1094,6 +1213,28 @@ def _video(row: Any) -> VideoRecord:
     video_id, m3u8_url, url_count, state, created_at, updated_at = row
     return VideoRecord(
         video_id, m3u8_url, url_count, VideoState(state), _moment(created_at), _moment(updated_at)
+    )
+
+
+_SELECT_EVENTS = (
+    "SELECT event_id, topic, key, payload, state, created_at, due_at, attempts, last_error,"
+    " lease_until, worker FROM outbox"
+)
+
+
+def _event(row: Any) -> OutboxEvent:
+    return OutboxEvent(
+        event_id=row[0],
+        topic=row[1],
+        key=row[2],
+        payload=json.loads(row[3]),
+        state=EventState(row[4]),
+        created_at=_moment(row[5]),
+        due_at=_moment(row[6]),
+        attempts=row[7],
+        last_error=row[8],
+        lease_until=_maybe_moment(row[9]),
+        worker=row[10],
     )
 
 
