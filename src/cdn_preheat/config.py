@@ -139,6 +139,29 @@ class Settings(BaseSettings):
     cdn_preheat_invalid_retry_seconds: float = Field(default=30.0, ge=0)
     cdn_preheat_quota_utc_offset_hours: int | None = Field(default=None, ge=-12, le=14)
 
+    # Service: signed webhooks (POSTed when a video is done or failed, or the
+    # day's quota is spent with work queued) and storage notifications.
+    cdn_preheat_webhook_url: str | None = Field(
+        default=None, description="receiver of the signed webhook events (http or https)"
+    )
+    cdn_preheat_webhook_secret: SecretStr | None = None
+    cdn_preheat_webhook_timeout: float = Field(default=10.0, gt=0)  # seconds for one POST
+    # Storage notifications (POST /v1/events/qiniu, /v1/events/s3): the host that
+    # serves the bucket, a playlist's URL is https://HOST/KEY (or a scheme://host).
+    cdn_preheat_events_origin: str | None = None
+    # Seconds between a playlist's notification and queueing it (segments may still upload).
+    cdn_preheat_events_settle_seconds: float = Field(default=60.0, ge=0)
+
+    @field_validator("cdn_preheat_webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        return value.strip()
+
     @property
     def api_deadline(self) -> float:
         """Seconds a CDN API call may take: the timeout, within half the claim lease.

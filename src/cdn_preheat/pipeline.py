@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from cdn_preheat import notify
 from cdn_preheat.errors import InputError, PreheatError
 from cdn_preheat.ledger.base import (
     Ledger,
@@ -217,7 +218,10 @@ def refresh_video_state(ledger: Ledger, video_id: str, now: dt.datetime | None =
         state = VideoState.FAILED
     else:
         state = VideoState.DONE
-    ledger.set_video_state(video_id, state, now or utcnow())
+    now = now or utcnow()
+    # A video that just finished gets its webhook event (outbox) before the state is written.
+    notify.video_settled(ledger, video_id, state, counts, now)
+    ledger.set_video_state(video_id, state, now)
 
 
 def requeue_missed(
