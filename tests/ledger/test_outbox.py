@@ -97,6 +97,9 @@ def test_list_events_newest_first_by_state(ledger: Ledger) -> None:
     assert [e.payload["n"] for e in pending] == [2, 1]
     assert ledger.list_events("storage") == []
     assert ledger.get_event("evt_missing") is None
+    ledger.enqueue_event("webhook", "k1.*x", {"n": 9}, at(9))
+    assert [e.key for e in ledger.list_events("webhook", key_prefix="k1")] == ["k1.*x", "k1"]
+    assert [e.key for e in ledger.list_events("webhook", key_prefix="k1.*")] == ["k1.*x"]
 
 
 def test_events_outlive_the_process(ledger: Ledger, reopen: Callable[[], Ledger]) -> None:

@@ -524,9 +524,14 @@ class Ledger(ABC):
 
     @abstractmethod
     def list_events(
-        self, topic: str, *, state: EventState | None = None, limit: int = 100
+        self,
+        topic: str,
+        *,
+        state: EventState | None = None,
+        key_prefix: str | None = None,
+        limit: int = 100,
     ) -> list[OutboxEvent]:
-        """The topic's events (of one state), newest first."""
+        """The topic's events (of one state, whose key starts with ``key_prefix``), newest first."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the connection."""

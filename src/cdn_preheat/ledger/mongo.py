@@ -1348,11 +1348,18 @@ class MongoLedger(Ledger):
 
     @_reconnecting()
     def list_events(
-        self, topic: str, *, state: EventState | None = None, limit: int = 100
+        self,
+        topic: str,
+        *,
+        state: EventState | None = None,
+        key_prefix: str | None = None,
+        limit: int = 100,
     ) -> list[OutboxEvent]:
         where: Doc = {"topic": topic}
         if state is not None:
             where["state"] = state.value
+        if key_prefix:
+            where["key"] = {"$regex": f"^{re.escape(key_prefix)}"}
         docs = self.outbox.find(where).sort([("created_at", -1), ("_id", -1)]).limit(limit)
         return [_outbox_event(doc) for doc in docs]
 

@@ -1007,12 +1007,20 @@ class SqliteLedger(Ledger):
 
     @_translated
     def list_events(
-        self, topic: str, *, state: EventState | None = None, limit: int = 100
+        self,
+        topic: str,
+        *,
+        state: EventState | None = None,
+        key_prefix: str | None = None,
+        limit: int = 100,
     ) -> list[OutboxEvent]:
         where, args = "topic = ?", [topic]
         if state is not None:
             where += " AND state = ?"
             args.append(str(state))
+        if key_prefix:
+            where += " AND substr(key, 1, ?) = ?"
+            args += [str(len(key_prefix)), key_prefix]
         with self._read() as db:
             rows = db.execute(
                 f"{_SELECT_EVENTS} WHERE {where} ORDER BY created_at DESC, rowid DESC LIMIT ?",
