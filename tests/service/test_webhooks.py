@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -308,3 +309,19 @@ def test_a_deliverer_killed_between_send_and_mark_delivers_again_with_the_same_i
     assert all(d.signature_ok for d in receiver.deliveries)
     assert receiver.deliveries[0].headers[SIGNATURE_HEADER.lower()].startswith("t=")
     assert ledger.get_event(event.event_id).state is EventState.DELIVERED  # type: ignore[union-attr]
+
+
+def test_the_readme_verification_snippet_accepts_our_signatures_only() -> None:
+    readme = Path(__file__).resolve().parents[2].joinpath("README.md").read_text()
+    section = readme.split("## Webhooks, storage events and the dashboard", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, object] = {}
+    exec(code, namespace)  # noqa: S102 - the README's own example
+    verify = namespace["verify"]
+    assert callable(verify)
+    body = b'{"id":"evt_1","type":"video.done"}'
+    header = signature_header(SECRET, body, int(time.time()))
+    assert verify(SECRET, body, header)
+    assert not verify(SECRET, body + b"x", header)
+    assert not verify("wrong", body, header)
+    assert not verify(SECRET, body, signature_header(SECRET, body, int(time.time()) - 3600))

@@ -48,7 +48,12 @@ log = logging.getLogger("cdn_preheat.service")
 
 MAX_BODY_BYTES = 1024 * 1024  # 1 MiB
 # Router modules mounted in this order (see the module docstring).
-ROUTER_MODULES: tuple[str, ...] = ("cdn_preheat.service.api",)
+ROUTER_MODULES: tuple[str, ...] = (
+    "cdn_preheat.service.api",
+    "cdn_preheat.service.webhooks",  # the signed webhook delivery loop
+    "cdn_preheat.service.events",  # storage notifications
+    "cdn_preheat.service.dashboard",  # the HTML dashboard at /
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -20,6 +20,7 @@ their verification code and reject replays by ``t``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -28,20 +29,25 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import anyio.to_thread
 import httpx
+from fastapi import APIRouter, Depends, FastAPI, Request
 from tenacity import RetryCallState, Retrying, wait_random_exponential
 from tenacity.wait import wait_base
 
 from cdn_preheat import notify
 from cdn_preheat.errors import ConfigError, PreheatError
+from cdn_preheat.ledger.base import EventState
+from cdn_preheat.service.auth import require_token
 
 if TYPE_CHECKING:
     from cdn_preheat.config import Settings
     from cdn_preheat.ledger.base import Ledger, OutboxEvent
+    from cdn_preheat.service.engine import ServiceEngine
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +55,8 @@ SIGNATURE_HEADER = "X-CDN-Preheat-Signature"
 EVENT_ID_HEADER = "X-CDN-Preheat-Event-Id"
 DEFAULT_TOLERANCE = 300  # seconds a receiver accepts between t and its clock
 RETRY_FOR = dt.timedelta(days=1)
+# The runner's outcomes as the delivery counter of service.metrics names them.
+METRIC_OUTCOMES = {"delivered": "delivered", "retried": "failed", "failed": "gave_up"}
 
 
 def signature_header(secret: str, body: bytes, timestamp: int) -> str:
@@ -100,6 +108,10 @@ def next_wait(schedule: wait_base, attempts: int) -> float:
 
 class DeliveryError(Exception):
     """One attempt failed; the message (no secret in it) is kept as the event's last error."""
+
+
+class GiveUp(DeliveryError):
+    """The event can never be handled (a refused URL): failed at once, not retried."""
 
 
 @dataclass
@@ -225,17 +237,19 @@ class OutboxRunner:
             error = (
                 str(exc) if isinstance(exc, DeliveryError | PreheatError) else type(exc).__name__
             )
-            self._failed(name, topic, event, error)
+            self._failed(name, topic, event, error, final=isinstance(exc, GiveUp))
             return
         self.ledger.mark_event_delivered(event.event_id, self.clock())
         self._count(name, "delivered")
 
-    def _failed(self, name: str, topic: Topic, event: OutboxEvent, error: str) -> None:
+    def _failed(
+        self, name: str, topic: Topic, event: OutboxEvent, error: str, *, final: bool = False
+    ) -> None:
         now = self.clock()
         attempts = event.attempts + 1
         due = now + dt.timedelta(seconds=next_wait(topic.schedule, attempts))
         out_of_attempts = topic.max_attempts is not None and attempts >= topic.max_attempts
-        if out_of_attempts or due > event.created_at + topic.retry_for:
+        if final or out_of_attempts or due > event.created_at + topic.retry_for:
             log.warning("outbox %s: gave %s up after %d attempts: %s", name, event.event_id,
                         attempts, error)  # fmt: skip
             self.ledger.fail_event(event.event_id, error, now)
@@ -287,12 +301,68 @@ def quota_probe(
     return probe
 
 
-def webhook_topic(sender: Handler) -> Topic:
-    return Topic(sender)
+# Mounted by the app ---------------------------------------------------------
+
+router = APIRouter(prefix="/v1", tags=["v1"], dependencies=[Depends(require_token)])
 
 
-def describe(payload: Mapping[str, Any]) -> str:
-    """A short description of an event for the dashboard (no secret is in any payload)."""
-    video = payload.get("video") or {}
-    subject = video.get("video_id") if isinstance(video, dict) else None
-    return f"{payload.get('type')} {subject or ''}".strip()
+@router.get("/webhooks/events", summary="Recent webhook events and their delivery state.")
+async def recent_events(request: Request, state: EventState | None = None, limit: int = 50) -> Any:
+    engine: ServiceEngine = request.app.state.engine
+    limit = max(1, min(limit, 500))
+    events = await anyio.to_thread.run_sync(
+        lambda: engine.ledger.list_events(notify.TOPIC, state=state, limit=limit)
+    )
+    return {
+        "events": [
+            {
+                "id": e.event_id,
+                "type": e.payload.get("type"),
+                "state": str(e.state),
+                "attempts": e.attempts,
+                "created_at": notify.iso(e.created_at),
+                "next_attempt_at": notify.iso(e.due_at) if e.state is EventState.PENDING else None,
+                "last_error": e.last_error,
+            }
+            for e in events
+        ]
+    }
+
+
+def quota_targets(engine: ServiceEngine) -> Callable[[dt.datetime], list[tuple[str, str, str]]]:
+    """The (provider, area, provider-local day) the service pushes to."""
+    from cdn_preheat.scheduler import quota_day
+
+    def targets(now: dt.datetime) -> list[tuple[str, str, str]]:
+        provider = engine.provider
+        offset = engine.settings.cdn_preheat_quota_utc_offset_hours
+        if offset is None:
+            offset = provider.limits.quota_utc_offset_hours
+        return [(provider.name, provider.area, quota_day(now, offset))]
+
+    return targets
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Deliver webhook events in a thread for the app's lifetime (when a receiver is set)."""
+    engine: ServiceEngine = app.state.engine
+    sender = WebhookSender.from_settings(app.state.settings)
+    if sender is None:
+        yield
+        return
+    metrics = getattr(app.state, "metrics", None)
+    count = getattr(metrics, "webhook_delivery", None)
+    runner = OutboxRunner(
+        engine.ledger,
+        {notify.TOPIC: Topic(sender)},
+        poll=float(getattr(app.state, "outbox_poll", 1.0)),
+        probes=[quota_probe(engine.ledger, quota_targets(engine))],
+        on_outcome=(lambda _topic, outcome: count(outcome)) if callable(count) else None,
+    )
+    app.state.webhook_runner = runner
+    runner.start()
+    try:
+        yield
+    finally:
+        await anyio.to_thread.run_sync(runner.stop)
