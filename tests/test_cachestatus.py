@@ -33,6 +33,9 @@ Sources of the samples (header lines copied from captured responses):
      dirn:6:453356086 mlen:-1", "MISS TCP_REFRESH_MISS".
 [C1] developers.cloudflare.com/cache/concepts/cache-responses: CF-Cache-Status
      HIT, MISS, EXPIRED, STALE, BYPASS, REVALIDATED, UPDATING, DYNAMIC, NONE.
+[E1] edgeone.ai/document/54212 (EdgeOne "Default HTTP Response Headers"): EO-Cache-Status
+     HIT (served from the node's cache), MISS (not cached, or stale and replaced by the
+     origin's 200), RefreshHit (stale, confirmed by the origin's 304, served from cache).
 [F1] gist andyparsons/563c7e4dab956b1c85af: "X-Cache: Hit from cloudfront",
      "X-Cache: Miss from cloudfront"; AWS CloudFront developer guide (standard
      log x-edge-result-type): RefreshHit, Error, Redirect, LimitExceeded.
@@ -206,6 +209,19 @@ def test_cloudfront(value: str, expected: CacheStatus) -> None:  # [F1]
     }
     assert parse_cache_status(headers, "cloudfront").status is expected
     assert parse_cache_status(headers).status is expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("HIT", HIT), ("RefreshHit", HIT), ("MISS", MISS), ("hit", HIT), ("BYPASS", UNKNOWN)],
+)
+def test_edgeone(value: str, expected: CacheStatus) -> None:  # [E1]
+    assert parse_cache_status({"EO-Cache-Status": value}, "edgeone").status is expected
+    auto = parse_cache_status({"EO-Cache-Status": value, "Age": "5"})
+    if expected is not UNKNOWN:
+        assert (auto.status, auto.header) == (expected, "EO-Cache-Status")  # found without a vendor
+    else:
+        assert auto.header == "EO-Cache-Status"  # an unread EO value still beats Age
 
 
 def test_vendor_restricts_the_headers_read() -> None:

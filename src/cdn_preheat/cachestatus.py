@@ -135,6 +135,20 @@ def _x_cache(values: list[str], headers: Headers) -> CacheStatus:
     return CacheStatus.UNKNOWN
 
 
+_EDGEONE = {
+    # edgeone.ai/document/54212 ("Default HTTP Response Headers", EO-Cache-Status): HIT, the
+    # node's cache answered; RefreshHit, its stale copy was confirmed by a 304 and served;
+    # MISS, not in the cache, or stale and replaced by the origin's new copy.
+    "hit": CacheStatus.HIT,
+    "refreshhit": CacheStatus.HIT,
+    "miss": CacheStatus.MISS,
+}
+
+
+def _edgeone(values: list[str], headers: Headers) -> CacheStatus:
+    return _EDGEONE.get(values[0].strip().lower(), CacheStatus.UNKNOWN)
+
+
 _CLOUDFLARE = {
     "hit": CacheStatus.HIT,
     "stale": CacheStatus.HIT,  # served from cache while the origin was unreachable
@@ -155,6 +169,7 @@ def _cloudflare(values: list[str], headers: Headers) -> CacheStatus:
 # that got stored as well as on hits, so it is not evidence of a hit.
 VENDOR_HEADERS: dict[str, tuple[str, _Parser]] = {
     "tencent": ("X-Cache-Lookup", _tencent),
+    "edgeone": ("EO-Cache-Status", _edgeone),
     "qiniu": ("X-Qnm-Cache", _qiniu),
     "aliyun": ("X-Cache", _aliyun),
     "cloudflare": ("CF-Cache-Status", _cloudflare),
@@ -162,7 +177,7 @@ VENDOR_HEADERS: dict[str, tuple[str, _Parser]] = {
 }
 # Without a vendor: the vendor-specific names first, the shared X-Cache last
 # (Qiniu and other CDNs in front of one another may each add an X-Cache).
-_AUTO_ORDER = ("cloudflare", "tencent", "qiniu", "aliyun")
+_AUTO_ORDER = ("cloudflare", "edgeone", "tencent", "qiniu", "aliyun")
 _SPLIT = re.compile(r"[\r\n,]+")
 
 

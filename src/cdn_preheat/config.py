@@ -26,7 +26,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from cdn_preheat import redact
 from cdn_preheat.errors import ConfigError
 
-ProviderName = Literal["tencent", "qiniu", "aliyun", "http"]
+ProviderName = Literal["tencent", "edgeone", "qiniu", "aliyun", "http"]
 OriginSigning = Literal["none", "qiniu-private", "qiniu-timestamp"]
 TencentArea = Literal["mainland", "overseas", "global"]
 
@@ -71,6 +71,17 @@ class Settings(BaseSettings):
         default=None, description="API endpoint override, e.g. http://127.0.0.1:8090"
     )
     tencent_region: str = ""
+
+    # Tencent EdgeOne (CDN_PROVIDER=edgeone): the Tencent credentials above, a zone (site).
+    eo_zone_id: str | None = Field(default=None, description="EdgeOne zone id, zone-...")
+    # CreatePrefetchTaskRequest.Mode: "default" prefetches to the middle layer, "edge"
+    # (whitelisted) to the edge and middle layer.
+    eo_mode: Literal["default", "edge"] = "default"
+    eo_encode_url: bool = False
+    eo_headers: dict[str, str] = Field(default_factory=dict)
+    eo_endpoint: str | None = Field(
+        default=None, description="teo API endpoint override, e.g. teo.intl.tencentcloudapi.com"
+    )
 
     qiniu_access_key: SecretStr | None = None
     qiniu_secret_key: SecretStr | None = None
@@ -173,6 +184,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "tencent_endpoint",
+        "eo_endpoint",
         "qiniu_endpoint",
         "qiniu_rsf_endpoint",
         "qiniu_api_endpoint",
@@ -227,7 +239,7 @@ class Settings(BaseSettings):
         They open nothing but the sandbox: a real API refuses them as wrong keys.
         """
         vendors = (
-            ("tencent_secret_id", "tencent_secret_key", (self.tencent_endpoint,),
+            ("tencent_secret_id", "tencent_secret_key", (self.tencent_endpoint, self.eo_endpoint),
              SANDBOX_TENCENT_SECRET_ID, SANDBOX_TENCENT_SECRET_KEY),
             ("qiniu_access_key", "qiniu_secret_key", (self.qiniu_endpoint, self.qiniu_rsf_endpoint),
              SANDBOX_QINIU_ACCESS_KEY, SANDBOX_QINIU_SECRET_KEY),

@@ -13,6 +13,7 @@ and prints ``str(error)``, which is one sentence without secrets.
         ├── AuthError        wrong credentials: stop, name the variables (exit 2)
         │   └── PermissionDenied  the key works but lacks a permission: name it
         ├── AreaMismatch     the configured area is not where the domain is served (exit 2)
+        ├── ZoneNotFound     the configured zone (EdgeOne EO_ZONE_ID) is not the account's (exit 2)
         ├── DomainError      the URL's host is not a domain of this CDN account
         ├── QuotaExhausted   the daily quota is spent: stop for today (exit 3)
         ├── RateLimited      too many requests: back off and retry
@@ -89,6 +90,15 @@ class PermissionDenied(AuthError):
 
 class AreaMismatch(ProviderError):
     """The configured prefetch area is not one the account or domain is served in."""
+
+    exit_code = 2
+
+
+class ZoneNotFound(ProviderError):
+    """The configured zone (EdgeOne's site, ``EO_ZONE_ID``) does not exist in the account.
+
+    A configuration error (exit 2): no URL of the run can be pushed until it is fixed.
+    """
 
     exit_code = 2
 

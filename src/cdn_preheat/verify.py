@@ -352,6 +352,7 @@ def missed_urls(report: VerifyReport) -> list[str]:
 # Which cache header each provider's edges send.
 PROVIDER_VENDORS: dict[str, str | None] = {
     "tencent": "tencent",
+    "edgeone": "edgeone",  # EO-Cache-Status
     "qiniu": "qiniu",
     "aliyun": "aliyun",
     "http": None,  # whatever CDN sits in front: read any known header

@@ -27,10 +27,12 @@ from cdn_preheat.errors import PreheatError
 from cdn_preheat.providers import make_provider
 from cdn_preheat.providers.aliyun import AliyunProvider
 from cdn_preheat.providers.base import Provider, SubmitResult, TaskState
+from cdn_preheat.providers.edgeone import EdgeOneProvider
 from cdn_preheat.providers.http import HttpProvider, WarmOptions
 from cdn_preheat.providers.qiniu import QiniuProvider
 from cdn_preheat.providers.tencent import TencentProvider
 from cdn_preheat.sandbox.aliyun import AliyunLimits
+from cdn_preheat.sandbox.edgeone import EdgeOneLimits
 from cdn_preheat.sandbox.qiniu import QiniuLimits
 from cdn_preheat.sandbox.server import Sandbox
 from cdn_preheat.sandbox.tencent import TencentLimits
@@ -52,6 +54,30 @@ def _tencent_env() -> ProviderEnv:
         provider=make({}),
         make_provider=make,
         received_urls=sandbox.tencent.received_urls,
+        set_daily_quota=set_quota,
+        secret_variable="TENCENT_SECRET_KEY",
+        credential_variables=("TENCENT_SECRET_ID", "TENCENT_SECRET_KEY"),
+    )
+
+
+def _edgeone_env() -> ProviderEnv:
+    limits = EdgeOneLimits(task_delay=TASK_DELAY)
+    # The edge answers EO-Cache-Status, as EdgeOne's edges do.
+    sandbox = Sandbox(videos=2, segments=5, edgeone_limits=limits, edge_vendor="edgeone")
+    sandbox.start()
+
+    def make(overrides: Mapping[str, str]) -> Provider:
+        return EdgeOneProvider(settings_from({**sandbox.client_env("edgeone"), **overrides}))
+
+    def set_quota(per_day: int) -> None:
+        sandbox.edgeone.limits.prefetch_per_day = per_day
+
+    return ProviderEnv(
+        kind="edgeone",
+        sandbox=sandbox,
+        provider=make({}),
+        make_provider=make,
+        received_urls=sandbox.edgeone.received_urls,
         set_daily_quota=set_quota,
         secret_variable="TENCENT_SECRET_KEY",
         credential_variables=("TENCENT_SECRET_ID", "TENCENT_SECRET_KEY"),
@@ -138,6 +164,7 @@ def _http_env() -> ProviderEnv:
 
 PROVIDER_KINDS: dict[str, Callable[[], ProviderEnv]] = {
     "tencent": _tencent_env,
+    "edgeone": _edgeone_env,
     "aliyun": _aliyun_env,
     "qiniu": _qiniu_env,
     "http": _http_env,
@@ -146,11 +173,13 @@ PROVIDER_KINDS: dict[str, Callable[[], ProviderEnv]] = {
 
 LIVE_VARIABLES = (
     "CDN_PREHEAT_LIVE=1, CDN_PROVIDER, the vendor's credentials (TENCENT_SECRET_ID/"
-    "TENCENT_SECRET_KEY, ALIYUN_ACCESS_KEY_ID/ALIYUN_ACCESS_KEY_SECRET or QINIU_ACCESS_KEY/"
+    "TENCENT_SECRET_KEY, with EO_ZONE_ID for edgeone, ALIYUN_ACCESS_KEY_ID/"
+    "ALIYUN_ACCESS_KEY_SECRET or QINIU_ACCESS_KEY/"
     "QINIU_SECRET_KEY), CDN_HOST and CDN_PREHEAT_LIVE_URLS (a file of a few real URLs)"
 )
 _CREDENTIALS: dict[str, tuple[str, ...]] = {
     "tencent": ("TENCENT_SECRET_ID", "TENCENT_SECRET_KEY"),
+    "edgeone": ("TENCENT_SECRET_ID", "TENCENT_SECRET_KEY"),
     "aliyun": ("ALIYUN_ACCESS_KEY_ID", "ALIYUN_ACCESS_KEY_SECRET"),
     "qiniu": ("QINIU_ACCESS_KEY", "QINIU_SECRET_KEY"),
     "http": (),

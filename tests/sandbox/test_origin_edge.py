@@ -195,6 +195,7 @@ def test_edge_404_for_what_the_origin_lacks(sandbox: Sandbox) -> None:
     ("vendor", "header", "hit", "miss"),
     [
         ("qiniu", "x-qnm-cache", "Hit", "Miss"),
+        ("edgeone", "eo-cache-status", "HIT", "MISS"),  # edgeone.ai/document/54212
         ("aliyun", "x-cache", "HIT TCP_MEM_HIT dirn:-2:-2", "MISS TCP_MISS dirn:-2:-2"),
     ],
 )

@@ -29,6 +29,10 @@ def _make_provider(settings: Settings) -> Provider:
         from cdn_preheat.providers.tencent import TencentProvider
 
         return TencentProvider(settings)
+    if name == "edgeone":
+        from cdn_preheat.providers.edgeone import EdgeOneProvider
+
+        return EdgeOneProvider(settings)
     if name == "qiniu":
         from cdn_preheat.providers.qiniu import QiniuProvider
 
@@ -43,4 +47,4 @@ def _make_provider(settings: Settings) -> Provider:
         from cdn_preheat.providers.http import HttpProvider
 
         return HttpProvider(settings)
-    raise ConfigError(f"CDN_PROVIDER={name!r} is not one of tencent, qiniu, aliyun, http.")
+    raise ConfigError(f"CDN_PROVIDER={name!r} is not one of tencent, edgeone, qiniu, aliyun, http.")

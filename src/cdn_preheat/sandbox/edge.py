@@ -34,7 +34,7 @@ from typing import Literal
 from cdn_preheat.sandbox.core import EdgeCache, Layer, LoopbackServer
 from cdn_preheat.sandbox.origin import Origin, send_body, send_not_found
 
-Vendor = Literal["tencent", "qiniu", "aliyun"]
+Vendor = Literal["tencent", "edgeone", "qiniu", "aliyun"]
 # What the edge answered from: its own copy, the upper layer's, or the origin.
 Served = Literal["edge", "upper", "origin"]
 
@@ -48,6 +48,16 @@ CACHE_HEADERS: dict[str, dict[Served, list[tuple[str, str]]]] = {
         "edge": [("X-Cache-Lookup", "Hit From MemCache")],
         "upper": [("X-Cache-Lookup", "Cache Miss"), ("X-Cache-Lookup", "Hit From Inner Cluster")],
         "origin": [("X-Cache-Lookup", "Cache Miss")],
+    },
+    # EdgeOne: "EO-Cache-Status: HIT" (the cache of the EdgeOne node answered), "MISS" (it
+    # did not, or its copy was stale and the origin sent a new one), "RefreshHit" (stale,
+    # confirmed by a 304) (edgeone.ai/document/54212, "Default HTTP Response Headers"). The
+    # page names no layer: a copy in the middle layer, which default prefetches fill, is
+    # an EdgeOne node's cache too, so it answers HIT.
+    "edgeone": {
+        "edge": [("EO-Cache-Status", "HIT")],
+        "upper": [("EO-Cache-Status", "HIT")],
+        "origin": [("EO-Cache-Status", "MISS")],
     },
     # Qiniu: X-Qnm-Cache, one comma-separated word per layer, the edge's first
     # ("Validate,MissValidate" in a two-layer capture); "Hit" / "Miss" at the edge.
@@ -91,6 +101,10 @@ def default_prefetch_layer(vendor: str, area: str = "", layer_option: str = "") 
         # option). The sandbox edge stands for a mainland edge, so a global push (its
         # mainland share in the middle layer) is an upper-layer copy too.
         return "edge" if area == "overseas" and layer_option != "middle" else "upper"
+    if vendor == "edgeone":
+        # SDK teo CreatePrefetchTaskRequest.Mode: "default: 默认模式, 即预热到中间层; edge: 边缘
+        # 预热模式, 即预热到边缘和中间层。不填写时, 默认值为 default".
+        return "edge" if layer_option == "edge" else "upper"
     if vendor == "aliyun":
         # SDK PushObjectCacheRequest.l_2preload: true = L2 POPs, false (default) =
         # "regular POPs … L2 POPs or L3 POPs"; the API doc: "将源站的内容主动预热到L2 Cache

@@ -22,6 +22,7 @@ from cdn_preheat.errors import InputError
 from cdn_preheat.sandbox.aliyun import AliyunApi, AliyunLimits
 from cdn_preheat.sandbox.core import EdgeCache, Faults, LoopbackServer, SandboxClock
 from cdn_preheat.sandbox.edge import Edge, Vendor
+from cdn_preheat.sandbox.edgeone import SANDBOX_ZONE_ID, EdgeOneEmulator, EdgeOneLimits
 from cdn_preheat.sandbox.origin import Origin, serve_origin
 from cdn_preheat.sandbox.origin_auth import OriginSignatures
 from cdn_preheat.sandbox.qiniu import QiniuApi, QiniuLimits
@@ -37,6 +38,16 @@ class Emulator(Protocol):
 def _tencent_env(endpoint: str, credentials: tuple[str, str]) -> dict[str, str]:
     return {
         "TENCENT_ENDPOINT": endpoint,
+        "TENCENT_SECRET_ID": credentials[0],
+        "TENCENT_SECRET_KEY": credentials[1],
+    }
+
+
+def _edgeone_env(endpoint: str, credentials: tuple[str, str]) -> dict[str, str]:
+    # EdgeOne is reached with the account's Tencent Cloud keys; the zone is the sandbox's.
+    return {
+        "EO_ENDPOINT": endpoint,
+        "EO_ZONE_ID": SANDBOX_ZONE_ID,
         "TENCENT_SECRET_ID": credentials[0],
         "TENCENT_SECRET_KEY": credentials[1],
     }
@@ -64,6 +75,7 @@ def _qiniu_env(endpoint: str, credentials: tuple[str, str]) -> dict[str, str]:
 # Per API: the environment a client needs to reach it (endpoint URL, credentials).
 _CLIENT_ENV: dict[str, Callable[[str, tuple[str, str]], dict[str, str]]] = {
     "tencent": _tencent_env,
+    "edgeone": _edgeone_env,
     "aliyun": _aliyun_env,
     "qiniu": _qiniu_env,
 }
@@ -86,17 +98,18 @@ FAULT_NAMES = {
     "lost": "lost_answer",
     "slow": "slow",
 }
-VENDORS = ("tencent", "aliyun", "qiniu")
+VENDORS = ("tencent", "edgeone", "aliyun", "qiniu")
+SANDBOX_VENDORS = frozenset(VENDORS)
 
 # The order of consecutive ports from ``first_port``: origin, edge, then the APIs.
-SERVER_ORDER = ("origin", "edge", "tencent", "aliyun", "qiniu")
+SERVER_ORDER = ("origin", "edge", "tencent", "aliyun", "qiniu", "edgeone")
 
 
 class Sandbox:
     """Loopback servers for a complete preheat run; a context manager.
 
-    Attributes: ``clock``, ``cache``, ``faults``, ``origin``, ``edge``,
-    ``tencent``, ``aliyun``, ``qiniu`` and ``apis`` (every API emulator by name). The edge binds its
+    Attributes: ``clock``, ``cache``, ``faults``, ``origin``, ``edge``, ``tencent``,
+    ``edgeone``, ``aliyun``, ``qiniu`` and ``apis`` (every API emulator by name). The edge binds its
     port at construction (its netloc is the CDN domain every emulator checks);
     the other servers bind in ``start()``, after which ``endpoints`` and
     ``client_env()`` are available.
@@ -109,6 +122,7 @@ class Sandbox:
         variants: int = 3,
         segments: int = 20,
         tencent_limits: TencentLimits | None = None,
+        edgeone_limits: EdgeOneLimits | None = None,
         aliyun_limits: AliyunLimits | None = None,
         aliyun_credentials: tuple[str, str] = (
             config.SANDBOX_ALIYUN_ACCESS_KEY_ID,
@@ -149,6 +163,8 @@ class Sandbox:
         self._edge_server = self.edge.bind(self._ports.get("edge", 0))
         self.credentials: dict[str, tuple[str, str]] = {
             "tencent": (secret_id, secret_key),
+            # The same Tencent Cloud account (and keys) holds the EdgeOne zone.
+            "edgeone": (secret_id, secret_key),
             "aliyun": aliyun_credentials,
             "qiniu": qiniu_credentials,
         }
@@ -162,6 +178,18 @@ class Sandbox:
             edge_netloc=self.edge.netloc,
             credentials=self.credentials["tencent"],
             limits=tencent_limits,
+            faults=self.faults,
+        )
+        edgeone_limits = edgeone_limits or EdgeOneLimits()
+        if task_delay is not None:
+            edgeone_limits = dataclasses.replace(edgeone_limits, task_delay=task_delay)
+        self.edgeone = EdgeOneEmulator(
+            clock=self.clock,
+            cache=self.cache,
+            origin=self.origin,
+            edge_netloc=self.edge.netloc,
+            credentials=self.credentials["edgeone"],
+            limits=edgeone_limits,
             faults=self.faults,
         )
         aliyun_limits = aliyun_limits or AliyunLimits()
@@ -192,6 +220,7 @@ class Sandbox:
         )
         self.apis: dict[str, Emulator] = {
             "tencent": self.tencent,
+            "edgeone": self.edgeone,
             "aliyun": self.aliyun,
             "qiniu": self.qiniu,
         }
@@ -222,6 +251,10 @@ class Sandbox:
                 "qiniu_credentials",
                 (access_key.get_secret_value(), qiniu_secret.get_secret_value()),
             )
+        if settings.cdn_provider in SANDBOX_VENDORS:
+            # The edge answers the configured vendor's cache header (EdgeOne's
+            # EO-Cache-Status for CDN_PROVIDER=edgeone), as verify reads it.
+            options.setdefault("edge_vendor", settings.cdn_provider)
         signatures = _origin_signatures(settings, options.get("qiniu_credentials"))
         if signatures is not None:
             options.setdefault("origin_signatures", signatures)
@@ -304,15 +337,20 @@ class Sandbox:
         self.qiniu.put_objects(bucket, keys)
 
     def set_limits(self, *, quota: dict[str, int], rate: dict[str, int]) -> None:
-        """Daily prefetch quota and request rate per vendor (``tencent``, ``aliyun``, ``qiniu``).
+        """Daily prefetch quota and request rate per vendor (``tencent``, ``edgeone``, ``aliyun``,
+        ``qiniu``).
 
-        Rates: Tencent requests a second per API, Alibaba calls a second (each API's
+        Rates: Tencent and EdgeOne requests a second per API, Alibaba calls a second (each API's
         lower documented budget still applies), Qiniu URLs a second.
         """
         if "tencent" in quota:
             self.tencent.limits.push_per_day = quota["tencent"]
         if "tencent" in rate:
             self.tencent.limits.requests_per_second = rate["tencent"]
+        if "edgeone" in quota:
+            self.edgeone.limits.prefetch_per_day = quota["edgeone"]
+        if "edgeone" in rate:
+            self.edgeone.limits.requests_per_second = rate["edgeone"]
         aliyun: dict[str, int] = {}
         if "aliyun" in quota:
             aliyun["preload_quota"] = quota["aliyun"]
