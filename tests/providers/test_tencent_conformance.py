@@ -79,6 +79,27 @@ def test_domain_moved_to_edgeone_is_named_as_a_possibility(sandbox: Sandbox) -> 
     message = str(caught.value)
     assert caught.value.code == "ResourceNotFound.CdnHostNotExists"
     assert "EdgeOne" in message and "CDN_HOST" in message and "CDN_PROVIDER" in message
+    # The setting that reaches a migrated domain: EdgeOne's own provider and its zone.
+    assert "CDN_PROVIDER=edgeone" in message and "EO_ZONE_ID" in message
+
+
+def test_domain_already_on_edgeone_names_the_edgeone_settings(sandbox: Sandbox) -> None:
+    """InvalidParameter.CdnHostExistsInEdgeOne ("域名已在Edgeone接入", cdn errorcodes.py)."""
+    sandbox.tencent.inject("InvalidParameter.CdnHostExistsInEdgeOne")
+    with pytest.raises(DomainError) as caught:
+        provider(sandbox).submit([segment(sandbox)])
+    message = str(caught.value)
+    assert caught.value.code == "InvalidParameter.CdnHostExistsInEdgeOne"
+    assert "CDN_PROVIDER=edgeone" in message and "EO_ZONE_ID" in message
+    assert sandbox.tencent.received_urls() == []
+
+
+def test_a_domain_on_cdn_gets_no_edgeone_hint(sandbox: Sandbox) -> None:
+    sandbox.tencent.domain_status = "offline"
+    with pytest.raises(DomainError) as caught:
+        provider(sandbox).submit([segment(sandbox)])
+    assert caught.value.code == "ResourceUnavailable.CdnHostIsNotOnline"
+    assert "EdgeOne" not in str(caught.value)
 
 
 # -- areas ----------------------------------------------------------------------------

@@ -91,7 +91,10 @@ _DOMAIN_CODES = (
     "ResourceNotFound.CdnHostNotExists",
     "InvalidParameter.CdnHostInvalidParam",
     "ResourceUnavailable.CdnHostIsNotOnline",
+    "InvalidParameter.CdnHostExistsInEdgeOne",
 )
+# Answers for a domain that may now be served by EdgeOne (see _translate).
+_EDGEONE_CODES = ("ResourceNotFound.CdnHostNotExists", "InvalidParameter.CdnHostExistsInEdgeOne")
 # Codes from the SDK's cdn/v20180606/errorcodes.py. A sub-account without a CAM
 # policy for the action ("子账号未配置cam策略"), or not granted the domain
 # ("CDN子账号加速域名未授权"): the key is right, a permission is missing.
@@ -415,12 +418,14 @@ class TencentProvider(Provider):
         if code in _DOMAIN_CODES:
             hosts = sorted({urlsplit(u).netloc for u in urls}) or [self._cdn_host or "?"]
             moved = ""
-            if code == "ResourceNotFound.CdnHostNotExists":
+            if code in _EDGEONE_CODES:
                 # After a migration to EdgeOne the CDN API no longer knows the domain
-                # ("CDN 迁移至 EdgeOne 工具使用指南", cloud.tencent.com/document/product/228).
+                # ("CDN 迁移至 EdgeOne 工具使用指南", cloud.tencent.com/document/product/228), or
+                # says it is on EdgeOne (InvalidParameter.CdnHostExistsInEdgeOne, "域名已在
+                # Edgeone接入", SDK cdn/v20180606/errorcodes.py): EdgeOne's own API prefetches it.
                 moved = (
-                    "; if it was moved to EdgeOne, Tencent Cloud CDN's prefetch no longer"
-                    " reaches it (CDN_PROVIDER=tencent prefetches on CDN only)"
+                    "; if it was moved to EdgeOne, prefetch it there: set CDN_PROVIDER=edgeone"
+                    " and EO_ZONE_ID to its EdgeOne zone (site) id"
                 )
             return DomainError(
                 f"{', '.join(hosts)} is not a CDN domain of this Tencent Cloud account ({code});"
