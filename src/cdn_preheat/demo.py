@@ -16,7 +16,7 @@ from cdn_preheat.providers import make_provider
 from cdn_preheat.sandbox.edge import Vendor
 from cdn_preheat.sandbox.server import Sandbox
 
-DEMO_PROVIDERS = ("tencent", "qiniu", "aliyun")
+DEMO_PROVIDERS = ("tencent", "edgeone", "qiniu", "aliyun")
 
 
 def run_demo(*, provider: str = "tencent", videos: int = 3, db: Path | None = None) -> None:

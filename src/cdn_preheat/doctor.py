@@ -40,6 +40,7 @@ CLOCK_TOLERANCE_SECONDS: dict[str, float] = {
     # timestamp and the server time is greater than 5 minutes, a signature expiration error
     # may occur" (tencentcloud.com/document/product/570/36329; AuthFailure.SignatureExpire).
     "tencent": 300.0,
+    "edgeone": 300.0,  # the same API 3.0 signing (TC3), service teo
     # V3 request structure, x-acs-date: "值为请求发出前15分钟内的时间" (help.aliyun.com, "ROA风格
     # 请求体&签名机制" / V3 request structure and signature); InvalidTimeStamp.Expired.
     "aliyun": 900.0,
@@ -47,6 +48,7 @@ CLOCK_TOLERANCE_SECONDS: dict[str, float] = {
 # Where each vendor's API answers when no endpoint is configured.
 DEFAULT_API: dict[str, str] = {
     "tencent": "https://cdn.tencentcloudapi.com",
+    "edgeone": "https://teo.tencentcloudapi.com",
     "aliyun": "https://cdn.aliyuncs.com",
     "qiniu": "https://fusion.qiniuapi.com",
 }
@@ -146,9 +148,11 @@ def _account(provider: Provider, settings: Settings, clock: Check) -> list[Check
             _not_checked("domain", why),
             _not_checked("quota", why),
         ]
-    via = {"tencent": "DescribePushQuota", "aliyun": "DescribeRefreshQuota"}.get(
-        kind, "the prefetch list"
-    )
+    via = {
+        "tencent": "DescribePushQuota",
+        "edgeone": "DescribeContentQuota",
+        "aliyun": "DescribeRefreshQuota",
+    }.get(kind, "the prefetch list")
     checks = [Check("credentials", True, f"accepted by {_VENDOR[kind]} ({via}).")]
     checks.append(_domain(provider, settings))
     if area_problem is not None:
@@ -158,7 +162,12 @@ def _account(provider: Provider, settings: Settings, clock: Check) -> list[Check
     return checks
 
 
-_VENDOR = {"tencent": "Tencent Cloud", "aliyun": "Alibaba Cloud", "qiniu": "Qiniu"}
+_VENDOR = {
+    "tencent": "Tencent Cloud",
+    "edgeone": "Tencent EdgeOne",
+    "aliyun": "Alibaba Cloud",
+    "qiniu": "Qiniu",
+}
 
 
 def _quota(kind: str, quota: Quota | None, provider: Provider) -> Check:
@@ -356,6 +365,7 @@ def _clock(settings: Settings, kind: str, now: Callable[[], float], timeout: flo
 def _api_endpoint(settings: Settings, kind: str) -> str | None:
     configured = {
         "tencent": settings.tencent_endpoint,
+        "edgeone": settings.eo_endpoint,
         "aliyun": settings.aliyun_endpoint,
         "qiniu": settings.qiniu_endpoint,
     }

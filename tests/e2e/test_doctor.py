@@ -171,3 +171,16 @@ def test_qiniu_checks_pass_then_an_unknown_domain_and_a_frozen_one_fail(
     assert wrong.code == 1
     assert _lines(wrong)["credentials"].startswith("✗")
     assert cli.sandbox.qiniu.received_urls() == []
+
+
+def test_edgeone_checks_its_keys_quota_and_clock(vendor_cli: Callable[[str], Cli]) -> None:
+    cli = vendor_cli("edgeone")
+    run = cli("doctor", "--sample-url", cli.sandbox.video_url("demo-1"))
+    assert run.code == 0, run.stdout + run.stderr
+    lines = _lines(run)
+    assert "Tencent EdgeOne (DescribeContentQuota)" in lines["credentials"]
+    assert "zone-sandbox0001" in lines["quota"] and "1000 URLs a request" in lines["quota"]
+    assert lines["clock"].startswith("✓")
+    wrong = cli("doctor", extra_env={"EO_ZONE_ID": "zone-not-mine"})
+    assert wrong.code == 1
+    assert "EO_ZONE_ID" in _lines(wrong)["credentials"]

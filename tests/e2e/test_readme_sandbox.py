@@ -1,7 +1,8 @@
 """The README's sandbox block, run as written in a shell (only its ports moved).
 
-The block uses ports 8080-8084; the test moves them to five free consecutive
-ports so that it never collides with anything else on the machine.
+The block uses ports 8080-8084 (and the sandbox binds 8085 for EdgeOne); the test
+moves them to six free consecutive ports so that it never collides with anything
+else on the machine.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 from clirun import base_env
 
 ROOT = Path(__file__).resolve().parents[2]
-README_PORTS = range(8080, 8085)
+README_PORTS = range(8080, 8086)  # the last: the EdgeOne API the sandbox also starts
 
 
 def sandbox_block() -> str:

@@ -59,9 +59,9 @@ def sandbox(
 
 @app.command()
 def demo(
-    provider: Annotated[str, typer.Option(help="Which emulated CDN: tencent, qiniu, aliyun.")] = (
-        "tencent"
-    ),
+    provider: Annotated[
+        str, typer.Option(help="Which emulated CDN: tencent, edgeone, qiniu, aliyun.")
+    ] = "tencent",
     videos: Annotated[int, typer.Option(help="How many generated videos to preheat.")] = 3,
     db: Annotated[
         Path | None, typer.Option(help="Ledger file to keep; a temporary one by default.")
