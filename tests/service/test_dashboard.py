@@ -185,6 +185,15 @@ def test_queue_a_video_through_the_form_and_watch_it_reach_done(
     record = httpx.get(f"{service['base']}/v1/videos/demo-1", headers=AUTH).json()
     assert set(delivery.body["video"]) == set(record)
     assert delivery.body["video"]["counts"] == record["counts"]
+    listed = httpx.get(f"{service['base']}/v1/webhooks/events", headers=AUTH).json()["events"]
+    deadline = time.monotonic() + 30
+    while listed[0]["state"] != "delivered":  # the 2xx is recorded right after the POST
+        assert time.monotonic() < deadline, listed
+        time.sleep(0.05)
+        listed = httpx.get(f"{service['base']}/v1/webhooks/events", headers=AUTH).json()["events"]
+    assert [(e["id"], e["type"], e["attempts"]) for e in listed] == [
+        (delivery.body["id"], "video.done", 1)
+    ]
 
 
 def test_the_form_refuses_what_the_api_refuses(page: Any, service: dict[str, Any]) -> None:

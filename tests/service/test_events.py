@@ -211,3 +211,15 @@ def test_a_restart_neither_loses_nor_repeats(
     assert again.json()["accepted"][0]["event_id"] == event_id
     settle(engine)
     assert engine.ledger.get_video("vod/demo-4/master") == first
+
+
+def test_storage_events_need_the_origin_setting(tmp_path: Path) -> None:
+    from cdn_preheat.config import load_settings
+
+    settings = load_settings(cdn_preheat_db=str(tmp_path / "l.sqlite3"))
+    engine = ServiceEngine(settings, service_settings())
+    with TestClient(create_app(engine), headers=AUTH) as bare:
+        answer = bare.post("/v1/events/s3", json={"Records": [s3_record("a/master.m3u8")]})
+    engine.close()
+    assert answer.status_code == 503
+    assert "CDN_PREHEAT_EVENTS_ORIGIN" in answer.json()["error"]

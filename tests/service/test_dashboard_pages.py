@@ -1,0 +1,99 @@
+"""Dashboard pages without a browser: paging, filters, sign-in, and the webhook settings."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from service_support import AUTH, TOKEN, service_settings
+
+from cdn_preheat.config import load_settings
+from cdn_preheat.errors import ConfigError
+from cdn_preheat.ledger.base import VideoState
+from cdn_preheat.service import ServiceEngine, create_app, dashboard
+
+T0 = dt.datetime(2026, 12, 2, 1, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[ServiceEngine]:
+    # No CDN credentials: the quota cannot be read, the pages still render.
+    settings = load_settings(cdn_preheat_db=str(tmp_path / "ledger.sqlite3"))
+    engine = ServiceEngine(settings, service_settings())
+    for n in range(5):
+        engine.ledger.put_video(f"v{n}", f"https://origin.example.com/v{n}.m3u8", 0,
+                                T0 + dt.timedelta(minutes=n))  # fmt: skip
+    engine.ledger.set_video_state("v3", VideoState.DONE, T0)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture
+def client(engine: ServiceEngine, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    monkeypatch.setattr(dashboard, "PAGE_SIZE", 2)
+    with TestClient(create_app(engine), cookies={dashboard.COOKIE: TOKEN}) as test_client:
+        yield test_client
+
+
+def shown(html: str) -> list[str]:
+    return [part.split('"', 1)[0] for part in html.split('data-video="')[1:]]
+
+
+def test_videos_are_paged_and_filtered_by_state(client: TestClient) -> None:
+    first = client.get("/")
+    assert first.status_code == 200
+    assert shown(first.text) == ["v0", "v1"]
+    assert "TENCENT_SECRET_ID is not set" in first.text  # the quota's reason, shown
+    cursor = first.text.split('id="next-page" href="/?cursor=', 1)[1].split('"', 1)[0]
+    second = client.get(f"/?cursor={cursor}")
+    assert shown(second.text) == ["v2", "v3"]
+    assert shown(client.get("/?state=done").text) == ["v3"]
+    assert shown(client.get("/?state=queued").text) == ["v0", "v1"]
+    assert 'id="next-page"' not in client.get("/?state=done").text
+    assert "cursor is not one this API returned" in client.get("/?cursor=bogus").text
+
+
+def test_a_video_page_and_a_missing_one(client: TestClient) -> None:
+    page = client.get("/videos/v3")
+    assert page.status_code == 200 and 'id="video-state">done<' in page.text
+    assert "Not verified yet." in page.text
+    assert client.get("/videos/nope").status_code == 404
+
+
+def test_sign_in_takes_only_a_configured_token(engine: ServiceEngine) -> None:
+    with TestClient(create_app(engine)) as anonymous:
+        assert anonymous.get("/").status_code == 401
+        refused = anonymous.post("/login", data={"token": "wrong", "next": "/"})
+        assert refused.status_code == 401 and "Sign in" in refused.text
+        signed = anonymous.post(
+            "/login", data={"token": TOKEN, "next": "//evil.example.com/"}, follow_redirects=False
+        )
+        assert signed.status_code == 303 and signed.headers["location"] == "/"
+        assert "HttpOnly" in signed.headers["set-cookie"]
+        assert "SameSite=strict" in signed.headers["set-cookie"]
+        assert anonymous.get("/").status_code == 200  # the cookie now
+        # The bearer API is unchanged by the cookie: it still wants its header.
+        assert anonymous.get("/v1/videos").status_code == 401
+        assert anonymous.get("/v1/videos", headers=AUTH).status_code == 200
+
+
+def test_a_webhook_url_without_its_secret_stops_the_service(tmp_path: Path) -> None:
+    settings = load_settings(
+        cdn_preheat_db=str(tmp_path / "l.sqlite3"),
+        cdn_preheat_webhook_url="https://hooks.example.com/cdn",
+    )
+    engine = ServiceEngine(settings, service_settings())
+    with (
+        pytest.raises(ConfigError, match="CDN_PREHEAT_WEBHOOK_SECRET is not"),
+        TestClient(create_app(engine)),
+    ):
+        pass
+    engine.close()
+
+
+def test_the_webhook_url_must_be_http(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="CDN_PREHEAT_WEBHOOK_URL is invalid"):
+        load_settings(cdn_preheat_webhook_url="ftp://hooks.example.com/")
