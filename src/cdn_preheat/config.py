@@ -63,6 +63,8 @@ class Settings(BaseSettings):
 
     # Provider selection and per-vendor options.
     cdn_provider: ProviderName = "tencent"
+    # A TOML file listing several targets (providers, accounts, areas): docs/targets.md.
+    cdn_preheat_targets: str | None = None
     tencent_area: TencentArea = "mainland"
     tencent_layer: Literal["middle", ""] = ""
     tencent_user_agent: str | None = None

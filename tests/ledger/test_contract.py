@@ -1112,3 +1112,43 @@ def test_a_released_turn_is_free_at_once_but_only_its_holder_releases_it(ledger:
     assert not ledger.take_turn("poll/tencent", "b", T0, ttl)
     ledger.release_turn("poll/tencent", "a")
     assert ledger.take_turn("poll/tencent", "b", T0, ttl)
+
+
+# Per-target views (several targets share one ledger) -------------------------
+
+
+def test_counts_by_target_separates_providers_and_areas(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "a", "b")
+    ledger.enqueue("v1", "tencent-b", A, queued("a"), T0, MAX_AGE)
+    ledger.enqueue("v2", "qiniu", "global", queued("c"), T0, MAX_AGE)
+    ledger.mark_skipped("v1", "qiniu", "global", {url("x"): "foreign host x"})
+    submit_all(ledger, "t1")  # P/A's two URLs only
+
+    everything = ledger.counts_by_target()
+    assert everything[(P, A)] == {UrlState.SUBMITTED: 2}
+    assert everything[("tencent-b", A)] == {UrlState.PENDING: 1}
+    assert everything[("qiniu", "global")] == {UrlState.PENDING: 1, UrlState.SKIPPED: 1}
+    first = ledger.counts_by_target("v1")
+    assert first == {
+        (P, A): {UrlState.SUBMITTED: 2},
+        ("tencent-b", A): {UrlState.PENDING: 1},
+        ("qiniu", "global"): {UrlState.SKIPPED: 1},
+    }
+
+
+def test_pending_groups_follow_claim_order(ledger: Ledger) -> None:
+    ledger.enqueue("v1", P, A, [*queued("h1", priority=1), *queued("t1", "t2", priority=2)],
+                   T0, MAX_AGE)  # fmt: skip
+    ledger.enqueue("v2", P, A, [*queued("h2", priority=1), *queued("t3", priority=2)], T0, MAX_AGE)
+    ledger.enqueue("v2", P, A, queued("t1", priority=2), T0, MAX_AGE)  # shared with v1
+    ledger.enqueue("v3", "tencent-b", A, queued("z"), T0, MAX_AGE)  # another target
+    claim = ledger.claim(P, A, 1, "worker-1", T0, LEASE)  # h1 leaves the pending rows
+    assert claim is not None and claim.urls == (url("h1"),)
+
+    groups = ledger.pending_groups(P, A)
+    assert [(g.video_id, g.priority, g.count) for g in groups] == [
+        ("v2", 1, 1),
+        ("v1", 2, 2),  # t1 counts once, for v1
+        ("v2", 2, 1),
+    ]
+    assert ledger.pending_groups("nobody", A) == []

@@ -141,6 +141,20 @@ class QuotaDay:
 
 
 @dataclass(frozen=True)
+class PendingGroup:
+    """Pending URLs of one video at one priority, for one provider and area.
+
+    :meth:`Ledger.pending_groups` lists them in claim order (priority, then the
+    queue position of the group's first URL), so walking them shows which
+    videos a given number of pushes would reach.
+    """
+
+    video_id: str
+    priority: int
+    count: int
+
+
+@dataclass(frozen=True)
 class TaskRecord:
     task_id: str
     provider: str
@@ -403,6 +417,22 @@ class Ledger(ABC):
     @abstractmethod
     def counts(self, video_id: str | None = None) -> dict[UrlState, int]:
         """URL counts by state, for one video or the whole ledger."""
+
+    @abstractmethod
+    def counts_by_target(
+        self, video_id: str | None = None
+    ) -> dict[tuple[str, str], dict[UrlState, int]]:
+        """URL counts by state per (provider, area), for one video or the whole ledger.
+
+        Skipped URLs count under the provider and area they were recorded for.
+        """
+
+    @abstractmethod
+    def pending_groups(self, provider: str, area: str) -> list[PendingGroup]:
+        """Pending URLs of this provider and area by video and priority, in claim order.
+
+        A URL linked to several videos counts once, for the first of them by id.
+        """
 
     @abstractmethod
     def failures(self, video_id: str | None = None, limit: int = 20) -> list[UrlRecord]:

@@ -78,6 +78,7 @@ from cdn_preheat.ledger.base import (
     Ledger,
     OutboxEvent,
     Outcome,
+    PendingGroup,
     QueuedUrl,
     QuotaDay,
     TaskRecord,
@@ -1049,6 +1050,59 @@ class MongoLedger(Ledger):
         if skipped:
             result[UrlState.SKIPPED] = skipped
         return dict(result)
+
+    @_reconnecting()
+    def counts_by_target(
+        self, video_id: str | None = None
+    ) -> dict[tuple[str, str], dict[UrlState, int]]:
+        result: dict[tuple[str, str], dict[UrlState, int]] = {}
+
+        def add(provider: str, area: str, state: UrlState, n: int) -> None:
+            states = result.setdefault((provider, area), {})
+            states[state] = states.get(state, 0) + n
+
+        if video_id is None:
+            by_state = {"provider": "$provider", "area": "$area", "state": "$state"}
+            for row in self.urls.aggregate([{"$group": {"_id": by_state, "n": {"$sum": 1}}}]):
+                key = row["_id"]
+                add(key["provider"], key["area"], UrlState(key["state"]), row["n"])
+            skipped: Doc = {}
+        else:
+            for doc in self._video_url_docs(video_id):
+                add(doc["provider"], doc["area"], UrlState(doc["state"]), 1)
+            skipped = {"video_id": video_id}
+        by_target = {"provider": "$provider", "area": "$area"}
+        for row in self.skipped.aggregate(
+            [{"$match": skipped}, {"$group": {"_id": by_target, "n": {"$sum": 1}}}]
+        ):
+            add(row["_id"]["provider"], row["_id"]["area"], UrlState.SKIPPED, row["n"])
+        return result
+
+    @_reconnecting()
+    def pending_groups(self, provider: str, area: str) -> list[PendingGroup]:
+        target = {"provider": provider, "area": area}
+        docs = list(
+            self.urls.find(
+                {**target, "state": UrlState.PENDING.value},
+                {"_id": 0, "url": 1, "priority": 1, "seq": 1},
+            ).sort([("priority", ASCENDING), ("seq", ASCENDING)])
+        )
+        first_video: dict[str, str] = {}
+        for chunk in _chunks(doc["url"] for doc in docs):
+            for link in self.links.find(
+                {**target, "url": {"$in": chunk}}, {"_id": 0, "url": 1, "video_id": 1}
+            ):
+                known = first_video.get(link["url"])
+                if known is None or link["video_id"] < known:
+                    first_video[link["url"]] = link["video_id"]
+        groups: dict[tuple[str, int], int] = {}  # insertion order: claim order of first URLs
+        for doc in docs:
+            video_id = first_video.get(doc["url"])
+            if video_id is not None:
+                key = (video_id, doc["priority"])
+                groups[key] = groups.get(key, 0) + 1
+        ordered = sorted(groups.items(), key=lambda item: item[0][1])  # stable: by priority
+        return [PendingGroup(video, priority, n) for (video, priority), n in ordered]
 
     @_reconnecting()
     def failures(self, video_id: str | None = None, limit: int = 20) -> list[UrlRecord]:

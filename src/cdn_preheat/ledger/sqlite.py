@@ -32,6 +32,7 @@ from cdn_preheat.ledger.base import (
     Ledger,
     OutboxEvent,
     Outcome,
+    PendingGroup,
     QueuedUrl,
     QuotaDay,
     TaskRecord,
@@ -806,6 +807,51 @@ class SqliteLedger(Ledger):
         if skipped:
             result[UrlState.SKIPPED] = skipped
         return result
+
+    @_translated
+    def counts_by_target(
+        self, video_id: str | None = None
+    ) -> dict[tuple[str, str], dict[UrlState, int]]:
+        with self._read() as db:
+            if video_id is None:
+                rows = db.execute(
+                    "SELECT provider, area, state, count(*) FROM urls"
+                    " GROUP BY provider, area, state"
+                ).fetchall()
+                skipped = db.execute(
+                    "SELECT provider, area, count(*) FROM skipped_urls GROUP BY provider, area"
+                ).fetchall()
+            else:
+                rows = db.execute(
+                    "SELECT u.provider, u.area, u.state, count(*) FROM video_urls l"
+                    " JOIN urls u ON u.id = l.url_id WHERE l.video_id = ?"
+                    " GROUP BY u.provider, u.area, u.state",
+                    (video_id,),
+                ).fetchall()
+                skipped = db.execute(
+                    "SELECT provider, area, count(*) FROM skipped_urls WHERE video_id = ?"
+                    " GROUP BY provider, area",
+                    (video_id,),
+                ).fetchall()
+        result: dict[tuple[str, str], dict[UrlState, int]] = {}
+        for provider, area, state, count in rows:
+            result.setdefault((provider, area), {})[UrlState(state)] = count
+        for provider, area, count in skipped:
+            result.setdefault((provider, area), {})[UrlState.SKIPPED] = count
+        return result
+
+    @_translated
+    def pending_groups(self, provider: str, area: str) -> list[PendingGroup]:
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT v.video_id, u.priority, count(*), min(u.seq) FROM urls u"
+                " JOIN (SELECT url_id, min(video_id) AS video_id FROM video_urls"
+                " GROUP BY url_id) v ON v.url_id = u.id"
+                " WHERE u.provider = ? AND u.area = ? AND u.state = 'pending'"
+                " GROUP BY v.video_id, u.priority ORDER BY u.priority, min(u.seq)",
+                (provider, area),
+            ).fetchall()
+        return [PendingGroup(video_id, priority, count) for video_id, priority, count, _ in rows]
 
     @_translated
     def failures(self, video_id: str | None = None, limit: int = 20) -> list[UrlRecord]:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -33,6 +35,24 @@ class Emulator(Protocol):
     """What the sandbox needs from a vendor API emulator."""
 
     def start(self, port: int = 0) -> LoopbackServer: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class TencentAccount:
+    """A further Tencent Cloud account of the sandbox: its own keys, limits, faults.
+
+    Keys default to public sandbox ones derived from the account's name.
+    """
+
+    limits: TencentLimits | None = None
+    credentials: tuple[str, str] | None = None
+    faults: Faults | None = None
+
+
+def _account_keys(name: str) -> tuple[str, str]:
+    """Public sandbox keys of a further account (they open nothing but the sandbox)."""
+    tag = re.sub(r"[^A-Za-z0-9]", "", name)
+    return (f"AKIDsandbox{tag}".ljust(36, "0"), f"sandbox-{tag}-secret-key")
 
 
 def _tencent_env(endpoint: str, credentials: tuple[str, str]) -> dict[str, str]:
@@ -141,8 +161,13 @@ class Sandbox:
         ports: dict[str, int] | None = None,
         first_port: int = 0,
         task_delay: float | None = None,
+        tencent_accounts: dict[str, TencentAccount] | None = None,
     ) -> None:
         """``task_delay``, when given, overrides every emulator's own (seconds to done).
+
+        ``tencent_accounts``: further Tencent Cloud accounts by name (``tencent-b``),
+        each its own emulator with its own keys, limits and faults, in front of the
+        same edge (several accounts serving one domain, for targets and pools).
 
         ``origin_signatures`` makes the origin's HTTP server demand signed URLs.
         ``first_port`` (0: any free ports) numbers the servers consecutively in
@@ -224,6 +249,26 @@ class Sandbox:
             "aliyun": self.aliyun,
             "qiniu": self.qiniu,
         }
+        # Further accounts: name -> (vendor, emulator); their keys are in credentials.
+        self.accounts: dict[str, tuple[str, Emulator]] = {}
+        for name, account in (tencent_accounts or {}).items():
+            if name in self.apis:
+                raise ValueError(f"the sandbox already has an account named {name}")
+            limits = account.limits or TencentLimits()
+            if task_delay is not None:
+                limits = dataclasses.replace(limits, task_delay=task_delay)
+            self.credentials[name] = account.credentials or _account_keys(name)
+            emulator = TencentEmulator(
+                clock=self.clock,
+                cache=self.cache,
+                origin=self.origin,
+                edge_netloc=self.edge.netloc,
+                credentials=self.credentials[name],
+                limits=limits,
+                faults=account.faults or self.faults,
+            )
+            self.apis[name] = emulator
+            self.accounts[name] = ("tencent", emulator)
         for api in self.apis.values():
             # Emulators with delayed tasks expose settle(); the edge runs it per request.
             settle = getattr(api, "settle", None)
@@ -324,6 +369,38 @@ class Sandbox:
             env["CDN_PREHEAT_ORIGIN_SIGNING"] = signatures.mode
             if signatures.mode == "qiniu-timestamp":
                 env["CDN_PREHEAT_ORIGIN_ANTI_LEECH_KEY"] = signatures.anti_leech_key
+        return env
+
+    def targets_file(
+        self, path: str | Path, names: Sequence[str], *, pools: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """Write a targets file (docs/targets.md) for these accounts; the environment it needs.
+
+        ``names``: ``tencent``, ``qiniu``, ``aliyun`` or a further account's name;
+        ``pools``: target name -> pool name. The keys go in the returned variables
+        (``SANDBOX_<NAME>_KEY_ID`` / ``_KEY_SECRET``), never in the file.
+        """
+        endpoints = self.endpoints
+        tables = []
+        env = {"CDN_PREHEAT_TARGETS": str(path)}
+        for name in names:
+            vendor = self.accounts[name][0] if name in self.accounts else name
+            variable = "SANDBOX_" + re.sub(r"[^A-Z0-9]", "_", name.upper())
+            env[f"{variable}_KEY_ID"], env[f"{variable}_KEY_SECRET"] = self.credentials[name]
+            lines = [
+                "[[targets]]",
+                f'name = "{name}"',
+                f'provider = "{vendor}"',
+                f'cdn_host = "{self.edge.netloc}"',
+                f'endpoint = "{endpoints[name]}"',
+                f'key_id_env = "{variable}_KEY_ID"',
+                f'key_secret_env = "{variable}_KEY_SECRET"',
+            ]
+            pool = (pools or {}).get(name)
+            if pool:
+                lines.append(f'pool = "{pool}"')
+            tables.append("\n".join(lines))
+        Path(path).write_text("\n\n".join(tables) + "\n", encoding="utf-8")
         return env
 
     def fill_demo_bucket(self, bucket: str = DEMO_BUCKET) -> None:

@@ -1,0 +1,1335 @@
+"""Targets: several providers, accounts and areas in one run (docs/targets.md).
+
+A target is a provider, its credentials (named by environment variables, never
+stored), an area or zone and a CDN host. ``CDN_PREHEAT_TARGETS`` names a TOML file
+listing them; without it the single-provider settings are the one target, under
+the ledger key they always had. Targets sharing a ``pool`` are pushed as one unit
+that spends the members' combined quota (:class:`PoolProvider`).
+
+This module turns the file into runnable :class:`Unit` s (a target, or a pool),
+queues one expansion for every unit with the host mapped per unit, runs the units
+side by side (each its own :func:`pipeline.run_queue`), and answers whether the
+queue can be warm by a deadline (:func:`feasibility`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import logging
+import math
+import os
+import re
+import threading
+import tomllib
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard, cast
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from cdn_preheat import redact
+from cdn_preheat.errors import (
+    AuthError,
+    BatchTooLarge,
+    ConfigError,
+    InvalidUrls,
+    PreheatError,
+    ProviderError,
+    QuotaExhausted,
+)
+from cdn_preheat.ledger.base import Ledger, UrlState
+from cdn_preheat.providers.base import Limits, Provider, Quota, SubmitResult, TaskEntry
+from cdn_preheat.ratelimit import Budget, Pacing
+
+if TYPE_CHECKING:
+    from cdn_preheat.config import Settings
+    from cdn_preheat.hls import ExpandOptions, Expansion
+    from cdn_preheat.pipeline import HeadFirst, QueuedVideo, RunOptions, RunReport
+    from cdn_preheat.source import VideoSource
+    from cdn_preheat.tracker import TrackReport
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["tencent", "qiniu", "aliyun", "http", "edgeone"]
+KINDS: tuple[str, ...] = ("tencent", "qiniu", "aliyun", "http", "edgeone")
+POOL_AREA = "pool"  # the area of a pool's ledger key: (pool name, "pool")
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+
+# Each vendor's usual variables: the defaults of key_id_env / key_secret_env, and
+# the names the providers' own messages use (rewritten to a target's names).
+DEFAULT_KEY_ENV: dict[str, tuple[str, str]] = {
+    "tencent": ("TENCENT_SECRET_ID", "TENCENT_SECRET_KEY"),
+    "edgeone": ("TENCENT_SECRET_ID", "TENCENT_SECRET_KEY"),
+    "qiniu": ("QINIU_ACCESS_KEY", "QINIU_SECRET_KEY"),
+    "aliyun": ("ALIYUN_ACCESS_KEY_ID", "ALIYUN_ACCESS_KEY_SECRET"),
+}
+DEFAULT_AREA: dict[str, str] = {
+    "tencent": "mainland",
+    "aliyun": "domestic",
+    "qiniu": "global",
+    "http": "global",
+}
+AREAS: dict[str, tuple[str, ...]] = {
+    "tencent": ("mainland", "overseas", "global"),
+    "aliyun": ("domestic", "overseas"),
+    "qiniu": ("global",),
+    "http": ("global",),
+}
+# Keys that would put a secret in the file itself.
+_SECRET_KEYS = {
+    "secret_id", "secret_key", "access_key", "access_key_id", "access_key_secret",
+    "key_id", "key_secret", "password", "token",
+}  # fmt: skip
+
+
+# The file ---------------------------------------------------------------------
+class TargetSpec(BaseModel):
+    """One ``[[targets]]`` table of the targets file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    provider: Kind
+    area: str | None = None
+    zone: str | None = None  # EdgeOne's zone id, its area
+    cdn_host: str | None = None
+    key_id_env: str | None = None
+    key_secret_env: str | None = None
+    endpoint: str | None = None
+    pool: str | None = None
+    rate: float | None = Field(default=None, gt=0)
+    batch_size: int | None = Field(default=None, ge=1)
+
+    @field_validator("name", "pool")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and not _NAME.fullmatch(value):
+            raise ValueError(
+                "must be lowercase letters, digits, '.', '_' or '-', starting with a "
+                "letter or digit"
+            )
+        return value
+
+    @field_validator("cdn_host")
+    @classmethod
+    def _host(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        netloc = urlsplit(value).netloc if "://" in value else value.rstrip("/")
+        if not netloc or "/" in netloc:
+            raise ValueError("must be a host name such as cdn.example.com")
+        return netloc.lower()
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value if "://" in value else f"https://{value}")
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must look like http://host:port or host:port")
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @field_validator("key_id_env", "key_secret_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError("must be the name of an environment variable, such as MY_SECRET_ID")
+        return value
+
+    @property
+    def key_env(self) -> tuple[str, str] | None:
+        """The variables holding this target's key id and secret (None: needs none)."""
+        default = DEFAULT_KEY_ENV.get(self.provider)
+        if default is None:
+            return None
+        return (self.key_id_env or default[0], self.key_secret_env or default[1])
+
+    @property
+    def resolved_area(self) -> str:
+        if self.provider == "edgeone":
+            return self.zone or self.area or ""
+        return self.area or DEFAULT_AREA[self.provider]
+
+
+class _TargetsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    targets: list[TargetSpec] = Field(min_length=1)
+
+
+def load_targets_file(path: str | Path) -> list[TargetSpec]:
+    """The targets of the file, validated; ConfigError (one sentence, exit 2) otherwise."""
+    where = f"The targets file {path} (CDN_PREHEAT_TARGETS)"
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{where} does not exist; set CDN_PREHEAT_TARGETS to a TOML file."
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{where} cannot be read ({exc.strerror}).") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where} is not UTF-8 text.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where} is not valid TOML ({exc}).") from None
+    for index, table in enumerate(data.get("targets", []) if isinstance(data, dict) else []):
+        if isinstance(table, dict):
+            secret = sorted(_SECRET_KEYS & set(table))
+            if secret:
+                raise ConfigError(
+                    f"{where}: target {_label(table, index)} gives {secret[0]} itself; a "
+                    "secret never goes in the file: name the environment variable that holds "
+                    "it with key_id_env or key_secret_env."
+                )
+    try:
+        specs = _TargetsFile.model_validate(data).targets
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {_describe(exc, data)}") from None
+    _check_together(specs, where)
+    return specs
+
+
+def _label(table: Mapping[str, Any], index: int) -> str:
+    name = table.get("name")
+    return repr(name) if isinstance(name, str) else f"#{index + 1}"
+
+
+def _describe(exc: ValidationError, data: Any) -> str:
+    """The first problem, naming the target and the field, never a value."""
+    error = exc.errors()[0]
+    loc = list(error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ").rstrip(".")
+    if len(loc) >= 2 and loc[0] == "targets" and isinstance(loc[1], int):
+        tables = data.get("targets", []) if isinstance(data, dict) else []
+        table = tables[loc[1]] if loc[1] < len(tables) else {}
+        who = _label(table if isinstance(table, dict) else {}, loc[1])
+        if len(loc) == 2:
+            return f"target {who} {message.lower()}."
+        if error["type"] == "extra_forbidden":
+            return f"target {who} has an unknown key {loc[2]}."
+        return f"target {who}: {loc[2]} {message.lower()}."
+    if loc and loc[0] == "targets":
+        return "it needs at least one [[targets]] table." if loc == ["targets"] else message
+    if error["type"] == "extra_forbidden":
+        return f"unknown key {loc[0]} (only [[targets]] tables belong there)."
+    return f"{'.'.join(str(p) for p in loc)} {message.lower()}."
+
+
+def _check_together(specs: Sequence[TargetSpec], where: str) -> None:
+    names = Counter(spec.name for spec in specs)
+    twice = [name for name, count in names.items() if count > 1]
+    if twice:
+        raise ConfigError(f"{where}: the target name {twice[0]!r} is used twice.")
+    for spec in specs:
+        if spec.name in KINDS and spec.name != spec.provider:
+            raise ConfigError(
+                f"{where}: target {spec.name!r} must use provider {spec.name!r}: that name is "
+                "the ledger key of the single-provider setup's records."
+            )
+        if spec.provider == "edgeone" and not (spec.zone or spec.area):
+            raise ConfigError(f"{where}: target {spec.name!r} (edgeone) needs its zone id: zone.")
+        allowed = AREAS.get(spec.provider)
+        if allowed is not None and spec.area is not None and spec.area not in allowed:
+            raise ConfigError(
+                f"{where}: target {spec.name!r}: area must be one of {', '.join(allowed)} "
+                f"for {spec.provider}."
+            )
+    pools: dict[str, list[TargetSpec]] = {}
+    for spec in specs:
+        if spec.pool is not None:
+            pools.setdefault(spec.pool, []).append(spec)
+    for pool, members in pools.items():
+        if pool in names or pool in KINDS:
+            raise ConfigError(
+                f"{where}: the pool name {pool!r} is also a target's or a provider's name."
+            )
+        if len({m.provider for m in members}) > 1:
+            raise ConfigError(f"{where}: the members of pool {pool!r} must share one provider.")
+        if len({m.cdn_host for m in members}) > 1:
+            raise ConfigError(f"{where}: the members of pool {pool!r} must share one cdn_host.")
+
+
+# Targets with their settings -------------------------------------------------------
+@dataclass(frozen=True)
+class Target:
+    """A target ready to build: its spec and the settings its provider is made from."""
+
+    spec: TargetSpec
+    settings: Settings
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """The ledger key of the target's URLs, tasks and quota: (name, area)."""
+        return (self.spec.name, self.spec.resolved_area)
+
+    @property
+    def cdn_host(self) -> str | None:
+        return self.spec.cdn_host
+
+    def explain(self, error: PreheatError) -> str:
+        """``target NAME: sentence``, naming this target's variables, not the defaults."""
+        text = str(error)
+        defaults, mine = DEFAULT_KEY_ENV.get(self.spec.provider), self.spec.key_env
+        if defaults is not None and mine is not None:
+            for default, own in zip(defaults, mine, strict=True):
+                text = text.replace(default, own)
+        return f"target {self.name}: {text}"
+
+
+def resolve_targets(settings: Settings, environ: Mapping[str, str] | None = None) -> list[Target]:
+    """The targets of ``CDN_PREHEAT_TARGETS``, or the one target of the plain settings."""
+    if not settings.cdn_preheat_targets:
+        kind = settings.cdn_provider
+        area = {
+            "tencent": settings.tencent_area,
+            "aliyun": settings.aliyun_area,
+        }.get(kind, DEFAULT_AREA.get(kind, "global"))
+        spec = TargetSpec(name=kind, provider=kind, area=area, cdn_host=settings.cdn_host)
+        return [Target(spec, settings)]
+    environ = os.environ if environ is None else environ
+    path = settings.cdn_preheat_targets
+    specs = load_targets_file(path)
+    return [Target(spec, target_settings(settings, spec, environ, path)) for spec in specs]
+
+
+def target_settings(
+    base: Settings, spec: TargetSpec, environ: Mapping[str, str], path: str | Path = "targets"
+) -> Settings:
+    """``base`` with the target's provider, area, host, endpoint and keys."""
+    update: dict[str, Any] = {"cdn_provider": spec.provider, "cdn_host": spec.cdn_host}
+    if spec.rate is not None:
+        update["cdn_preheat_rate"] = spec.rate
+    if spec.batch_size is not None:
+        update["cdn_preheat_batch_size"] = spec.batch_size
+    keys: tuple[SecretStr, SecretStr] | None = None
+    if spec.key_env is not None:
+        values = []
+        for variable in spec.key_env:
+            value = environ.get(variable, "").strip()
+            if not value:
+                raise ConfigError(
+                    f"The targets file {path}: target {spec.name!r} takes its keys from "
+                    f"{variable}, which is not set; export it or put it in .env."
+                )
+            redact.register(value)
+            values.append(SecretStr(value))
+        keys = (values[0], values[1])
+    if spec.provider in ("tencent", "edgeone"):
+        if keys:
+            update["tencent_secret_id"], update["tencent_secret_key"] = keys
+        if spec.endpoint:
+            update["tencent_endpoint"] = spec.endpoint
+        if spec.provider == "tencent":
+            update["tencent_area"] = spec.resolved_area
+        else:
+            update["eo_zone_id"] = spec.resolved_area
+            if spec.endpoint:
+                update["edgeone_endpoint"] = spec.endpoint
+    elif spec.provider == "qiniu":
+        if keys:
+            update["qiniu_access_key"], update["qiniu_secret_key"] = keys
+        if spec.endpoint:
+            update |= {
+                "qiniu_endpoint": spec.endpoint,
+                "qiniu_rsf_endpoint": spec.endpoint,
+                "qiniu_api_endpoint": spec.endpoint,
+            }
+    elif spec.provider == "aliyun":
+        if keys:
+            update["aliyun_access_key_id"], update["aliyun_access_key_secret"] = keys
+        if spec.endpoint:
+            update["aliyun_endpoint"] = spec.endpoint
+        update["aliyun_area"] = spec.resolved_area
+    return base.model_copy(update=update)
+
+
+# Providers under a target's key ------------------------------------------------------
+class KeyedProvider(Provider):
+    """A provider recorded under its target's name: the same account, another ledger key."""
+
+    def __init__(self, inner: Provider, name: str) -> None:
+        self.inner = inner
+        self.name = name
+        self.area = inner.area
+        self.limits = inner.limits
+        self.call_timeout = inner.call_timeout
+        # Class-level API names of the vendor, shadowed on the instance.
+        vars(self).update(
+            submit_api=inner.submit_api,
+            status_api=inner.status_api,
+            budgets=inner.budgets,
+            api_budgets=inner.api_budgets,
+        )
+
+    @property
+    def pacing(self) -> Pacing:
+        return self.inner.pacing
+
+    def __getattr__(self, attribute: str) -> Any:
+        # Vendor extras (doctor's domain lookups, stats) pass through.
+        if attribute == "inner":
+            raise AttributeError(attribute)
+        return getattr(self.inner, attribute)
+
+    def quota(self) -> Quota:
+        return self.inner.quota()
+
+    def submit(self, urls: Sequence[str]) -> SubmitResult:
+        return self.inner.submit(urls)
+
+    def task_status(self, task_ids: Sequence[str]) -> list[TaskEntry]:
+        return self.inner.task_status(task_ids)
+
+    def window_status(self, since: dt.datetime, until: dt.datetime) -> list[TaskEntry] | None:
+        return self.inner.window_status(since, until)
+
+    def find_submitted(self, urls: Sequence[str], since: dt.datetime) -> dict[str, str]:
+        return self.inner.find_submitted(urls, since)
+
+    def purge_urls(self, urls: Sequence[str]) -> str:
+        return self.inner.purge_urls(urls)
+
+    def purge_dirs(self, dirs: Sequence[str], *, delete: bool = False) -> str:
+        return self.inner.purge_dirs(dirs, delete=delete)
+
+    def purge_status(self, task_ids: Sequence[str]) -> list[TaskEntry]:
+        return self.inner.purge_status(task_ids)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class _PoolPacing(Pacing):
+    """The pool's pacing: caps and shares go to every member (each paces its own calls)."""
+
+    def __init__(self, members: Sequence[Pacing]) -> None:
+        super().__init__({"*": Budget(1e9, source="a pool: its members pace themselves")})
+        self._members = list(members)
+
+    def budget_of(self, api: str) -> str:
+        return "*"
+
+    def penalise(self, api: str, seconds: float) -> None:
+        # The member that was told to slow down has held its own budget back already.
+        return None
+
+    def set_cap(self, cap: float | None) -> None:
+        for member in self._members:
+            member.set_cap(cap)
+
+    def set_share(self, workers: int) -> None:
+        super().set_share(workers)
+        for member in self._members:
+            member.set_share(workers)
+
+
+def _tagged(member: str, task_id: str) -> str:
+    return f"{member}/{task_id}"
+
+
+def _untag(task_id: str) -> tuple[str, str]:
+    member, sep, raw = task_id.partition("/")
+    return (member, raw) if sep else ("", task_id)
+
+
+class PoolProvider(Provider):
+    """Several accounts serving one CDN host, pushed as one: their quotas add up.
+
+    Each batch goes to the member with the most quota left; a member that answers
+    "quota spent" (or refuses its credentials) is set aside and the batch spills
+    over to the next. Task ids are recorded as ``MEMBER/TASKID``: they say which
+    member pushed each URL, and status queries go to that member only.
+    """
+
+    def __init__(self, name: str, members: Sequence[tuple[str, Provider]]) -> None:
+        if not members:
+            raise ValueError("a pool needs members")
+        self.name = name
+        self.area = POOL_AREA
+        self.members = dict(members)
+        providers = list(self.members.values())
+        first = providers[0]
+        retentions = [p.limits.task_retention for p in providers if p.limits.task_retention]
+        self.limits = Limits(
+            batch_size=min(p.limits.batch_size for p in providers),
+            requests_per_second=sum(p.limits.requests_per_second for p in providers),
+            purge_batch_size=min(p.limits.purge_batch_size for p in providers),
+            purge_dir_batch_size=min(p.limits.purge_dir_batch_size for p in providers),
+            quota_utc_offset_hours=first.limits.quota_utc_offset_hours,
+            task_retention=min(retentions) if retentions else None,
+        )
+        self.call_timeout = max(p.call_timeout for p in providers)
+        vars(self).update(submit_api=first.submit_api, status_api=first.status_api)
+        self._pacing = _PoolPacing([p.pacing for p in providers])
+        self._lock = threading.Lock()
+        self._left: dict[str, float] = dict.fromkeys(self.members, math.inf)
+        self._spent: set[str] = set()  # said "quota spent" today
+        self._broken: dict[str, ProviderError] = {}  # refused the credentials
+        self.pushed: Counter[str] = Counter()  # URLs accepted per member in this process
+
+    @property
+    def pacing(self) -> Pacing:
+        return self._pacing
+
+    @property
+    def broken(self) -> dict[str, ProviderError]:
+        """Members set aside because the API refused their credentials."""
+        with self._lock:
+            return dict(self._broken)
+
+    def quota(self) -> Quota:
+        """The members' figures added up (a spent member counts 0, an unknown one its total)."""
+        totals: list[int | None] = []
+        available = 0
+        batches = []
+        for member, provider in self.members.items():
+            if member in self._broken:
+                continue
+            try:
+                quota = provider.quota()
+            except AuthError as exc:
+                self._set_aside(member, exc)
+                continue
+            totals.append(quota.total)
+            if quota.batch:
+                batches.append(quota.batch)
+            left = quota.available if quota.available is not None else quota.total
+            with self._lock:
+                if member in self._spent and left:
+                    self._spent.discard(member)  # a new day, or the quota was raised
+                self._left[member] = math.inf if left is None else float(left)
+                if member in self._spent:
+                    self._left[member] = 0.0
+                available += 0 if self._left[member] == math.inf else int(self._left[member])
+        if not totals:
+            raise next(iter(self._broken.values()))
+        batch = min(batches) if batches else None
+        with self._lock:
+            fullest = max(self._left.values(), default=0.0)
+        if 0 < fullest < (batch or self.limits.batch_size):
+            batch = int(fullest)  # one member's remainder bounds a request
+        if any(total is None for total in totals):
+            return Quota(self.area, None, None, batch)
+        return Quota(self.area, sum(t or 0 for t in totals), available, batch)
+
+    def _set_aside(self, member: str, exc: ProviderError) -> None:
+        log.warning("pool %s: member %s set aside: %s", self.name, member, exc)
+        with self._lock:
+            self._broken[member] = exc
+            self._left[member] = 0.0
+
+    def _pick(self, tried: set[str], n: int) -> str | None:
+        """The member with the most quota left (file order breaks ties), ``n`` taken from it.
+
+        Raises BatchTooLarge when members have quota left but none has ``n``: a
+        vendor refuses a whole request that exceeds the day's remainder
+        (Tencent ``LimitExceeded.CdnPushExceedDayLimit``), so the scheduler
+        halves the batch until it fits the fullest member.
+        """
+        with self._lock:
+            free = [
+                m
+                for m in self.members
+                if m not in tried and m not in self._spent and m not in self._broken
+            ]
+            if not free:
+                return None
+            member = max(free, key=lambda m: self._left[m])
+            if 0 < self._left[member] < n:
+                raise BatchTooLarge(
+                    f"no member of pool {self.name} has {n} URLs of quota left today "
+                    f"(at most {int(self._left[member])}); pushing smaller batches."
+                )
+            self._left[member] -= n
+            return member
+
+    def _give_back(self, member: str, n: int) -> None:
+        with self._lock:
+            if member not in self._spent and member not in self._broken:
+                self._left[member] += n
+
+    def submit(self, urls: Sequence[str]) -> SubmitResult:
+        tried: set[str] = set()
+        last: ProviderError | None = None
+        while True:
+            member = self._pick(tried, len(urls))
+            if member is None:
+                if last is None or isinstance(last, QuotaExhausted):
+                    raise QuotaExhausted(
+                        f"every member of pool {self.name} has spent its prefetch quota today.",
+                        code=getattr(last, "code", None),
+                    )
+                raise last
+            tried.add(member)
+            try:
+                result = self.members[member].submit(urls)
+            except QuotaExhausted as exc:
+                log.info("pool %s: %s spent its quota; spilling over", self.name, member)
+                with self._lock:
+                    self._spent.add(member)
+                    self._left[member] = 0.0
+                last = exc
+                continue
+            except AuthError as exc:
+                self._set_aside(member, exc)
+                last = exc
+                continue
+            except InvalidUrls as exc:
+                self._give_back(member, len(exc.invalid))
+                if exc.task_id is None:
+                    raise
+                accepted = len(urls) - len(exc.invalid)
+                with self._lock:
+                    self.pushed[member] += accepted
+                raise InvalidUrls(
+                    str(exc),
+                    invalid=exc.invalid,
+                    task_id=_tagged(member, exc.task_id),
+                    code=exc.code,
+                ) from exc
+            except BaseException:
+                self._give_back(member, len(urls))
+                raise
+            with self._lock:
+                self.pushed[member] += len(result.accepted)
+            return SubmitResult(
+                _tagged(member, result.task_id), result.accepted, dict(result.invalid)
+            )
+
+    def _by_member(self, task_ids: Sequence[str]) -> Iterator[tuple[str, list[str]]]:
+        groups: dict[str, list[str]] = {}
+        for task_id in task_ids:
+            member, raw = _untag(task_id)
+            if member in self.members:
+                groups.setdefault(member, []).append(raw)
+        yield from groups.items()
+
+    @staticmethod
+    def _retag(member: str, entries: Sequence[TaskEntry]) -> list[TaskEntry]:
+        import dataclasses
+
+        return [dataclasses.replace(e, task_id=_tagged(member, e.task_id)) for e in entries]
+
+    def task_status(self, task_ids: Sequence[str]) -> list[TaskEntry]:
+        entries: list[TaskEntry] = []
+        for member, raw in self._by_member(task_ids):
+            entries += self._retag(member, self.members[member].task_status(raw))
+        return entries
+
+    def window_status(self, since: dt.datetime, until: dt.datetime) -> list[TaskEntry] | None:
+        entries: list[TaskEntry] = []
+        for member, provider in self.members.items():
+            if member in self.broken:
+                continue
+            found = provider.window_status(since, until)
+            if found is None:
+                return None
+            entries += self._retag(member, found)
+        return entries
+
+    def find_submitted(self, urls: Sequence[str], since: dt.datetime) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for member, provider in self.members.items():
+            if member in self.broken:
+                continue
+            for url, task_id in provider.find_submitted(urls, since).items():
+                found.setdefault(url, _tagged(member, task_id))
+        return found
+
+    def purge_urls(self, urls: Sequence[str]) -> str:
+        return "|".join(_tagged(m, p.purge_urls(urls)) for m, p in self.members.items())
+
+    def purge_dirs(self, dirs: Sequence[str], *, delete: bool = False) -> str:
+        return "|".join(
+            _tagged(m, p.purge_dirs(dirs, delete=delete)) for m, p in self.members.items()
+        )
+
+    def purge_status(self, task_ids: Sequence[str]) -> list[TaskEntry]:
+        split = [part for task_id in task_ids for part in task_id.split("|")]
+        entries: list[TaskEntry] = []
+        for member, raw in self._by_member(split):
+            entries += self._retag(member, self.members[member].purge_status(raw))
+        return entries
+
+    def close(self) -> None:
+        for provider in self.members.values():
+            provider.close()
+
+
+# Units: what runs side by side ---------------------------------------------------------
+@dataclass
+class Unit:
+    """A target, or a pool of targets, with its provider under its ledger key."""
+
+    name: str
+    provider: Provider
+    members: list[Target]
+    settings: Settings  # the first member's: rate, batch size, CDN host
+    error: PreheatError | None = None  # set when the unit cannot run (its sentence)
+    quota: Quota | None = None  # the live quota read before queueing
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.provider.name, self.provider.area)
+
+    @property
+    def cdn_host(self) -> str | None:
+        return self.members[0].cdn_host
+
+    @property
+    def is_pool(self) -> bool:
+        return isinstance(self.provider, PoolProvider)
+
+    def explain(self, error: PreheatError) -> str:
+        if self.is_pool:
+            return f"pool {self.name}: {error}"
+        return self.members[0].explain(error)
+
+
+ProviderFactory = Callable[["Settings"], Provider]
+
+
+def _default_factory(settings: Settings) -> Provider:
+    from cdn_preheat.providers import make_provider
+
+    return make_provider(settings)
+
+
+def build_units(
+    targets: Sequence[Target], *, make_provider: ProviderFactory | None = None
+) -> list[Unit]:
+    """One unit per target outside a pool and one per pool, in the file's order.
+
+    A provider that cannot be built (a ConfigError) fails the whole run: the file
+    is wrong. Refused credentials only show when the API is asked (:func:`check_units`).
+    """
+    factory = make_provider or _default_factory
+    groups: dict[str, list[Target]] = {}  # a unit's name -> its targets, in file order
+    for target in targets:
+        groups.setdefault(target.spec.pool or target.name, []).append(target)
+    built: list[Provider] = []
+    units: list[Unit] = []
+    try:
+        for name, members in groups.items():
+            providers = []
+            for target in members:
+                provider = factory(target.settings)
+                built.append(provider)
+                providers.append(provider)
+            if members[0].spec.pool is not None:
+                unit_provider: Provider = PoolProvider(
+                    name, [(t.name, p) for t, p in zip(members, providers, strict=True)]
+                )
+            elif providers[0].name == name:
+                unit_provider = providers[0]  # the single-provider key, as before targets
+            else:
+                unit_provider = KeyedProvider(providers[0], name)
+            units.append(Unit(name, unit_provider, members, members[0].settings))
+    except BaseException:
+        for provider in built:
+            _close_provider(provider)
+        raise
+    return units
+
+
+def _close_provider(provider: Provider) -> None:
+    try:
+        provider.close()
+    except Exception:  # closing is best effort
+        log.debug("closing a provider failed", exc_info=True)
+
+
+def close_units(units: Sequence[Unit]) -> None:
+    for unit in units:
+        _close_provider(unit.provider)
+
+
+def check_units(units: Sequence[Unit], live_quota: Callable[[Provider], Quota]) -> None:
+    """Read every unit's quota side by side; a unit whose API refuses is marked failed.
+
+    Wrong credentials (or any provider error) fail that unit only, with its sentence.
+    """
+
+    def check(unit: Unit) -> None:
+        try:
+            unit.quota = live_quota(unit.provider)
+        except ProviderError as exc:
+            unit.error = exc
+
+    _side_by_side([(unit.name, functools.partial(check, unit)) for unit in units])
+
+
+def _side_by_side(jobs: Sequence[tuple[str, Callable[[], None]]]) -> None:
+    """Run each job in its own thread and wait for all (one job: in this thread)."""
+    if len(jobs) == 1:
+        jobs[0][1]()
+        return
+    errors: list[BaseException] = []
+
+    def guarded(job: Callable[[], None]) -> None:
+        try:
+            job()
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=guarded, args=(job,), name=f"target-{name}", daemon=True)
+        for name, job in jobs
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+# Queueing one expansion for every unit ---------------------------------------------------
+def map_host(url: str, from_host: str, to_host: str) -> str:
+    """``url`` with its host ``from_host`` replaced by ``to_host`` (path, query kept)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, tail = rest.partition("/")
+    if netloc.lower() != from_host:
+        return url
+    return f"{scheme}://{to_host}{slash}{tail}"
+
+
+def expansion_for(expansion: Expansion, from_host: str | None, to_host: str | None) -> Expansion:
+    """The expansion as seen by a unit whose CDN host is ``to_host``.
+
+    ``from_host`` is the host the expansion was mapped to (None: the origin's).
+    """
+    import dataclasses
+
+    source_host = urlsplit(expansion.source).netloc.lower()
+    old = (from_host or source_host).lower()
+    new = (to_host or source_host).lower()
+    if old == new:
+        return expansion
+    urls = [dataclasses.replace(u, url=map_host(u.url, old, new)) for u in expansion.urls]
+    skipped = [dataclasses.replace(s, url=map_host(s.url, old, new)) for s in expansion.skipped]
+    return dataclasses.replace(expansion, urls=urls, skipped=skipped)
+
+
+def expand_host(units: Sequence[Unit]) -> str | None:
+    """The host an expansion is mapped to once, for every unit: the first unit's."""
+    return units[0].cdn_host if units else None
+
+
+def queue_for_units(
+    ledger: Ledger,
+    units: Sequence[Unit],
+    video_id: str,
+    expansion: Expansion,
+    *,
+    head_first: HeadFirst | None,
+    max_age: dt.timedelta,
+    now: dt.datetime | None = None,
+) -> dict[str, QueuedVideo]:
+    """Queue the expansion under every unit's key, the host mapped per unit."""
+    from cdn_preheat.pipeline import queue_expansion
+
+    base = expand_host(units)
+    queued: dict[str, QueuedVideo] = {}
+    for unit in units:
+        name, area = unit.key
+        queued[unit.name] = queue_expansion(
+            ledger, name, area, video_id, expansion_for(expansion, base, unit.cdn_host),
+            head_first=head_first, max_age=max_age, now=now,
+        )  # fmt: skip
+    return queued
+
+
+def combined(video_id: str, per_unit: Mapping[str, QueuedVideo]) -> QueuedVideo:
+    """One video's summary over every unit: found once, queued and done summed."""
+    import dataclasses
+
+    first = next(iter(per_unit.values()))
+    return dataclasses.replace(
+        first,
+        queued=sum(q.queued for q in per_unit.values()),
+        already_done=sum(q.already_done for q in per_unit.values()),
+        already_queued=sum(q.already_queued for q in per_unit.values()),
+    )
+
+
+def preheated_everywhere(
+    ledger: Ledger, units: Sequence[Unit], video_id: str, now: dt.datetime, max_age: dt.timedelta
+) -> bool:
+    """The video is preheated and every unit holds its URLs with none waiting there."""
+    from cdn_preheat.ledger.base import VideoState
+    from cdn_preheat.pipeline import is_preheated
+
+    video = ledger.get_video(video_id)
+    if not is_preheated(video, now, max_age):
+        return False
+    if len(units) == 1 or (video is not None and video.state is VideoState.LEGACY):
+        return True  # as before targets; the old script's record counts as preheated
+    by_key = ledger.counts_by_target(video_id)
+    for unit in units:
+        counts = by_key.get(unit.key)
+        if not counts:
+            return False
+        if counts.get(UrlState.PENDING, 0) or counts.get(UrlState.RESERVED, 0):
+            return False
+    return True
+
+
+def queue_videos_for_units(
+    ledger: Ledger,
+    units: Sequence[Unit],
+    sources: Sequence[VideoSource],
+    expand_options: ExpandOptions,
+    *,
+    head_first: HeadFirst | None,
+    max_age: dt.timedelta,
+    reset: bool = False,
+    on_video: Callable[[QueuedVideo], None] | None = None,
+) -> list[QueuedVideo]:
+    """Expand many videos concurrently, once each, and queue each for every unit."""
+    import dataclasses
+
+    from cdn_preheat.hls import expand_many
+    from cdn_preheat.pipeline import QueuedVideo
+    from cdn_preheat.scheduler import utcnow
+
+    now = utcnow()
+    results: list[QueuedVideo] = []
+    todo: list[VideoSource] = []
+    for source in sources:
+        if reset:
+            ledger.reset_video(source.video_id)
+        if preheated_everywhere(ledger, units, source.video_id, now, max_age):
+            done = QueuedVideo(source.video_id, source.m3u8_url, already_preheated=True)
+            results.append(done)
+            if on_video:
+                on_video(done)
+        else:
+            todo.append(source)
+    options = dataclasses.replace(expand_options, cdn_host=expand_host(units))
+
+    async def expand_all() -> None:
+        items = ((source, source.m3u8_url) for source in todo)
+        async for source, outcome in expand_many(items, options):
+            if isinstance(outcome, PreheatError):
+                video = QueuedVideo(source.video_id, source.m3u8_url, error=str(outcome))
+            else:
+                per_unit = queue_for_units(
+                    ledger, units, source.video_id, outcome,
+                    head_first=head_first, max_age=max_age,
+                )  # fmt: skip
+                video = combined(source.video_id, per_unit)
+            results.append(video)
+            if on_video:
+                on_video(video)
+
+    asyncio.run(expand_all())
+    order = {source.video_id: index for index, source in enumerate(sources)}
+    results.sort(key=lambda video: order.get(video.video_id, 0))
+    return results
+
+
+# Running the units side by side --------------------------------------------------------------
+class ScopedLedger:
+    """The shared ledger as one unit's run sees it: counts are that unit's only.
+
+    ``run_queue`` asks "is anything still pending?" to end its rounds; another
+    target's queue must not keep this one's run going.
+    """
+
+    def __init__(self, ledger: Ledger, key: tuple[str, str]) -> None:
+        self._ledger = ledger
+        self._key = key
+
+    def counts(self, video_id: str | None = None) -> dict[UrlState, int]:
+        return dict(self._ledger.counts_by_target(video_id).get(self._key, {}))
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self._ledger, attribute)
+
+
+def scoped(ledger: Ledger, key: tuple[str, str]) -> Ledger:
+    return cast("Ledger", ScopedLedger(ledger, key))
+
+
+@dataclass
+class UnitResult:
+    """What one unit's run did (``report``), or the sentence it failed with."""
+
+    name: str
+    key: tuple[str, str]
+    report: RunReport | None = None
+    error: str | None = None
+    exit_code: int = 0
+    pushed_by: dict[str, int] = field(default_factory=dict)  # pool: URLs per member
+
+
+def run_units(
+    ledger: Ledger,
+    units: Sequence[Unit],
+    options_for: Callable[[Unit], RunOptions],
+    *,
+    stop: threading.Event | None = None,
+    video_id: str | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    on_tracking: Callable[[str, int, TrackReport], None] | None = None,
+) -> list[UnitResult]:
+    """Push every unit's queue side by side; one unit's failure never stops another.
+
+    Units that failed their check (:func:`check_units`) are reported, not run.
+    """
+    from cdn_preheat.pipeline import run_queue
+
+    stop = stop or threading.Event()
+    results = [UnitResult(unit.name, unit.key) for unit in units]
+    progress_lock = threading.Lock()
+
+    def progressed(n: int) -> None:
+        if on_progress is not None:
+            with progress_lock:
+                on_progress(n)
+
+    def run(unit: Unit, result: UnitResult) -> None:
+        if unit.error is not None:
+            _fail(unit, result, unit.error)
+            return
+        tracking = None
+        if on_tracking is not None:
+            track = on_tracking
+
+            def tracking(open_tasks: int, totals: TrackReport) -> None:
+                with progress_lock:
+                    track(unit.name, open_tasks, totals)
+
+        try:
+            report = run_queue(
+                scoped(ledger, unit.key), unit.provider, options_for(unit),
+                on_progress=progressed, on_tracking=tracking, stop=stop, video_id=video_id,
+            )  # fmt: skip
+        except PreheatError as exc:
+            _fail(unit, result, exc)
+            return
+        result.report = report
+        if report.stopped_by is not None:
+            _fail(unit, result, report.stopped_by)
+        elif report.quota_exhausted and report.pending:
+            result.exit_code = QuotaExhausted.exit_code
+        if isinstance(unit.provider, PoolProvider):
+            result.pushed_by = dict(unit.provider.pushed)
+
+    _side_by_side(
+        [(u.name, functools.partial(run, u, r)) for u, r in zip(units, results, strict=True)]
+    )
+    return results
+
+
+def _fail(unit: Unit, result: UnitResult, error: PreheatError) -> None:
+    result.error = unit.explain(error)
+    result.exit_code = error.exit_code
+    log.warning("%s", result.error)
+
+
+def unit_run_options(
+    settings: Settings, *, wait: bool, wait_timeout: float
+) -> Callable[[Unit], RunOptions]:
+    """Run options per unit: its own rate, batch size and CDN host."""
+    from cdn_preheat.app import run_options
+
+    def options(unit: Unit) -> RunOptions:
+        return run_options(unit.settings, wait=wait, wait_timeout=wait_timeout)
+
+    return options
+
+
+def worst_exit(results: Sequence[UnitResult]) -> int:
+    """The run's exit code: a configuration error (2) before quota (3) before others (1)."""
+    codes = {r.exit_code for r in results if r.exit_code}
+    for code in (2, 3, 1):
+        if code in codes:
+            return code
+    return max(codes, default=0)
+
+
+# Per-target status ------------------------------------------------------------------
+@dataclass(frozen=True)
+class TargetCounts:
+    name: str
+    key: tuple[str, str]
+    counts: dict[UrlState, int]
+    members: tuple[str, ...] = ()  # a pool's member targets
+    pushed_by: dict[str, int] = field(default_factory=dict)
+
+
+def status_by_unit(
+    ledger: Ledger, units: Sequence[Unit], video_id: str | None = None
+) -> list[TargetCounts]:
+    """URL counts per unit; a pool's rows also count URLs per member (from task ids)."""
+    by_key = ledger.counts_by_target(video_id)
+    rows = []
+    for unit in units:
+        pushed: Counter[str] = Counter()
+        if unit.is_pool:
+            videos = [video_id] if video_id else [v.video_id for v in ledger.list_videos()]
+            seen: set[str] = set()
+            for vid in videos:
+                for record in ledger.url_records(vid):
+                    if (record.provider, record.area) != unit.key or record.url in seen:
+                        continue
+                    seen.add(record.url)
+                    if record.task_id and record.state is not UrlState.PENDING:
+                        pushed[_untag(record.task_id)[0]] += 1
+        rows.append(
+            TargetCounts(
+                unit.name,
+                unit.key,
+                dict(by_key.get(unit.key, {})),
+                tuple(m.name for m in unit.members) if unit.is_pool else (),
+                dict(pushed),
+            )
+        )
+    return rows
+
+
+# Feasibility before a deadline ----------------------------------------------------------
+@dataclass(frozen=True)
+class ColdVideo:
+    video_id: str
+    pending: int
+    reached: int  # of the pending URLs, how many the target can push in time
+
+
+@dataclass(frozen=True)
+class Feasibility:
+    """Whether one unit can push its whole queue before the deadline."""
+
+    name: str
+    queued: int
+    quota_left: int | None  # today's, None: no daily quota
+    quota_by_deadline: int | None  # with the new days' quotas that start before the deadline
+    urls_per_second: float
+    rate_by_deadline: int
+    capacity: int
+    cold: list[ColdVideo]
+    error: str | None = None
+
+    @property
+    def feasible(self) -> bool:
+        return self.error is None and not self.cold
+
+
+def urls_per_second(provider: Provider, batch_size: int) -> float:
+    """The unit's push ceiling in URLs a second: its submit budget times its batch."""
+    if isinstance(provider, PoolProvider):
+        return sum(urls_per_second(m, min(batch_size, m.limits.batch_size))
+                   for m in provider.members.values())  # fmt: skip
+    pacing = provider.pacing
+    api = provider.submit_api
+    try:
+        rate = pacing.rate(api)
+        budget = provider.budgets.get(pacing.budget_of(api))
+    except KeyError:
+        return provider.limits.requests_per_second * batch_size
+    if budget is not None and budget.units_per_call > 1:
+        return rate  # a budget counted in URLs (Qiniu)
+    return rate * batch_size
+
+
+def feasibility(
+    ledger: Ledger,
+    units: Sequence[Unit],
+    deadline: dt.datetime,
+    now: dt.datetime,
+    options_for: Callable[[Unit], RunOptions],
+) -> list[Feasibility]:
+    """For each unit: can its quota and rate push its queue by ``deadline``, and if not,
+    which videos (in claim order: head-first tiers, then queue order) stay cold."""
+    from cdn_preheat.scheduler import seconds_until_next_day
+
+    seconds = max(0.0, (deadline - now).total_seconds())
+    rows = []
+    for unit in units:
+        groups = ledger.pending_groups(*unit.key)
+        queued = sum(g.count for g in groups)
+        if unit.error is not None:
+            rows.append(Feasibility(unit.name, queued, None, None, 0.0, 0, 0, [],
+                                    unit.explain(unit.error)))  # fmt: skip
+            continue
+        options = options_for(unit)
+        quota = unit.quota
+        batch = min(
+            unit.provider.limits.batch_size,
+            options.scheduler.batch_size or unit.provider.limits.batch_size,
+            (quota.batch if quota and quota.batch else unit.provider.limits.batch_size),
+        )
+        ceiling = urls_per_second(unit.provider, batch)
+        by_rate = int(ceiling * seconds)
+        left: int | None = None
+        by_quota: int | None = None
+        if quota is not None and quota.total is not None:
+            book = None
+            offset = options.scheduler.quota_utc_offset_hours
+            if offset is None:
+                offset = unit.provider.limits.quota_utc_offset_hours
+            from cdn_preheat.scheduler import quota_day
+
+            book = ledger.quota_day(*unit.key, quota_day(now, offset))
+            left = quota.available if quota.available is not None else quota.total
+            if book is not None and book.remaining is not None:
+                left = min(left, book.remaining)
+            by_quota = left
+            to_reset = seconds_until_next_day(now, offset)
+            if seconds > to_reset:
+                new_days = 1 + int((seconds - to_reset) // 86400)
+                by_quota += new_days * quota.total
+        capacity = by_rate if by_quota is None else min(by_rate, by_quota)
+        rows.append(
+            Feasibility(
+                unit.name,
+                queued,
+                left,
+                by_quota,
+                ceiling,
+                by_rate,
+                capacity,
+                _cold(groups, capacity),
+            )
+        )
+    return rows
+
+
+def _cold(groups: Sequence[Any], capacity: int) -> list[ColdVideo]:
+    pending: dict[str, int] = {}
+    reached: dict[str, int] = {}
+    budget = capacity
+    for group in groups:
+        pending[group.video_id] = pending.get(group.video_id, 0) + group.count
+        take = min(budget, group.count)
+        reached[group.video_id] = reached.get(group.video_id, 0) + take
+        budget -= take
+    return [
+        ColdVideo(video_id, count, reached[video_id])
+        for video_id, count in pending.items()
+        if reached[video_id] < count
+    ]
+
+
+def parse_deadline(text: str, now: dt.datetime) -> dt.datetime:
+    """``--by``: an ISO-8601 time (with its offset; UTC if none) or a span like 90m, 3h, 1d."""
+    from cdn_preheat.errors import InputError
+
+    text = text.strip()
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd])", text.lower())
+    if match:
+        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+        return now + dt.timedelta(seconds=float(match.group(1)) * unit)
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(
+            f"--by takes a time like 2026-12-02T20:00+08:00 or a span like 3h, not {text!r}."
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    if moment <= now:
+        raise InputError(f"--by {text} is already past.")
+    return moment
+
+
+# The whole run ------------------------------------------------------------------
+@dataclass
+class TargetsRun:
+    """A push over every unit: the videos queued, each unit's outcome, the deadline table."""
+
+    videos: list[QueuedVideo]
+    results: list[UnitResult]
+    feasibility: list[Feasibility] | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return worst_exit(self.results)
+
+
+def live_quota(provider: Provider) -> Quota:
+    """The provider's quota, riding out a flaky API (wrong credentials raise at once)."""
+    from cdn_preheat.ratelimit import call_with_retries
+
+    return call_with_retries(provider.quota, attempts=8)
+
+
+def preheat(
+    ledger: Ledger,
+    units: Sequence[Unit],
+    sources: Sequence[VideoSource],
+    settings: Settings,
+    *,
+    head_first: HeadFirst | None,
+    wait: bool = True,
+    wait_timeout: float = 600.0,
+    reset: bool = False,
+    only_these: bool = False,
+    by: dt.datetime | None = None,
+    dry_run: bool = False,
+    strict: bool = False,
+    stop: threading.Event | None = None,
+    on_video: Callable[[QueuedVideo], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    options_for: Callable[[Unit], RunOptions] | None = None,
+) -> TargetsRun:
+    """Check every unit, expand each video once, queue it for every unit, push side by side.
+
+    ``only_these``: with one source, push only that video's URLs (``push VIDEO``).
+    ``by``: first work out, per unit, whether its queue can be warm by then
+    (:func:`feasibility`); with ``dry_run`` stop there, having pushed nothing.
+    A unit whose check fails (wrong keys) is queued for all the same (a later run
+    with the keys fixed pushes it) and reported failed; when every unit fails, the
+    first unit's error is raised, as a single-provider run does.
+    """
+    from cdn_preheat.app import expand_options
+    from cdn_preheat.scheduler import utcnow
+
+    options_for = options_for or unit_run_options(settings, wait=wait, wait_timeout=wait_timeout)
+    check_units(units, live_quota)
+    failed = [unit for unit in units if unit.error is not None]
+    if failed and len(failed) == len(units):
+        first = failed[0].error
+        assert first is not None
+        if not settings.cdn_preheat_targets or not _rebuildable(first):
+            raise first  # the single-provider setup: its sentence as before targets
+        code = first.code if isinstance(first, ProviderError) else None
+        raise type(first)(failed[0].explain(first), code=code)
+    videos = queue_videos_for_units(
+        ledger, units, sources, expand_options(settings, strict=strict),
+        head_first=head_first, max_age=settings.cdn_preheat_max_age, reset=reset,
+        on_video=on_video,
+    )  # fmt: skip
+    table = None
+    if by is not None:
+        table = feasibility(ledger, units, by, utcnow(), options_for)
+    if dry_run:
+        return TargetsRun(videos, [UnitResult(u.name, u.key) for u in units], table)
+    video_id = sources[0].video_id if only_these and len(sources) == 1 else None
+    results = run_units(
+        ledger, units, options_for, stop=stop, video_id=video_id, on_progress=on_progress
+    )
+    from cdn_preheat.pipeline import refresh_states
+
+    refresh_states(ledger, [v.video_id for v in videos if v.error is None])
+    return TargetsRun(videos, results, table)
+
+
+def _rebuildable(error: PreheatError) -> TypeGuard[ProviderError]:
+    """Errors whose class takes one message (most); others are raised as they are."""
+    return type(error) in (AuthError, ProviderError, QuotaExhausted)

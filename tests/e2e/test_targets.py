@@ -1,0 +1,282 @@
+"""Several targets in one run, against several sandbox accounts over real HTTP.
+
+The library runs in this process (one module-wide sandbox with three Tencent
+accounts and Qiniu); each test has its own ledger and its own videos, and counts
+what each account's emulator received.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cdn_preheat.config import Settings, load_settings
+from cdn_preheat.errors import AuthError
+from cdn_preheat.hls import ExpandOptions, expand
+from cdn_preheat.ledger import open_ledger
+from cdn_preheat.ledger.base import Ledger, UrlState
+from cdn_preheat.pipeline import HeadFirst
+from cdn_preheat.sandbox.server import Sandbox, TencentAccount
+from cdn_preheat.sandbox.tencent import TencentLimits
+from cdn_preheat.source import VideoSource
+from cdn_preheat.targets import (
+    PoolProvider,
+    TargetsRun,
+    Unit,
+    build_units,
+    close_units,
+    preheat,
+    resolve_targets,
+    status_by_unit,
+)
+
+ACCOUNTS = ("tencent-b", "tencent-c")
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    accounts = {name: TencentAccount(limits=TencentLimits(task_delay=0.1)) for name in ACCOUNTS}
+    box = Sandbox(videos=8, variants=2, segments=6, task_delay=0.1, tencent_accounts=accounts)
+    with box:
+        yield box
+
+
+@pytest.fixture(autouse=True)
+def generous_quotas(sandbox: Sandbox) -> None:
+    for name in ("tencent", *ACCOUNTS):
+        sandbox.apis[name].limits.push_per_day = 100_000  # type: ignore[attr-defined]
+
+
+def received(sandbox: Sandbox, name: str) -> list[str]:
+    return sandbox.apis[name].received_urls()  # type: ignore[attr-defined, no-any-return]
+
+
+class Run:
+    """One configuration of targets over the sandbox, with its own ledger."""
+
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        tmp_path: Path,
+        names: tuple[str, ...],
+        *,
+        pools: dict[str, str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.sandbox = sandbox
+        self.env = sandbox.targets_file(tmp_path / "targets.toml", names, pools=pools)
+        self.env.update(env or {})
+        self.settings: Settings = load_settings(
+            cdn_preheat_targets=self.env["CDN_PREHEAT_TARGETS"],
+            cdn_preheat_db=str(tmp_path / "ledger.sqlite3"),
+            cdn_preheat_invalid_retry_seconds=0.2,
+        )
+        self.before = {name: len(received(sandbox, name)) for name in (*names, *ACCOUNTS)}
+
+    def units(self) -> list[Unit]:
+        return build_units(resolve_targets(self.settings, self.env))
+
+    def new_urls(self, name: str) -> list[str]:
+        return received(self.sandbox, name)[self.before.get(name, 0) :]
+
+    def __call__(self, *video_ids: str, **options: Any) -> TargetsRun:
+        sources = [VideoSource(v, self.sandbox.video_url(v), n) for n, v in enumerate(video_ids)]
+        units = options.pop("units", None) or self.units()
+        ledger = open_ledger(self.settings)
+        try:
+            return preheat(
+                ledger, units, sources, self.settings,
+                head_first=HeadFirst(2), wait_timeout=30, **options,
+            )  # fmt: skip
+        finally:
+            ledger.close()
+            close_units(units)
+
+    def ledger(self) -> Ledger:
+        return open_ledger(self.settings)
+
+
+def edge(sandbox: Sandbox, video_id: str) -> list[str]:
+    """The video's URLs on the CDN host (the sandbox edge)."""
+    options = ExpandOptions(cdn_host=sandbox.edge.netloc)
+    return [u.url for u in expand(sandbox.video_url(video_id), options).urls]
+
+
+def test_one_expansion_fans_out_to_every_target_once(sandbox: Sandbox, tmp_path: Path) -> None:
+    run = Run(sandbox, tmp_path, ("tencent", "tencent-b", "qiniu"))
+    urls = edge(sandbox, "demo-1")
+    outcome = run("demo-1")
+    assert outcome.exit_code == 0, [r.error for r in outcome.results]
+    for name in ("tencent", "tencent-b", "qiniu"):
+        assert sorted(run.new_urls(name)) == sorted(urls), name  # all, each once
+    ledger = run.ledger()
+    try:
+        by_key = ledger.counts_by_target("demo-1")
+        assert by_key[("tencent", "mainland")] == {UrlState.DONE: len(urls)}
+        assert by_key[("tencent-b", "mainland")] == {UrlState.DONE: len(urls)}
+        assert by_key[("qiniu", "global")] == {UrlState.DONE: len(urls)}
+    finally:
+        ledger.close()
+    assert [r.report.done for r in outcome.results if r.report] == [len(urls)] * 3
+
+    again = run("demo-1")  # nothing is pushed twice to any target
+    assert again.videos[0].already_preheated
+    for name in ("tencent", "tencent-b", "qiniu"):
+        assert len(run.new_urls(name)) == len(urls)
+
+
+def test_a_target_added_later_gets_the_videos_the_others_have(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    first = Run(sandbox, tmp_path, ("tencent",))
+    assert first("demo-2").exit_code == 0
+    later = Run(sandbox, tmp_path, ("tencent", "tencent-c"))
+    later.before = first.before | {"tencent-c": len(received(sandbox, "tencent-c"))}
+    outcome = later("demo-2")
+    assert outcome.exit_code == 0
+    urls = edge(sandbox, "demo-2")
+    assert sorted(later.new_urls("tencent-c")) == sorted(urls)
+    assert sorted(later.new_urls("tencent")) == sorted(urls)  # not pushed again
+
+
+def test_wrong_keys_fail_only_that_target_with_its_own_variables(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    wrong = "not-the-key-of-tencent-b-42"
+    run = Run(
+        sandbox, tmp_path, ("tencent", "tencent-b"), env={"SANDBOX_TENCENT_B_KEY_SECRET": wrong}
+    )
+    outcome = run("demo-3")
+    good, bad = outcome.results
+    assert good.error is None and good.report is not None
+    assert sorted(run.new_urls("tencent")) == sorted(edge(sandbox, "demo-3"))
+    assert run.new_urls("tencent-b") == []
+    assert bad.exit_code == 2 and outcome.exit_code == 2
+    assert bad.error is not None
+    assert bad.error.startswith("target tencent-b: Tencent Cloud rejected the credentials")
+    assert "SANDBOX_TENCENT_B_KEY_ID and SANDBOX_TENCENT_B_KEY_SECRET" in bad.error
+    assert "TENCENT_SECRET_KEY" not in bad.error and wrong not in bad.error
+    ledger = run.ledger()
+    try:  # queued for the failed target all the same: fixing its keys pushes them
+        pending = ledger.counts_by_target("demo-3")[("tencent-b", "mainland")]
+        assert pending == {UrlState.PENDING: len(edge(sandbox, "demo-3"))}
+    finally:
+        ledger.close()
+
+
+def test_every_target_refusing_its_keys_fails_the_run_before_queueing(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    run = Run(sandbox, tmp_path, ("tencent-b",), env={"SANDBOX_TENCENT_B_KEY_SECRET": "nope-1234"})
+    with pytest.raises(AuthError, match="SANDBOX_TENCENT_B_KEY_SECRET"):
+        run("demo-3")
+    ledger = run.ledger()
+    try:
+        assert ledger.list_videos() == []
+    finally:
+        ledger.close()
+
+
+def test_a_pool_spends_its_members_combined_quota_without_pushing_a_url_twice(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    urls = edge(sandbox, "demo-4")
+    n = len(urls)
+    b, c = sandbox.apis["tencent-b"], sandbox.apis["tencent-c"]
+    b.limits.push_per_day = b.quota_used() + n // 2 + 3  # type: ignore[attr-defined]
+    c.limits.push_per_day = c.quota_used() + n // 2 + 3  # type: ignore[attr-defined]
+    run = Run(sandbox, tmp_path, ACCOUNTS, pools=dict.fromkeys(ACCOUNTS, "premiere"))
+    run.settings = run.settings.model_copy(update={"cdn_preheat_batch_size": 4})
+    outcome = run("demo-4")
+    assert outcome.exit_code == 0, [r.error for r in outcome.results]
+    from_b, from_c = run.new_urls("tencent-b"), run.new_urls("tencent-c")
+    assert from_b and from_c  # neither account's quota alone covers the video
+    assert not set(from_b) & set(from_c)
+    assert sorted(from_b + from_c) == sorted(urls)
+    [result] = outcome.results
+    assert result.pushed_by == {"tencent-b": len(from_b), "tencent-c": len(from_c)}
+    ledger = run.ledger()
+    try:
+        [row] = status_by_unit(ledger, run.units())
+        assert row.counts == {UrlState.DONE: n}
+        assert row.pushed_by == result.pushed_by  # read back from the recorded task ids
+    finally:
+        ledger.close()
+
+
+def test_a_pool_spills_over_when_an_account_turns_out_spent(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """tencent-b reports the most quota left, but another party spends it before the
+    push: its refusal sends the batch (and the rest) to tencent-c."""
+    urls = edge(sandbox, "demo-5")
+    b = sandbox.apis["tencent-b"]
+    b.limits.push_per_day = b.quota_used() + 10 * len(urls)  # type: ignore[attr-defined]
+    run = Run(sandbox, tmp_path, ACCOUNTS, pools=dict.fromkeys(ACCOUNTS, "premiere"))
+    sandbox.apis["tencent-c"].limits.push_per_day = (  # type: ignore[attr-defined]
+        sandbox.apis["tencent-c"].quota_used() + 2 * len(urls)  # type: ignore[attr-defined]
+    )
+    units = run.units()
+    pool = units[0].provider
+    assert isinstance(pool, PoolProvider)
+    member = pool.members["tencent-b"]
+    original = member.submit
+
+    def spent_meanwhile(batch: Any) -> Any:
+        b.limits.push_per_day = b.quota_used()  # type: ignore[attr-defined]
+        return original(batch)
+
+    member.submit = spent_meanwhile  # type: ignore[method-assign]
+    outcome = run("demo-5", units=units)
+    assert outcome.exit_code == 0, [r.error for r in outcome.results]
+    assert run.new_urls("tencent-b") == []
+    assert sorted(run.new_urls("tencent-c")) == sorted(urls)
+    assert outcome.results[0].pushed_by == {"tencent-c": len(urls)}
+
+
+def test_an_exhausted_pool_keeps_the_rest_queued_and_says_so(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    urls = edge(sandbox, "demo-6")
+    for name in ACCOUNTS:
+        api = sandbox.apis[name]
+        api.limits.push_per_day = api.quota_used() + 5  # type: ignore[attr-defined]
+    run = Run(sandbox, tmp_path, ("tencent", *ACCOUNTS), pools=dict.fromkeys(ACCOUNTS, "p"))
+    outcome = run("demo-6")
+    single, pool = outcome.results
+    assert single.exit_code == 0 and sorted(run.new_urls("tencent")) == sorted(urls)
+    assert pool.exit_code == 3 and outcome.exit_code == 3
+    assert pool.report is not None and pool.report.quota_exhausted
+    assert pool.report.pending == len(urls) - 10
+    assert Counter(run.new_urls("tencent-b") + run.new_urls("tencent-c")).most_common(1)[0][1] == 1
+
+
+def test_by_a_deadline_names_the_videos_a_target_would_leave_cold(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    n7, n8 = len(edge(sandbox, "demo-7")), len(edge(sandbox, "demo-8"))
+    api = sandbox.apis["tencent-b"]
+    api.limits.push_per_day = api.quota_used() + n7 + 4  # type: ignore[attr-defined]
+    run = Run(sandbox, tmp_path, ("tencent", "tencent-b"))
+    by = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=20)
+    outcome = run("demo-7", "demo-8", by=by, dry_run=True)
+    assert outcome.feasibility is not None
+    ok, short = outcome.feasibility
+    assert ok.feasible and ok.queued == n7 + n8 and ok.cold == []
+    assert short.queued == n7 + n8 and short.quota_left == n7 + 4
+    assert not short.feasible
+    if short.quota_by_deadline == n7 + 4:  # the provider's day does not turn before `by`
+        cold = {c.video_id: c for c in short.cold}
+        assert "demo-8" in cold  # queued second: its tail is claimed last
+        assert all(c.reached < c.pending for c in short.cold)
+        warm = {"demo-7": n7, "demo-8": n8}
+        reached = sum(c.reached for c in short.cold) + sum(
+            count for video, count in warm.items() if video not in cold
+        )
+        assert reached == short.capacity == n7 + 4
+    assert run.new_urls("tencent") == [] and run.new_urls("tencent-b") == []  # dry run
