@@ -42,7 +42,7 @@ from cdn_preheat.errors import (
     ProviderError,
     QuotaExhausted,
 )
-from cdn_preheat.ledger.base import Ledger, UrlState
+from cdn_preheat.ledger.base import Ledger, PendingGroup, UrlState
 from cdn_preheat.providers.base import Limits, Provider, Quota, SubmitResult, TaskEntry
 from cdn_preheat.ratelimit import Budget, Pacing
 
@@ -481,6 +481,11 @@ class PoolProvider(Provider):
     @property
     def pacing(self) -> Pacing:
         return self._pacing
+
+    def left(self) -> dict[str, int | None]:
+        """Quota left per member as last seen (None: unknown or unlimited)."""
+        with self._lock:
+            return {m: None if v == math.inf else int(v) for m, v in self._left.items()}
 
     @property
     def broken(self) -> dict[str, ProviderError]:
@@ -1153,15 +1158,19 @@ def feasibility(
     deadline: dt.datetime,
     now: dt.datetime,
     options_for: Callable[[Unit], RunOptions],
+    groups_for: Callable[[Unit], list[PendingGroup]] | None = None,
 ) -> list[Feasibility]:
     """For each unit: can its quota and rate push its queue by ``deadline``, and if not,
-    which videos (in claim order: head-first tiers, then queue order) stay cold."""
+    which videos (in claim order: head-first tiers, then queue order) stay cold.
+
+    ``groups_for``: the unit's queue (default: what the ledger holds pending).
+    """
     from cdn_preheat.scheduler import seconds_until_next_day
 
     seconds = max(0.0, (deadline - now).total_seconds())
     rows = []
     for unit in units:
-        groups = ledger.pending_groups(*unit.key)
+        groups = groups_for(unit) if groups_for else ledger.pending_groups(*unit.key)
         queued = sum(g.count for g in groups)
         if unit.error is not None:
             rows.append(Feasibility(unit.name, queued, None, None, 0.0, 0, 0, [],
@@ -1208,6 +1217,48 @@ def feasibility(
             )
         )
     return rows
+
+
+def planned_groups(
+    ledger: Ledger,
+    unit: Unit,
+    expansions: Mapping[str, Expansion],
+    base_host: str | None,
+    head_first: HeadFirst | None,
+    now: dt.datetime,
+    max_age: dt.timedelta,
+) -> list[PendingGroup]:
+    """The unit's queue as it would stand once these expansions were queued (a dry run).
+
+    What the ledger holds pending comes first (it was queued earlier); then each
+    video's URLs the unit has neither queued nor done, by priority. Nothing is written.
+    """
+    from cdn_preheat.pipeline import iter_prioritized
+
+    groups = list(ledger.pending_groups(*unit.key))
+    seen: set[str] = set()
+    for video_id, expansion in expansions.items():
+        mine = expansion_for(expansion, base_host, unit.cdn_host)
+        held = {
+            record.url
+            for record in ledger.url_records(video_id)
+            if (record.provider, record.area) == unit.key
+            and (
+                record.state in (UrlState.PENDING, UrlState.RESERVED, UrlState.SUBMITTED)
+                or (
+                    record.state is UrlState.DONE
+                    and (record.expires_at is None or record.expires_at > now)
+                    and (record.pushed_at is None or now - record.pushed_at < max_age)
+                )
+            )
+        }
+        counts: Counter[int] = Counter()
+        for item in iter_prioritized(mine, head_first):
+            if item.url not in held and item.url not in seen:
+                seen.add(item.url)
+                counts[item.priority] += 1
+        groups += [PendingGroup(video_id, p, n) for p, n in sorted(counts.items())]
+    return sorted(groups, key=lambda group: group.priority)  # stable: queue order kept
 
 
 def _cold(groups: Sequence[Any], capacity: int) -> list[ColdVideo]:
@@ -1310,6 +1361,10 @@ def preheat(
             raise first  # the single-provider setup: its sentence as before targets
         code = first.code if isinstance(first, ProviderError) else None
         raise type(first)(failed[0].explain(first), code=code)
+    if dry_run:
+        videos, table = _plan(ledger, units, sources, settings, head_first, by, strict,
+                              options_for)  # fmt: skip
+        return TargetsRun(videos, [UnitResult(u.name, u.key) for u in units], table)
     videos = queue_videos_for_units(
         ledger, units, sources, expand_options(settings, strict=strict),
         head_first=head_first, max_age=settings.cdn_preheat_max_age, reset=reset,
@@ -1318,8 +1373,6 @@ def preheat(
     table = None
     if by is not None:
         table = feasibility(ledger, units, by, utcnow(), options_for)
-    if dry_run:
-        return TargetsRun(videos, [UnitResult(u.name, u.key) for u in units], table)
     video_id = sources[0].video_id if only_these and len(sources) == 1 else None
     results = run_units(
         ledger, units, options_for, stop=stop, video_id=video_id, on_progress=on_progress
@@ -1333,3 +1386,50 @@ def preheat(
 def _rebuildable(error: PreheatError) -> TypeGuard[ProviderError]:
     """Errors whose class takes one message (most); others are raised as they are."""
     return type(error) in (AuthError, ProviderError, QuotaExhausted)
+
+
+def _plan(
+    ledger: Ledger,
+    units: Sequence[Unit],
+    sources: Sequence[VideoSource],
+    settings: Settings,
+    head_first: HeadFirst | None,
+    by: dt.datetime | None,
+    strict: bool,
+    options_for: Callable[[Unit], RunOptions],
+) -> tuple[list[QueuedVideo], list[Feasibility] | None]:
+    """A dry run: expand, count, and (with ``by``) the feasibility table; nothing written."""
+    import dataclasses
+
+    from cdn_preheat.app import expand_options
+    from cdn_preheat.hls import expand_many
+    from cdn_preheat.pipeline import QueuedVideo, describe_expansion
+    from cdn_preheat.scheduler import utcnow
+
+    base = expand_host(units)
+    options = dataclasses.replace(expand_options(settings, strict=strict), cdn_host=base)
+    expansions: dict[str, Expansion] = {}
+    videos: list[QueuedVideo] = []
+
+    async def expand_all() -> None:
+        items = ((source, source.m3u8_url) for source in sources)
+        async for source, outcome in expand_many(items, options):
+            if isinstance(outcome, PreheatError):
+                videos.append(QueuedVideo(source.video_id, source.m3u8_url, error=str(outcome)))
+            else:
+                expansions[source.video_id] = outcome
+                videos.append(describe_expansion(source.video_id, outcome))
+
+    asyncio.run(expand_all())
+    order = {source.video_id: index for index, source in enumerate(sources)}
+    videos.sort(key=lambda video: order.get(video.video_id, 0))
+    ordered = {v.video_id: expansions[v.video_id] for v in videos if v.video_id in expansions}
+    if by is None:
+        return videos, None
+    now = utcnow()
+    max_age = settings.cdn_preheat_max_age
+
+    def groups(unit: Unit) -> list[PendingGroup]:
+        return planned_groups(ledger, unit, ordered, base, head_first, now, max_age)
+
+    return videos, feasibility(ledger, units, by, now, options_for, groups)

@@ -280,3 +280,8 @@ def test_by_a_deadline_names_the_videos_a_target_would_leave_cold(
         )
         assert reached == short.capacity == n7 + 4
     assert run.new_urls("tencent") == [] and run.new_urls("tencent-b") == []  # dry run
+    ledger = run.ledger()
+    try:
+        assert ledger.list_videos() == []  # and nothing was written
+    finally:
+        ledger.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -39,11 +39,17 @@ def status(
         per_video = {v.video_id: ledger.counts(v.video_id) for v in videos}
         total = ledger.counts(video_id)
         failures = ledger.failures(video_id)
+        targets = None
+        if settings.cdn_preheat_targets:
+            from cdn_preheat.cli._targets import status_rows
+
+            targets = status_rows(settings, ledger, video_id)
     finally:
         ledger.close()
     if json_out:
         ui.print_json(
             {
+                **({"targets": targets} if targets is not None else {}),
                 "videos": [
                     {
                         "video_id": v.video_id,
@@ -67,6 +73,16 @@ def status(
     ]
     rows.append(["total", "", "", *[total.get(s, 0) for s in states]])
     ui.grid("status", headers, rows)
+    if targets is not None:
+        ui.grid(
+            "per target",
+            ["target", "area", *[str(s) for s in states]],
+            [[t["target"], t["area"], *[t.get(str(s), 0) for s in states]] for t in targets],
+        )
+        for row in targets:
+            if row["pushed_by"]:
+                split = ", ".join(f"{name} {count}" for name, count in row["pushed_by"].items())
+                ui.note(f"pool {row['target']}: pushed by {split}")
     for failure in failures:
         ui.note(f"{failure.state}: {failure.url}: {failure.last_error or 'no reason given'}")
 
@@ -78,6 +94,9 @@ def quota(json_out: JsonOption = False) -> None:
     from cdn_preheat.scheduler import quota_day, utcnow
 
     settings = load_settings()
+    if settings.cdn_preheat_targets:
+        _quota_per_target(settings, json_out=json_out)
+        return
     provider = open_provider(settings)
     ledger = open_ledger(settings, read_only=True)
     try:
@@ -110,6 +129,31 @@ def quota(json_out: JsonOption = False) -> None:
         ui.print_json(data)
     else:
         ui.table(f"{provider.name} quota ({provider.area})", data)
+
+
+def _quota_per_target(settings: Any, *, json_out: bool) -> None:
+    """``quota`` with a targets file: one row per target (a pool: its members too)."""
+    from cdn_preheat import ui
+    from cdn_preheat.cli._targets import quota_rows
+
+    rows = quota_rows(settings)
+    if json_out:
+        ui.print_json({"targets": rows})
+    else:
+        ui.grid(
+            "quota per target",
+            ["target", "day", "total", "available", "reserved in flight"],
+            [[r["target"], r["day"], r["total"], r["available"], r["reserved_in_flight"]]
+             for r in rows],
+        )  # fmt: skip
+        for row in rows:
+            if row.get("members"):
+                split = ", ".join(f"{m} {left}" for m, left in row["members"].items())
+                ui.note(f"pool {row['target']}: left per member: {split}")
+            if row["error"]:
+                ui.error(row["error"])
+    if any(row["error"] for row in rows):
+        raise typer.Exit(2)
 
 
 @app.command()

@@ -23,6 +23,16 @@ from cdn_preheat.cli._common import (
     open_provider,
 )
 
+ByOption = Annotated[
+    str | None,
+    typer.Option(
+        "--by",
+        help="A deadline (2026-12-02T20:00+08:00, or 3h): before pushing, show per target"
+        " whether its quota and rate warm the queue by then, and which videos stay cold;"
+        " with --dry-run stop there.",
+    ),
+]
+
 if TYPE_CHECKING:
     from cdn_preheat.config import Settings
     from cdn_preheat.ledger.base import Ledger
@@ -52,16 +62,28 @@ def push(
         bool,
         typer.Option("--all", help="Push every queued video's URLs, not only this video's."),
     ] = False,
+    by: ByOption = None,
 ) -> None:
-    """Expand a video, skip what is already preheated, push the rest within quota."""
+    """Expand a video, skip what is already preheated, push the rest within quota.
+
+    With CDN_PREHEAT_TARGETS (docs/targets.md): expanded once, pushed to every target.
+    """
     from cdn_preheat import pipeline, render
     from cdn_preheat.app import expand_options
+    from cdn_preheat.cli import _targets
     from cdn_preheat.hls import expand
     from cdn_preheat.scheduler import utcnow
 
     check_video_id(video_id)
     settings = load_settings()
     head = pipeline.HeadFirst.parse(head_first)
+    if _targets.wanted(settings, by):
+        _targets.push_video(
+            settings, video_id, m3u8_url, head_first=head, wait=wait, purge=purge,
+            wait_timeout=wait_timeout, reset=reset, only_these=not push_all, by=by,
+            dry_run=dry_run, strict=strict, json_out=json_out,
+        )  # fmt: skip
+        return
     if dry_run:
         _dry_run(settings, video_id, m3u8_url, strict=strict, json_out=json_out)
         return
@@ -233,16 +255,39 @@ def batch(
         typer.Option(help="With --qiniu-bucket: host serving the bucket; CDN_HOST by default."),
     ] = None,
     strict: StrictOption = False,
+    by: ByOption = None,
+    dry_run: Annotated[
+        bool, typer.Option(help="With --by: show the feasibility table; push nothing.")
+    ] = False,
 ) -> None:
-    """Queue many videos (expanded concurrently), then push them within quota."""
+    """Queue many videos (expanded concurrently), then push them within quota.
+
+    With CDN_PREHEAT_TARGETS (docs/targets.md): each expanded once, pushed to every target.
+    """
     from cdn_preheat import pipeline, render, ui
     from cdn_preheat.app import expand_options
+    from cdn_preheat.cli import _targets
 
     settings = load_settings()
     head = pipeline.HeadFirst.parse(head_first)
+    if dry_run and by is None:
+        from cdn_preheat.errors import InputError
+
+        raise InputError("batch --dry-run goes with --by TIME (the feasibility table).")
     sources, bad = _batch_sources(file, settings, qiniu_bucket, prefix, domain)
     for line in bad:
         ui.error(f"{file}:{line.line}: {line.reason}")
+    if _targets.wanted(settings, by) and (push_now or dry_run):
+        _targets.push_to_targets(
+            settings, sources, head_first=head, wait=wait, wait_timeout=wait_timeout,
+            reset=reset, only_these=False, by=by, dry_run=dry_run, strict=strict,
+            json_out=json_out, bad=bad,
+        )  # fmt: skip
+        return
+    if _targets.wanted(settings, by):
+        _targets.queue_only(settings, sources, head_first=head, reset=reset, strict=strict,
+                            json_out=json_out, bad=bad)  # fmt: skip
+        return
     ledger = open_ledger(settings)
     try:
         provider = open_provider(settings)

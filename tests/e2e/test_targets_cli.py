@@ -1,0 +1,73 @@
+"""Targets through the front door: a push to three targets SIGKILLed mid-run, then rerun."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from support import Proc, duplicates, expected_urls, make_cli, wait_until
+
+from cdn_preheat.sandbox.core import Faults
+from cdn_preheat.sandbox.server import Sandbox, TencentAccount
+
+LEASE = 1.0
+NAMES = ("tencent", "tencent-b", "qiniu")
+
+
+def test_three_targets_killed_mid_run_then_rerun_lose_nothing_and_push_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    # tencent-b answers slowly, so the kill finds it half-way through the video.
+    slow = TencentAccount(faults=Faults(latency=0.05))
+    accounts = {"tencent-b": slow}
+    with Sandbox(videos=1, segments=30, task_delay=0.2, tencent_accounts=accounts) as box:
+        env = box.targets_file(tmp_path / "targets.toml", NAMES)
+        cli = make_cli(
+            box, tmp_path, CDN_PREHEAT_BATCH_SIZE=4, CDN_PREHEAT_LEASE_SECONDS=LEASE,
+            CDN_PREHEAT_CONCURRENCY=2, **env,
+        )  # fmt: skip
+        urls = expected_urls(cli, "demo-1")
+        url = box.video_url("demo-1")
+        b = box.apis["tencent-b"]
+
+        proc = Proc(cli, "push", "demo-1", url)
+        wait_until(lambda: len(b.received_urls()) >= 8 or proc.poll() is not None)  # type: ignore[attr-defined]
+        assert proc.poll() is None, f"finished before the kill: {proc.stderr}"
+        proc.kill()
+        assert len(b.received_urls()) < len(urls)  # type: ignore[attr-defined]
+        time.sleep(LEASE + 0.2)  # past the lease: the rerun reconciles the dead run's batches
+
+        final = cli("push", "demo-1", url, "--json")
+        assert final.code == 0, final.stderr
+        for name in NAMES:
+            received = box.apis[name].received_urls()  # type: ignore[attr-defined]
+            assert set(received) == set(urls), name  # no loss
+            assert duplicates(received) == {}, name  # no URL twice to one target
+        rows = {row["target"]: row for row in final.json()["targets"]}
+        assert set(rows) == set(NAMES)
+        assert all(row["done"] == len(urls) and row["pending"] == 0 for row in rows.values())
+
+        status = cli.status()
+        per_target = {row["target"]: row for row in status["targets"]}
+        assert per_target["tencent-b"]["done"] == len(urls)
+        assert per_target["qiniu"]["area"] == "global"
+
+        quota = cli("quota", "--json")
+        assert quota.code == 0, quota.stderr
+        assert [row["target"] for row in quota.json()["targets"]] == list(NAMES)
+
+
+def test_bad_keys_of_one_target_fail_it_alone_with_its_sentence(tmp_path: Path) -> None:
+    with Sandbox(videos=1, segments=4, task_delay=0.1) as box:
+        env = box.targets_file(tmp_path / "targets.toml", ("tencent", "qiniu"))
+        wrong = "wrong-qiniu-secret-123"
+        cli = make_cli(box, tmp_path, **{**env, "SANDBOX_QINIU_KEY_SECRET": wrong})
+        urls = expected_urls(cli, "demo-1")
+        run = cli("push", "demo-1", box.video_url("demo-1"))
+        assert run.code == 2, run.stderr
+        assert "target qiniu: Qiniu rejected the credentials" in run.stderr
+        assert "SANDBOX_QINIU_KEY_ID and SANDBOX_QINIU_KEY_SECRET" in run.stderr
+        assert wrong not in run.stderr + run.stdout
+        assert "Traceback" not in run.stderr
+        assert sorted(box.tencent.received_urls()) == sorted(urls)
+        assert box.qiniu.received_urls() == []
