@@ -1,4 +1,5 @@
-# cdn-preheat container: the queue worker by default, any command on demand.
+# cdn-preheat container: the queue worker by default, any command on demand
+# (`serve --host 0.0.0.0` for the HTTP API).
 #
 #   docker build -t cdn-preheat .
 #   docker run --rm -e TENCENT_SECRET_ID -e TENCENT_SECRET_KEY -e CDN_HOST \
@@ -53,6 +54,10 @@ VOLUME ["/data"]
 # failure exits 1: Docker reserves 2, which cdn-preheat uses for bad config.
 HEALTHCHECK --interval=60s --timeout=30s --start-period=30s --retries=3 \
     CMD ["sh", "-c", "cdn-preheat health > /dev/null || exit 1"]
+
+# `serve --host 0.0.0.0` (the HTTP API, with its worker) listens here; it
+# refuses to start without CDN_PREHEAT_API_TOKENS and CDN_PREHEAT_ALLOWED_ORIGINS.
+EXPOSE 8000
 
 ENTRYPOINT ["cdn-preheat"]
 CMD ["worker"]

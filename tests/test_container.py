@@ -485,14 +485,35 @@ def test_compose_services(compose: dict[str, Any]) -> None:
         assert service.get("build") in (".", {"context": "."}), f"{name} does not build this repo"
 
 
+def test_compose_service_serves_the_api_with_a_readiness_check(
+    compose: dict[str, Any], dockerfile: list[Instruction]
+) -> None:
+    service = compose["services"]["service"]
+    assert service["command"][0] == "serve"
+    port = service["command"][service["command"].index("--port") + 1]
+    assert service["command"][service["command"].index("--host") + 1] == "0.0.0.0"  # noqa: S104
+    assert any(str(p).endswith(f":{port}") for p in service["ports"]), "not published"
+    assert port in {o for ins in dockerfile if ins.keyword == "EXPOSE" for o in ins.operands()}
+    check = " ".join(service["healthcheck"]["test"])
+    assert f"127.0.0.1:{port}/readyz" in check and service["healthcheck"]["test"][0] == "CMD"
+    assert service["restart"] in ("always", "unless-stopped", "on-failure")
+    env = _service_env(service)
+    # Tokens and origins come from the shell or .env, never from this file.
+    for name in ("CDN_PREHEAT_API_TOKENS", "CDN_PREHEAT_ALLOWED_ORIGINS"):
+        assert name in env and not env[name], name
+    assert set(env) >= set(_service_env(compose["services"]["worker"]))
+
+
 def test_compose_passes_only_documented_variables_and_no_secrets(
     compose: dict[str, Any],
 ) -> None:
     documented = documented_variables()
     assert {"TENCENT_SECRET_ID", "CDN_HOST", "MONGODB_URI", "TZ"} <= documented
     from cdn_preheat.config import Settings
+    from cdn_preheat.service.settings import ServiceSettings
 
     known = {name.upper() for name in Settings.model_fields} | CONTAINER_VARIABLES
+    known |= {name.upper() for name in ServiceSettings.model_fields}
     text = COMPOSE.read_text(encoding="utf-8").replace("$$", "")
     interpolated = set(re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", text))
     passed: set[str] = set()

@@ -66,8 +66,21 @@ def demo(
     db: Annotated[
         Path | None, typer.Option(help="Ledger file to keep; a temporary one by default.")
     ] = None,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve",
+            help="Run the HTTP API and dashboard over the sandbox instead (prints a token and"
+            " curl lines; Ctrl-C stops).",
+        ),
+    ] = False,
+    port: Annotated[int, typer.Option(help="With --serve: the port (0: any free).")] = 8000,
 ) -> None:
     """Start the sandbox and preheat a few generated videos through the real code path."""
+    if serve:
+        from cdn_preheat.service.demo import serve_demo
+
+        raise typer.Exit(serve_demo(provider=provider, videos=videos, db=db, port=port))
     from cdn_preheat.demo import run_demo
 
     run_demo(provider=provider, videos=videos, db=db)
