@@ -6,13 +6,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, cast
 
-from cdn_preheat import pipeline, ui
-from cdn_preheat.app import expand_options, run_options
-from cdn_preheat.config import load_settings
+from cdn_preheat import ui
+from cdn_preheat.api import Preheater
+from cdn_preheat.config import Settings, load_settings
 from cdn_preheat.errors import InputError
-from cdn_preheat.hls import expand
-from cdn_preheat.ledger import open_ledger
-from cdn_preheat.providers import make_provider
 from cdn_preheat.sandbox.edge import Vendor
 from cdn_preheat.sandbox.server import Sandbox
 
@@ -34,58 +31,36 @@ def run_demo(*, provider: str = "tencent", videos: int = 3, db: Path | None = No
             _preheat(box, settings, videos)
 
 
-def _preheat(box: Sandbox, settings: Any, videos: int) -> None:
-    ledger = open_ledger(settings)
-    cdn = make_provider(settings)
-    try:
-        queued = []
-        sources = [(f"demo-{n}", box.video_url(f"demo-{n}")) for n in range(1, videos + 1)]
-        if videos:
-            # The first video again, as players on DASH (Android, TVs, dash.js) fetch it.
-            sources.append(("demo-1-dash", box.dash_url("demo-1")))
-        for video_id, url in sources:
-            expansion = expand(url, expand_options(settings))
-            queued.append(
-                pipeline.queue_expansion(
-                    ledger,
-                    cdn.name,
-                    cdn.area,
-                    video_id,
-                    expansion,
-                    head_first=pipeline.DEFAULT_HEAD_FIRST,
-                    max_age=settings.cdn_preheat_max_age,
-                )
-            )
-        total = sum(q.queued for q in queued)
-        with ui.progress(f"preheating on {cdn.name} (sandbox)", total) as advance:
-            report = pipeline.run_queue(
-                ledger, cdn, run_options(settings, poll_interval=0.2), on_progress=advance
-            )
-        pipeline.refresh_states(ledger, [q.video_id for q in queued])
-        rows = [
-            [q.video_id, q.found, q.queued, sum(q.skipped.values()), str(_state(ledger, q))]
-            for q in queued
-        ]
-        ui.grid("demo videos", ["video", "URLs", "queued", "skipped", "state"], rows)
-        ui.table(
-            "demo summary",
-            {
-                "pushed": report.submitted,
-                "done (edge holds them)": report.done,
-                "invalid": report.invalid,
-                "failed": report.failed,
-                "requests": report.requests,
-                "rate-limited answers": report.rate_limited,
-                "quota left today": report.quota_left_today,
-            },
-        )
-        if report.stopped_by is not None:
-            raise report.stopped_by
-    finally:
-        cdn.close()
-        ledger.close()
+def _preheat(box: Sandbox, settings: Settings, videos: int) -> None:
+    """Queue the generated videos (and one as DASH), push them, show what the ledger holds."""
+    from cdn_preheat.cli._bars import Bars
 
-
-def _state(ledger: Any, queued: pipeline.QueuedVideo) -> Any:
-    video = ledger.get_video(queued.video_id)
-    return video.state if video else "-"
+    sources = [(f"demo-{n}", box.video_url(f"demo-{n}")) for n in range(1, videos + 1)]
+    if videos:
+        # The first video again, as players on DASH (Android, TVs, dash.js) fetch it.
+        sources.append(("demo-1-dash", box.dash_url("demo-1")))
+    with Preheater.from_settings(settings) as preheater:
+        title = f"preheating on {preheater.provider.name} (sandbox)"
+        queued = preheater.queue(sources)
+        with Bars(push_title=title) as bars:
+            run = preheater.drain(observer=bars, poll_interval=0.2)
+        states = {v.video_id: str(v.state) for v in preheater.status().videos}
+    rows = [
+        [q.video_id, q.found, q.queued, sum(q.skipped.values()), states.get(q.video_id, "-")]
+        for q in queued
+    ]
+    ui.grid("demo videos", ["video", "URLs", "queued", "skipped", "state"], rows)
+    ui.table(
+        "demo summary",
+        {
+            "pushed": run.submitted,
+            "done (edge holds them)": run.done,
+            "invalid": run.invalid,
+            "failed": run.failed,
+            "requests": run.requests,
+            "rate-limited answers": run.rate_limited,
+            "quota left today": run.quota_left_today,
+        },
+    )
+    if run.error is not None:
+        raise run.error

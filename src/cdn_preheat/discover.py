@@ -52,15 +52,20 @@ def video_id_for(key: str) -> str:
     return key.removesuffix(PLAYLIST_SUFFIX).removesuffix(MPD_SUFFIX)
 
 
-def discover_qiniu_videos(
+async def discover_qiniu_videos(
     lister: QiniuProvider, bucket: str, prefix: str, domain: str, options: ExpandOptions
 ) -> list[VideoSource]:
-    """One source per top-level playlist or MPD under ``prefix``, in key order."""
+    """One source per top-level playlist or MPD under ``prefix``, in key order.
+
+    The listing (the Qiniu SDK, blocking) runs in a worker thread; the
+    playlists are fetched on the calling loop.
+    """
     suffixes = (PLAYLIST_SUFFIX, MPD_SUFFIX)
-    keys = [key for key in lister.iter_keys(bucket, prefix) if key.endswith(suffixes)]
+    listed = await asyncio.to_thread(lambda: list(lister.iter_keys(bucket, prefix)))
+    keys = [key for key in listed if key.endswith(suffixes)]
     urls = {key: playlist_url(domain, key) for key in keys}
     hls = [url for key, url in urls.items() if key.endswith(PLAYLIST_SUFFIX)]
-    top = set(top_level_playlists(hls, options))
+    top = set(await top_level_playlists_async(hls, options))
     return [
         VideoSource(video_id_for(key), url, number)
         for number, (key, url) in enumerate(urls.items(), start=1)
@@ -68,10 +73,17 @@ def discover_qiniu_videos(
     ]
 
 
-def top_level_playlists(urls: Sequence[str], options: ExpandOptions) -> list[str]:
+async def top_level_playlists_async(urls: Sequence[str], options: ExpandOptions) -> list[str]:
     """The URLs no master among ``urls`` references, in the given order."""
-    referenced = asyncio.run(_referenced_playlists(urls, options))
+    referenced = await _referenced_playlists(urls, options)
     return [url for url in urls if _location(url) not in referenced]
+
+
+def top_level_playlists(urls: Sequence[str], options: ExpandOptions) -> list[str]:
+    """Synchronous :func:`top_level_playlists_async`, for sync callers."""
+    from cdn_preheat._sync import run_coroutine
+
+    return run_coroutine(top_level_playlists_async(urls, options))
 
 
 async def _referenced_playlists(

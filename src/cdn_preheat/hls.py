@@ -1110,8 +1110,10 @@ async def expand_playlist(
 
 
 def expand(url: str, options: ExpandOptions) -> Expansion:
-    """Synchronous :func:`expand_playlist`."""
-    return asyncio.run(expand_playlist(url, options))
+    """Synchronous :func:`expand_playlist` (works inside a running loop too: see ``_sync``)."""
+    from cdn_preheat._sync import run_coroutine
+
+    return run_coroutine(expand_playlist(url, options))
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ parses arguments and renders what these functions return.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import re
 import threading
@@ -26,11 +25,10 @@ from cdn_preheat.ledger.base import (
 )
 from cdn_preheat.ratelimit import RateShare
 from cdn_preheat.scheduler import DrainReport, Scheduler, SchedulerOptions, utcnow
-from cdn_preheat.source import VideoSource
 from cdn_preheat.tracker import Tracker, TrackerOptions, TrackReport
 
 if TYPE_CHECKING:
-    from cdn_preheat.hls import ExpandOptions, Expansion
+    from cdn_preheat.hls import Expansion
     from cdn_preheat.providers.base import Provider
 
 # Queue tiers: what a player needs to start, then the opening of every
@@ -208,6 +206,10 @@ def queue_expansion(
 def refresh_video_state(ledger: Ledger, video_id: str, now: dt.datetime | None = None) -> None:
     counts = ledger.counts(video_id)
     waiting = counts.get(UrlState.PENDING, 0) + counts.get(UrlState.RESERVED, 0)
+    if not waiting:
+        video = ledger.get_video(video_id)
+        if video is not None and video.state is VideoState.CANCELLED:
+            return  # stays cancelled until it is queued again
     if waiting:
         state = VideoState.QUEUED
     elif counts.get(UrlState.SUBMITTED, 0):
@@ -278,7 +280,7 @@ def run_queue(
     counts = ledger.counts(video_id)
     report.pending = counts.get(UrlState.PENDING, 0) + counts.get(UrlState.RESERVED, 0)
     report.in_flight = counts.get(UrlState.SUBMITTED, 0)
-    report.quota_left_today = _quota_left(ledger, provider, scheduler)
+    report.quota_left_today = _quota_left(ledger, scheduler)
     return report
 
 
@@ -320,63 +322,10 @@ def _rounds(
             break
 
 
-def _quota_left(ledger: Ledger, provider: Provider, scheduler: Scheduler) -> int | None:
+def _quota_left(ledger: Ledger, scheduler: Scheduler) -> int | None:
     provider_name, area, day = scheduler.quota_key()
     quota = ledger.quota_day(provider_name, area, day)
     return None if quota is None else quota.remaining
-
-
-def queue_videos(
-    ledger: Ledger,
-    provider_name: str,
-    area: str,
-    sources: Sequence[VideoSource],
-    expand_options: ExpandOptions,
-    *,
-    head_first: HeadFirst | None,
-    max_age: dt.timedelta,
-    reset: bool = False,
-    on_video: Callable[[QueuedVideo], None] | None = None,
-) -> list[QueuedVideo]:
-    """Expand many videos concurrently and queue each as it arrives.
-
-    A video whose playlist fails is returned with ``error`` set; the others go on.
-    Videos already preheated are reported as such and not expanded.
-    """
-    from cdn_preheat.hls import expand_many
-
-    now = utcnow()
-    results: list[QueuedVideo] = []
-    todo: list[VideoSource] = []
-    for source in sources:
-        if reset:
-            ledger.reset_video(source.video_id)
-        if is_preheated(ledger.get_video(source.video_id), now, max_age):
-            done = QueuedVideo(source.video_id, source.m3u8_url, already_preheated=True)
-            results.append(done)
-            if on_video:
-                on_video(done)
-        else:
-            todo.append(source)
-
-    async def expand_all() -> None:
-        items = ((source, source.m3u8_url) for source in todo)
-        async for source, outcome in expand_many(items, expand_options):
-            if isinstance(outcome, PreheatError):
-                video = QueuedVideo(source.video_id, source.m3u8_url, error=str(outcome))
-            else:
-                video = queue_expansion(
-                    ledger, provider_name, area, source.video_id, outcome,
-                    head_first=head_first, max_age=max_age,
-                )  # fmt: skip
-            results.append(video)
-            if on_video:
-                on_video(video)
-
-    asyncio.run(expand_all())
-    order = {source.video_id: index for index, source in enumerate(sources)}
-    results.sort(key=lambda video: order.get(video.video_id, 0))
-    return results
 
 
 def refresh_states(ledger: Ledger, video_ids: Sequence[str]) -> None:

@@ -11,11 +11,11 @@ from cdn_preheat import ui
 from cdn_preheat.redact import redact, strip_userinfo
 
 if TYPE_CHECKING:
-    from cdn_preheat.pipeline import QueuedVideo, RunReport
+    from cdn_preheat.api import DrainResult, PurgeResult, PushResult, QueueResult
     from cdn_preheat.purge import PurgeReport
 
 
-def video_dict(queued: QueuedVideo) -> dict[str, Any]:
+def video_dict(queued: QueueResult, hit_ratio: float | None = None) -> dict[str, Any]:
     return {
         "video_id": queued.video_id,
         "m3u8_url": strip_userinfo(queued.m3u8_url),
@@ -27,13 +27,13 @@ def video_dict(queued: QueuedVideo) -> dict[str, Any]:
         "skipped": dict(queued.skipped),
         "live": queued.live,
         "error": None if queued.error is None else redact(queued.error),
-        "edge_hit_ratio": queued.hit_ratio,
-        "warnings": queued.warnings,
-        "failed_playlists": queued.failed_playlists,
+        "edge_hit_ratio": hit_ratio,
+        "warnings": list(queued.warnings),
+        "failed_playlists": list(queued.failed_playlists),
     }
 
 
-def report_problems(queued: QueuedVideo) -> None:
+def report_problems(queued: QueueResult) -> None:
     """Warnings and skipped renditions of one video, one line each on stderr."""
     for message in queued.warnings:
         ui.warning(f"{queued.video_id}: {message}")
@@ -41,7 +41,7 @@ def report_problems(queued: QueuedVideo) -> None:
         ui.error(f"{queued.video_id}: partial: rendition skipped: {failure}")
 
 
-def run_dict(report: RunReport) -> dict[str, Any]:
+def run_dict(report: DrainResult) -> dict[str, Any]:
     return {
         "pushed": report.submitted,
         "invalid": report.invalid,
@@ -54,25 +54,26 @@ def run_dict(report: RunReport) -> dict[str, Any]:
         "requests": report.requests,
         "rate_limited": report.rate_limited,
         "transient_errors": report.transient,
-        "stopped_by": str(report.stopped_by) if report.stopped_by else None,
+        "tracking_timed_out": report.tracking_timed_out,
+        "stopped_by": str(report.error) if report.error else None,
     }
 
 
-def push_dict(queued: QueuedVideo, report: RunReport | None) -> dict[str, Any]:
-    data = video_dict(queued) | (run_dict(report) if report is not None else {})
+def push_dict(result: PushResult) -> dict[str, Any]:
+    queued, report = result.video, result.run
+    data = video_dict(queued, result.hit_ratio) | (run_dict(report) if report is not None else {})
     if queued.would_push is not None:
         data["dry_run"] = True
         data["would_push"] = queued.would_push
     return data
 
 
-def report_push(
-    queued: QueuedVideo, report: RunReport | None, json_out: bool, *, dry_run: bool = False
-) -> None:
-    data = push_dict(queued, report)
+def report_push(result: PushResult, json_out: bool) -> None:
+    data = push_dict(result)
     if json_out:
         ui.print_json(data)
         return
+    queued, report, dry_run = result.video, result.run, result.dry_run
     report_problems(queued)
     if queued.already_preheated:
         ui.note(f"{queued.video_id} is already preheated; use --reset to push it again.")
@@ -92,25 +93,40 @@ def report_push(
     for reason, count in sorted(queued.skipped.items()):
         rows[f"skipped: {reason}"] = count
     if report is not None:
-        rows.update(
-            {
-                "pushed": report.submitted,
-                "done": report.done,
-                "invalid": report.invalid,
-                "failed": report.failed,
-                "still queued": report.pending,
-                "quota left today": report.quota_left_today,
-            }
-        )
-    if queued.hit_ratio is not None:
-        rows["cached in the CDN (sample)"] = percent(queued.hit_ratio)
+        rows.update(run_rows(report))
+    if result.hit_ratio is not None:
+        rows["cached in the CDN (sample)"] = percent(result.hit_ratio)
     ui.table(f"{queued.video_id}{' (dry run: nothing pushed)' if dry_run else ''}", rows)
-    if report is not None and report.quota_exhausted and report.pending:
-        ui.note("The daily quota is spent; run again after it resets to push the rest.")
+    if report is not None:
+        report_run_notes(report, "run again after it resets to push the rest.")
+
+
+def run_rows(report: DrainResult) -> dict[str, Any]:
+    rows: dict[str, Any] = {
+        "pushed": report.submitted,
+        "done": report.done,
+        "invalid": report.invalid,
+        "failed": report.failed,
+        "still queued": report.pending,
+    }
+    if report.tracking_timed_out:
+        rows["still processing at the CDN"] = report.in_flight
+    rows["quota left today"] = report.quota_left_today
+    return rows
+
+
+def report_run_notes(report: DrainResult, after_reset: str) -> None:
+    if report.tracking_timed_out:
+        ui.note(
+            f"Stopped following the tasks at --wait-timeout: {report.in_flight} URLs are still"
+            " processing at the CDN; `cdn-preheat status` shows them as they finish."
+        )
+    if report.quota_exhausted and report.pending:
+        ui.note(f"The daily quota is spent; {after_reset}")
 
 
 def report_batch(
-    videos: list[Any], bad: list[Any], report: RunReport | None, json_out: bool
+    videos: list[QueueResult], bad: list[Any], report: DrainResult | None, json_out: bool
 ) -> None:
     if json_out:
         ui.print_json(
@@ -145,21 +161,8 @@ def report_batch(
         )
     ui.grid("videos", ["video", "URLs", "queued", "already done", "skipped", "result"], rows)
     if report is not None:
-        ui.table(
-            "push",
-            {
-                "pushed": report.submitted,
-                "done": report.done,
-                "invalid": report.invalid,
-                "failed": report.failed,
-                "still queued": report.pending,
-                "quota left today": report.quota_left_today,
-            },
-        )
-        if report.quota_exhausted and report.pending:
-            ui.note(
-                "The daily quota is spent; `cdn-preheat worker` pushes the rest after the reset."
-            )
+        ui.table("push", run_rows(report))
+        report_run_notes(report, "`cdn-preheat worker` pushes the rest after the reset.")
 
 
 def percent(ratio: float | None) -> str:
@@ -231,15 +234,15 @@ def report_verify(
         ui.note(gate.reason)
 
 
-def purge_dict(report: PurgeReport) -> dict[str, Any]:
+def purge_dict(report: PurgeResult | PurgeReport) -> dict[str, Any]:
     return {
         "provider": report.provider,
         "urls": report.urls,
         "dirs": report.dirs,
         "submitted": report.submitted,
         "not_submitted": report.not_submitted,
-        "left": report.left,
-        "tasks": report.tasks,
+        "left": list(report.left),
+        "tasks": list(report.tasks),
         "done": report.done,
         "failed": report.failed,
         "processing": report.processing,
@@ -249,7 +252,7 @@ def purge_dict(report: PurgeReport) -> dict[str, Any]:
     }
 
 
-def report_purge(report: PurgeReport, json_out: bool) -> None:
+def report_purge(report: PurgeResult, json_out: bool) -> None:
     if json_out:
         ui.print_json(purge_dict(report))
         return

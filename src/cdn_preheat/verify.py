@@ -175,9 +175,11 @@ def verify_urls(
     """Probe every URL (on every listed edge) and report the cache verdicts.
 
     ``on_progress(1)`` is called after each probe (``len(urls)`` times per
-    edge). Runs its own event loop; from async code use :func:`verify_urls_async`.
+    edge). Synchronous :func:`verify_urls_async`, for sync callers.
     """
-    return asyncio.run(verify_urls_async(urls, options=options, on_progress=on_progress))
+    from cdn_preheat._sync import run_coroutine
+
+    return run_coroutine(verify_urls_async(urls, options=options, on_progress=on_progress))
 
 
 def probe_count(urls: Sequence[object], options: VerifyOptions) -> int:
@@ -388,7 +390,7 @@ def verify_video(
     seed: int = 0,
     on_progress: Progress | None = None,
 ) -> VerifyReport:
-    """Probe a sample (``None``: all) of the video's pushed URLs at the edge."""
+    """Probe a sample (``None``: all) of the video's pushed URLs at the edge (sync callers)."""
     targets = video_targets(ledger, video_id, sample, seed=seed)
     return verify_urls(targets, options=options, on_progress=on_progress)
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
+    from cdn_preheat.api import DrainResult, Preheater
     from cdn_preheat.config import Settings
     from cdn_preheat.ledger.base import Ledger
     from cdn_preheat.providers.base import Provider
@@ -60,15 +61,6 @@ def open_provider(settings: Settings) -> Provider:
     return make_provider(settings)
 
 
-def live_quota(provider: Any) -> Any:
-    """The provider's quota, riding out a flaky API; wrong credentials fail here,
-    before anything is written."""
-    from cdn_preheat.ratelimit import RateLimiter, call_with_retries
-
-    limiter = RateLimiter(provider.limits.requests_per_second)
-    return call_with_retries(provider.quota, limiter, attempts=8)
-
-
 def check_video_id(video_id: str) -> None:
     from cdn_preheat.errors import InputError
     from cdn_preheat.source import video_id_problem
@@ -91,3 +83,40 @@ def domain_or_host(domain: str | None, settings: Settings) -> str:
     if not name:
         raise InputError("give --domain (or set CDN_HOST).")
     return name
+
+
+def preheater(settings: Settings, *, read_only: bool = False) -> Preheater:
+    """The library's preheater for these settings; commands use it in a ``with`` block."""
+    from cdn_preheat.api import Preheater
+
+    return Preheater.from_settings(settings, read_only=read_only)
+
+
+def exit_for(run: DrainResult) -> None:
+    """The exit code a push run ends with: 130 interrupted, the error's, 3 quota, 1 not done."""
+    from cdn_preheat import ui
+
+    if run.interrupted:
+        ui.note(
+            f"interrupted: the batches in flight were settled; {run.pending} URLs stay"
+            " queued for the next run."
+        )
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if run.error is not None:
+        raise run.error
+    if run.quota_spent_with_work_left:
+        raise typer.Exit(EXIT_QUOTA)
+    if run.reserved:
+        # Held by another run, or by one that was killed: not done, whatever else went well.
+        ui.note(
+            f"{run.reserved} URLs are reserved by another run (or one that was killed) and were"
+            " not pushed by this one; a dead run's reservation is reconciled once its lease"
+            " (CDN_PREHEAT_LEASE_SECONDS) expires: run again then."
+        )
+        raise typer.Exit(1)
+    if run.failed_urls:
+        ui.note(f"{run.failed_urls} URLs could not be prefetched after every attempt; see status.")
+        raise typer.Exit(1)
+    if run.invalid_videos:
+        ui.note(f"every URL of {', '.join(run.invalid_videos)} was refused as invalid; see status.")
+        raise typer.Exit(1)

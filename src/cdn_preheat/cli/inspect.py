@@ -12,10 +12,9 @@ from cdn_preheat.cli._common import (
     JsonOption,
     app,
     domain_or_host,
-    live_quota,
     load_settings,
-    open_ledger,
     open_provider,
+    preheater,
 )
 
 
@@ -26,26 +25,17 @@ def status(
 ) -> None:
     """What is done, queued, submitted, failed, per video and in total."""
     from cdn_preheat import ui
-    from cdn_preheat.errors import InputError
     from cdn_preheat.ledger.base import UrlState
 
     settings = load_settings()
-    ledger = open_ledger(settings, read_only=True)
-    try:
-        if video_id is not None and ledger.get_video(video_id) is None:
-            raise InputError(f"no video {video_id!r} in the ledger.")
-        videos = [v for v in ledger.list_videos() if video_id in (None, v.video_id)]
-        states = list(UrlState)
-        per_video = {v.video_id: ledger.counts(v.video_id) for v in videos}
-        total = ledger.counts(video_id)
-        failures = ledger.failures(video_id)
+    with preheater(settings, read_only=True) as engine:
+        report = engine.status(video_id)
         targets = None
         if settings.cdn_preheat_targets:
             from cdn_preheat.cli._targets import status_rows
 
-            targets = status_rows(settings, ledger, video_id)
-    finally:
-        ledger.close()
+            targets = status_rows(settings, engine.ledger, video_id)
+    states = list(UrlState)
     if json_out:
         ui.print_json(
             {
@@ -54,24 +44,24 @@ def status(
                     {
                         "video_id": v.video_id,
                         "state": str(v.state),
-                        "found": v.url_count,
-                        **{str(s): per_video[v.video_id].get(s, 0) for s in states},
+                        "found": v.found,
+                        **{str(s): v.counts.get(s, 0) for s in states},
                     }
-                    for v in videos
+                    for v in report.videos
                 ],
-                "total": {str(s): total.get(s, 0) for s in states},
+                "total": {str(s): report.total.get(s, 0) for s in states},
                 "failures": [
-                    {"url": f.url, "state": str(f.state), "error": f.last_error} for f in failures
+                    {"url": f.url, "state": str(f.state), "error": f.error} for f in report.failures
                 ],
             }
         )
         return
     headers = ["video", "state", "found", *[str(s) for s in states]]
-    rows = [
-        [v.video_id, str(v.state), v.url_count, *[per_video[v.video_id].get(s, 0) for s in states]]
-        for v in videos
+    rows: list[list[object]] = [
+        [v.video_id, str(v.state), v.found, *[v.counts.get(s, 0) for s in states]]
+        for v in report.videos
     ]
-    rows.append(["total", "", "", *[total.get(s, 0) for s in states]])
+    rows.append(["total", "", "", *[report.total.get(s, 0) for s in states]])
     ui.grid("status", headers, rows)
     if targets is not None:
         ui.grid(
@@ -83,52 +73,28 @@ def status(
             if row["pushed_by"]:
                 split = ", ".join(f"{name} {count}" for name, count in row["pushed_by"].items())
                 ui.note(f"pool {row['target']}: pushed by {split}")
-    for failure in failures:
-        ui.note(f"{failure.state}: {failure.url}: {failure.last_error or 'no reason given'}")
+    for failure in report.failures:
+        ui.note(f"{failure.state}: {failure.url}: {failure.error or 'no reason given'}")
 
 
 @app.command()
 def quota(json_out: JsonOption = False) -> None:
     """The provider's quota left today and what the ledger has reserved."""
+    import dataclasses
+
     from cdn_preheat import ui
-    from cdn_preheat.scheduler import quota_day, utcnow
 
     settings = load_settings()
     if settings.cdn_preheat_targets:
         _quota_per_target(settings, json_out=json_out)
         return
-    provider = open_provider(settings)
-    ledger = open_ledger(settings, read_only=True)
-    try:
-        live = live_quota(provider)
-        offset = settings.cdn_preheat_quota_utc_offset_hours
-        if offset is None:
-            offset = provider.limits.quota_utc_offset_hours
-        day = quota_day(utcnow(), offset)
-        book = ledger.quota_day(provider.name, provider.area, day)
-    finally:
-        ledger.close()
-        provider.close()
-    total, available, source = live.total, live.available, "provider"
-    if available is None and book is not None and book.limit is not None:
-        # No quota API (Qiniu): the figures the ledger learned from the CDN's
-        # answers today (quotaDay/surplusDay of each prefetch answer).
-        total, available, source = book.limit, book.remaining, "ledger"
-    data = {
-        "provider": provider.name,
-        "area": provider.area,
-        "day": day,
-        "batch": live.batch or provider.limits.batch_size,
-        "total": total,
-        "available": available,
-        "used_today": book.used if book else None,
-        "reserved_in_flight": book.inflight if book else 0,
-        "source": source if available is not None else "unknown until the first push today",
-    }
+    with preheater(settings, read_only=True) as engine:
+        report = engine.quota()
+    data = dataclasses.asdict(report)
     if json_out:
         ui.print_json(data)
     else:
-        ui.table(f"{provider.name} quota ({provider.area})", data)
+        ui.table(f"{report.provider} quota ({report.area})", data)
 
 
 def _quota_per_target(settings: Any, *, json_out: bool) -> None:
@@ -177,11 +143,8 @@ def stats(
         traffic.require_matplotlib()
     settings = load_settings()
     name = domain_or_host(domain, settings)
-    provider = open_provider(settings)
-    try:
+    with open_provider(settings) as provider:
         result = traffic.traffic_report(provider, name, first, last, granularity)
-    finally:
-        provider.close()
     if plot is not None:
         traffic.plot_traffic(result, plot)
     if json_out:
@@ -239,11 +202,8 @@ def logs(
         day = traffic.parse_day(date, "--date")
     settings = load_settings()
     name = domain_or_host(domain, settings)
-    provider = open_provider(settings)
-    try:
+    with open_provider(settings) as provider:
         files = traffic.access_logs(provider, name, day)
-    finally:
-        provider.close()
     if json_out:
         ui.print_json(
             {

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cdn_preheat.cli._common import JsonOption, app, load_settings, open_ledger, open_provider
+from cdn_preheat.cli._common import JsonOption, app, load_settings, preheater
 
 
 @app.command()
@@ -44,35 +44,15 @@ def verify(
     and Alibaba prefetch), or a miss; both hits count as cached. Exit 0 when
     the cached ratio reaches --min-hit-ratio and every probe was answered.
     """
-    from cdn_preheat import pipeline, render, ui
-    from cdn_preheat.errors import InputError
-    from cdn_preheat.verify import (
-        gate,
-        missed_urls,
-        options_from_settings,
-        probe_count,
-        verify_urls,
-        video_targets,
-    )
+    from cdn_preheat import render
+    from cdn_preheat.cli._bars import Bars
 
     settings = load_settings()
-    ledger = open_ledger(settings)
-    try:
-        if ledger.get_video(video_id) is None:
-            raise InputError(f"no video {video_id!r} in the ledger.")
-        options = options_from_settings(settings, edge_ips=edge or (), vendor=vendor)
-        targets = video_targets(ledger, video_id, None if all_urls else sample, seed=seed)
-        with ui.progress("probing", probe_count(targets, options)) as advance:
-            report = verify_urls(targets, options=options, on_progress=advance)
-        requeued = 0
-        if requeue:
-            provider = open_provider(settings)
-            requeued = pipeline.requeue_missed(
-                ledger, provider.name, provider.area, video_id, missed_urls(report)
-            )
-    finally:
-        ledger.close()
-    outcome = gate(report, min_hit_ratio)
-    render.report_verify(video_id, report, requeued, json_out, outcome)
-    if not outcome.passed:
+    with preheater(settings) as engine, Bars() as bars:
+        result = engine.verify(
+            video_id, sample=None if all_urls else sample, edge_ips=edge or (), vendor=vendor,
+            requeue=requeue, min_hit_ratio=min_hit_ratio, seed=seed, observer=bars,
+        )  # fmt: skip
+    render.report_verify(video_id, result.report, result.requeued, json_out, result.gate)
+    if not result.passed:
         raise typer.Exit(1)

@@ -23,7 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Self
 
 
 class UrlState(StrEnum):
@@ -36,15 +36,13 @@ class UrlState(StrEnum):
     SKIPPED = "skipped"
 
 
-TERMINAL_STATES = frozenset({UrlState.DONE, UrlState.FAILED, UrlState.INVALID, UrlState.SKIPPED})
-
-
 class VideoState(StrEnum):
     QUEUED = "queued"  # URLs recorded, not all submitted yet
     SUBMITTED = "submitted"  # every URL reached the provider
     DONE = "done"  # every URL is in a terminal state
     FAILED = "failed"  # every URL ended failed or invalid: nothing reached the edge
     LEGACY = "legacy"  # recorded by the old script: counts as preheated
+    CANCELLED = "cancelled"  # its queued URLs were dropped (Preheater.cancel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -565,3 +563,9 @@ class Ledger(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the connection."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
