@@ -3,7 +3,7 @@
 The bucket is thread-safe and loop-agnostic: taking tokens is a short
 critical section that returns how long to wait, and each caller sleeps on
 its own event loop. One bucket can so cap several threads, each running its
-own ``asyncio.run`` (the scheduler calls providers from a thread pool).
+own event loop (the scheduler calls providers from a thread pool).
 """
 
 from __future__ import annotations

@@ -299,3 +299,30 @@ def test_selected_by_cdn_provider_http() -> None:
     assert isinstance(provider, HttpProvider)
     options = provider.options
     assert options == WarmOptions(cdn_host=options.cdn_host, timeout=options.timeout)
+
+
+def test_one_client_for_the_providers_lifetime_released_by_close(
+    edge: RecordingEdge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cdn_preheat.providers.http as http_module
+
+    made: list[object] = []
+    original = http_module.edge_client
+
+    def counting(**kwargs: object) -> object:
+        client = original(**kwargs)  # type: ignore[arg-type]
+        made.append(client)
+        return client
+
+    monkeypatch.setattr(http_module, "edge_client", counting)
+    provider = HttpProvider(options=WarmOptions())
+    provider.submit([edge.url(SEGMENTS[0])])
+    provider.submit([edge.url(SEGMENTS[1])])
+    assert len(made) == 1  # not one per batch
+
+    provider.close()
+    provider.close()  # twice is harmless
+
+    assert made[0].is_closed  # type: ignore[attr-defined]
+    with pytest.raises(ProviderError, match="closed"):
+        provider.submit([edge.url(SEGMENTS[2])])

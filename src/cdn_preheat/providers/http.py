@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from cdn_preheat._sync import LoopThread
 from cdn_preheat.config import Settings
 from cdn_preheat.edgehttp import (
     DEFAULT_PLAYER_USER_AGENT,
@@ -51,6 +52,8 @@ PURGE_UNSUPPORTED = "the http provider cannot purge; use the CDN's console or AP
 # Outcomes are kept this long: the tracker reads them within seconds, and a
 # long-running worker must not grow without bound.
 RETENTION = dt.timedelta(hours=24)
+# The most batches warming at once: the scheduler's concurrency is at most 64.
+MAX_CONCURRENT_BATCHES = 64
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,42 @@ class HttpProvider(Provider):
         self.bandwidth = bandwidth
         self._tasks: OrderedDict[str, list[TaskEntry]] = OrderedDict()
         self._lock = threading.Lock()
+        # One client (one connection pool) for the provider's lifetime, on an
+        # event loop of its own; opened by the first warm-up, released by close().
+        self._loop: LoopThread | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._closed = False
+
+    def close(self) -> None:
+        """Close the client's connections and stop its loop. Safe to call twice."""
+        with self._lock:
+            loop, client = self._loop, self._client
+            self._loop, self._client, self._closed = None, None, True
+        if loop is None:
+            return
+        try:
+            if client is not None:
+                loop.call(client.aclose())
+        finally:
+            loop.close()
+
+    def _warm_now(self, urls: Sequence[str]) -> list[_Fetch]:
+        with self._lock:
+            if self._closed:
+                raise ProviderError("the http provider is closed")
+            if self._loop is None:
+                options = self.options
+                self._loop = LoopThread("cdn-preheat-warm")
+                # Batches warm concurrently (CDN_PREHEAT_CONCURRENCY, at most 64),
+                # each with ``options.concurrency`` fetches.
+                self._client = edge_client(
+                    concurrency=options.concurrency * MAX_CONCURRENT_BATCHES,
+                    timeout=options.timeout,
+                    verify_tls=options.verify_tls,
+                )
+            loop, client = self._loop, self._client
+        assert client is not None
+        return loop.call(self._warm(client, urls))
 
     # -- prefetch -----------------------------------------------------------------
 
@@ -174,7 +213,7 @@ class HttpProvider(Provider):
             )
         self._check_hosts(urls)
         self._pace(self.submit_api)()  # the warm-up itself is not the vendor's API
-        fetches = asyncio.run(self._warm(urls))
+        fetches = self._warm_now(urls)
         _raise_for_batch(fetches, self.options.edge_ips)
         task_id = f"http-{uuid.uuid4().hex}"
         now = dt.datetime.now(dt.UTC)
@@ -230,7 +269,7 @@ class HttpProvider(Provider):
 
     # -- warming ----------------------------------------------------------------------
 
-    async def _warm(self, urls: Sequence[str]) -> list[_Fetch]:
+    async def _warm(self, client: httpx.AsyncClient, urls: Sequence[str]) -> list[_Fetch]:
         options = self.options
         edges: tuple[EdgeAddress | None, ...] = options.edge_ips or (None,)
         jobs = [
@@ -247,10 +286,7 @@ class HttpProvider(Provider):
                 results.append(await self._fetch(client, url, edge, encoding))
 
         workers = max(1, min(options.concurrency, len(jobs)))
-        async with edge_client(
-            concurrency=workers, timeout=options.timeout, verify_tls=options.verify_tls
-        ) as client:
-            await asyncio.gather(*(worker(client) for _ in range(workers)))
+        await asyncio.gather(*(worker(client) for _ in range(workers)))
         return results
 
     async def _fetch(
