@@ -1,6 +1,6 @@
 """Push queued URLs to a provider: batches, quota, pacing, retries, crash recovery.
 
-Each batch follows the ledger protocol of DESIGN.md §4:
+Each batch follows the ledger protocol (docs/architecture.md, "The ledger protocol"):
 
 1. reserve quota in the ledger (atomic, shared by every worker);
 2. claim up to that many pending URLs with a lease;
@@ -170,11 +170,6 @@ class Scheduler:
         self._video_id: str | None = None  # this drain pushes only this video's URLs
 
     # Public ---------------------------------------------------------------
-    @property
-    def utc_offset_hours(self) -> int | None:
-        """The offset of the provider's quota day (None: no daily quota)."""
-        return self._utc_offset
-
     def drain(
         self, stop: threading.Event | None = None, *, video_id: str | None = None
     ) -> DrainReport:

@@ -1,8 +1,9 @@
 """Crash safety for real: SIGKILL a pushing process mid-run, restart, finish.
 
-DESIGN.md §4: a batch is reserved (lease and quota) before the API call and
-marked submitted after; a restart reconciles expired leases against the
-provider's task list instead of pushing them blindly. So however often the
+The ledger protocol (docs/architecture.md): a batch is reserved (lease and
+quota) before the API call and marked submitted after; a restart reconciles
+expired leases against the provider's task list instead of pushing them
+blindly. So however often the
 process dies, every URL reaches the CDN and, thanks to reconciliation, none
 reaches it twice.
 """

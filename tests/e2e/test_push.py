@@ -173,3 +173,20 @@ def test_secrets_never_reach_output_or_the_ledger(cli: Cli) -> None:
     assert SANDBOX_TENCENT_SECRET_KEY not in run.stdout + run.stderr
     ledger_bytes = (cli.workdir / "ledger.sqlite3").read_bytes()
     assert SANDBOX_TENCENT_SECRET_KEY.encode() not in ledger_bytes
+
+
+def test_a_push_that_stops_following_its_tasks_says_so(cli: Cli) -> None:
+    import dataclasses
+
+    tencent = cli.sandbox.tencent
+    tencent.limits = dataclasses.replace(tencent.limits, task_delay=3600)  # never done here
+    pushed = cli("push", "demo-1", cli.sandbox.video_url("demo-1"), "--wait-timeout", "0", "--json")
+    assert pushed.code == 0, pushed.stderr
+    summary = pushed.json()
+    assert summary["tracking_timed_out"] is True
+    assert summary["in_flight"] == summary["pushed"] > 0
+
+    text = cli("push", "demo-3", cli.sandbox.video_url("demo-3"), "--wait-timeout", "0")
+    assert text.code == 0, text.stderr
+    assert "Stopped following the tasks at --wait-timeout" in text.stderr
+    assert "still processing at the CDN" in text.stderr

@@ -327,7 +327,9 @@ def test_flux_and_bandwidth_series(provider: QiniuProvider) -> None:
     assert all(p.value > 0 for p in flux.points)
     assert provider.flux(EDGE, start, start + dt.timedelta(hours=23), "hour") == flux
     # Qiniu answers whole days; the provider keeps only the asked-for window.
-    evening = provider.bandwidth(EDGE, start + dt.timedelta(hours=18), start + dt.timedelta(days=1))
+    evening = provider.flux(
+        EDGE, start + dt.timedelta(hours=18), start + dt.timedelta(days=1), metric="bandwidth"
+    )
     assert evening.metric == "bandwidth"
     assert len(evening.points) == 6 * 12 + 1
     with pytest.raises(DomainError):

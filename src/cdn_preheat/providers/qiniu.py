@@ -237,12 +237,6 @@ class QiniuProvider(Provider):
         )
         return TrafficSeries(domain, metric, granularity, points)
 
-    def bandwidth(
-        self, domain: str, start: dt.datetime, end: dt.datetime, granularity: Granularity = "5min"
-    ) -> TrafficSeries:
-        """Bit/s per period; see :meth:`flux`."""
-        return self.flux(domain, start, end, granularity, metric="bandwidth")
-
     def logs(self, domain: str, day: dt.date) -> list[LogFile]:
         """Hourly access-log files of ``domain`` for one China-time day."""
         code, body = self._call("log list", self._cdn.get_log_list_data, [domain], day.isoformat())
