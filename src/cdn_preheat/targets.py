@@ -328,14 +328,14 @@ def target_settings(
     if spec.provider in ("tencent", "edgeone"):
         if keys:
             update["tencent_secret_id"], update["tencent_secret_key"] = keys
-        if spec.endpoint:
-            update["tencent_endpoint"] = spec.endpoint
         if spec.provider == "tencent":
             update["tencent_area"] = spec.resolved_area
+            if spec.endpoint:
+                update["tencent_endpoint"] = spec.endpoint
         else:
             update["eo_zone_id"] = spec.resolved_area
             if spec.endpoint:
-                update["edgeone_endpoint"] = spec.endpoint
+                update["eo_endpoint"] = spec.endpoint
     elif spec.provider == "qiniu":
         if keys:
             update["qiniu_access_key"], update["qiniu_secret_key"] = keys

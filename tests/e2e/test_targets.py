@@ -21,6 +21,7 @@ from cdn_preheat.hls import ExpandOptions, expand
 from cdn_preheat.ledger import open_ledger
 from cdn_preheat.ledger.base import Ledger, UrlState
 from cdn_preheat.pipeline import HeadFirst
+from cdn_preheat.sandbox.edgeone import SANDBOX_ZONE_ID
 from cdn_preheat.sandbox.server import Sandbox, TencentAccount
 from cdn_preheat.sandbox.tencent import TencentLimits
 from cdn_preheat.source import VideoSource
@@ -108,11 +109,12 @@ def edge(sandbox: Sandbox, video_id: str) -> list[str]:
 
 
 def test_one_expansion_fans_out_to_every_target_once(sandbox: Sandbox, tmp_path: Path) -> None:
-    run = Run(sandbox, tmp_path, ("tencent", "tencent-b", "qiniu"))
+    names = ("tencent", "tencent-b", "qiniu", "edgeone")
+    run = Run(sandbox, tmp_path, names)
     urls = edge(sandbox, "demo-1")
     outcome = run("demo-1")
     assert outcome.exit_code == 0, [r.error for r in outcome.results]
-    for name in ("tencent", "tencent-b", "qiniu"):
+    for name in names:
         assert sorted(run.new_urls(name)) == sorted(urls), name  # all, each once
     ledger = run.ledger()
     try:
@@ -120,13 +122,14 @@ def test_one_expansion_fans_out_to_every_target_once(sandbox: Sandbox, tmp_path:
         assert by_key[("tencent", "mainland")] == {UrlState.DONE: len(urls)}
         assert by_key[("tencent-b", "mainland")] == {UrlState.DONE: len(urls)}
         assert by_key[("qiniu", "global")] == {UrlState.DONE: len(urls)}
+        assert by_key[("edgeone", SANDBOX_ZONE_ID)] == {UrlState.DONE: len(urls)}
     finally:
         ledger.close()
-    assert [r.report.done for r in outcome.results if r.report] == [len(urls)] * 3
+    assert [r.report.done for r in outcome.results if r.report] == [len(urls)] * 4
 
     again = run("demo-1")  # nothing is pushed twice to any target
     assert again.videos[0].already_preheated
-    for name in ("tencent", "tencent-b", "qiniu"):
+    for name in names:
         assert len(run.new_urls(name)) == len(urls)
 
 

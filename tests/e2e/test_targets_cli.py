@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+from clirun import base_env
 from support import Proc, duplicates, expected_urls, make_cli, wait_until
 
 from cdn_preheat.sandbox.core import Faults
@@ -71,3 +74,19 @@ def test_bad_keys_of_one_target_fail_it_alone_with_its_sentence(tmp_path: Path) 
         assert "Traceback" not in run.stderr
         assert sorted(box.tencent.received_urls()) == sorted(urls)
         assert box.qiniu.received_urls() == []
+
+
+def test_demo_targets_preheats_into_four_accounts_and_shows_each(tmp_path: Path) -> None:
+    env = {**base_env(tmp_path), "COLUMNS": "200"}
+    done = subprocess.run(
+        [sys.executable, "-m", "cdn_preheat", "demo", "--targets", "--videos", "1"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    table = done.stderr[done.stderr.index("demo targets") :]
+    rows = [line for line in table.splitlines() if line.startswith("│")]
+    names = [row.split("│")[1].strip() for row in rows]
+    assert names == ["tencent", "tencent-b", "qiniu", "edgeone"]
+    assert all(row.split("│")[-2].strip() == "ok" for row in rows)
+    pushed = {row.split("│")[4].strip() for row in rows}
+    assert len(pushed) == 1 and pushed != {"0"}  # every account got the same URLs

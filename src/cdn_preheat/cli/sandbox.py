@@ -75,12 +75,27 @@ def demo(
         ),
     ] = False,
     port: Annotated[int, typer.Option(help="With --serve: the port (0: any free).")] = 8000,
+    targets: Annotated[
+        bool,
+        typer.Option(
+            "--targets",
+            help="Preheat into four sandbox accounts at once (two Tencent, Qiniu, EdgeOne)"
+            " from a targets file, and show the per-target table.",
+        ),
+    ] = False,
 ) -> None:
     """Start the sandbox and preheat a few generated videos through the real code path."""
     if serve:
         from cdn_preheat.service.demo import serve_demo
 
         raise typer.Exit(serve_demo(provider=provider, videos=videos, db=db, port=port))
+    if targets:
+        from cdn_preheat.demo_targets import run_targets_demo
+
+        run = run_targets_demo(videos=videos, db=db)
+        if run.exit_code:
+            raise typer.Exit(run.exit_code)
+        return
     from cdn_preheat.demo import run_demo
 
     run_demo(provider=provider, videos=videos, db=db)

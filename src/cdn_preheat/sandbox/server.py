@@ -396,6 +396,8 @@ class Sandbox:
                 f'key_id_env = "{variable}_KEY_ID"',
                 f'key_secret_env = "{variable}_KEY_SECRET"',
             ]
+            if vendor == "edgeone":
+                lines.append(f'zone = "{SANDBOX_ZONE_ID}"')
             pool = (pools or {}).get(name)
             if pool:
                 lines.append(f'pool = "{pool}"')
