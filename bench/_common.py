@@ -8,6 +8,7 @@ against a real origin and a real CDN API.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import multiprocessing
 import os
@@ -34,6 +35,9 @@ class SandboxSpec:
     latency: float = 0.0  # seconds added to every CDN API request
     nice: int = 0  # scheduling priority change for the sandbox process (negative: root only)
     sandbox_gc: bool = False  # Python's cyclic GC on in the sandbox process (see README)
+    # Further Tencent accounts (name, seconds added to each of its API requests), each
+    # with the limits above and its own keys: several targets (docs/targets.md).
+    accounts: tuple[tuple[str, float], ...] = ()
 
 
 def _serve(spec: SandboxSpec, conn: Connection) -> None:
@@ -50,12 +54,19 @@ def _serve(spec: SandboxSpec, conn: Connection) -> None:
         push_per_day=spec.push_per_day,
         task_delay=spec.task_delay,
     )
+    from cdn_preheat.sandbox.server import TencentAccount
+
+    accounts = {
+        name: TencentAccount(limits=dataclasses.replace(limits), faults=Faults(latency=latency))
+        for name, latency in spec.accounts
+    }
     sandbox = Sandbox(
         videos=spec.videos,
         variants=spec.variants,
         segments=spec.segments,
         tencent_limits=limits,
         faults=Faults(latency=spec.latency),
+        tencent_accounts=accounts,
     )
     if not spec.sandbox_gc:
         # The emulator stands in for a remote API and lives for one run. It keeps
@@ -71,16 +82,21 @@ def _serve(spec: SandboxSpec, conn: Connection) -> None:
             except EOFError:
                 return
             name, argument = command if isinstance(command, tuple) else (command, None)
+            # The account asked about: the argument names a further one, else the first.
+            api: Any = sandbox.apis.get(argument) if isinstance(argument, str) else None
+            api = api or sandbox.tencent
             if name == "outcomes":
-                conn.send(dict(sandbox.tencent.outcomes))
+                conn.send(dict(api.outcomes))
             elif name == "received":
-                conn.send(len(sandbox.tencent.received_urls()))
+                conn.send(len(api.received_urls()))
             elif name == "push_times":  # when each accepted push passed the checks
-                conn.send({p.task_id: p.time.timestamp() for p in sandbox.tencent.received()})
+                conn.send({p.task_id: p.time.timestamp() for p in api.received()})
             elif name == "actions":  # authenticated calls by action
-                conn.send(dict(sandbox.tencent.actions))
+                conn.send(dict(api.actions))
             elif name == "rate_refusals":  # calls refused by their API's rate window
-                conn.send(dict(sandbox.tencent.rate_refusals))
+                conn.send(dict(api.rate_refusals))
+            elif name == "credentials":  # every account's (public sandbox) keys
+                conn.send(dict(sandbox.credentials))
             elif name == "origin_latency":
                 sandbox.origin.latency = float(argument)
                 conn.send(None)

@@ -3,6 +3,7 @@
     python bench/push.py                   # 200,000 URLs; old way on 20,000
     python bench/push.py --urls 40000 --old-urls 4000 --concurrency 8
     python bench/push.py --workers 1 2 4   # worker processes sharing one account and ledger
+    python bench/push.py --targets 3       # one queue fanned out to 3 accounts, side by side
 
 The sandbox (in its own process) enforces 500 URLs a request and 20
 requests a second, and adds 50 ms to every API request. The URLs (edge-host
@@ -335,6 +336,119 @@ def main_workers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _targets_file(sandbox: SandboxProcess, names: list[str], path: Path) -> dict[str, str]:
+    """A targets file (docs/targets.md) for the sandbox's accounts; the keys' variables."""
+    credentials = sandbox.ask("credentials")
+    env = {"CDN_PREHEAT_TARGETS": str(path)}
+    tables = []
+    for name in names:
+        variable = "BENCH_" + name.upper().replace("-", "_")
+        env[f"{variable}_ID"], env[f"{variable}_KEY"] = credentials[name]
+        tables.append(
+            f'[[targets]]\nname = "{name}"\nprovider = "tencent"\n'
+            f'cdn_host = "{sandbox.edge}"\nendpoint = "{sandbox.endpoints[name]}"\n'
+            f'key_id_env = "{variable}_ID"\nkey_secret_env = "{variable}_KEY"\n'
+        )
+    path.write_text("\n".join(tables), encoding="utf-8")
+    return env
+
+
+def main_targets(args: argparse.Namespace) -> int:
+    """``--targets N``: one queue fanned out to N Tencent accounts of different latencies."""
+    from cdn_preheat.ledger.base import QueuedUrl
+    from cdn_preheat.ledger.sqlite import SqliteLedger
+    from cdn_preheat.pipeline import RunOptions
+    from cdn_preheat.scheduler import SchedulerOptions
+    from cdn_preheat.targets import build_units, close_units, resolve_targets, run_units
+
+    names = ["tencent", *[f"tencent-{chr(ord('b') + i)}" for i in range(args.targets - 1)]]
+    latencies = [LATENCY * 2**i for i in range(args.targets)]  # 50, 100, 200 ms, ...
+    spec = SandboxSpec(
+        videos=videos_for(args.urls, 4, 1000), variants=4, segments=1000, push_batch=BATCH,
+        requests_per_second=RATE, push_per_day=10 * args.urls, task_delay=3600.0,
+        latency=latencies[0], accounts=tuple(zip(names[1:], latencies[1:], strict=True)),
+        nice=-args.sandbox_priority, sandbox_gc=args.sandbox_gc,
+    )  # fmt: skip
+    ceiling = CEILING * args.targets
+    print(
+        f"{args.urls:,} URLs queued once for each of {args.targets} targets (Tencent accounts"
+        f" with {', '.join(f'{lat * 1000:.0f}' for lat in latencies)} ms per API request),"
+        f" {BATCH} URLs/request, {RATE} requests/s per account; scheduler concurrency"
+        f" {args.concurrency} per target; pushing only; {machine_load()}"
+    )
+    with SandboxProcess(spec) as sandbox, tempfile.TemporaryDirectory() as tmp:
+        env = _targets_file(sandbox, names, Path(tmp) / "targets.toml")
+        settings = settings_for(
+            {"CDN_PREHEAT_TARGETS": env["CDN_PREHEAT_TARGETS"],
+             "CDN_PREHEAT_CONCURRENCY": str(args.concurrency)}
+        )  # fmt: skip
+        units = build_units(resolve_targets(settings, env))  # type: ignore[arg-type]
+        ledger = SqliteLedger(Path(tmp) / "targets.db")
+        urls = edge_urls(sandbox.edge, args.urls, spec.variants, spec.segments)
+        now = dt.datetime.now(dt.UTC)
+        for unit in units:  # what queueing one expansion for every target writes
+            for first in range(0, len(urls), 5000):
+                chunk = [QueuedUrl(url, "segment") for url in urls[first : first + 5000]]
+                ledger.enqueue(f"bench-{first}", *unit.key, chunk, now, dt.timedelta(days=1))
+        refused_before = {name: sandbox.ask(("rate_refusals", name)) for name in names}
+        options = RunOptions(wait=False, scheduler=SchedulerOptions(concurrency=args.concurrency))
+        started = time.perf_counter()
+        results = run_units(ledger, units, lambda unit: options)
+        seconds = time.perf_counter() - started
+        times = {name: sorted(sandbox.ask(("push_times", name)).values()) for name in names}
+        refused = {
+            name: delta(sandbox.ask(("rate_refusals", name)), refused_before[name])
+            for name in names
+        }
+        received = {name: sandbox.ask(("received", name)) for name in names}
+        ledger.close()
+        close_units(units)
+    rows = []
+    total = wasted = requests = 0
+    for name, latency, result in zip(names, latencies, results, strict=True):
+        report = result.report
+        submitted = report.submitted if report else 0
+        accepted = times[name]
+        span = (accepted[-1] - accepted[0]) + 1 / RATE if accepted else float("nan")
+        total += submitted
+        wasted += report.wasted_requests if report else 0
+        requests += report.requests if report else 0
+        rows.append([
+            name, f"{latency * 1000:.0f}", f"{submitted:,}", f"{received[name]:,}",
+            f"{span:.2f}", f"{submitted / span:,.0f}", f"{submitted / span / CEILING:.1%}",
+            f"{report.requests if report else 0}", f"{report.wasted_requests if report else 0}",
+            f"{refused[name].get('PushUrlsCache', 0)}", result.error or "ok",
+        ])  # fmt: skip
+    rate = total / seconds
+    print()
+    print(
+        table(
+            "Per target (emulator's accepted pushes: first to last)",
+            ["target", "latency ms", "submitted", "received", "push span s", "URLs/s",
+             "of its ceiling", "requests", "wasted", "refused for rate", "outcome"],
+            rows,
+        )
+    )  # fmt: skip
+    print()
+    print(
+        table(
+            f"Aggregate over {args.targets} targets ({machine_load()} at the end)",
+            ["measure", "target", "measured", "result"],
+            [
+                [f"URLs/s vs the sum of ceilings {ceiling:,}", f">= {TARGET_SHARE:.0%}",
+                 f"{rate:,.0f} ({rate / ceiling:.1%}) over {seconds:.2f} s wall",
+                 verdict(rate >= TARGET_SHARE * ceiling)],
+                ["requests wasted (rate-limited + transient)", "0",
+                 f"{wasted} of {requests}", verdict(wasted == 0)],
+                ["every target got every URL", f"{args.urls:,} each",
+                 ", ".join(f"{received[n]:,}" for n in names),
+                 verdict(all(received[n] == args.urls for n in names))],
+            ],
+        )
+    )  # fmt: skip
+    return 0
+
+
 def delta(after: dict[str, int], before: dict[str, int]) -> Counter[str]:
     result = Counter(after)
     result.subtract(before)
@@ -372,9 +486,17 @@ def main() -> int:
         default=1.0,
         help="with --workers: seconds until the emulator finishes a task",
     )
+    parser.add_argument(
+        "--targets",
+        type=int,
+        help="instead: the queue fanned out to N targets (Tencent accounts whose API"
+        " latencies are 50, 100, 200 ms, ...), pushed side by side; --urls per target",
+    )
     args = parser.parse_args()
     if args.workers:
         return main_workers(args)
+    if args.targets:
+        return main_targets(args)
 
     spec = SandboxSpec(
         videos=1, variants=4, segments=1000, push_batch=BATCH, requests_per_second=RATE,
