@@ -155,6 +155,21 @@ def test_a_playlist_that_fails_is_422_and_writes_nothing(
     assert engine.ledger.get_video("ghost") is None
 
 
+def test_a_url_the_service_may_not_fetch_is_422_before_any_fetch(
+    client: TestClient, engine: ServiceEngine
+) -> None:
+    metadata = client.post(
+        "/v1/videos",
+        json={"video_id": "ssrf", "m3u8_url": "http://169.254.169.254/latest/meta-data/"},
+    )
+    assert metadata.status_code == 422
+    assert metadata.json() == {
+        "error": "m3u8_url is refused: 169.254.169.254 is a link-local address, which the"
+        " service does not fetch (CDN_PREHEAT_ALLOWED_NETWORKS lists the exceptions)."
+    }
+    assert engine.ledger.get_video("ssrf") is None
+
+
 def test_batch_reports_each_video_in_its_own_entry(
     client: TestClient, box: Sandbox, engine: ServiceEngine
 ) -> None:
