@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from receiver import Receiver
 
 from cdn_preheat import notify, pipeline
 from cdn_preheat.ledger.base import EventState, Ledger, Outcome, QueuedUrl, UrlState, VideoState
@@ -29,13 +30,11 @@ from cdn_preheat.service.webhooks import (
     Topic,
     WebhookSender,
     event_body,
+    quota_probe,
     retry_schedule,
     signature_header,
     verify_signature,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from receiver import Receiver
 
 SECRET = "whsec-test-0123456789"
 P, A = "tencent", "mainland"
@@ -239,6 +238,25 @@ def test_events_reach_a_receiver_that_fails_goes_down_and_comes_back(
     assert states[first.body["id"]] == (EventState.DELIVERED, 3)
     assert {state for state, _ in states.values()} == {EventState.DELIVERED}
     assert outbox.run_once() == 0  # nothing is sent twice once delivered
+
+
+def test_the_runners_quota_probe_sends_quota_exhausted_once_a_day(
+    ledger: SqliteLedger, receiver: Receiver
+) -> None:
+    queue_video(ledger, "q")
+    ledger.sync_quota(P, A, "2026-12-02", 50, 0)
+    ledger.exhaust_quota(P, A, "2026-12-02")
+    clock = Clock(T0)
+    outbox = runner(ledger, receiver.url, clock)
+    outbox.probes = [quota_probe(ledger, lambda now: [(P, A, "2026-12-02")])]
+    assert outbox.run_once() == 1
+    clock.advance(60)
+    assert outbox.run_once() == 0  # the same day again: nothing new
+    [delivery] = receiver.deliveries
+    assert delivery.signature_ok and delivery.body["type"] == "quota.exhausted"
+    assert delivery.body["video"] is None
+    assert delivery.body["quota"] == {"provider": P, "area": A, "day": "2026-12-02",
+                                      "limit": 50, "used": 50, "queued": 2}  # fmt: skip
 
 
 def test_an_event_is_given_up_a_day_after_it_was_made(
