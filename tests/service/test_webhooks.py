@@ -343,3 +343,20 @@ def test_the_readme_verification_snippet_accepts_our_signatures_only() -> None:
     assert not verify(SECRET, body + b"x", header)
     assert not verify("wrong", body, header)
     assert not verify(SECRET, body, signature_header(SECRET, body, int(time.time()) - 3600))
+
+
+def test_the_receiver_url_and_secret_never_reach_a_log_line(tmp_path: Path) -> None:
+    from cdn_preheat.config import load_settings
+    from cdn_preheat.redact import redact
+
+    url = "https://hooks.example.com/services/T0/B0/s3cr3tpath?key=abc123"
+    settings = load_settings(
+        cdn_preheat_db=str(tmp_path / "l.sqlite3"),
+        cdn_preheat_webhook_url=url,
+        cdn_preheat_webhook_secret=SECRET,
+    )
+    sender = WebhookSender.from_settings(settings)
+    assert sender is not None and sender.url == url
+    line = redact(f"HTTP Request: POST {url} 'HTTP/1.1 500' signed with {SECRET}")
+    assert url not in line and SECRET not in line
+    assert SECRET not in repr(sender)

@@ -39,7 +39,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from tenacity import RetryCallState, Retrying, wait_random_exponential
 from tenacity.wait import wait_base
 
-from cdn_preheat import notify
+from cdn_preheat import notify, redact
 from cdn_preheat.errors import ConfigError, PreheatError
 from cdn_preheat.ledger.base import EventState
 from cdn_preheat.service.auth import require_token
@@ -136,6 +136,9 @@ class WebhookSender:
                 "CDN_PREHEAT_WEBHOOK_URL is set but CDN_PREHEAT_WEBHOOK_SECRET is not; "
                 "set a shared secret so the receiver can verify the events."
             )
+        # Receivers often carry a credential in the URL itself (a path or query
+        # token): the URL is masked like a key wherever a log line would show it.
+        redact.register(url)
         return cls(url, secret.get_secret_value().strip(), settings.cdn_preheat_webhook_timeout)
 
     def __call__(self, event: OutboxEvent) -> None:
