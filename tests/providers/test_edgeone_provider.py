@@ -312,3 +312,21 @@ def test_lost_answers_are_reconciled_without_a_duplicate_push(tmp_path: Path) ->
         states = {r.url: r.state for r in ledger.url_records("v")}
         assert set(states.values()) == {UrlState.SUBMITTED}
         ledger.close()
+
+
+def test_built_from_plain_arguments_without_the_environment(sandbox: Sandbox) -> None:
+    from pydantic import SecretStr
+
+    from cdn_preheat import config
+    from cdn_preheat.providers.edgeone import EdgeOneConfig
+
+    plain = EdgeOneConfig(
+        secret_id=SecretStr(config.SANDBOX_TENCENT_SECRET_ID),
+        secret_key=SecretStr(config.SANDBOX_TENCENT_SECRET_KEY),
+        zone_id=SANDBOX_ZONE_ID,
+        endpoint=sandbox.endpoints["edgeone"],
+    )
+    assert EdgeOneProvider(plain).quota().area == SANDBOX_ZONE_ID
+    intl = EdgeOneProvider(plain.model_copy(update={"endpoint": "teo.intl.tencentcloudapi.com"}))
+    http = intl._client.profile.httpProfile
+    assert (http.scheme, http.endpoint) == ("https", "teo.intl.tencentcloudapi.com")

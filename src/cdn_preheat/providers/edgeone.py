@@ -31,9 +31,10 @@ import logging
 import math
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from tencentcloud.common.credential import Credential
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 from tencentcloud.common.profile.client_profile import ClientProfile
@@ -139,6 +140,38 @@ _TRANSIENT_CODES = (
 )
 
 
+class EdgeOneConfig(BaseModel):
+    """EdgeOne's own settings: from :class:`Settings` or plain arguments."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    secret_id: SecretStr | None = None  # the account's Tencent Cloud keys
+    secret_key: SecretStr | None = None
+    zone_id: str | None = None
+    mode: Literal["default", "edge"] = "default"
+    encode_url: bool = False
+    headers: dict[str, str] = Field(default_factory=dict)
+    endpoint: str | None = None  # e.g. teo.intl.tencentcloudapi.com, or the sandbox
+    region: str = ""
+    cdn_host: str | None = None
+    call_timeout: float = Field(default=15.0, gt=0)  # seconds; see Settings.api_deadline
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EdgeOneConfig:
+        return cls(
+            secret_id=settings.tencent_secret_id,
+            secret_key=settings.tencent_secret_key,
+            zone_id=settings.eo_zone_id,
+            mode=settings.eo_mode,
+            encode_url=settings.eo_encode_url,
+            headers=dict(settings.eo_headers),
+            endpoint=settings.eo_endpoint,
+            region=settings.tencent_region,
+            cdn_host=settings.cdn_host,
+            call_timeout=settings.api_deadline,
+        )
+
+
 class EdgeOneProvider(Provider):
     """Prefetch and purge in one EdgeOne zone of a Tencent Cloud account."""
 
@@ -159,19 +192,24 @@ class EdgeOneProvider(Provider):
     submit_api = "CreatePrefetchTask"
     status_api = "DescribePrefetchTasks"
 
-    def __init__(self, settings: Settings) -> None:
-        secret_id = require_secret(settings.tencent_secret_id, "TENCENT_SECRET_ID")
-        self._secret_key = require_secret(settings.tencent_secret_key, "TENCENT_SECRET_KEY")
-        zone = (settings.eo_zone_id or "").strip()
+    def __init__(self, config: EdgeOneConfig | Settings) -> None:
+        if isinstance(config, Settings):
+            config = EdgeOneConfig.from_settings(config)
+        secret_id = require_secret(config.secret_id, "TENCENT_SECRET_ID")
+        self._secret_key = require_secret(config.secret_key, "TENCENT_SECRET_KEY")
+        zone = (config.zone_id or "").strip()
         if not zone:
             raise ConfigError(
                 "EO_ZONE_ID is not set; CDN_PROVIDER=edgeone needs the EdgeOne zone (site) id, "
                 "e.g. zone-2o0l8g3fxxxx."
             )
-        self.call_timeout = settings.api_deadline
+        # Shorter than the claim lease (Settings.api_deadline): see the scheduler's heartbeat.
+        self.call_timeout = config.call_timeout
         http = HttpProfile(reqTimeout=self.call_timeout)
-        if settings.eo_endpoint:
-            parts = urlsplit(settings.eo_endpoint)
+        if config.endpoint:
+            parts = urlsplit(
+                config.endpoint if "://" in config.endpoint else f"https://{config.endpoint}"
+            )
             http = HttpProfile(
                 protocol=parts.scheme, endpoint=parts.netloc, reqTimeout=self.call_timeout
             )
@@ -179,14 +217,14 @@ class EdgeOneProvider(Provider):
             httpProfile=http, language="en-US", disable_region_breaker=True, retryer=None
         )
         self._client = teo_client.TeoClient(
-            Credential(secret_id, self._secret_key), settings.tencent_region, profile
+            Credential(secret_id, self._secret_key), config.region, profile
         )
         self.zone_id = zone
         self.area = zone
-        self._mode = settings.eo_mode
-        self._encode_url = settings.eo_encode_url
-        self._headers = dict(settings.eo_headers)
-        self._cdn_host = settings.cdn_host
+        self._mode = config.mode
+        self._encode_url = config.encode_url
+        self._headers = dict(config.headers)
+        self._cdn_host = config.cdn_host
 
     # -- prefetch ---------------------------------------------------------------
 
