@@ -66,6 +66,8 @@ def _verdict(url: str, **headers: str) -> CacheStatus:
         ("aliyun", {}, "upper"),
         ("aliyun", {"ALIYUN_L2_PRELOAD": "true"}, "upper"),
         ("qiniu", {}, "edge"),
+        ("edgeone", {}, "upper"),  # Mode default: "预热到中间层"
+        ("edgeone", {"EO_MODE": "edge"}, "edge"),  # "预热到边缘和中间层"
     ],
 )
 def test_a_prefetch_fills_the_layer_the_vendor_documents(
@@ -142,3 +144,21 @@ def test_default_layers_and_unknown_vendor() -> None:
     cache = EdgeCache()
     cache.fill("http://x/a", "upper")
     assert "http://x/a" in cache and not cache.at_edge("http://x/a")
+
+
+@pytest.mark.parametrize(
+    ("middle_layer_says", "default_verdict"), [("HIT", CacheStatus.HIT), ("MISS", CacheStatus.MISS)]
+)
+def test_edgeone_middle_layer_copies_read_as_the_edge_reports_them(
+    start: Start, middle_layer_says: str, default_verdict: CacheStatus
+) -> None:
+    """edgeone.ai/document/54212 says HIT for "the cache on the EdgeOne node" and names no
+    layer: whether a middle-layer copy answers HIT or MISS at the edge is unsettled, so the
+    sandbox edge does either. A MISS after a default prefetch is what EO_MODE=edge avoids."""
+    box = start("edgeone")
+    box.edge.header_overrides["upper"] = [("EO-Cache-Status", middle_layer_says)]
+    middle, edge = box.edge_url("/vod/demo-1/v0/seg1.ts"), box.edge_url("/vod/demo-1/v0/seg2.ts")
+    _prefetch(box, "edgeone", [middle])
+    _prefetch(box, "edgeone", [edge], EO_MODE="edge")
+    assert _verdict(middle, **PROBE) is default_verdict
+    assert _verdict(edge, **PROBE) is CacheStatus.HIT

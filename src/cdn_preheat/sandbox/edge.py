@@ -159,6 +159,10 @@ class Edge:
         self.cache = cache
         self.vendor: Vendor = vendor
         self.range_fills = range_fills  # see the module docstring
+        # Headers that replace the vendor's for an answer served from a layer, for what no
+        # document settles (EdgeOne names no layer in EO-Cache-Status: a middle-layer copy
+        # may read HIT, the default, or MISS at the edge).
+        self.header_overrides: dict[Served, list[tuple[str, str]]] = {}
         self.netloc = ""  # set by bind()
         # Called before each request, so emulator tasks due by now land in the cache first.
         self.before_request: list[Callable[[], None]] = []
@@ -182,7 +186,7 @@ class Edge:
 
     def cache_headers(self, served: Served) -> list[tuple[str, str]]:
         """The vendor's cache headers for an answer served from ``served``."""
-        return list(CACHE_HEADERS[self.vendor][served])
+        return list(self.header_overrides.get(served) or CACHE_HEADERS[self.vendor][served])
 
     def cache_header(self, hit: bool) -> dict[str, str]:
         """The first cache header of an edge hit (``hit``) or a miss."""
