@@ -330,3 +330,49 @@ def test_built_from_plain_arguments_without_the_environment(sandbox: Sandbox) ->
     intl = EdgeOneProvider(plain.model_copy(update={"endpoint": "teo.intl.tencentcloudapi.com"}))
     http = intl._client.profile.httpProfile
     assert (http.scheme, http.endpoint) == ("https", "teo.intl.tencentcloudapi.com")
+
+
+def test_find_submitted_asks_per_target_when_that_takes_fewer_calls(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(edgeone_module, "PAGE_SIZE", 1)
+    cdn = provider(sandbox)
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
+    sent = urls(sandbox, 6)
+    job = cdn.submit(sent).task_id
+    before = sandbox.edgeone.actions["DescribePrefetchTasks"]
+    assert cdn.find_submitted([sent[2]], since) == {sent[2]: job}
+    # One page to learn TotalCount (6 pages of 1), then the target filter: 2 calls, not 6.
+    assert sandbox.edgeone.actions["DescribePrefetchTasks"] - before == 2
+
+
+def test_a_timed_out_prefetch_is_pushed_again_until_max_attempts(tmp_path: Path) -> None:
+    """timeout (and canceled) are failures worth retrying, not final states."""
+    from cdn_preheat.hls import ExpandOptions, expand
+    from cdn_preheat.pipeline import RunOptions, queue_expansion, run_queue
+    from cdn_preheat.tracker import TrackerOptions
+
+    limits = EdgeOneLimits(task_delay=0)
+    with Sandbox(videos=1, segments=2, edgeone_limits=limits) as box:
+        expansion = expand(box.video_url("demo-1"), ExpandOptions(cdn_host=box.edge.netloc))
+        stuck = expansion.urls[-1].url
+        box.edgeone.limits.forced[stuck.removeprefix(f"http://{box.edge.netloc}")] = "timeout"
+        cdn = provider(box)
+        ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+        queue_expansion(
+            ledger, cdn.name, cdn.area, "demo-1", expansion, head_first=None,
+            max_age=dt.timedelta(days=3),
+        )  # fmt: skip
+        options = RunOptions(
+            scheduler=SchedulerOptions(concurrency=1, cdn_host=box.edge.netloc),
+            tracker=TrackerOptions(poll_interval=0.05, max_attempts=3),
+        )
+        report = run_queue(ledger, cdn, options)
+        received = box.edgeone.received_urls()
+        assert received.count(stuck) == 3
+        assert all(received.count(item.url) == 1 for item in expansion.urls if item.url != stuck)
+        records = {r.url: r for r in ledger.url_records("demo-1")}
+        assert records[stuck].state is UrlState.FAILED
+        assert "timed out" in (records[stuck].last_error or "")
+        assert report.done == len(expansion.urls) - 1
+        ledger.close()
