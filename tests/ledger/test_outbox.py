@@ -147,3 +147,24 @@ def test_concurrent_enqueues_of_one_key_make_one_event(ledger: Ledger) -> None:
     for thread in threads:
         thread.join()
     assert len(set(ids)) == 1 and news.count(True) == 1
+
+
+def test_prune_forgets_settled_events_only(ledger: Ledger) -> None:
+    delivered, _ = ledger.enqueue_event("webhook", "delivered", {}, T0)
+    failed, _ = ledger.enqueue_event("webhook", "failed", {}, T0)
+    ledger.enqueue_event("webhook", "pending", {}, T0)
+    late, _ = ledger.enqueue_event("webhook", "late", {}, T0)
+    other, _ = ledger.enqueue_event("storage", "other", {}, T0)
+    ledger.claim_events("webhook", T0, LEASE, 10, "w1")
+    ledger.claim_events("storage", T0, LEASE, 10, "w1")
+    ledger.mark_event_delivered(delivered.event_id, at(1))
+    ledger.fail_event(failed.event_id, "gave up", at(2))
+    ledger.mark_event_delivered(late.event_id, at(100))
+    ledger.mark_event_delivered(other.event_id, at(1))
+    assert ledger.prune_events("webhook", at(50)) == 2
+    left = {e.key for e in ledger.list_events("webhook")}
+    assert left == {"pending", "late"}
+    assert ledger.get_event(other.event_id) is not None  # another topic is kept
+    # A pruned key is a new event when it comes again.
+    again, new = ledger.enqueue_event("webhook", "delivered", {}, at(60))
+    assert new and again.event_id != delivered.event_id

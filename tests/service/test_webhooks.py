@@ -277,6 +277,22 @@ def test_an_event_is_given_up_a_day_after_it_was_made(
     assert outbox.run_once() == 0
 
 
+def test_settled_events_are_forgotten_after_the_retention(
+    ledger: SqliteLedger, receiver: Receiver
+) -> None:
+    queue_video(ledger, "old")
+    finish(ledger, "old", T0)
+    clock = Clock(T0)
+    outbox = runner(ledger, receiver.url, clock)
+    assert outbox.run_once() == 1  # delivered
+    clock.advance(29 * 24 * 3600)
+    outbox.run_once()
+    assert len(ledger.list_events(notify.TOPIC)) == 1  # kept for 30 days
+    clock.advance(2 * 24 * 3600)
+    outbox.run_once()
+    assert ledger.list_events(notify.TOPIC) == []
+
+
 def test_the_body_is_the_event_and_the_same_bytes_on_every_attempt(ledger: SqliteLedger) -> None:
     queue_video(ledger, "d")
     finish(ledger, "d", T0)

@@ -547,6 +547,13 @@ class Ledger(ABC):
         """Give the event up (pending -> failed), an attempt counted, ``error`` kept."""
 
     @abstractmethod
+    def prune_events(self, topic: str, before: dt.datetime) -> int:
+        """Forget the topic's delivered and failed events settled before ``before``; how many.
+
+        Pending events are never pruned. A key pruned may be enqueued again.
+        """
+
+    @abstractmethod
     def get_event(self, event_id: str) -> OutboxEvent | None:
         """The event with this id."""
 

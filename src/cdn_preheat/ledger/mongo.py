@@ -1396,6 +1396,14 @@ class MongoLedger(Ledger):
         )
 
     @_reconnecting()
+    def prune_events(self, topic: str, before: dt.datetime) -> int:
+        settled = [EventState.DELIVERED.value, EventState.FAILED.value]
+        result = self.outbox.delete_many(
+            {"topic": topic, "state": {"$in": settled}, "due_at": {"$lt": before}}
+        )
+        return int(result.deleted_count)
+
+    @_reconnecting()
     def get_event(self, event_id: str) -> OutboxEvent | None:
         doc = self.outbox.find_one({"event_id": event_id})
         return None if doc is None else _outbox_event(doc)

@@ -1046,6 +1046,16 @@ class SqliteLedger(Ledger):
             )
 
     @_translated
+    def prune_events(self, topic: str, before: dt.datetime) -> int:
+        with self._write() as db:
+            # A settled event's due_at is when it was delivered or given up.
+            return db.execute(
+                "DELETE FROM outbox WHERE topic = ? AND state IN ('delivered', 'failed')"
+                " AND due_at < ?",
+                (topic, _micros(before)),
+            ).rowcount
+
+    @_translated
     def get_event(self, event_id: str) -> OutboxEvent | None:
         with self._read() as db:
             row = db.execute(f"{_SELECT_EVENTS} WHERE event_id = ?", (event_id,)).fetchone()

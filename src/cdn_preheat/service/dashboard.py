@@ -47,6 +47,7 @@ PAGE_SIZE = 25
 VERIFY_TOPIC = "verify"  # last verify results, kept in the ledger's outbox table
 STATES = ("queued", "submitted", "done", "failed", "legacy")
 REFRESH_SECONDS = 3  # pages showing work in progress reload themselves
+PENDING_SHOWN = 1000  # webhook events waiting: counted up to this many
 
 templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 templates.env.filters["pct"] = lambda part, whole: (
@@ -138,7 +139,9 @@ def _overview(engine: ServiceEngine) -> dict[str, Any]:
             }
             for e in events
         ],
-        "webhooks_pending": len(ledger.list_events(notify.TOPIC, state=EventState.PENDING)),
+        "webhooks_pending": len(
+            ledger.list_events(notify.TOPIC, state=EventState.PENDING, limit=PENDING_SHOWN)
+        ),
     }
 
 

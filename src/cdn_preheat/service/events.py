@@ -267,9 +267,13 @@ class StorageHandler:
 
         folder = posixpath.dirname(str(payload["key"]))
         siblings = []
-        for other in self.engine.ledger.list_events(TOPIC, limit=SIBLINGS_LOOKED_AT):
+        same_bucket = f"{payload['source']}\n{payload['bucket']}\n"
+        recent = self.engine.ledger.list_events(
+            TOPIC, key_prefix=same_bucket, limit=SIBLINGS_LOOKED_AT
+        )
+        for other in recent:
             key = str(other.payload.get("key", ""))
-            if other.payload.get("bucket") != payload.get("bucket") or key == payload["key"]:
+            if key == payload["key"]:
                 continue
             other_folder = posixpath.dirname(key)
             if folder == other_folder or folder.startswith(f"{other_folder}/") or not other_folder:

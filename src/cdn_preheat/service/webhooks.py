@@ -55,6 +55,8 @@ SIGNATURE_HEADER = "X-CDN-Preheat-Signature"
 EVENT_ID_HEADER = "X-CDN-Preheat-Event-Id"
 DEFAULT_TOLERANCE = 300  # seconds a receiver accepts between t and its clock
 RETRY_FOR = dt.timedelta(days=1)
+RETENTION = dt.timedelta(days=30)
+PRUNE_EVERY = dt.timedelta(hours=1)
 # The runner's outcomes as the delivery counter of service.metrics names them.
 METRIC_OUTCOMES = {"delivered": "delivered", "retried": "failed", "failed": "gave_up"}
 
@@ -176,6 +178,8 @@ class Topic:
     schedule: wait_base = field(default_factory=retry_schedule)
     retry_for: dt.timedelta = RETRY_FOR
     max_attempts: int | None = None  # None: as many as ``retry_for`` allows
+    # Delivered and given-up events are forgotten this long after they settled.
+    retention: dt.timedelta | None = RETENTION
 
 
 class OutboxRunner:
@@ -210,11 +214,17 @@ class OutboxRunner:
         self.stop_event = threading.Event()
         self.wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._pruned_at: dt.datetime | None = None
 
     # One round ----------------------------------------------------------
     def run_once(self) -> int:
         """Probe, then handle every due event once; how many events were handled."""
         now = self.clock()
+        if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY:
+            self._pruned_at = now
+            for name, topic in self.topics.items():
+                if topic.retention is not None:
+                    self.ledger.prune_events(name, now - topic.retention)
         for probe in self.probes:
             try:
                 probe(now)
