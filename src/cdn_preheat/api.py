@@ -38,6 +38,8 @@ from cdn_preheat.errors import ConfigError, InputError, PreheatError, ProviderEr
 from cdn_preheat.ledger.base import UrlState, VideoState
 
 if TYPE_CHECKING:
+    import httpx
+
     from cdn_preheat.config import Settings
     from cdn_preheat.hls import ExpandOptions, Expansion
     from cdn_preheat.ledger.base import Ledger, VideoRecord
@@ -450,6 +452,7 @@ class Preheater:
         endpoint: str | None = None,
         read_only: bool = False,
         settings: Settings | None = None,
+        fetch_transport: Callable[[], httpx.AsyncBaseTransport] | None = None,
         **options: Any,
     ) -> None:
         if settings is None:
@@ -464,15 +467,27 @@ class Preheater:
             )
         self.settings = settings
         self.read_only = read_only
+        # Makes the transport of every playlist fetch (``serve`` guards them against SSRF).
+        self.fetch_transport = fetch_transport
         self._ledger: Ledger | None = None
         self._provider: Provider | None = None
         self._open_lock = threading.Lock()
         self._closed = False
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, read_only: bool = False) -> Self:
-        """A preheater configured by ``settings`` (e.g. ``load_settings()``)."""
-        return cls(settings=settings, read_only=read_only)
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        read_only: bool = False,
+        fetch_transport: Callable[[], httpx.AsyncBaseTransport] | None = None,
+    ) -> Self:
+        """A preheater configured by ``settings`` (e.g. ``load_settings()``).
+
+        ``fetch_transport``: makes the httpx transport of each client that
+        fetches playlists (``serve`` passes its SSRF guard).
+        """
+        return cls(settings=settings, read_only=read_only, fetch_transport=fetch_transport)
 
     # -- resources ------------------------------------------------------------------
 
@@ -705,9 +720,14 @@ class Preheater:
     def _expand_options(
         self, *, strict: bool = False, cdn_host: str | None = None
     ) -> ExpandOptions:
+        import dataclasses
+
         from cdn_preheat.app import expand_options
 
-        return expand_options(self.settings, cdn_host=cdn_host, strict=strict)
+        options = expand_options(self.settings, cdn_host=cdn_host, strict=strict)
+        if self.fetch_transport is not None:
+            options = dataclasses.replace(options, transport=self.fetch_transport)
+        return options
 
     # -- many videos --------------------------------------------------------------------
 
@@ -719,6 +739,7 @@ class Preheater:
         head_first: HeadFirst | str | int | None = "10",
         strict: bool = False,
         observer: Observer | None = None,
+        check_credentials: bool = True,
     ) -> list[QueueResult]:
         """Expand many videos concurrently and queue each as it arrives; push nothing.
 
@@ -727,11 +748,15 @@ class Preheater:
         fails is its own entry's ``error``; the others go on (no exception for
         the batch). Videos already preheated are reported as such and not
         expanded. Results come in the order given. Push them with :meth:`drain`
-        (or leave them to a worker).
+        (or leave them to a worker). ``check_credentials``: ask the CDN for the
+        quota first, so wrong credentials fail before anything is written (a
+        caller queueing one video at a time, such as ``serve``, passes False:
+        its worker meets wrong credentials at its first push).
         """
         sources = _sources(videos)
         head = _head_first(head_first)
-        self._live_quota()  # wrong credentials fail before anything is written
+        if check_credentials:
+            self._live_quota()  # wrong credentials fail before anything is written
         return run_coroutine(
             _queue_sources(self, sources, head, strict, reset, observer or _QUIET, _inline)
         )
@@ -803,19 +828,21 @@ class Preheater:
         once: bool = False,
         idle: float = 30.0,
         wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
+        wake: threading.Event | None = None,
     ) -> int:
         """Run the worker loop until ``stop`` is set: drain, follow, sleep past the quota reset.
 
         Rate limits, transient and unknown provider answers never end it (it
         pauses and goes on); wrong credentials or configuration raise.
         ``once``: one round; returns 3 when the quota is spent with work
-        queued, else 0 (the CLI's exit codes).
+        queued, else 0 (the CLI's exit codes). ``wake``: set it when work is
+        queued to end a wait at an empty queue at once (set it with ``stop`` too).
         """
         from cdn_preheat.worker import run_worker
 
         return run_worker(
-            self.ledger, self.provider, self.settings,
-            stop=stop or threading.Event(), once=once, idle=idle, wait_timeout=wait_timeout,
+            self.ledger, self.provider, self.settings, stop=stop or threading.Event(),
+            once=once, idle=idle, wait_timeout=wait_timeout, wake=wake,
         )  # fmt: skip
 
     # -- looking ----------------------------------------------------------------------------
@@ -1019,17 +1046,25 @@ class AsyncPreheater:
         endpoint: str | None = None,
         read_only: bool = False,
         settings: Settings | None = None,
+        fetch_transport: Callable[[], httpx.AsyncBaseTransport] | None = None,
         **options: Any,
     ) -> None:
         self.sync = Preheater(
             provider, credentials=credentials, ledger=ledger, cdn_host=cdn_host, area=area,
-            endpoint=endpoint, read_only=read_only, settings=settings, **options,
+            endpoint=endpoint, read_only=read_only, settings=settings,
+            fetch_transport=fetch_transport, **options,
         )  # fmt: skip
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, read_only: bool = False) -> Self:
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        read_only: bool = False,
+        fetch_transport: Callable[[], httpx.AsyncBaseTransport] | None = None,
+    ) -> Self:
         """An async preheater configured by ``settings`` (e.g. ``load_settings()``)."""
-        return cls(settings=settings, read_only=read_only)
+        return cls(settings=settings, read_only=read_only, fetch_transport=fetch_transport)
 
     @property
     def settings(self) -> Settings:
@@ -1119,11 +1154,13 @@ class AsyncPreheater:
         head_first: HeadFirst | str | int | None = "10",
         strict: bool = False,
         observer: Observer | None = None,
+        check_credentials: bool = True,
     ) -> list[QueueResult]:
         """:meth:`Preheater.queue` as a coroutine: expansion on this loop, ledger writes off it."""
         sources = _sources(videos)
         head = _head_first(head_first)
-        await asyncio.to_thread(self.sync._live_quota)
+        if check_credentials:
+            await asyncio.to_thread(self.sync._live_quota)
         return await _queue_sources(
             self.sync, sources, head, strict, reset, observer or _QUIET, _threaded
         )

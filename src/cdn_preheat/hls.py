@@ -116,6 +116,9 @@ class ExpandOptions:
     max_urls_per_video: int = 200_000  # CDN_PREHEAT_MAX_URLS_PER_VIDEO
     strict: bool = False  # a malformed tag or a failing rendition fails the whole video
     dash_all_base_urls: bool = False  # every alternative BaseURL of an MPD, not the first
+    # Makes the transport of each client (the service's SSRF guard, service/ssrf.py);
+    # None: httpx's own.
+    transport: Callable[[], httpx.AsyncBaseTransport] | None = None
 
 
 def make_client(
@@ -123,9 +126,11 @@ def make_client(
 ) -> httpx.AsyncClient:
     """A pooled client that follows redirects and accepts gzip.
 
-    ``transport``: the service's guarded one (``service/ssrf.py``), which then
-    holds the connection limits.
+    ``transport`` (or one from ``options.transport``): the service's guarded one
+    (``service/ssrf.py``), which then holds the connection limits.
     """
+    if transport is None and options.transport is not None:
+        transport = options.transport()
     return httpx.AsyncClient(
         transport=transport,
         follow_redirects=True,

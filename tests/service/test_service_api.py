@@ -231,6 +231,22 @@ def test_delete_stops_the_pending_urls(
     counts = answer.json()["counts"]
     assert counts["pending"] == 0 and counts["skipped"] == queued
     assert engine.ledger.counts("demo-6").get(UrlState.PENDING, 0) == 0
+    assert answer.json()["state"] == "cancelled"
+    again = client.post("/v1/videos", json=body)
+    assert again.status_code == 200 and again.json()["counts"]["pending"] == 0
+    requeued = client.post("/v1/videos", json={**body, "reset": True})
+    assert requeued.status_code == 202 and requeued.json()["counts"]["pending"] == queued
+
+
+def test_a_reset_whose_playlist_fails_leaves_the_record(
+    client: TestClient, box: Sandbox, engine: ServiceEngine
+) -> None:
+    body = {"video_id": "keep-me", "m3u8_url": box.video_url("demo-2")}
+    before = client.post("/v1/videos", json=body).json()
+    broken = {"video_id": "keep-me", "m3u8_url": box.video_url("gone"), "reset": True}
+    answer = client.post("/v1/videos", json=broken)
+    assert answer.status_code == 422 and "HTTP 404" in answer.json()["error"]
+    assert client.get("/v1/videos/keep-me").json() == before
 
 
 def test_quota_per_provider_and_area(client: TestClient) -> None:

@@ -133,3 +133,16 @@ def test_a_variant_on_a_private_address_is_refused(origin: ScriptedOrigin) -> No
     origin.playlist("/v/low.m3u8", MEDIA)
     with pytest.raises(OriginRefused, match=r"10\.9\.8\.7 is a private address"):
         fetch(OriginPolicy([], LOOPBACK_ONLY), origin.url("/v/master.m3u8"))
+
+
+def test_the_library_fetches_through_the_transport_it_is_given(origin: ScriptedOrigin) -> None:
+    from cdn_preheat.api import Preheater
+
+    origin.script("/v/index.m3u8", Reply(redirect="http://169.254.169.254/latest/meta-data/"))
+    policy = OriginPolicy([], LOOPBACK_ONLY)
+    settings = load_settings(cdn_preheat_allow_foreign_hosts=True)
+    with (
+        Preheater.from_settings(settings, fetch_transport=policy.transport) as preheater,
+        pytest.raises(OriginRefused, match=r"169\.254\.169\.254 is a link-local address"),
+    ):
+        preheater.expand(origin.url("/v/index.m3u8"))

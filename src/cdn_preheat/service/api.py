@@ -30,7 +30,7 @@ BATCH_CONCURRENCY = 16
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_token)], tags=["v1"])
 
-VideoStateName = Literal["queued", "submitted", "done", "failed", "legacy"]
+VideoStateName = Literal["queued", "submitted", "done", "failed", "legacy", "cancelled"]
 
 
 def _check_video_id(value: str) -> str:
@@ -243,7 +243,7 @@ async def get_video(video_id: str, engine: EngineDep) -> JSONResponse:
     "/videos/{video_id:path}",
     response_model=VideoOut,
     responses=NOT_FOUND,
-    summary="Stop pushing the video's pending URLs (they count as skipped).",
+    summary="Stop pushing the video's pending URLs (state cancelled; they count as skipped).",
 )
 async def delete_video(video_id: str, engine: EngineDep) -> JSONResponse:
     view = await engine.cancel(_check_path_id(video_id))

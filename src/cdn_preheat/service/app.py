@@ -201,9 +201,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 class WorkerThread:
-    """The queue worker (``cdn_preheat.worker.run_worker``) beside the app, on the same ledger.
+    """The queue worker (:meth:`cdn_preheat.api.Preheater.work`) beside the app, on the
+    same ledger.
 
-    It has its own ledger connection and provider; ``stop()`` sets its stop
+    It has its own preheater (ledger connection and provider); ``stop()`` sets its stop
     event and waits: batches in flight are settled, no lease is left.
     """
 
@@ -232,25 +233,16 @@ class WorkerThread:
         return self._thread.is_alive()
 
     def _main(self) -> None:
-        from cdn_preheat.ledger import open_ledger
-        from cdn_preheat.providers import make_provider
-        from cdn_preheat.worker import run_worker
+        from cdn_preheat.api import Preheater
 
         try:
-            ledger = open_ledger(self.settings)
-            try:
-                provider = make_provider(self.settings)
+            with Preheater.from_settings(self.settings) as preheater:
+                provider = preheater.provider
                 for hook in self.on_provider:
                     hook(provider)
-                try:
-                    self.exit_code = run_worker(
-                        ledger, provider, self.settings,
-                        stop=self.stop_event, idle=self.idle, wake=self.wake,
-                    )  # fmt: skip
-                finally:
-                    provider.close()
-            finally:
-                ledger.close()
+                self.exit_code = preheater.work(
+                    stop=self.stop_event, idle=self.idle, wake=self.wake
+                )
         except BaseException as exc:  # recorded for /readyz and serve's exit code
             self.error = exc
             log.error("the worker stopped: %s", redact.redact(str(exc)))

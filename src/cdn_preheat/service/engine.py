@@ -5,10 +5,10 @@ probes) runs in worker threads so the event loop only serves requests.
 Playlists are fetched on the loop through the guarded transport of
 :mod:`cdn_preheat.service.ssrf`.
 
-It drives the library the way the CLI does (expand, queue, push in the
-worker, verify, purge) and adds nothing to the pipeline: each method is a
-call into the library plus the shaping of what it returns into the API's
-records.
+Everything it does goes through the public API (:class:`cdn_preheat.api.AsyncPreheater`:
+queue, cancel, verify, purge, quota; :meth:`cdn_preheat.api.Preheater.work` for
+the worker), with the SSRF guard as the preheater's ``fetch_transport``; what
+it adds is the shaping of the ledger's records into the API's.
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ from cdn_preheat.service.settings import ServiceSettings
 from cdn_preheat.service.ssrf import OriginPolicy
 
 if TYPE_CHECKING:
+    from cdn_preheat.api import AsyncPreheater
     from cdn_preheat.config import Settings
+    from cdn_preheat.hls import Expansion
     from cdn_preheat.ledger.base import Ledger
     from cdn_preheat.providers.base import Provider
 
@@ -95,63 +97,55 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
 
 
 class ServiceEngine:
-    """The ledger and provider of one service process, opened on first use.
+    """The service's :class:`~cdn_preheat.api.AsyncPreheater`, and the records the API returns.
 
-    ``ledger`` and ``provider`` may be given (tests, the demo); otherwise they
-    are made from ``settings``. ``on_provider`` is called once with the
-    provider when it is made (the metrics instrument it there).
+    Every playlist the preheater fetches goes through the SSRF guard (its
+    ``fetch_transport``). ``on_provider`` hooks are called once with the
+    provider when it is first made (the metrics count its calls there);
+    ``on_queued`` hooks after a video is queued (the worker wakes up).
     """
 
-    def __init__(
-        self,
-        settings: Settings,
-        service_settings: ServiceSettings | None = None,
-        *,
-        ledger: Ledger | None = None,
-        provider: Provider | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings, service_settings: ServiceSettings | None = None) -> None:
         self.settings = settings
         self.service_settings = service_settings or ServiceSettings()
         self.policy = OriginPolicy.from_settings(self.service_settings)
-        self._ledger = ledger
-        self._provider = provider
         self._lock = threading.Lock()
-        self._provider_lock = threading.Lock()
         self.on_provider: list[Callable[[Provider], None]] = []
-        self.on_queued: list[Callable[[], None]] = []  # the worker wakes up
+        self.on_queued: list[Callable[[], None]] = []
+        self.preheater = self._new_preheater()
+        self._instrumented: Provider | None = None
+
+    def _new_preheater(self) -> AsyncPreheater:
+        from cdn_preheat.api import AsyncPreheater
+
+        connections = self.settings.cdn_preheat_fetch_concurrency
+        return AsyncPreheater.from_settings(
+            self.settings,
+            fetch_transport=lambda: self.policy.transport(max_connections=connections),
+        )
 
     # ------------------------------------------------------------ resources
     @property
     def ledger(self) -> Ledger:
-        if self._ledger is None:
-            with self._lock:
-                if self._ledger is None:
-                    from cdn_preheat.ledger import open_ledger
-
-                    self._ledger = open_ledger(self.settings)
-        return self._ledger
+        return self.preheater.sync.ledger
 
     @property
     def provider(self) -> Provider:
-        if self._provider is None:
+        provider = self.preheater.sync.provider
+        if self._instrumented is not provider:
             with self._lock:
-                if self._provider is None:
-                    from cdn_preheat.providers import make_provider
-
-                    provider = make_provider(self.settings)
+                if self._instrumented is not provider:
                     for hook in self.on_provider:
                         hook(provider)
-                    self._provider = provider
-        return self._provider
+                    self._instrumented = provider
+        return provider
 
     def close(self) -> None:
+        """Release the ledger and the provider; they are opened again on next use."""
         with self._lock:
-            if self._provider is not None:
-                self._provider.close()
-                self._provider = None
-            if self._ledger is not None:
-                self._ledger.close()
-                self._ledger = None
+            old, self.preheater = self.preheater, self._new_preheater()
+            self._instrumented = None
+        old.sync.close()
 
     @staticmethod
     async def run(function: Callable[..., T], *args: Any) -> T:
@@ -209,81 +203,71 @@ class ServiceEngine:
     async def submit(
         self, video_id: str, m3u8_url: str, *, reset: bool = False, head_first: str | None = None
     ) -> Submitted:
-        """Queue a video (expanded now); a known video without ``reset`` is left as it is.
+        """Queue a video (``AsyncPreheater.queue``: expanded now, pushed by the worker).
 
-        Bad input (a refused URL, a playlist that cannot be read) raises before
-        anything is written.
+        A known video without ``reset`` is left as it is (``created`` False),
+        unless its preheat has expired. Bad input (a refused URL, a playlist
+        that cannot be read, a bad ``head_first``) raises before anything is
+        written; with ``reset`` the playlist is read once before the video is
+        forgotten, so a failing one leaves the old record as it was.
         """
         from cdn_preheat import pipeline
         from cdn_preheat.scheduler import utcnow
 
-        head = (
-            pipeline.HeadFirst.parse(head_first)
-            if head_first is not None
-            else (pipeline.DEFAULT_HEAD_FIRST)
-        )
+        head = "10" if head_first is None else head_first
+        pipeline.HeadFirst.parse(head)  # InputError before anything happens
         problem = self.policy.url_problem(m3u8_url)
         if problem is not None:
             raise InputError(f"m3u8_url is refused: {problem}.")
-        if not reset:
-            known = await self.run(self.ledger.get_video, video_id)
+        ledger = await self.run(lambda: self.ledger)
+        if reset:
+            await self.expand(m3u8_url)
+        else:
+            known = await self.run(ledger.get_video, video_id)
             max_age = self.settings.cdn_preheat_max_age
             if known is not None and (
                 known.state not in (VideoState.DONE, VideoState.SUBMITTED)
                 or pipeline.is_preheated(known, utcnow(), max_age)
             ):
                 return Submitted(False, await self.run(self._view, known))
-        expansion = await self.expand(m3u8_url)
-        provider = await self.run(lambda: self.provider)
+        await self.run(lambda: self.provider)  # counted by the metrics from the first call
+        (result,) = await self.preheater.queue(
+            [(video_id, m3u8_url)], reset=reset, head_first=head, check_credentials=False
+        )
+        if result.error is not None:
+            raise InputError(result.error)
 
-        def queue() -> VideoView:
-            if reset:
-                self.ledger.reset_video(video_id)
-            pipeline.queue_expansion(
-                self.ledger, provider.name, provider.area, video_id, expansion,
-                head_first=head, max_age=self.settings.cdn_preheat_max_age,
-            )  # fmt: skip
-            pipeline.refresh_video_state(self.ledger, video_id)
+        def settled() -> VideoView:
+            pipeline.refresh_video_state(ledger, video_id)
             view = self._video_sync(video_id)
             assert view is not None
             return view
 
-        view = await self.run(queue)
+        view = await self.run(settled)
+        if result.already_preheated:
+            return Submitted(False, view)
         for hook in self.on_queued:
             hook()
         return Submitted(True, view)
 
-    async def expand(self, m3u8_url: str) -> Any:
-        """Expand on the event loop, every fetch through the SSRF guard."""
-        from cdn_preheat.app import expand_options
-        from cdn_preheat.hls import expand_playlist, make_client
-
-        options = expand_options(self.settings)
-        transport = self.policy.transport(max_connections=options.concurrency)
-        async with make_client(options, transport) as client:
-            return await expand_playlist(m3u8_url, options, client)
-
-    def _cancel_sync(self, video_id: str) -> VideoView | None:
-        from cdn_preheat import pipeline
-
-        if self.ledger.get_video(video_id) is None:
-            return None
-        self.ledger.cancel_video(video_id)
-        pipeline.refresh_video_state(self.ledger, video_id)
-        return self._video_sync(video_id)
+    async def expand(self, m3u8_url: str) -> Expansion:
+        """Read the playlist (every fetch through the SSRF guard); nothing is written."""
+        return await self.preheater.expand(m3u8_url)
 
     async def cancel(self, video_id: str) -> VideoView | None:
-        """Pending URLs of the video are not pushed (they count as skipped)."""
-        return await self.run(self._cancel_sync, video_id)
+        """Pending URLs of the video are not pushed (they count as skipped); None: unknown."""
+        if await self.video(video_id) is None:
+            return None
+        await self.preheater.cancel(video_id)
+        return await self.video(video_id)
 
     # ------------------------------------------------------------ CDN calls
-    def _verify_sync(self, video_id: str, sample: int) -> dict[str, Any] | None:
-        from cdn_preheat.verify import gate, options_from_settings, verify_video
-
-        if self.ledger.get_video(video_id) is None:
+    async def verify(self, video_id: str, sample: int) -> dict[str, Any] | None:
+        """Probe a sample at the edge (``AsyncPreheater.verify``); None: unknown video."""
+        if await self.video(video_id) is None:
             return None
-        report = verify_video(self.ledger, video_id, sample, options_from_settings(self.settings))
-        outcome = gate(report)
+        result = await self.preheater.verify(video_id, sample=sample, min_hit_ratio=1.0)
+        report, outcome = result.report, result.gate
 
         def ratio(value: Any) -> dict[str, Any]:
             names = ("hits", "upper", "misses", "unknown", "errors", "ratio")
@@ -301,65 +285,51 @@ class ServiceEngine:
             "reason": outcome.reason or None,
         }
 
-    async def verify(self, video_id: str, sample: int) -> dict[str, Any] | None:
-        return await self.run(self._verify_sync, video_id, sample)
-
-    def _purge_sync(
-        self, urls: Sequence[str], dirs: Sequence[str], video_id: str | None, delete: bool
-    ) -> dict[str, Any]:
-        from cdn_preheat import purge
-        from cdn_preheat.render import purge_dict
-
-        targets = purge.clean_urls(urls)
-        directories = purge.clean_dirs(dirs)
-        if video_id is not None:
-            if self.ledger.get_video(video_id) is None:
-                raise InputError(f"no video {video_id!r} in the ledger.")
-            targets = list(dict.fromkeys([*targets, *purge.video_urls(self.ledger, video_id)]))
-        if not targets and not directories:
-            raise InputError("give urls, dirs or a video_id to purge.")
-        with self._provider_lock:
-            report = purge.purge(
-                self.ledger, self.provider, targets, directories, delete=delete,
-                options=purge.PurgeOptions(wait=False),
-            )  # fmt: skip
-        return purge_dict(report)
-
     async def purge(
         self, urls: Sequence[str], dirs: Sequence[str], video_id: str | None, delete: bool
     ) -> dict[str, Any]:
-        return await self.run(self._purge_sync, urls, dirs, video_id, delete)
-
-    def _quota_sync(self) -> list[dict[str, Any]]:
-        from cdn_preheat.ratelimit import RateLimiter, call_with_retries
-        from cdn_preheat.scheduler import quota_day, utcnow
-
-        provider = self.provider
-        with self._provider_lock:
-            limiter = RateLimiter(provider.limits.requests_per_second)
-            live = call_with_retries(provider.quota, limiter, attempts=3)
-        offset = self.settings.cdn_preheat_quota_utc_offset_hours
-        if offset is None:
-            offset = provider.limits.quota_utc_offset_hours
-        day = quota_day(utcnow(), offset)
-        book = self.ledger.quota_day(provider.name, provider.area, day)
-        total, available = live.total, live.available
-        if available is None and book is not None and book.limit is not None:
-            total, available = book.limit, book.remaining
-        return [
-            {
-                "provider": provider.name,
-                "area": provider.area,
-                "day": day,
-                "total": total,
-                "available": available,
-                "used_today": book.used if book else None,
-                "reserved_in_flight": book.inflight if book else 0,
-            }
-        ]
+        """Refresh URLs, directories or a video's URLs (``AsyncPreheater.purge``, not followed)."""
+        if delete and not dirs:
+            raise InputError("delete applies to dirs only.")
+        if not urls and not dirs and video_id is None:
+            raise InputError("give urls, dirs or a video_id to purge.")
+        if video_id is not None and await self.video(video_id) is None:
+            raise InputError(f"no video {video_id!r} in the ledger.")
+        await self.run(lambda: self.provider)
+        result = await self.preheater.purge(
+            urls=urls, dirs=dirs, video_id=video_id, delete=delete, follow=False
+        )
+        return {
+            "provider": result.provider,
+            "urls": result.urls,
+            "dirs": result.dirs,
+            "submitted": result.submitted,
+            "not_submitted": result.not_submitted,
+            "left": list(result.left),
+            "tasks": list(result.tasks),
+            "done": result.done,
+            "failed": result.failed,
+            "processing": result.processing,
+            "timed_out": result.timed_out,
+            "quota_exhausted": result.quota_exhausted is not None,
+            "failures": [{"url": url, "reason": why} for url, why in result.failures.items()],
+        }
 
     async def quota(self) -> list[dict[str, Any]]:
-        return await self.run(self._quota_sync)
+        """Today's quota per provider and area (``AsyncPreheater.quota``)."""
+        await self.run(lambda: self.provider)
+        report = await self.preheater.quota()
+        return [
+            {
+                "provider": report.provider,
+                "area": report.area,
+                "day": report.day,
+                "total": report.total,
+                "available": report.available,
+                "used_today": report.used_today,
+                "reserved_in_flight": report.reserved_in_flight,
+            }
+        ]
 
     # ------------------------------------------------------------ health
     def _ready_sync(self) -> None:
