@@ -1433,3 +1433,178 @@ def _plan(
         return planned_groups(ledger, unit, ordered, base, head_first, now, max_age)
 
     return videos, feasibility(ledger, units, by, now, options_for, groups)
+
+
+def run_unit_workers(
+    ledger: Ledger,
+    units: Sequence[Unit],
+    *,
+    stop: threading.Event,
+    once: bool = False,
+    idle: float = 30.0,
+    wait_timeout: float = 600.0,
+) -> int:
+    """``worker`` over targets: one worker loop per unit, side by side, on its own queue.
+
+    A unit whose error no pause can cure (wrong keys) stops alone, its sentence
+    logged; the others go on. The exit code is the worst of the units'.
+    """
+    from cdn_preheat.worker import run_worker
+
+    codes: dict[str, int] = {}
+
+    def work(unit: Unit) -> None:
+        try:
+            codes[unit.name] = run_worker(
+                scoped(ledger, unit.key), unit.provider, unit.settings, stop=stop, once=once,
+                idle=idle, wait_timeout=wait_timeout,
+            )  # fmt: skip
+        except PreheatError as exc:
+            log.error("%s", unit.explain(exc))
+            codes[unit.name] = exc.exit_code
+
+    _side_by_side([(unit.name, functools.partial(work, unit)) for unit in units])
+    results = [UnitResult(u.name, u.key, exit_code=codes.get(u.name, 0)) for u in units]
+    return worst_exit(results)
+
+
+# The library API ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TargetQuota:
+    """One unit's quota today: the provider's figures and the ledger's reservations."""
+
+    name: str
+    day: str
+    total: int | None
+    available: int | None
+    reserved_in_flight: int
+    members: dict[str, int | None] = field(default_factory=dict)  # a pool: left per member
+    error: str | None = None
+
+
+class TargetsPreheater:
+    """Preheat into every target of a targets file at once; every answer is per target.
+
+    ::
+
+        with TargetsPreheater.from_settings(load_settings()) as targets:
+            run = targets.preheat([("ep-101", "https://origin.example.com/ep-101/master.m3u8")])
+            for result in run.results:
+                print(result.name, result.report.submitted if result.report else result.error)
+
+    ``environ`` holds the variables the file names for the keys (default: the
+    process environment). The ledger and the providers open on first use and
+    close with :meth:`close`. Thread-safe as the ledger is: each call is independent.
+    """
+
+    def __init__(self, settings: Settings, *, environ: Mapping[str, str] | None = None) -> None:
+        self.settings = settings
+        self._environ = environ
+        self._units: list[Unit] | None = None
+        self._ledger: Ledger | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, environ: Mapping[str, str] | None = None
+    ) -> TargetsPreheater:
+        return cls(settings, environ=environ)
+
+    @property
+    def units(self) -> list[Unit]:
+        with self._lock:
+            if self._units is None:
+                self._units = build_units(resolve_targets(self.settings, self._environ))
+            return self._units
+
+    @property
+    def ledger(self) -> Ledger:
+        from cdn_preheat.ledger import open_ledger
+
+        with self._lock:
+            if self._ledger is None:
+                self._ledger = open_ledger(self.settings)
+            return self._ledger
+
+    def preheat(
+        self,
+        videos: Sequence[tuple[str, str] | VideoSource],
+        *,
+        head_first: HeadFirst | None = None,
+        wait: bool = True,
+        wait_timeout: float = 600.0,
+        by: dt.datetime | None = None,
+        dry_run: bool = False,
+        stop: threading.Event | None = None,
+    ) -> TargetsRun:
+        """Expand each video once, queue it for every target, push them side by side."""
+        from cdn_preheat.pipeline import DEFAULT_HEAD_FIRST
+        from cdn_preheat.source import VideoSource as Source
+
+        sources: list[VideoSource] = []
+        for n, video in enumerate(videos, 1):
+            if isinstance(video, tuple):
+                sources.append(Source(video[0], video[1], n))
+            else:
+                sources.append(video)
+        return preheat(
+            self.ledger, self.units, sources, self.settings,
+            head_first=head_first if head_first is not None else DEFAULT_HEAD_FIRST,
+            wait=wait, wait_timeout=wait_timeout, by=by, dry_run=dry_run, stop=stop,
+        )  # fmt: skip
+
+    def status(self, video_id: str | None = None) -> list[TargetCounts]:
+        """URL counts by state per target (a pool's also per member)."""
+        return status_by_unit(self.ledger, self.units, video_id)
+
+    def quota(self) -> list[TargetQuota]:
+        """Each target's quota today, read from the providers side by side."""
+        from cdn_preheat.scheduler import quota_day, utcnow
+
+        units = self.units
+        check_units(units, live_quota)
+        rows = []
+        for unit in units:
+            offset = unit.settings.cdn_preheat_quota_utc_offset_hours
+            if offset is None:
+                offset = unit.provider.limits.quota_utc_offset_hours
+            day = quota_day(utcnow(), offset)
+            book = self.ledger.quota_day(*unit.key, day)
+            quota = unit.quota
+            members = unit.provider.left() if isinstance(unit.provider, PoolProvider) else {}
+            rows.append(
+                TargetQuota(
+                    unit.name, day, quota.total if quota else None,
+                    quota.available if quota else None, book.inflight if book else 0,
+                    members, unit.explain(unit.error) if unit.error else None,
+                )
+            )  # fmt: skip
+        return rows
+
+    def work(
+        self,
+        *,
+        stop: threading.Event,
+        once: bool = False,
+        idle: float = 30.0,
+        wait_timeout: float = 600.0,
+    ) -> int:
+        """Drain every target's queue side by side until ``stop`` (or once)."""
+        return run_unit_workers(
+            self.ledger, self.units, stop=stop, once=once, idle=idle, wait_timeout=wait_timeout
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._units is not None:
+                close_units(self._units)
+                self._units = None
+            if self._ledger is not None:
+                self._ledger.close()
+                self._ledger = None
+
+    def __enter__(self) -> TargetsPreheater:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

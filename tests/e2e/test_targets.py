@@ -27,6 +27,7 @@ from cdn_preheat.sandbox.tencent import TencentLimits
 from cdn_preheat.source import VideoSource
 from cdn_preheat.targets import (
     PoolProvider,
+    TargetsPreheater,
     TargetsRun,
     Unit,
     build_units,
@@ -288,3 +289,19 @@ def test_by_a_deadline_names_the_videos_a_target_would_leave_cold(
         assert ledger.list_videos() == []  # and nothing was written
     finally:
         ledger.close()
+
+
+def test_the_library_answers_per_target(sandbox: Sandbox, tmp_path: Path) -> None:
+    run = Run(sandbox, tmp_path, ("tencent-b", "qiniu"))
+    urls = edge(sandbox, "demo-2")
+    with TargetsPreheater.from_settings(run.settings, environ=run.env) as targets:
+        outcome = targets.preheat([("demo-2", sandbox.video_url("demo-2"))])
+        assert [r.name for r in outcome.results] == ["tencent-b", "qiniu"]
+        assert [r.report.submitted for r in outcome.results if r.report] == [len(urls)] * 2
+        status = {row.name: row.counts for row in targets.status("demo-2")}
+        done = {UrlState.DONE: len(urls)}
+        assert status == {"tencent-b": done, "qiniu": done}
+        quota = {row.name: row for row in targets.quota()}
+        b = sandbox.apis["tencent-b"]
+        assert quota["tencent-b"].available == b.limits.push_per_day - b.quota_used()  # type: ignore[attr-defined]
+        assert quota["qiniu"].error is None

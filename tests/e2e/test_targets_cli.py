@@ -90,3 +90,24 @@ def test_demo_targets_preheats_into_four_accounts_and_shows_each(tmp_path: Path)
     assert all(row.split("│")[-2].strip() == "ok" for row in rows)
     pushed = {row.split("│")[4].strip() for row in rows}
     assert len(pushed) == 1 and pushed != {"0"}  # every account got the same URLs
+
+
+def test_batch_queue_only_then_worker_once_drains_every_target(tmp_path: Path) -> None:
+    with Sandbox(videos=2, segments=4, task_delay=0.1) as box:
+        env = box.targets_file(tmp_path / "targets.toml", ("tencent", "qiniu"))
+        cli = make_cli(box, tmp_path, **env)
+        (tmp_path / "videos.csv").write_text(
+            "".join(f"demo-{n},{box.video_url(f'demo-{n}')}\n" for n in (1, 2))
+        )
+        queued = cli("batch", "videos.csv", "--queue-only", "--json")
+        assert queued.code == 0, queued.stderr
+        assert {row["target"]: row["pending"] for row in queued.json()["targets"]} == {
+            "tencent": sum(v["found"] for v in queued.json()["videos"]),
+            "qiniu": sum(v["found"] for v in queued.json()["videos"]),
+        }
+        assert box.tencent.received_urls() == [] and box.qiniu.received_urls() == []
+        worked = cli("worker", "--once", "--wait-timeout", "30")
+        assert worked.code == 0, worked.stderr
+        urls = expected_urls(cli, "demo-1") + expected_urls(cli, "demo-2")
+        assert sorted(box.tencent.received_urls()) == sorted(set(urls))
+        assert sorted(box.qiniu.received_urls()) == sorted(set(urls))

@@ -324,3 +324,20 @@ def queue_only(
         ledger.close()
         close_units(units)
     exit_for(run, dry_run=False, bad=bad)
+
+
+def work_on_targets(settings: Settings, *, once: bool, idle: float, wait_timeout: float) -> int:
+    """``worker`` with a targets file: every target's queue drained side by side."""
+    from cdn_preheat.stopping import on_signals
+    from cdn_preheat.targets import close_units, run_unit_workers
+
+    units = open_units(settings)
+    ledger = open_ledger(settings)
+    try:
+        with on_signals() as stop:
+            return run_unit_workers(
+                ledger, units, stop=stop, once=once, idle=idle, wait_timeout=wait_timeout
+            )
+    finally:
+        ledger.close()
+        close_units(units)

@@ -216,6 +216,10 @@ def worker(
     settings = load_settings()
     if not State.debug:
         logging.getLogger("cdn_preheat").setLevel(logging.INFO)
+    if settings.cdn_preheat_targets:
+        from cdn_preheat.cli._targets import work_on_targets
+
+        raise typer.Exit(work_on_targets(settings, once=once, idle=idle, wait_timeout=wait_timeout))
     with preheater(settings) as engine, on_signals() as stop:
         code = engine.work(stop=stop, once=once, idle=idle, wait_timeout=wait_timeout)
     raise typer.Exit(code)
