@@ -135,3 +135,36 @@ def test_processes_are_summed_in_multiprocess_mode(tmp_path: Path) -> None:
     key = (("api", "PushUrlsCache"), ("outcome", "ok"), ("provider", "tencent"))
     assert found["cdn_preheat_api_requests_total", key] == 2  # this process and its child
     assert found["cdn_preheat_queue_depth", ()] == 0  # the ledger's figures, once
+
+
+def test_urls_and_quota_are_labelled_per_target(tmp_path: Path) -> None:
+    from cdn_preheat.config import load_settings
+    from cdn_preheat.ledger.base import QueuedUrl
+    from cdn_preheat.service.metrics import Metrics
+
+    settings = load_settings(
+        tencent_endpoint="http://127.0.0.1:9", cdn_preheat_db=str(tmp_path / "l.sqlite3")
+    )
+    engine = ServiceEngine(settings, service_settings())
+    try:
+        ledger, now = engine.ledger, utcnow()
+        for provider, area, names in (("tencent", "mainland", "ab"), ("qiniu", "global", "cde")):
+            urls = [QueuedUrl(f"https://cdn.example.com/{n}.ts", "segment") for n in names]
+            ledger.enqueue("v1", provider, area, urls, now, settings.cdn_preheat_max_age)
+        day = quota_day(now, 8)
+        ledger.sync_quota("qiniu", "global", day, 100, 40)
+        found = samples(Metrics(engine).render().body.decode())
+    finally:
+        engine.close()
+    pending = (("state", "pending"),)
+    assert found["cdn_preheat_urls", (("area", "mainland"), ("provider", "tencent"), *pending)] == 2
+    assert found["cdn_preheat_urls", (("area", "global"), ("provider", "qiniu"), *pending)] == 3
+    assert found["cdn_preheat_queue_depth", ()] == 5
+    qiniu = (("area", "global"), ("provider", "qiniu"))
+    assert (
+        found["cdn_preheat_quota_limit", qiniu],
+        found["cdn_preheat_quota_remaining", qiniu],
+    ) == (
+        100,
+        60,
+    )

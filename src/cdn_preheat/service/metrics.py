@@ -176,15 +176,19 @@ class LedgerCollector(Collector):
                 offset = provider.limits.quota_utc_offset_hours
         except Exception:  # settings incomplete: /readyz says why; counts still go out
             name, area, offset = engine.settings.cdn_provider, "", None
-        counts = ledger.counts()
+        by_target = ledger.counts_by_target()
+        if not by_target:
+            by_target = {(name, area): {}}
         urls = GaugeMetricFamily(
             "cdn_preheat_urls", "URLs in the ledger by provider, area and state.",
             labels=["provider", "area", "state"],
         )  # fmt: skip
-        for state in UrlState:
-            urls.add_metric([name, area, str(state)], counts.get(state, 0))
+        depth = 0
+        for (target_provider, target_area), counts in sorted(by_target.items()):
+            for state in UrlState:
+                urls.add_metric([target_provider, target_area, str(state)], counts.get(state, 0))
+            depth += counts.get(UrlState.PENDING, 0) + counts.get(UrlState.RESERVED, 0)
         yield urls
-        depth = counts.get(UrlState.PENDING, 0) + counts.get(UrlState.RESERVED, 0)
         yield GaugeMetricFamily(
             "cdn_preheat_queue_depth", "URLs queued (pending or reserved) to push.", value=depth
         )
@@ -209,9 +213,11 @@ class LedgerCollector(Collector):
         if offset is not None:
             from cdn_preheat.scheduler import quota_day, utcnow
 
-            book = ledger.quota_day(name, area, quota_day(utcnow(), offset))
-            if book is not None and book.limit is not None:
-                limit.add_metric([name, area], book.limit)
-                remaining.add_metric([name, area], book.remaining or 0)
+            day = quota_day(utcnow(), offset)
+            for target_provider, target_area in sorted({(name, area), *by_target}):
+                book = ledger.quota_day(target_provider, target_area, day)
+                if book is not None and book.limit is not None:
+                    limit.add_metric([target_provider, target_area], book.limit)
+                    remaining.add_metric([target_provider, target_area], book.remaining or 0)
         yield limit
         yield remaining
