@@ -148,7 +148,8 @@ def test_only_created_playlists_count_and_s3_keys_are_url_decoded(client: TestCl
     assert body["ignored"] == 1  # the segment; the deletion is no created object at all
     test_event = {"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "vod-bucket"}
     answer = client.post("/v1/events/s3", json=test_event, headers=AUTH)
-    assert answer.status_code == 200 and answer.json() == {"accepted": [], "ignored": 0}
+    assert answer.status_code == 200
+    assert answer.json() == {"accepted": [], "refused": [], "ignored": 0}
     answer = client.post("/v1/events/qiniu", json=qiniu_body("vod/x.m3u8", "delete"), headers=AUTH)
     assert answer.status_code == 200 and answer.json()["accepted"] == []
 
@@ -232,3 +233,15 @@ def test_the_quota_probe_looks_at_the_providers_own_day(engine: ServiceEngine) -
     now = dt.datetime(2026, 12, 2, 17, 30, tzinfo=dt.UTC)  # 01:30 the next day in UTC+8
     assert quota_targets(engine)(now) == [("tencent", "mainland", quota_day(now, 8))]
     assert quota_day(now, 8) == "2026-12-03"
+
+
+def test_a_key_the_api_would_refuse_as_a_video_id_is_not_queued(client: TestClient) -> None:
+    long_key = "vod/" + "x" * 300 + "/master.m3u8"
+    records = [s3_record(long_key), s3_record("vod/demo-3/master.m3u8", version="only-this")]
+    answer = client.post("/v1/events/s3", json={"Records": records}, headers=AUTH)
+    assert answer.status_code == 202
+    body = answer.json()
+    assert [a["key"] for a in body["accepted"]] == ["vod/demo-3/master.m3u8"]
+    assert body["refused"] == [
+        {"key": long_key, "error": "video_id is longer than 256 characters; not queued."}
+    ]

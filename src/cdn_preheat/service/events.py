@@ -165,12 +165,22 @@ def record_objects(
     delay: dt.timedelta,
 ) -> dict[str, Any]:
     """Put the playlists among ``objects`` in the outbox, due after ``delay``; the answer."""
-    accepted, ignored = [], 0
+    from pydantic import ValidationError
+
+    from cdn_preheat.service.api import VideoIn
+
+    accepted, refused, ignored = [], [], 0
     for obj in objects:
         if not obj.key.endswith(PLAYLIST_SUFFIX):
             ignored += 1
             continue
         url = playlist_url(origin, obj.key)
+        try:  # the API's own rules for a video id and URL
+            VideoIn(video_id=video_id_for(obj.key), m3u8_url=url)
+        except ValidationError as exc:
+            reason = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+            refused.append({"key": obj.key, "error": f"{reason}; not queued."})
+            continue
         payload = {
             "source": obj.source,
             "bucket": obj.bucket,
@@ -190,7 +200,7 @@ def record_objects(
                 "repeated": not new,
             }
         )
-    return {"accepted": accepted, "ignored": ignored}
+    return {"accepted": accepted, "refused": refused, "ignored": ignored}
 
 
 async def _read_json(request: Request) -> object:
