@@ -152,10 +152,12 @@ def test_queue_a_video_through_the_form_and_watch_it_reach_done(
     page.fill("#m3u8_url", box.video_url("demo-1"))
     page.click("#queue-button")
     page.wait_for_url(f"{base}/videos/demo-1")
-    # The page reloads itself while the video is in progress; wait for the state to settle.
-    page.wait_for_function(
-        "document.querySelector('#video-state').textContent.trim() === 'done'", timeout=90_000
-    )
+    # The page reloads itself while the video is in progress (a locator is looked up
+    # again in each new document); watch its state until the worker has finished.
+    deadline = time.monotonic() + 90
+    while page.locator("#video-state").inner_text().strip() != "done":
+        assert time.monotonic() < deadline, "the video did not reach done"
+        page.wait_for_timeout(200)
     assert page.locator(".rendition-row").count() >= 3  # master folder and its variants
     assert "0 pending" in page.locator("#counts").inner_text()
     assert page.locator("#failures td.muted").inner_text() == "No failures."
