@@ -111,3 +111,36 @@ def test_batch_queue_only_then_worker_once_drains_every_target(tmp_path: Path) -
         urls = expected_urls(cli, "demo-1") + expected_urls(cli, "demo-2")
         assert sorted(box.tencent.received_urls()) == sorted(set(urls))
         assert sorted(box.qiniu.received_urls()) == sorted(set(urls))
+
+
+def test_sandbox_command_runs_several_accounts_and_writes_their_targets_file(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    targets = tmp_path / "targets.toml"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cdn_preheat", "sandbox", "--videos", "1",
+         "--targets", str(targets)],
+        cwd=tmp_path, env=base_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        printed = json.loads(process.stdout.readline())
+        assert printed["CDN_PREHEAT_TARGETS"] == str(targets)
+        assert printed["SANDBOX_TENCENT_B_KEY_ID"] != printed["SANDBOX_TENCENT_KEY_ID"]
+        keys = [v for k, v in printed.items() if k.startswith("SANDBOX_")]
+        assert keys and not any(key in targets.read_text() for key in keys)  # names only
+        env = {**base_env(tmp_path), **{k: v for k, v in printed.items() if k.isupper()}}
+        run = subprocess.run(
+            [sys.executable, "-m", "cdn_preheat", "quota", "--json"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        rows = json.loads(run.stdout)["targets"]
+        assert [row["target"] for row in rows] == ["tencent", "tencent-b", "qiniu", "edgeone"]
+        assert all(row["error"] is None for row in rows)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

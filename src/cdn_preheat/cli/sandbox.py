@@ -32,6 +32,14 @@ def sandbox(
     rate: Annotated[
         str, typer.Option(help="Request rate per vendor, e.g. tencent=20,aliyun=50,qiniu=240.")
     ] = "",
+    targets: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also run a second Tencent account (tencent-b, its own keys and quota) and"
+            " write a targets file here for tencent, tencent-b, qiniu and edgeone; the keys'"
+            " variables are printed with the endpoints.",
+        ),
+    ] = None,
 ) -> None:
     """Run the local emulators (HLS origin, CDN APIs, edge) in the foreground.
 
@@ -49,12 +57,26 @@ def sandbox(
 
     injected = parse_faults(faults, latency_ms=latency_ms, slow_ms=slow_ms)
     quotas, rates = parse_per_vendor(quota, "--quota"), parse_per_vendor(rate, "--rate")
+    accounts = {}
+    if targets is not None:
+        from cdn_preheat.sandbox.server import TencentAccount
+
+        accounts = {"tencent-b": TencentAccount()}
     box = Sandbox.from_settings(
-        load_settings(), videos=videos, segments=segments, first_port=port, faults=injected
-    )
+        load_settings(), videos=videos, segments=segments, first_port=port, faults=injected,
+        tencent_accounts=accounts,
+    )  # fmt: skip
     box.set_limits(quota=quotas, rate=rates)
     box.fill_demo_bucket(DEMO_BUCKET)
-    run_forever(box, lambda endpoints: ui.print_json({**endpoints, "qiniu_bucket": DEMO_BUCKET}))
+
+    def ready(endpoints: dict[str, str]) -> None:
+        extra: dict[str, str] = {}
+        if targets is not None:
+            names = ("tencent", "tencent-b", "qiniu", "edgeone")
+            extra = box.targets_file(targets, names)  # public sandbox keys only
+        ui.print_json({**endpoints, "qiniu_bucket": DEMO_BUCKET, **extra})
+
+    run_forever(box, ready)
 
 
 @app.command()
