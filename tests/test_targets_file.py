@@ -16,6 +16,7 @@ from cdn_preheat.targets import (
     PoolProvider,
     _cold,
     build_units,
+    load_targets_file,
     map_host,
     parse_deadline,
     resolve_targets,
@@ -201,3 +202,13 @@ def test_deadlines_parse_as_spans_or_iso_times() -> None:
         parse_deadline("2026-12-01T00:00Z", now)
     with pytest.raises(InputError, match="--by takes"):
         parse_deadline("tomorrow", now)
+
+
+def test_the_readme_example_is_a_valid_targets_file(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Several CDNs, accounts and areas at once (targets)", 1)[1]
+    block = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    specs = load_targets_file(write(tmp_path, block))
+    assert [s.name for s in specs] == ["tencent", "tencent-b", "tencent-c", "intl"]
+    assert [s.pool for s in specs] == [None, "premiere", "premiere", None]
+    assert specs[3].resolved_area == "zone-2o0l3ab1c2"
