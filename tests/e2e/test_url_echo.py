@@ -1,6 +1,6 @@
 """Task results match their ledger rows whether the vendor echoes or normalises URLs.
 
-Neither Tencent nor Alibaba documents whether its task list answers a URL as
+Neither Tencent (CDN or EdgeOne) nor Alibaba documents whether its task list answers a URL as
 submitted; Alibaba documents ObjectPath as "加速域名/文件" (domain/file, no
 scheme). The emulators answer in either mode (``url_echo``), and the product
 must close the right rows in both: a result it cannot match leaves its task
@@ -39,6 +39,8 @@ def _sandbox(kind: str, echo: str) -> Sandbox:
     box = Sandbox(videos=0, task_delay=0.1)
     if kind == "tencent":
         box.tencent.limits.url_echo = echo  # type: ignore[assignment]
+    elif kind == "edgeone":
+        box.edgeone.limits.url_echo = echo  # type: ignore[assignment]
     else:
         box.aliyun.limits = dataclasses.replace(box.aliyun.limits, url_echo=echo)
     box.origin.add_file("/norm/index.m3u8", PLAYLIST)
@@ -48,7 +50,7 @@ def _sandbox(kind: str, echo: str) -> Sandbox:
 
 
 @pytest.mark.parametrize("echo", ["echo", "normalise"])
-@pytest.mark.parametrize("kind", ["tencent", "aliyun"])
+@pytest.mark.parametrize("kind", ["tencent", "edgeone", "aliyun"])
 def test_results_close_the_rows_they_belong_to(tmp_path: Path, kind: str, echo: str) -> None:
     with _sandbox(kind, echo) as box:
         env = {k.lower(): v for k, v in box.client_env(kind).items()}
