@@ -34,19 +34,26 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, ServiceEngine]]:
-    """One video pushed to done by the app's own worker, then /metrics scraped."""
+    """Two videos pushed to done by the app's own worker, then /metrics scraped.
+
+    The worker's idle wait is longer than the test: the second video, queued
+    while the worker waits at an empty queue, is pushed only because queueing
+    wakes it.
+    """
     db = tmp_path_factory.mktemp("metrics") / "ledger.sqlite3"
-    with Sandbox(videos=1, segments=4, task_delay=0.05) as box:
+    with Sandbox(videos=2, segments=4, task_delay=0.05) as box:
         settings = sandbox_settings(box, db)
         engine = ServiceEngine(settings, service_settings())
-        worker = WorkerThread(settings, threading.Event(), idle=0.2)
+        worker = WorkerThread(settings, threading.Event(), idle=120)
         with TestClient(create_app(engine, worker=worker), headers=AUTH) as client:
-            body = {"video_id": "demo-1", "m3u8_url": box.video_url("demo-1")}
-            assert client.post("/v1/videos", json=body).status_code == 202
-            deadline = time.monotonic() + 60
-            while client.get("/v1/videos/demo-1").json()["state"] != "done":
-                assert time.monotonic() < deadline, client.get("/v1/videos/demo-1").json()
-                time.sleep(0.1)
+            for video_id in ("demo-1", "demo-2"):
+                body = {"video_id": video_id, "m3u8_url": box.video_url(video_id)}
+                assert client.post("/v1/videos", json=body).status_code == 202
+                deadline = time.monotonic() + 60  # well inside the idle wait
+                while client.get(f"/v1/videos/{video_id}").json()["state"] != "done":
+                    assert time.monotonic() < deadline, client.get(f"/v1/videos/{video_id}").json()
+                    time.sleep(0.1)
+                time.sleep(0.3)  # the worker settles into its idle wait
             text = client.get("/metrics").text
             yield text, engine
         engine.close()
@@ -62,7 +69,7 @@ def test_urls_queue_and_videos_come_from_the_ledger(run: tuple[str, ServiceEngin
         assert found[key] == counts.get(state, 0)
     assert found["cdn_preheat_urls", tuple(sorted((*target, ("state", "done"))))] > 0
     assert found["cdn_preheat_queue_depth", ()] == 0
-    assert found["cdn_preheat_videos", (("state", "done"),)] == 1
+    assert found["cdn_preheat_videos", (("state", "done"),)] == 2
     assert found["cdn_preheat_videos", (("state", "queued"),)] == 0
 
 

@@ -74,6 +74,13 @@ def test_post_queues_a_video_and_the_same_again_queues_nothing(
     assert fetched.status_code == 200 and fetched.json() == again.json()
 
 
+def test_queueing_spends_no_cdn_api_call(client: TestClient, box: Sandbox) -> None:
+    before = dict(box.tencent.actions)
+    body = {"video_id": "no-calls", "m3u8_url": box.video_url("demo-3")}
+    assert client.post("/v1/videos", json=body).status_code == 202
+    assert dict(box.tencent.actions) == before  # no DescribePushQuota per video
+
+
 def test_reset_queues_the_video_again(client: TestClient, box: Sandbox) -> None:
     body = {"video_id": "demo-2", "m3u8_url": box.video_url("demo-2"), "head_first": "fifo"}
     assert client.post("/v1/videos", json=body).status_code == 202
