@@ -980,6 +980,8 @@ class UnitResult:
     error: str | None = None
     exit_code: int = 0
     pushed_by: dict[str, int] = field(default_factory=dict)  # pool: URLs per member
+    # pool: members set aside because their API refused the keys, with the sentence
+    set_aside: dict[str, str] = field(default_factory=dict)
 
 
 def run_units(
@@ -1034,11 +1036,22 @@ def run_units(
             result.exit_code = QuotaExhausted.exit_code
         if isinstance(unit.provider, PoolProvider):
             result.pushed_by = dict(unit.provider.pushed)
+            _note_set_aside(unit, unit.provider, result)
 
     _side_by_side(
         [(u.name, functools.partial(run, u, r)) for u, r in zip(units, results, strict=True)]
     )
     return results
+
+
+def _note_set_aside(unit: Unit, pool: PoolProvider, result: UnitResult) -> None:
+    """Members whose keys were refused: their sentences, and the run's exit code 2."""
+    members = {target.name: target for target in unit.members}
+    for name, error in pool.broken.items():
+        result.set_aside[name] = members[name].explain(error)
+        log.warning("pool %s: %s", unit.name, result.set_aside[name])
+    if result.set_aside and not result.exit_code:
+        result.exit_code = AuthError.exit_code
 
 
 def _fail(unit: Unit, result: UnitResult, error: PreheatError) -> None:

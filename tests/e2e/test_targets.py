@@ -305,3 +305,24 @@ def test_the_library_answers_per_target(sandbox: Sandbox, tmp_path: Path) -> Non
         b = sandbox.apis["tencent-b"]
         assert quota["tencent-b"].available == b.limits.push_per_day - b.quota_used()  # type: ignore[attr-defined]
         assert quota["qiniu"].error is None
+
+
+def test_a_pool_member_with_wrong_keys_is_set_aside_and_the_pool_goes_on(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    wrong = "wrong-key-of-c-777"
+    run = Run(
+        sandbox, tmp_path, ACCOUNTS, pools=dict.fromkeys(ACCOUNTS, "p"),
+        env={"SANDBOX_TENCENT_C_KEY_SECRET": wrong},
+    )  # fmt: skip
+    outcome = run("demo-3")
+    [pool] = outcome.results
+    assert pool.error is None
+    assert sorted(run.new_urls("tencent-b")) == sorted(edge(sandbox, "demo-3"))
+    assert run.new_urls("tencent-c") == []
+    assert list(pool.set_aside) == ["tencent-c"]
+    sentence = pool.set_aside["tencent-c"]
+    assert sentence.startswith("target tencent-c: Tencent Cloud rejected the credentials")
+    assert "SANDBOX_TENCENT_C_KEY_ID and SANDBOX_TENCENT_C_KEY_SECRET" in sentence
+    assert wrong not in sentence
+    assert outcome.exit_code == 2  # the configuration needs fixing, though nothing was lost

@@ -123,6 +123,7 @@ def _unit_rows(run: TargetsRun, units: Sequence[Unit], ledger: Ledger) -> list[d
                 "wasted_requests": report.wasted_requests if report else 0,
                 "quota_exhausted": bool(report and report.quota_exhausted),
                 "pushed_by": result.pushed_by,
+                "set_aside": result.set_aside,
                 "error": result.error,
             }
         )  # fmt: skip
@@ -198,6 +199,8 @@ def render_run(
         if row["pushed_by"]:
             split = ", ".join(f"{name} {count}" for name, count in row["pushed_by"].items())
             ui.note(f"pool {row['target']}: pushed by {split}")
+        for sentence in row["set_aside"].values():
+            ui.error(f"pool {row['target']}: member {sentence} (the pool went on without it)")
         if row["error"]:
             ui.error(row["error"])
         elif row["quota_exhausted"] and row["pending"]:
