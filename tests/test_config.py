@@ -75,3 +75,16 @@ def test_endpoint_override_is_normalised(monkeypatch: pytest.MonkeyPatch) -> Non
     assert load_settings().tencent_endpoint == "https://127.0.0.1:8090"
     monkeypatch.setenv("TENCENT_ENDPOINT", "http://127.0.0.1:8090/")
     assert load_settings().tencent_endpoint == "http://127.0.0.1:8090"
+
+
+def test_poll_seconds_sets_the_trackers_pause(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cdn_preheat.app import run_options
+
+    monkeypatch.delenv("CDN_PREHEAT_POLL_SECONDS", raising=False)
+    assert run_options(load_settings()).tracker.poll_interval == 1.0
+    monkeypatch.setenv("CDN_PREHEAT_POLL_SECONDS", "0.05")
+    assert run_options(load_settings()).tracker.poll_interval == 0.05
+    assert run_options(load_settings(), poll_interval=0.2).tracker.poll_interval == 0.2
+    monkeypatch.setenv("CDN_PREHEAT_POLL_SECONDS", "0")
+    with pytest.raises(ConfigError, match="CDN_PREHEAT_POLL_SECONDS"):
+        load_settings()

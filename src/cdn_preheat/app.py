@@ -38,8 +38,9 @@ def run_options(
     *,
     wait: bool = True,
     wait_timeout: float = 600.0,
-    poll_interval: float = 1.0,
+    poll_interval: float | None = None,
 ) -> RunOptions:
+    """``poll_interval`` None: ``CDN_PREHEAT_POLL_SECONDS``."""
     import datetime as dt
 
     return RunOptions(
@@ -53,7 +54,9 @@ def run_options(
             cdn_host=settings.cdn_host,
         ),
         tracker=TrackerOptions(
-            poll_interval=poll_interval,
+            poll_interval=(
+                settings.cdn_preheat_poll_seconds if poll_interval is None else poll_interval
+            ),
             timeout=wait_timeout,
             max_age=settings.cdn_preheat_max_age,
             max_attempts=settings.cdn_preheat_max_attempts,

@@ -150,6 +150,9 @@ class Settings(BaseSettings):
     cdn_preheat_max_attempts: int = Field(default=3, ge=1)
     # Tencent "invalid" (origin 4xx or 5xx) is pushed once more this long after it is seen.
     cdn_preheat_invalid_retry_seconds: float = Field(default=30.0, ge=0)
+    # The pause between looks at the open push tasks; a look that closes less than
+    # half of them doubles it (up to 15 s). The sandbox's tasks end in moments.
+    cdn_preheat_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     cdn_preheat_quota_utc_offset_hours: int | None = Field(default=None, ge=-12, le=14)
 
     # Service: signed webhooks (POSTed when a video is done or failed, or the

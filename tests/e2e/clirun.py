@@ -60,4 +60,6 @@ def base_env(workdir: Path) -> dict[str, str]:
     env["COLUMNS"] = "200"
     # Tencent "invalid" is pushed once more after this pause (30 s by default).
     env["CDN_PREHEAT_INVALID_RETRY_SECONDS"] = "0.2"
+    # The sandbox's tasks end within a fraction of a second: look soon (1 s by default).
+    env["CDN_PREHEAT_POLL_SECONDS"] = "0.1"
     return env
