@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -22,6 +23,8 @@ from cdn_preheat.sandbox.server import Sandbox
 from cdn_preheat.scheduler import quota_day, utcnow
 from cdn_preheat.service import ServiceEngine, create_app
 from cdn_preheat.service.app import WorkerThread
+
+AFTER: dict[str, Any] = {}  # answers of the routes called after the scrape
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -55,6 +58,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Service
                     time.sleep(0.1)
                 time.sleep(0.3)  # the worker settles into its idle wait
             text = client.get("/metrics").text
+            AFTER["verify"] = client.post("/v1/videos/demo-1/verify", json={"sample": 5})
+            AFTER["purge"] = client.post("/v1/purge", json={"video_id": "demo-2"})
             yield text, engine
         engine.close()
 
@@ -175,3 +180,18 @@ def test_urls_and_quota_are_labelled_per_target(tmp_path: Path) -> None:
         100,
         60,
     )
+
+
+def test_verify_and_purge_a_pushed_video(run: tuple[str, ServiceEngine]) -> None:
+    verified = AFTER["verify"]
+    assert verified.status_code == 200, verified.text
+    result = verified.json()
+    assert result["video_id"] == "demo-1" and result["passed"] is True
+    overall = result["overall"]
+    assert overall["misses"] == 0 and overall["hits"] + overall["upper"] > 0
+    assert {u["cache"] for u in result["urls"]} <= {"hit", "upper"}
+    purged = AFTER["purge"]
+    assert purged.status_code == 200, purged.text
+    purge = purged.json()
+    assert purge["provider"] == "tencent" and purge["submitted"] == purge["urls"] > 0
+    assert purge["failures"] == [] and purge["tasks"]

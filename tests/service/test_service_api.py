@@ -271,3 +271,13 @@ def test_openapi_lists_the_v1_routes(client: TestClient) -> None:
         "/v1/purge", "/v1/quota", "/healthz", "/readyz",
     } <= set(paths)  # fmt: skip
     assert client.get("/docs").status_code == 200
+
+
+def test_ids_with_slashes_reach_their_routes(client: TestClient, box: Sandbox) -> None:
+    body = {"video_id": "vod/film 1/master", "m3u8_url": box.video_url("demo-4")}
+    assert client.post("/v1/videos", json=body).status_code == 202
+    fetched = client.get("/v1/videos/vod/film%201/master")
+    assert fetched.status_code == 200 and fetched.json()["video_id"] == "vod/film 1/master"
+    unknown = client.post("/v1/videos/vod/nope/master/verify", json={"sample": 1})
+    assert unknown.status_code == 404
+    assert unknown.json() == {"error": "no video 'vod/nope/master' in the ledger."}
