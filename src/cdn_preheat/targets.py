@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from cdn_preheat.pipeline import HeadFirst, QueuedVideo, RunOptions, RunReport
     from cdn_preheat.source import VideoSource
     from cdn_preheat.tracker import TrackReport
+    from cdn_preheat.verify import VerifyReport
 
 log = logging.getLogger(__name__)
 
@@ -1621,3 +1622,22 @@ class TargetsPreheater:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def verify_units(
+    ledger: Ledger, units: Sequence[Unit], video_id: str, sample: int | None = 20
+) -> dict[str, VerifyReport]:
+    """Probe each target's own pushed URLs of the video (its host, its vendor's header).
+
+    A sample per target (``None``: all), chosen as ``verify`` chooses; a target
+    that pushed nothing of the video has nothing probed (its ratio is None).
+    """
+    from cdn_preheat.verify import options_from_settings, select_sample, verify_urls
+
+    records = ledger.url_records(video_id)
+    reports = {}
+    for unit in units:
+        mine = [r for r in records if (r.provider, r.area) == unit.key]
+        probes = select_sample(mine, sample, video_id=video_id)
+        reports[unit.name] = verify_urls(probes, options=options_from_settings(unit.settings))
+    return reports

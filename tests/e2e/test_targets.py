@@ -35,6 +35,7 @@ from cdn_preheat.targets import (
     preheat,
     resolve_targets,
     status_by_unit,
+    verify_units,
 )
 
 ACCOUNTS = ("tencent-b", "tencent-c")
@@ -127,6 +128,15 @@ def test_one_expansion_fans_out_to_every_target_once(sandbox: Sandbox, tmp_path:
     finally:
         ledger.close()
     assert [r.report.done for r in outcome.results if r.report] == [len(urls)] * 4
+
+    ledger, units = run.ledger(), run.units()
+    try:  # each target probes its own URLs of the video, once each
+        reports = verify_units(ledger, units, "demo-1", sample=None)
+    finally:
+        ledger.close()
+        close_units(units)
+    assert {name: r.overall.total for name, r in reports.items()} == dict.fromkeys(names, len(urls))
+    assert reports["tencent-b"].overall.cached == len(urls)
 
     again = run("demo-1")  # nothing is pushed twice to any target
     assert again.videos[0].already_preheated

@@ -75,6 +75,16 @@ def test_bad_keys_of_one_target_fail_it_alone_with_its_sentence(tmp_path: Path) 
         assert sorted(box.tencent.received_urls()) == sorted(urls)
         assert box.qiniu.received_urls() == []
 
+        again = cli("push", "demo-1", box.video_url("demo-1"), "--verify", "--json")
+        assert again.code == 2, again.stderr
+        rows = {row["target"]: row for row in again.json()["targets"]}
+        assert rows["tencent"]["hit_ratio"] == 1.0  # its own URLs, at its edge
+        # Qiniu's URLs were not pushed; the sandbox's one shared edge holds them from the
+        # Tencent push, so its ratio says nothing here: only that it is reported per target.
+        assert "hit_ratio" in rows["qiniu"]
+        assert rows["qiniu"]["error"].startswith("target qiniu: Qiniu rejected")
+        assert len(box.tencent.received_urls()) == len(urls)  # nothing pushed twice
+
 
 def test_demo_targets_preheats_into_four_accounts_and_shows_each(tmp_path: Path) -> None:
     env = {**base_env(tmp_path), "COLUMNS": "200"}

@@ -58,8 +58,12 @@ def push_to_targets(
     strict: bool,
     json_out: bool,
     bad: Sequence[Any] = (),
+    verify: bool = False,
 ) -> None:
-    """Queue the videos for every target, push side by side, report per target, exit."""
+    """Queue the videos for every target, push side by side, report per target, exit.
+
+    ``verify``: then probe each target's own URLs of the video(s) at its edge.
+    """
     from cdn_preheat import ui
     from cdn_preheat.scheduler import utcnow
     from cdn_preheat.stopping import on_signals
@@ -77,11 +81,31 @@ def push_to_targets(
                 only_these=only_these, by=deadline, dry_run=dry_run, strict=strict,
                 stop=stop, on_progress=advance,
             )  # fmt: skip
-        render_run(run, units, ledger, json_out=json_out, dry_run=dry_run, bad=bad)
+        ratios: dict[str, float | None] | None = None
+        if verify and not dry_run:
+            ratios = _verify(ledger, units, run)
+        render_run(
+            run, units, ledger, json_out=json_out, dry_run=dry_run, bad=bad, hit_ratios=ratios
+        )
     finally:
         ledger.close()
         close_units(units)
     exit_for(run, dry_run=dry_run, bad=bad)
+
+
+def _verify(ledger: Ledger, units: Sequence[Unit], run: TargetsRun) -> dict[str, float | None]:
+    """Each target's cached ratio over the run's videos (None: nothing of it pushed)."""
+    from cdn_preheat.targets import verify_units
+
+    cached: dict[str, int] = dict.fromkeys((u.name for u in units), 0)
+    total: dict[str, int] = dict.fromkeys((u.name for u in units), 0)
+    for video in run.videos:
+        if video.error is not None:
+            continue
+        for name, report in verify_units(ledger, units, video.video_id).items():
+            cached[name] += report.overall.cached
+            total[name] += report.overall.total
+    return {name: (cached[name] / total[name] if total[name] else None) for name in total}
 
 
 def exit_for(run: TargetsRun, *, dry_run: bool, bad: Sequence[Any] = ()) -> None:
@@ -159,10 +183,14 @@ def render_run(
     json_out: bool,
     dry_run: bool,
     bad: Sequence[Any] = (),
+    hit_ratios: dict[str, float | None] | None = None,
 ) -> None:
     from cdn_preheat import ui
 
     targets = _unit_rows(run, units, ledger)
+    if hit_ratios is not None:
+        for row in targets:
+            row["hit_ratio"] = hit_ratios.get(row["target"])
     feasible = _feasibility_rows(run.feasibility) if run.feasibility is not None else None
     if json_out:
         ui.print_json(
@@ -201,6 +229,10 @@ def render_run(
             ui.note(f"pool {row['target']}: pushed by {split}")
         for sentence in row["set_aside"].values():
             ui.error(f"pool {row['target']}: member {sentence} (the pool went on without it)")
+        if "hit_ratio" in row:
+            ratio = row["hit_ratio"]
+            shown = "nothing pushed to probe" if ratio is None else f"{ratio:.1%} cached"
+            ui.note(f"target {row['target']}: verify: {shown}")
         if row["error"]:
             ui.error(row["error"])
         elif row["quota_exhausted"] and row["pending"]:

@@ -75,6 +75,7 @@ def push(
     if _targets.wanted(settings, by):
         _targets.push_video(
             settings, video_id, m3u8_url, head_first=head, wait=wait, purge=purge,
+            verify=verify_after,
             wait_timeout=wait_timeout, reset=reset, only_these=not push_all, by=by,
             dry_run=dry_run, strict=strict, json_out=json_out,
         )  # fmt: skip
