@@ -295,6 +295,7 @@ def resolve_targets(settings: Settings, environ: Mapping[str, str] | None = None
         area = {
             "tencent": settings.tencent_area,
             "aliyun": settings.aliyun_area,
+            "edgeone": settings.eo_zone_id or "",
         }.get(kind, DEFAULT_AREA.get(kind, "global"))
         spec = TargetSpec(name=kind, provider=kind, area=area, cdn_host=settings.cdn_host)
         return [Target(spec, settings)]

@@ -133,7 +133,7 @@ def _unit_rows(run: TargetsRun, units: Sequence[Unit], ledger: Ledger) -> list[d
             {
                 "target": unit.name,
                 "provider": unit.members[0].spec.provider,
-                "area": unit.members[0].spec.resolved_area if not unit.is_pool else "pool",
+                "area": unit.key[1],
                 "members": [m.name for m in unit.members] if unit.is_pool else [],
                 "pushed": report.submitted if report else 0,
                 "done": counts.get(UrlState.DONE, 0),
