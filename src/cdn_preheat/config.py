@@ -26,7 +26,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from cdn_preheat import redact
 from cdn_preheat.errors import ConfigError
 
-ProviderName = Literal["tencent", "edgeone", "qiniu", "aliyun", "http"]
+# A provider's name: one of cdn_preheat.providers.provider_names() (the registry).
+ProviderName = str
 OriginSigning = Literal["none", "qiniu-private", "qiniu-timestamp"]
 TencentArea = Literal["mainland", "overseas", "global"]
 
@@ -203,6 +204,16 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("must look like http://host:port or host:port")
         return f"{parts.scheme}://{parts.netloc}"
+
+    @field_validator("cdn_provider")
+    @classmethod
+    def _registered_provider(cls, value: str) -> str:
+        from cdn_preheat.providers import provider_names
+
+        value = value.strip().lower()
+        if value not in provider_names():
+            raise ValueError(f"must be one of {', '.join(provider_names())}")
+        return value
 
     @field_validator("cdn_host")
     @classmethod

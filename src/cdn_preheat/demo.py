@@ -10,20 +10,20 @@ from cdn_preheat import ui
 from cdn_preheat.api import Preheater
 from cdn_preheat.config import Settings, load_settings
 from cdn_preheat.errors import InputError
+from cdn_preheat.providers import emulated_names
 from cdn_preheat.sandbox.edge import Vendor
 from cdn_preheat.sandbox.server import Sandbox
 
-DEMO_PROVIDERS = ("tencent", "edgeone", "qiniu", "aliyun")
-
 
 def run_demo(*, provider: str = "tencent", videos: int = 3, db: Path | None = None) -> None:
-    if provider not in DEMO_PROVIDERS:
-        raise InputError(f"--provider must be one of {', '.join(DEMO_PROVIDERS)}.")
+    demo_providers = emulated_names()  # every provider the sandbox emulates
+    if provider not in demo_providers:
+        raise InputError(f"--provider must be one of {', '.join(demo_providers)}.")
     with tempfile.TemporaryDirectory(prefix="cdn-preheat-demo-") as tmp:
         ledger_path = db or Path(tmp) / "demo.sqlite3"
         # The sandbox's Qiniu account has its daily prefetch quota raised from
         # Qiniu's default of 100 URLs (see Sandbox), so every provider runs to the end.
-        vendor = cast("Vendor", provider)  # one of DEMO_PROVIDERS, checked above
+        vendor = cast("Vendor", provider)  # an emulated provider, checked above
         with Sandbox(videos=videos, task_delay=0.3, edge_vendor=vendor) as box:
             ui.note(f"sandbox running: {box.endpoints}")
             env: dict[str, Any] = {k.lower(): v for k, v in box.client_env(provider).items()}

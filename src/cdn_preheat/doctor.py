@@ -32,26 +32,8 @@ from cdn_preheat.errors import AreaMismatch, AuthError, PreheatError
 
 if TYPE_CHECKING:
     from cdn_preheat.config import Settings
-    from cdn_preheat.providers.base import Provider, Quota
+    from cdn_preheat.providers.base import DomainInfo, Provider, Quota
 
-# How far a request's signing time may be from the server's clock.
-CLOCK_TOLERANCE_SECONDS: dict[str, float] = {
-    # API 3.0 common parameters, X-TC-Timestamp: "If the difference between the UNIX
-    # timestamp and the server time is greater than 5 minutes, a signature expiration error
-    # may occur" (tencentcloud.com/document/product/570/36329; AuthFailure.SignatureExpire).
-    "tencent": 300.0,
-    "edgeone": 300.0,  # the same API 3.0 signing (TC3), service teo
-    # V3 request structure, x-acs-date: "值为请求发出前15分钟内的时间" (help.aliyun.com, "ROA风格
-    # 请求体&签名机制" / V3 request structure and signature); InvalidTimeStamp.Expired.
-    "aliyun": 900.0,
-}
-# Where each vendor's API answers when no endpoint is configured.
-DEFAULT_API: dict[str, str] = {
-    "tencent": "https://cdn.tencentcloudapi.com",
-    "edgeone": "https://teo.tencentcloudapi.com",
-    "aliyun": "https://cdn.aliyuncs.com",
-    "qiniu": "https://fusion.qiniuapi.com",
-}
 _DOCTOR_TASK = "cdn-preheat-doctor"  # a task id no account has: a read-only list query
 
 
@@ -122,8 +104,11 @@ def _not_checked(name: str, why: str) -> Check:
 
 
 def _account(provider: Provider, settings: Settings, clock: Check) -> list[Check]:
-    kind = provider.name
-    if kind == "http":
+    from cdn_preheat.providers import provider_spec
+
+    spec = provider_spec(provider.name)
+    features = provider.features
+    if not spec.credentials:
         return [
             Check("credentials", None, "the http provider needs no API credentials."),
             Check("domain", None, "the http provider warms whatever CDN_HOST resolves to."),
@@ -132,10 +117,10 @@ def _account(provider: Provider, settings: Settings, clock: Check) -> list[Check
     quota: Quota | None = None
     area_problem: str | None = None
     try:
-        if kind == "qiniu":
-            provider.task_status([_DOCTOR_TASK])  # Qiniu has no quota query; this is read-only
-        else:
+        if features.quota_query:
             quota = provider.quota()
+        else:  # no quota query (Qiniu): a read-only task query checks the key
+            provider.task_status([_DOCTOR_TASK])
     except AreaMismatch as exc:  # the key works; the area is wrong
         area_problem = str(exc)
     except PreheatError as exc:
@@ -148,35 +133,23 @@ def _account(provider: Provider, settings: Settings, clock: Check) -> list[Check
             _not_checked("domain", why),
             _not_checked("quota", why),
         ]
-    via = {
-        "tencent": "DescribePushQuota",
-        "edgeone": "DescribeContentQuota",
-        "aliyun": "DescribeRefreshQuota",
-    }.get(kind, "the prefetch list")
-    checks = [Check("credentials", True, f"accepted by {_VENDOR[kind]} ({via}).")]
-    checks.append(_domain(provider, settings))
+    via = provider.quota_api if features.quota_query else f"the {provider.status_api}"
+    checks = [Check("credentials", True, f"accepted by {spec.title} ({via}).")]
+    checks.append(_domain(provider, settings, spec.title))
     if area_problem is not None:
         checks.append(Check("quota", False, area_problem))
     else:
-        checks.append(_quota(kind, quota, provider))
+        checks.append(_quota(spec.title, quota, provider))
     return checks
 
 
-_VENDOR = {
-    "tencent": "Tencent Cloud",
-    "edgeone": "Tencent EdgeOne",
-    "aliyun": "Alibaba Cloud",
-    "qiniu": "Qiniu",
-}
-
-
-def _quota(kind: str, quota: Quota | None, provider: Provider) -> Check:
+def _quota(title: str, quota: Quota | None, provider: Provider) -> Check:
     if quota is None:  # Qiniu: the answer of a prefetch is the only report of its quota
         batch = provider.limits.batch_size
         return Check(
             "quota",
             True,
-            f"Qiniu reports the prefetch quota only in prefetch answers (100 a day unless "
+            f"{title} reports the prefetch quota only in prefetch answers (100 a day unless "
             f"raised); {batch} URLs a request.",
             {"batch": batch},
         )
@@ -191,120 +164,35 @@ def _quota(kind: str, quota: Quota | None, provider: Provider) -> Check:
     return Check("quota", True, text, detail)
 
 
-def _domain(provider: Provider, settings: Settings) -> Check:
+def _domain(provider: Provider, settings: Settings, title: str) -> Check:
     host = (settings.cdn_host or "").strip().lower()
     if not host:
         return Check("domain", False, "CDN_HOST is not set: doctor checks that domain.")
+    if not provider.features.domain_check:
+        return Check("domain", None, f"not checked for {provider.name}.")
     try:
-        if provider.name == "tencent":
-            return _tencent_domain(provider, host)
-        if provider.name == "aliyun":
-            return _aliyun_domain(provider, host)
-        if provider.name == "qiniu":
-            return _qiniu_domain(settings, host)
+        found = provider.describe_domain(host)
     except PreheatError as exc:
         return Check("domain", False, str(exc))
-    return Check("domain", None, f"not checked for {provider.name}.")
-
-
-def _tencent_domain(provider: Any, host: str) -> Check:
-    from tencentcloud.cdn.v20180606 import models
-
-    # SDK cdn/v20180606/models.py: DomainFilter Name "domain", BriefDomain.Status
-    # (online, offline, processing, closing, rejected) and Area (mainland, overseas, global).
-    wanted = models.DomainFilter()
-    wanted.Name, wanted.Value = "domain", [host]
-    request = models.DescribeDomainsRequest()
-    request.Filters = [wanted]
-    answer = provider._call("DescribeDomains", request)
-    found = [d for d in answer.Domains or [] if str(d.Domain).lower() == host]
-    if not found:
+    if found is None:
         return Check(
-            "domain", False, f"{host} is not a CDN domain of this Tencent Cloud account (CDN_HOST)."
+            "domain", False, f"{host} is not a CDN domain of this {title} account (CDN_HOST)."
         )
-    domain = found[0]
-    return _domain_check(
-        host, domain.Status, domain.Area, provider.area,
-        covered=domain.Area in ("global", provider.area),
-        fix_area=f"TENCENT_AREA={domain.Area}", fix_status=": start it in the console",
-    )  # fmt: skip
+    return _domain_check(found, provider.area)
 
 
-def _domain_check(
-    host: str, status: str, area: str, wanted: str, *, covered: bool, fix_area: str,
-    fix_status: str = "",
-) -> Check:  # fmt: skip
+def _domain_check(domain: DomainInfo, wanted: str) -> Check:
     """The verdict on a domain the account has: online, and accelerated where it is pushed."""
+    host, status, area = domain.domain, domain.status, domain.area
     detail = {"domain": host, "status": status, "area": area}
-    if status != "online":
-        return Check("domain", False, f"{host} is {status}, not online{fix_status}.", detail)
-    if not covered:
+    if not domain.online:
+        return Check("domain", False, f"{host} is {status}, not online{domain.fix_status}.", detail)
+    if not domain.covered:
+        fix = domain.fix_area
         return Check(
-            "domain", False, f"{host} is accelerated in {area}, not {wanted}: set {fix_area}.",
-            detail,
-        )  # fmt: skip
+            "domain", False, f"{host} is accelerated in {area}, not {wanted}: set {fix}.", detail
+        )
     return Check("domain", True, f"{host} is online, accelerated in {area}.", detail)
-
-
-_ALIYUN_COVERS = {"domestic": ("domestic", "global"), "overseas": ("overseas", "global")}
-
-
-def _aliyun_domain(provider: Any, host: str) -> Check:
-    from alibabacloud_cdn20180510 import models as cdn_models
-
-    # SDK DescribeUserDomainsRequest: DomainSearchType full_match (exact); DomainStatus
-    # online, offline, configuring, ...; Coverage domestic, overseas, global.
-    request = cdn_models.DescribeUserDomainsRequest(
-        domain_name=host, domain_search_type="full_match"
-    )
-    body = provider._call(
-        "DescribeUserDomains", provider._client.describe_user_domains_with_options, request
-    )
-    pages = body.domains.page_data if body.domains and body.domains.page_data else []
-    found = [d for d in pages if str(d.domain_name).lower() == host]
-    if not found:
-        return Check(
-            "domain", False, f"{host} is not a CDN domain of this Alibaba Cloud account (CDN_HOST)."
-        )
-    domain = found[0]
-    fix = "overseas" if domain.coverage == "overseas" else "domestic"
-    return _domain_check(
-        host, domain.domain_status, domain.coverage, provider.area,
-        covered=domain.coverage in _ALIYUN_COVERS.get(provider.area, ()),
-        fix_area=f"ALIYUN_AREA to {fix}",
-    )  # fmt: skip
-
-
-def _qiniu_domain(settings: Settings, host: str) -> Check:
-    from qiniu import Auth
-    from qiniu.services.cdn.manager import DomainManager
-
-    from cdn_preheat.config import require_secret
-
-    auth = Auth(
-        require_secret(settings.qiniu_access_key, "QINIU_ACCESS_KEY"),
-        require_secret(settings.qiniu_secret_key, "QINIU_SECRET_KEY"),
-    )
-    manager = DomainManager(auth)
-    if settings.qiniu_api_endpoint:
-        manager.server = settings.qiniu_api_endpoint
-    # developer.qiniu.com/fusion/4246: operatingState success (online), processing,
-    # failed, frozen, offlined; geoCover china, foreign, global.
-    ret, info = manager.get_domain(host)
-    status = getattr(info, "status_code", None)
-    if status == 404:
-        return Check(
-            "domain", False, f"{host} is not a CDN domain of this Qiniu account (CDN_HOST)."
-        )
-    if status in (401, 403):
-        return Check("domain", False, "Qiniu refused the domain query: check QINIU_ACCESS_KEY.")
-    if status != 200 or not isinstance(ret, dict):
-        return Check("domain", False, f"Qiniu's domain API answered HTTP {status} for {host}.")
-    state, cover = ret.get("operatingState"), ret.get("geoCover")
-    detail = {"domain": host, "status": state, "area": cover}
-    if state != "success":
-        return Check("domain", False, f"{host} is {state}, not online.", detail)
-    return Check("domain", True, f"{host} is online, accelerated in {cover}.", detail)
 
 
 # -- origin, clock ------------------------------------------------------------------------
@@ -330,10 +218,14 @@ def _origin(settings: Settings, sample_url: str | None) -> Check:
 
 
 def _clock(settings: Settings, kind: str, now: Callable[[], float], timeout: float) -> Check:
-    endpoint = _api_endpoint(settings, kind)
-    if endpoint is None:
-        return Check("clock", None, "the http provider signs nothing.")
-    tolerance = CLOCK_TOLERANCE_SECONDS.get(kind)
+    from cdn_preheat.providers import provider_spec
+
+    spec = provider_spec(kind)
+    if spec.default_api is None:
+        return Check("clock", None, f"{spec.title} signs nothing.")
+    config = spec.config.from_settings(settings)
+    endpoint = getattr(config, "endpoint", None) or spec.default_api
+    tolerance = spec.clock_tolerance
     try:
         sent = now()
         response = httpx.get(endpoint, timeout=timeout, follow_redirects=False)
@@ -348,9 +240,9 @@ def _clock(settings: Settings, kind: str, now: Callable[[], float], timeout: flo
     skew = stamp.timestamp() - (sent + received) / 2
     detail = {"skew_seconds": round(skew, 1), "tolerance_seconds": tolerance}
     ahead = "ahead of" if skew < 0 else "behind"
-    text = f"this machine's clock is {abs(skew):.0f} s {ahead} {_VENDOR.get(kind, kind)}'s"
+    text = f"this machine's clock is {abs(skew):.0f} s {ahead} {spec.title}'s"
     if tolerance is None:
-        return Check("clock", True, f"{text}; Qiniu's signatures carry no time.", detail)
+        return Check("clock", True, f"{text}; {spec.title}'s signatures carry no time.", detail)
     if abs(skew) > tolerance:
         return Check(
             "clock",
@@ -360,18 +252,6 @@ def _clock(settings: Settings, kind: str, now: Callable[[], float], timeout: flo
             detail,
         )
     return Check("clock", True, f"{text}, within the {tolerance / 60:.0f} minutes allowed.", detail)
-
-
-def _api_endpoint(settings: Settings, kind: str) -> str | None:
-    configured = {
-        "tencent": settings.tencent_endpoint,
-        "edgeone": settings.eo_endpoint,
-        "aliyun": settings.aliyun_endpoint,
-        "qiniu": settings.qiniu_endpoint,
-    }
-    if kind not in configured:
-        return None
-    return configured[kind] or DEFAULT_API[kind]
 
 
 def render_lines(report: DoctorReport) -> Sequence[str]:

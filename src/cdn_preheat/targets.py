@@ -297,7 +297,9 @@ def resolve_targets(settings: Settings, environ: Mapping[str, str] | None = None
             "aliyun": settings.aliyun_area,
             "edgeone": settings.eo_zone_id or "",
         }.get(kind, DEFAULT_AREA.get(kind, "global"))
-        spec = TargetSpec(name=kind, provider=kind, area=area, cdn_host=settings.cdn_host)
+        # CDN_PROVIDER is one of the registry's names (Settings checked it).
+        provider = cast("Kind", kind)
+        spec = TargetSpec(name=kind, provider=provider, area=area, cdn_host=settings.cdn_host)
         return [Target(spec, settings)]
     environ = os.environ if environ is None else environ
     path = settings.cdn_preheat_targets

@@ -351,22 +351,19 @@ def missed_urls(report: VerifyReport) -> list[str]:
 
 # -- a video from the ledger --------------------------------------------------
 
-# Which cache header each provider's edges send.
-PROVIDER_VENDORS: dict[str, str | None] = {
-    "tencent": "tencent",
-    "edgeone": "edgeone",  # EO-Cache-Status
-    "qiniu": "qiniu",
-    "aliyun": "aliyun",
-    "http": None,  # whatever CDN sits in front: read any known header
-}
-
 
 def options_from_settings(
     settings: Settings, *, edge_ips: Sequence[str] = (), vendor: str | None = None
 ) -> VerifyOptions:
-    """Verification options from the settings; explicit edges override the configured ones."""
+    """Verification options from the settings; explicit edges override the configured ones.
+
+    Without ``vendor``, the cache header read is the one the configured provider's
+    edges send (its registration's ``cache_vendor``; None: any known header).
+    """
+    from cdn_preheat.providers import provider_spec
+
     return VerifyOptions(
-        vendor=vendor or PROVIDER_VENDORS.get(settings.cdn_provider),
+        vendor=vendor or provider_spec(settings.cdn_provider).cache_vendor,
         edge_ips=parse_edge_addresses(list(edge_ips) or settings.cdn_preheat_edge_ips),
         user_agent=settings.cdn_preheat_user_agent or DEFAULT_PLAYER_USER_AGENT,
         referer=settings.cdn_preheat_referer,

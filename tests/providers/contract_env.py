@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import functools
 import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TypeVar, cast, get_args
 
 import httpx
 import pytest
 
 from cdn_preheat.cachestatus import parse_cache_status
 from cdn_preheat.config import Settings
-from cdn_preheat.providers.base import Provider, TaskState
+from cdn_preheat.providers import emulated_names, make_provider, provider_spec
+from cdn_preheat.providers.base import Provider, ProviderSpec, TaskState
+from cdn_preheat.providers.http import HttpProvider, WarmOptions
+from cdn_preheat.sandbox.edge import Vendor
 from cdn_preheat.sandbox.server import Sandbox
 
 # Long enough that PROCESSING is observable; tests advance the sandbox clock past it.
@@ -38,6 +43,7 @@ class ProviderEnv:
     # Every variable an AuthError message must name.
     credential_variables: tuple[str, ...] = ()
     # Capabilities a kind may lack; a test that needs one skips the kinds without it.
+    # They come from the provider's registration: see capabilities().
     api_faults: bool = True  # the sandbox can fault this provider's API
     can_purge: bool = True
     tasks_finish_on_submit: bool = False  # no PROCESSING: the outcome is known on return
@@ -89,6 +95,26 @@ class ProviderEnv:
         return parse_cache_status(response.headers).cached
 
 
+def capabilities(spec: ProviderSpec, *, live: bool = False) -> dict[str, object]:
+    """The suite's capability flags, from what the provider's registration declares.
+
+    ``live``: a real account, where nothing is faulted and nothing is purged.
+    """
+    features = spec.features
+    return {
+        "api_faults": spec.emulator is not None and not live,
+        "can_purge": features.purge and not live,
+        "tasks_finish_on_submit": features.tasks_finish_on_submit,
+        "quota_known_before_submit": features.quota_query or not features.daily_quota,
+        "quota_calls_api": features.quota_query,
+        "missing_file_state": (
+            TaskState.INVALID if features.tells_missing_file else TaskState.FAILED
+        ),
+        "secret_variable": spec.credentials[-1] if spec.credentials else None,
+        "credential_variables": spec.credentials,
+    }
+
+
 def settings_from(env: Mapping[str, str]) -> Settings:
     """Settings from exactly these variables: no process environment, no .env file."""
     return Settings(_env_file=None, **{k.lower(): v for k, v in env.items()})  # type: ignore[call-arg]
@@ -112,3 +138,65 @@ def wait_for(
         if time.monotonic() > deadline:
             pytest.fail(f"still not done after {timeout} s: {result!r}")
         time.sleep(interval)
+
+
+def _emulated_env(kind: str) -> ProviderEnv:
+    """Any registered provider the sandbox emulates: built as the CLI builds it."""
+    # The edge answers the vendor's own cache header (EdgeOne's EO-Cache-Status, ...).
+    edge = cast("Vendor", kind) if kind in get_args(Vendor) else "tencent"
+    sandbox = Sandbox(videos=2, segments=5, task_delay=TASK_DELAY, edge_vendor=edge)
+    sandbox.start()
+    emulator = sandbox.emulators[kind]
+    api = sandbox.apis[kind]
+
+    def make(overrides: Mapping[str, str]) -> Provider:
+        return make_provider(settings_from({**sandbox.client_env(kind), **overrides}))
+
+    def set_quota(per_day: int) -> None:
+        emulator.set_limits(api, per_day, None)
+
+    spec = provider_spec(kind)
+    return ProviderEnv(
+        kind=kind,
+        sandbox=sandbox,
+        provider=make({}),
+        make_provider=make,
+        received_urls=api.received_urls,
+        set_daily_quota=set_quota if spec.features.daily_quota else None,
+        **capabilities(spec),  # type: ignore[arg-type]
+    )
+
+
+def _http_env() -> ProviderEnv:
+    sandbox = Sandbox(videos=2, segments=5)
+    sandbox.start()
+
+    def make(overrides: Mapping[str, str]) -> Provider:
+        settings = settings_from({**sandbox.client_env("http"), **overrides})
+        # One fetch at a time, so the edge receives the URLs in submission order.
+        options = dataclasses.replace(WarmOptions.from_settings(settings), concurrency=1)
+        return HttpProvider(settings, options=options)
+
+    def received_urls() -> list[str]:
+        # Warming is a full GET; the suite's own one-byte probes are not.
+        requests = sandbox.edge.requests
+        return [sandbox.edge_url(r.path) for r in requests if r.method == "GET" and not r.range]
+
+    return ProviderEnv(
+        kind="http",
+        sandbox=sandbox,
+        provider=make({}),
+        make_provider=make,
+        received_urls=received_urls,
+        set_daily_quota=None,  # no daily quota (Features.daily_quota)
+        **capabilities(provider_spec("http")),  # type: ignore[arg-type]
+    )
+
+
+# Every registered provider: the sandbox's emulated ones, and the http provider,
+# which warms the sandbox edge itself. A provider registered with an emulator joins
+# the suite with no entry here.
+PROVIDER_KINDS: dict[str, Callable[[], ProviderEnv]] = {
+    **{kind: functools.partial(_emulated_env, kind) for kind in emulated_names()},
+    "http": _http_env,
+}

@@ -30,7 +30,7 @@ from cdn_preheat.sandbox.aliyun import (
     ORIGIN_5XX,
     ORIGIN_TIMED_OUT,
     ORIGIN_TIMEOUT,
-    AliyunApi,
+    AliyunEmulator,
     AliyunLimits,
 )
 from cdn_preheat.sandbox.core import EdgeCache, Faults, LoopbackServer, SandboxClock
@@ -60,7 +60,7 @@ def url(path: str) -> str:
 
 @dataclass
 class Account:
-    api: AliyunApi
+    api: AliyunEmulator
     server: LoopbackServer
     clock: SandboxClock
     cache: EdgeCache
@@ -84,7 +84,9 @@ def make_account() -> Iterator[object]:
 
     def make(limits: AliyunLimits | None = None, faults: Faults | None = None) -> Account:
         clock, cache = SandboxClock(), EdgeCache()
-        api = AliyunApi(clock, cache, origin_has, EDGE, AK, SECRET, limits or instant(), faults)
+        api = AliyunEmulator(
+            clock, cache, origin_has, EDGE, AK, SECRET, limits or instant(), faults
+        )
         servers.append(api.start())
         return Account(api, servers[-1], clock, cache)
 

@@ -24,7 +24,7 @@ from cdn_preheat.errors import (
 from cdn_preheat.providers.base import Quota, TaskState
 from cdn_preheat.providers.qiniu import QiniuProvider, strip_anti_leech
 from cdn_preheat.sandbox.core import EdgeCache, Faults, SandboxClock
-from cdn_preheat.sandbox.qiniu import QiniuApi, QiniuLimits
+from cdn_preheat.sandbox.qiniu import QiniuEmulator, QiniuLimits
 
 AK, SK = "provider-access-key", "provider-secret-key-value"
 EDGE = "cdn.example.test:8080"
@@ -42,8 +42,8 @@ def clock() -> SandboxClock:
 
 
 @pytest.fixture
-def api(clock: SandboxClock) -> Iterator[QiniuApi]:
-    emulator = QiniuApi(
+def api(clock: SandboxClock) -> Iterator[QiniuEmulator]:
+    emulator = QiniuEmulator(
         clock,
         EdgeCache(),
         lambda path: not path.startswith("/missing/"),
@@ -58,7 +58,7 @@ def api(clock: SandboxClock) -> Iterator[QiniuApi]:
     server.stop()
 
 
-def settings(api: QiniuApi, secret_key: str | None = SK) -> Settings:
+def settings(api: QiniuEmulator, secret_key: str | None = SK) -> Settings:
     assert api.server is not None
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
@@ -71,7 +71,7 @@ def settings(api: QiniuApi, secret_key: str | None = SK) -> Settings:
 
 
 @pytest.fixture
-def provider(api: QiniuApi) -> QiniuProvider:
+def provider(api: QiniuEmulator) -> QiniuProvider:
     return QiniuProvider(settings(api))
 
 
@@ -82,7 +82,7 @@ def finish_tasks(clock: SandboxClock) -> None:
 # Construction and quota -----------------------------------------------------------
 
 
-def test_missing_secret_names_the_variable(api: QiniuApi) -> None:
+def test_missing_secret_names_the_variable(api: QiniuEmulator) -> None:
     with pytest.raises(ConfigError, match="QINIU_SECRET_KEY"):
         QiniuProvider(settings(api, secret_key=None))
 
@@ -100,7 +100,7 @@ def test_quota_is_unknown_until_the_first_answer(provider: QiniuProvider) -> Non
 
 
 def test_submit_returns_the_request_id_and_accepted_urls(
-    provider: QiniuProvider, api: QiniuApi
+    provider: QiniuProvider, api: QiniuEmulator
 ) -> None:
     urls = [url("/v/a.ts"), url("/v/b.ts?token=1")]
     result = provider.submit(urls)
@@ -124,7 +124,7 @@ def test_all_invalid_is_invalid_urls(provider: QiniuProvider) -> None:
 
 
 def test_oversized_batch_is_refused_before_any_request(
-    provider: QiniuProvider, api: QiniuApi
+    provider: QiniuProvider, api: QiniuEmulator
 ) -> None:
     with pytest.raises(BatchTooLarge):
         provider.submit([url(f"/v/{i}.ts") for i in range(21)])
@@ -137,7 +137,7 @@ def test_foreign_host_is_a_domain_error_naming_cdn_host(provider: QiniuProvider)
     assert caught.value.code == "400032"
 
 
-def test_bad_secret_is_an_auth_error_naming_both_variables(api: QiniuApi) -> None:
+def test_bad_secret_is_an_auth_error_naming_both_variables(api: QiniuEmulator) -> None:
     wrong = "a-wrong-secret-that-must-not-leak"
     provider = QiniuProvider(settings(api, secret_key=wrong))
     with pytest.raises(AuthError) as caught:
@@ -147,7 +147,9 @@ def test_bad_secret_is_an_auth_error_naming_both_variables(api: QiniuApi) -> Non
     assert wrong not in message and SK not in message
 
 
-def test_prefetch_quota_spent_is_quota_exhausted(provider: QiniuProvider, api: QiniuApi) -> None:
+def test_prefetch_quota_spent_is_quota_exhausted(
+    provider: QiniuProvider, api: QiniuEmulator
+) -> None:
     api.limits.prefetch_quota = 20
     provider.submit([url(f"/v/{i}.ts") for i in range(15)])
     with pytest.raises(QuotaExhausted) as caught:
@@ -155,14 +157,18 @@ def test_prefetch_quota_spent_is_quota_exhausted(provider: QiniuProvider, api: Q
     assert caught.value.code == "400033"
 
 
-def test_refresh_quota_spent_is_quota_exhausted(provider: QiniuProvider, api: QiniuApi) -> None:
+def test_refresh_quota_spent_is_quota_exhausted(
+    provider: QiniuProvider, api: QiniuEmulator
+) -> None:
     api.limits.refresh_url_quota = 1
     with pytest.raises(QuotaExhausted) as caught:
         provider.purge_urls([url("/v/a.ts"), url("/v/b.ts")])
     assert caught.value.code == "400034"
 
 
-def test_too_many_urls_a_second_is_rate_limited(provider: QiniuProvider, api: QiniuApi) -> None:
+def test_too_many_urls_a_second_is_rate_limited(
+    provider: QiniuProvider, api: QiniuEmulator
+) -> None:
     api.limits.urls_per_second = 25
     provider.submit([url(f"/v/{i}.ts") for i in range(20)])
     with pytest.raises(RateLimited) as caught:
@@ -184,7 +190,7 @@ def test_too_many_urls_a_second_is_rate_limited(provider: QiniuProvider, api: Qi
     ],
 )
 def test_every_code_maps_onto_the_taxonomy(
-    provider: QiniuProvider, api: QiniuApi, code: int, error: type[Exception]
+    provider: QiniuProvider, api: QiniuEmulator, code: int, error: type[Exception]
 ) -> None:
     api.inject(code)
     with pytest.raises(error):
@@ -193,7 +199,7 @@ def test_every_code_maps_onto_the_taxonomy(
 
 
 def test_bad_gateway_and_dropped_connections_are_transient(
-    provider: QiniuProvider, api: QiniuApi
+    provider: QiniuProvider, api: QiniuEmulator
 ) -> None:
     api.faults.server_error = 1.0
     with pytest.raises(Transient, match="502"):
@@ -204,7 +210,7 @@ def test_bad_gateway_and_dropped_connections_are_transient(
     assert api.received() == []
 
 
-def test_unreachable_endpoint_is_transient(api: QiniuApi) -> None:
+def test_unreachable_endpoint_is_transient(api: QiniuEmulator) -> None:
     provider = QiniuProvider(settings(api))
     assert api.server is not None
     api.server.stop()
@@ -215,7 +221,9 @@ def test_unreachable_endpoint_is_transient(api: QiniuApi) -> None:
 # 400037: already being prefetched -------------------------------------------------------
 
 
-def test_resubmitting_a_processing_batch_is_success(provider: QiniuProvider, api: QiniuApi) -> None:
+def test_resubmitting_a_processing_batch_is_success(
+    provider: QiniuProvider, api: QiniuEmulator
+) -> None:
     urls = [url("/v/a.ts"), url("/v/b.ts")]
     first = provider.submit(urls)
     again = provider.submit(urls)
@@ -225,7 +233,7 @@ def test_resubmitting_a_processing_batch_is_success(provider: QiniuProvider, api
 
 
 def test_partly_processing_batch_submits_only_the_rest(
-    provider: QiniuProvider, api: QiniuApi, clock: SandboxClock
+    provider: QiniuProvider, api: QiniuEmulator, clock: SandboxClock
 ) -> None:
     first = provider.submit([url("/v/a.ts")])
     result = provider.submit([url("/v/a.ts"), url("/v/b.ts"), url("/missing/c.ts")])
@@ -249,7 +257,7 @@ def test_partly_processing_batch_submits_only_the_rest(
 
 
 def test_task_status_follows_the_list_query(
-    provider: QiniuProvider, api: QiniuApi, clock: SandboxClock
+    provider: QiniuProvider, api: QiniuEmulator, clock: SandboxClock
 ) -> None:
     result = provider.submit([url("/v/a.ts"), url("/missing/b.ts")])
     entries = provider.task_status([result.task_id])
@@ -263,7 +271,9 @@ def test_task_status_follows_the_list_query(
     assert api.outcomes["ok"] == 3
 
 
-def test_task_status_pages_through_large_answers(provider: QiniuProvider, api: QiniuApi) -> None:
+def test_task_status_pages_through_large_answers(
+    provider: QiniuProvider, api: QiniuEmulator
+) -> None:
     api.limits.list_page_max = 7  # the emulator caps pages; the provider must follow them
     result = provider.submit([url(f"/v/{i}.ts") for i in range(20)])
     assert len(provider.task_status([result.task_id])) == 20
@@ -292,7 +302,7 @@ def test_strip_anti_leech_keeps_everything_else() -> None:
 
 
 def test_purge_urls_refreshes_without_anti_leech_params(
-    provider: QiniuProvider, api: QiniuApi, clock: SandboxClock
+    provider: QiniuProvider, api: QiniuEmulator, clock: SandboxClock
 ) -> None:
     signed = create_timestamp_anti_leech_url(
         f"http://{EDGE}", "v/a.ts", "quality=hd", "leech-key", 1_900_000_000
@@ -349,7 +359,9 @@ def test_logs_list_the_day_files(provider: QiniuProvider) -> None:
     assert first.area == "global"
 
 
-def test_iter_keys_finds_playlists_among_thousands(provider: QiniuProvider, api: QiniuApi) -> None:
+def test_iter_keys_finds_playlists_among_thousands(
+    provider: QiniuProvider, api: QiniuEmulator
+) -> None:
     playlists = [f"vod/{v}/index.m3u8" for v in range(5)]
     segments = [f"vod/{v}/{s:04d}.ts" for v in range(5) for s in range(700)]
     api.put_objects("media", playlists + segments + ["elsewhere/x.m3u8"])

@@ -23,7 +23,7 @@ from cdn_preheat.sandbox.aliyun import (
     ORIGIN_5XX,
     ORIGIN_TIMED_OUT,
     ORIGIN_TIMEOUT,
-    AliyunApi,
+    AliyunEmulator,
     AliyunLimits,
 )
 from cdn_preheat.sandbox.core import EdgeCache, Faults, LoopbackServer, SandboxClock
@@ -51,7 +51,7 @@ RUNTIME = RuntimeOptions(autoretry=False)
 
 @dataclass
 class Emulator:
-    api: AliyunApi
+    api: AliyunEmulator
     server: LoopbackServer
     clock: SandboxClock
     cache: EdgeCache
@@ -73,7 +73,9 @@ def make_emulator() -> Iterator[object]:
 
     def make(limits: AliyunLimits | None = None, faults: Faults | None = None) -> Emulator:
         clock, cache = SandboxClock(), EdgeCache()
-        api = AliyunApi(clock, cache, origin_has, EDGE, AK, SECRET, limits or instant(), faults)
+        api = AliyunEmulator(
+            clock, cache, origin_has, EDGE, AK, SECRET, limits or instant(), faults
+        )
         server = api.start()
         servers.append(server)
         return Emulator(api, server, clock, cache)

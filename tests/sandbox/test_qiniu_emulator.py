@@ -18,7 +18,7 @@ from qiniu.http.endpoint import Endpoint
 from qiniu.http.region import Region, ServiceName
 
 from cdn_preheat.sandbox.core import EdgeCache, Faults, SandboxClock
-from cdn_preheat.sandbox.qiniu import QiniuApi, QiniuLimits
+from cdn_preheat.sandbox.qiniu import QiniuEmulator, QiniuLimits
 
 AK, SK = "test-access-key", "test-secret-key"
 EDGE = "cdn.example.test:8080"
@@ -50,16 +50,16 @@ def faults() -> Faults:
 
 
 @pytest.fixture
-def api(clock: SandboxClock, cache: EdgeCache, faults: Faults) -> Iterator[QiniuApi]:
+def api(clock: SandboxClock, cache: EdgeCache, faults: Faults) -> Iterator[QiniuEmulator]:
     # An account with directory refresh enabled (off by default on Qiniu).
     limits = QiniuLimits(task_delay=TASK_DELAY, refresh_dir_enabled=True)
-    emulator = QiniuApi(clock, cache, origin_has, EDGE, AK, SK, limits, faults)
+    emulator = QiniuEmulator(clock, cache, origin_has, EDGE, AK, SK, limits, faults)
     server = emulator.start()
     yield emulator
     server.stop()
 
 
-def manager(api: QiniuApi, secret_key: str = SK, access_key: str = AK) -> Any:
+def manager(api: QiniuEmulator, secret_key: str = SK, access_key: str = AK) -> Any:
     assert api.server is not None
     cdn = CdnManager(Auth(access_key, secret_key))
     cdn.server = api.server.url
@@ -67,11 +67,11 @@ def manager(api: QiniuApi, secret_key: str = SK, access_key: str = AK) -> Any:
 
 
 @pytest.fixture
-def cdn(api: QiniuApi) -> Any:
+def cdn(api: QiniuEmulator) -> Any:
     return manager(api)
 
 
-def query(api: QiniuApi, kind: str, **request: Any) -> dict[str, Any]:
+def query(api: QiniuEmulator, kind: str, **request: Any) -> dict[str, Any]:
     """A task-list query, signed the way CdnManager signs its own calls."""
     assert api.server is not None
     ret, info = _post_with_auth_and_headers(
@@ -91,7 +91,7 @@ def body(info: Any) -> dict[str, Any]:
 # Signatures and headers --------------------------------------------------------
 
 
-def test_prefetch_answers_request_id_quota_and_x_reqid(api: QiniuApi, cdn: Any) -> None:
+def test_prefetch_answers_request_id_quota_and_x_reqid(api: QiniuEmulator, cdn: Any) -> None:
     urls = [url("/v/a.ts"), url("/v/b.ts?token=1")]
     ret, info = cdn.prefetch_urls(urls)
     assert info.status_code == 200
@@ -107,7 +107,7 @@ def test_prefetch_answers_request_id_quota_and_x_reqid(api: QiniuApi, cdn: Any) 
 
 @pytest.mark.parametrize(("access_key", "secret_key"), [(AK, "wrong"), ("other-ak", SK)])
 def test_wrong_credentials_are_401_bad_token(
-    api: QiniuApi, access_key: str, secret_key: str
+    api: QiniuEmulator, access_key: str, secret_key: str
 ) -> None:
     ret, info = manager(api, secret_key, access_key).prefetch_urls([url("/v/a.ts")])
     assert ret is None
@@ -118,7 +118,7 @@ def test_wrong_credentials_are_401_bad_token(
     assert api.outcomes["auth"] == 1
 
 
-def test_unsigned_and_tampered_requests_are_refused(api: QiniuApi) -> None:
+def test_unsigned_and_tampered_requests_are_refused(api: QiniuEmulator) -> None:
     assert api.server is not None
     endpoint = f"{api.server.url}/v2/tune/prefetch"
     payload = {"urls": [url("/v/a.ts")]}
@@ -135,7 +135,7 @@ def test_unsigned_and_tampered_requests_are_refused(api: QiniuApi) -> None:
 # Limits and codes ---------------------------------------------------------------
 
 
-def test_more_than_twenty_urls_are_refused_whole(api: QiniuApi, cdn: Any) -> None:
+def test_more_than_twenty_urls_are_refused_whole(api: QiniuEmulator, cdn: Any) -> None:
     ret, info = cdn.prefetch_urls([url(f"/v/{i}.ts") for i in range(21)])
     assert ret is None
     assert info.status_code == 400
@@ -144,7 +144,7 @@ def test_more_than_twenty_urls_are_refused_whole(api: QiniuApi, cdn: Any) -> Non
     assert api.outcomes["batch"] == 1
 
 
-def test_invalid_urls_are_listed_and_the_rest_accepted(api: QiniuApi, cdn: Any) -> None:
+def test_invalid_urls_are_listed_and_the_rest_accepted(api: QiniuEmulator, cdn: Any) -> None:
     good = url("/v/a.ts")
     ret, _ = cdn.prefetch_urls([good, "ftp://x/y.ts", "not a url"])
     assert ret["invalidUrls"] == ["ftp://x/y.ts", "not a url"]
@@ -155,7 +155,7 @@ def test_invalid_urls_are_listed_and_the_rest_accepted(api: QiniuApi, cdn: Any) 
     assert api.received_urls() == [good]
 
 
-def test_url_on_another_host_is_400032(api: QiniuApi, cdn: Any) -> None:
+def test_url_on_another_host_is_400032(api: QiniuEmulator, cdn: Any) -> None:
     ret, info = cdn.prefetch_urls([url("/v/a.ts"), "http://elsewhere.test/v/a.ts"])
     assert ret is None
     assert body(info)["code"] == 400032
@@ -164,7 +164,7 @@ def test_url_on_another_host_is_400032(api: QiniuApi, cdn: Any) -> None:
 
 
 def test_url_submitted_again_while_processing_is_400037(
-    api: QiniuApi, cdn: Any, clock: SandboxClock
+    api: QiniuEmulator, cdn: Any, clock: SandboxClock
 ) -> None:
     cdn.prefetch_urls([url("/v/a.ts")])
     ret, info = cdn.prefetch_urls([url("/v/a.ts"), url("/v/b.ts")])
@@ -178,7 +178,7 @@ def test_url_submitted_again_while_processing_is_400037(
 
 
 def test_daily_quota_refuses_then_resets_at_china_midnight(
-    api: QiniuApi, cdn: Any, clock: SandboxClock
+    api: QiniuEmulator, cdn: Any, clock: SandboxClock
 ) -> None:
     api.limits.prefetch_quota = 30
     ret, _ = cdn.prefetch_urls([url(f"/v/{i}.ts") for i in range(20)])
@@ -192,7 +192,7 @@ def test_daily_quota_refuses_then_resets_at_china_midnight(
     assert len(api.received_urls()) == 40
 
 
-def test_urls_per_second_over_the_limit_is_403024(api: QiniuApi, cdn: Any) -> None:
+def test_urls_per_second_over_the_limit_is_403024(api: QiniuEmulator, cdn: Any) -> None:
     api.limits.urls_per_second = 30
     ret, _ = cdn.prefetch_urls([url(f"/v/{i}.ts") for i in range(20)])
     assert ret["code"] == 200
@@ -203,7 +203,7 @@ def test_urls_per_second_over_the_limit_is_403024(api: QiniuApi, cdn: Any) -> No
     assert api.outcomes == Counter({"ok": 1, "rate_limited": 1})
 
 
-def test_injected_codes_are_answered_once_each(api: QiniuApi, cdn: Any) -> None:
+def test_injected_codes_are_answered_once_each(api: QiniuEmulator, cdn: Any) -> None:
     api.inject(500000)
     api.inject(403022)
     _, first = cdn.prefetch_urls([url("/v/a.ts")])
@@ -214,7 +214,7 @@ def test_injected_codes_are_answered_once_each(api: QiniuApi, cdn: Any) -> None:
     assert ret["code"] == 200
 
 
-def test_faults_bad_gateway_rate_limit_and_dropped_connection(api: QiniuApi, cdn: Any) -> None:
+def test_faults_bad_gateway_rate_limit_and_dropped_connection(api: QiniuEmulator, cdn: Any) -> None:
     api.faults.server_error = 1.0
     ret, info = cdn.prefetch_urls([url("/v/a.ts")])
     assert ret is None
@@ -231,7 +231,7 @@ def test_faults_bad_gateway_rate_limit_and_dropped_connection(api: QiniuApi, cdn
     assert api.received() == []
 
 
-def test_concurrent_batches_are_each_logged_once(api: QiniuApi) -> None:
+def test_concurrent_batches_are_each_logged_once(api: QiniuEmulator) -> None:
     api.limits.prefetch_quota = 1000
     batches = [[url(f"/v/{b}/{i}.ts") for i in range(20)] for b in range(8)]
     threads = [threading.Thread(target=manager(api).prefetch_urls, args=(b,)) for b in batches]
@@ -248,7 +248,7 @@ def test_concurrent_batches_are_each_logged_once(api: QiniuApi) -> None:
 
 
 def test_tasks_finish_on_the_clock_and_fill_the_edge_cache(
-    api: QiniuApi, cdn: Any, clock: SandboxClock, cache: EdgeCache
+    api: QiniuEmulator, cdn: Any, clock: SandboxClock, cache: EdgeCache
 ) -> None:
     here, missing = url("/v/a.ts?sign=x&t=1"), url("/missing/b.ts")
     ret, _ = cdn.prefetch_urls([here, missing])
@@ -266,7 +266,7 @@ def test_tasks_finish_on_the_clock_and_fill_the_edge_cache(
     assert items[missing]["createAt"] <= items[missing]["endAt"]
 
 
-def test_list_query_filters_and_pages(api: QiniuApi, cdn: Any, clock: SandboxClock) -> None:
+def test_list_query_filters_and_pages(api: QiniuEmulator, cdn: Any, clock: SandboxClock) -> None:
     first, _ = cdn.prefetch_urls([url("/v/1.ts"), url("/v/2.ts"), url("/missing/3.ts")])
     cdn.prefetch_urls([url("/v/4.ts")])
     clock.advance(dt.timedelta(seconds=TASK_DELAY + 1))
@@ -285,7 +285,7 @@ def test_list_query_filters_and_pages(api: QiniuApi, cdn: Any, clock: SandboxClo
 
 
 def test_refresh_clears_urls_and_dirs_from_the_edge_cache(
-    api: QiniuApi, cdn: Any, clock: SandboxClock, cache: EdgeCache
+    api: QiniuEmulator, cdn: Any, clock: SandboxClock, cache: EdgeCache
 ) -> None:
     urls = [url("/v/a.ts"), url("/v/b.ts"), url("/w/c.ts")]
     cdn.prefetch_urls(urls)
@@ -305,7 +305,7 @@ def test_refresh_clears_urls_and_dirs_from_the_edge_cache(
     assert query(api, "refresh", isDir="no")["total"] == 1
 
 
-def test_refresh_limits_and_quota(api: QiniuApi, cdn: Any) -> None:
+def test_refresh_limits_and_quota(api: QiniuEmulator, cdn: Any) -> None:
     _, info = cdn.refresh_dirs([url(f"/d{i}/") for i in range(11)])
     assert body(info)["code"] == 400000
     api.limits.refresh_url_quota = 2
@@ -318,13 +318,13 @@ def test_refresh_limits_and_quota(api: QiniuApi, cdn: Any) -> None:
 # Storage listing -------------------------------------------------------------------
 
 
-def bucket_manager(api: QiniuApi, secret_key: str = SK) -> Any:
+def bucket_manager(api: QiniuEmulator, secret_key: str = SK) -> Any:
     assert api.server is not None
     region = Region(services={ServiceName.RSF: [Endpoint.from_host(api.server.url)]})
     return BucketManager(Auth(AK, secret_key), regions=[region])
 
 
-def test_bucket_listing_pages_with_markers(api: QiniuApi) -> None:
+def test_bucket_listing_pages_with_markers(api: QiniuEmulator) -> None:
     segments = [f"vod/{v:03d}/{s:04d}.ts" for v in range(3) for s in range(1000)]
     playlists = [f"vod/{v:03d}/index.m3u8" for v in range(3)]
     api.put_objects("media", segments + playlists + ["other/readme.txt"])
@@ -343,7 +343,7 @@ def test_bucket_listing_pages_with_markers(api: QiniuApi) -> None:
     assert [k for k in keys if k.endswith(".m3u8")] == sorted(playlists)
 
 
-def test_bucket_listing_checks_signature_and_bucket(api: QiniuApi) -> None:
+def test_bucket_listing_checks_signature_and_bucket(api: QiniuEmulator) -> None:
     api.put_objects("media", ["a.m3u8"])
     ret, _, info = bucket_manager(api, "wrong").list("media")
     assert ret is None and info.status_code == 401

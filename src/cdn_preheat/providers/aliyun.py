@@ -24,6 +24,7 @@ from alibabacloud_cdn20180510 import models as cdn_models
 from alibabacloud_cdn20180510.client import Client
 from alibabacloud_tea_openapi import utils_models as openapi_models
 from darabonba.runtime import RuntimeOptions
+from pydantic import BaseModel, ConfigDict, SecretStr
 from Tea.exceptions import TeaException, UnretryableException
 
 from cdn_preheat.config import Settings, require_secret
@@ -36,9 +37,18 @@ from cdn_preheat.errors import (
     QuotaExhausted,
     RateLimited,
     Transient,
-    Unreconcilable,
 )
-from cdn_preheat.providers.base import Limits, Provider, Quota, SubmitResult, TaskEntry, TaskState
+from cdn_preheat.providers.base import (
+    DomainInfo,
+    Features,
+    Limits,
+    Provider,
+    ProviderSpec,
+    Quota,
+    SubmitResult,
+    TaskEntry,
+    TaskState,
+)
 from cdn_preheat.ratelimit import Budget
 from cdn_preheat.urlkey import url_key
 
@@ -126,13 +136,41 @@ ALIYUN_BUDGETS = {
     ),
 }
 
+# Which domain Coverage serves each ALIYUN_AREA.
+_COVERS = {"domestic": ("domestic", "global"), "overseas": ("overseas", "global")}
+
 STATES = {"Complete": TaskState.DONE, "Refreshing": TaskState.PROCESSING}
+
+
+class AliyunConfig(BaseModel):
+    """Alibaba Cloud's own settings: from :class:`Settings` or plain arguments."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    access_key_id: SecretStr | None = None
+    access_key_secret: SecretStr | None = None
+    endpoint: str | None = None  # e.g. http://127.0.0.1:8091 (the sandbox)
+    area: AliyunArea = "domestic"
+    l2_preload: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AliyunConfig:
+        return cls(
+            access_key_id=settings.aliyun_access_key_id,
+            access_key_secret=settings.aliyun_access_key_secret,
+            endpoint=settings.aliyun_endpoint,
+            area=settings.aliyun_area,
+            l2_preload=settings.aliyun_l2_preload,
+        )
 
 
 class AliyunProvider(Provider):
     """One Alibaba Cloud account, prefetching into one area."""
 
     name = "aliyun"
+    # Force=true on a directory refresh is the closest Alibaba has to deleting cached
+    # copies (RefreshObjectCaches); it has no traffic or log API wired here.
+    features = Features(purge_delete=True, domain_check=True, tells_missing_file=False)
     limits = Limits(
         batch_size=100,
         requests_per_second=50,
@@ -144,18 +182,24 @@ class AliyunProvider(Provider):
     budgets = ALIYUN_BUDGETS
     submit_api = "PushObjectCache"
     status_api = "DescribeRefreshTaskById"
+    quota_api = "DescribeRefreshQuota"
 
     def __init__(
-        self, settings: Settings, *, area: AliyunArea = "domestic", l2_preload: bool = False
+        self,
+        config: AliyunConfig | Settings,
+        *,
+        area: AliyunArea | None = None,
+        l2_preload: bool | None = None,
     ) -> None:
-        self.area = area
-        self._l2_preload = l2_preload
-        endpoint, protocol = _endpoint(settings.aliyun_endpoint)
-        config = openapi_models.Config(
-            access_key_id=require_secret(settings.aliyun_access_key_id, "ALIYUN_ACCESS_KEY_ID"),
-            access_key_secret=require_secret(
-                settings.aliyun_access_key_secret, "ALIYUN_ACCESS_KEY_SECRET"
-            ),
+        """``area`` and ``l2_preload`` override the config's."""
+        if isinstance(config, Settings):
+            config = AliyunConfig.from_settings(config)
+        self.area = area or config.area
+        self._l2_preload = config.l2_preload if l2_preload is None else l2_preload
+        endpoint, protocol = _endpoint(config.endpoint)
+        sdk_config = openapi_models.Config(
+            access_key_id=require_secret(config.access_key_id, "ALIYUN_ACCESS_KEY_ID"),
+            access_key_secret=require_secret(config.access_key_secret, "ALIYUN_ACCESS_KEY_SECRET"),
             endpoint=endpoint,
             protocol=protocol,
             connect_timeout=CONNECT_TIMEOUT_MS,
@@ -163,7 +207,7 @@ class AliyunProvider(Provider):
         )
         # With no Config.retry_options this SDK tries once; autoretry=False also
         # turns off the older Tea runtime's retries, should that code path run.
-        self._client = Client(config)
+        self._client = Client(sdk_config)
         self._runtime = RuntimeOptions(
             autoretry=False,
             max_attempts=0,
@@ -241,14 +285,8 @@ class AliyunProvider(Provider):
         It reads the window's task list when that takes no more calls than
         asking for each URL by ``ObjectPath`` (exact match), else asks per URL.
         """
-        if since.tzinfo is None:
-            since = since.replace(tzinfo=dt.UTC)
         now = dt.datetime.now(dt.UTC)
-        if since < now - TASK_RETENTION + CLOCK_MARGIN:
-            raise Unreconcilable(
-                f"Alibaba Cloud CDN keeps prefetch tasks for 3 days; a batch from "
-                f"{since:%Y-%m-%d %H:%M} UTC can no longer be looked up."
-            )
+        since = self._reconcilable(since, now, "Alibaba Cloud CDN keeps prefetch tasks")
         window = (since, now + CLOCK_MARGIN)
         if since.replace(microsecond=0) >= window[1].replace(microsecond=0):
             return {}  # asked about the future: nothing can have arrived
@@ -264,6 +302,33 @@ class AliyunProvider(Provider):
             for url in wanted.values():
                 tasks += _page_tasks(self._tasks_page(window, 1, object_path=url))
         return _newest_per_url(tasks, wanted)
+
+    def describe_domain(self, host: str) -> DomainInfo | None:
+        """DescribeUserDomains, exact match on the name.
+
+        SDK DescribeUserDomainsRequest: DomainSearchType full_match (exact); DomainStatus
+        online, offline, configuring, ...; Coverage domestic, overseas, global.
+        """
+        request = cdn_models.DescribeUserDomainsRequest(
+            domain_name=host, domain_search_type="full_match"
+        )
+        body = self._call(
+            "DescribeUserDomains", self._client.describe_user_domains_with_options, request
+        )
+        pages = body.domains.page_data if body.domains and body.domains.page_data else []
+        found = [d for d in pages if str(d.domain_name).lower() == host.lower()]
+        if not found:
+            return None
+        domain = found[0]
+        fix = "overseas" if domain.coverage == "overseas" else "domestic"
+        return DomainInfo(
+            domain=host,
+            status=str(domain.domain_status),
+            online=domain.domain_status == "online",
+            area=str(domain.coverage),
+            covered=domain.coverage in _COVERS.get(self.area, ()),
+            fix_area=f"ALIYUN_AREA to {fix}",
+        )
 
     def purge_urls(self, urls: Sequence[str]) -> str:
         return self._refresh(urls, "File", force=False)
@@ -486,3 +551,22 @@ def _parse_time(value: object) -> dt.datetime | None:
 def _status_code(exc: TeaException) -> int | None:
     status = getattr(exc, "status_code", None) or getattr(exc, "statusCode", None)
     return int(status) if status is not None else None
+
+
+def _build(config: AliyunConfig) -> AliyunProvider:
+    return AliyunProvider(config)
+
+
+SPEC = ProviderSpec(
+    provider=AliyunProvider,
+    title="Alibaba Cloud",
+    config=AliyunConfig,
+    build=_build,
+    credentials=("ALIYUN_ACCESS_KEY_ID", "ALIYUN_ACCESS_KEY_SECRET"),
+    cache_vendor="aliyun",
+    emulator="cdn_preheat.sandbox.aliyun",
+    default_api="https://cdn.aliyuncs.com",
+    # V3 request structure, x-acs-date: "值为请求发出前15分钟内的时间" (help.aliyun.com, "ROA风格
+    # 请求体&签名机制" / V3 request structure and signature); InvalidTimeStamp.Expired.
+    clock_tolerance=900.0,
+)

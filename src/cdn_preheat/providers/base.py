@@ -16,9 +16,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
+from cdn_preheat.errors import Unreconcilable
 from cdn_preheat.ratelimit import Budget, Pacing, backoff_delay
+
+if TYPE_CHECKING:
+    from cdn_preheat.config import Settings
 
 _PACING_LOCK = threading.Lock()
 
@@ -99,10 +103,54 @@ class TaskEntry:
     retry_once: bool = False
 
 
+@dataclass(frozen=True)
+class Features:
+    """What a provider can do, declared by its module (rclone's ``Features()``).
+
+    Callers read these instead of testing the provider's name: a new vendor
+    states what it has and every command and test adapts.
+    """
+
+    # quota() asks an API; False: it answers from the last prefetch answer (Qiniu), or
+    # the provider has no daily quota at all.
+    quota_query: bool = True
+    daily_quota: bool = True  # prefetching spends a per-day quota
+    purge: bool = True  # purge_urls / purge_dirs / purge_status work
+    # purge_dirs(delete=True) removes cached copies outright (Tencent FlushType=delete,
+    # Alibaba Force=true) rather than marking them stale.
+    purge_delete: bool = False
+    stats: bool = False  # flux(): traffic statistics
+    logs: bool = False  # logs(): access-log packages
+    bucket_listing: bool = False  # iter_keys(): storage listing for batch discovery
+    # find_submitted asks the vendor's own task list, so a batch whose answer was
+    # lost is reconciled from the vendor (not only from what this process saw).
+    task_list: bool = True
+    window_status: bool = False  # window_status(): one call covers many tasks
+    domain_check: bool = False  # describe_domain(): the domain's status and area
+    tasks_finish_on_submit: bool = False  # no PROCESSING: the outcome is known on return
+    # A file the origin lacks ends INVALID; False: the vendor reports it like any
+    # failure (Alibaba documents no 4xx failure description), so it ends FAILED.
+    tells_missing_file: bool = True
+
+
+@dataclass(frozen=True)
+class DomainInfo:
+    """A CDN domain as the vendor's domain API describes it (``cdn-preheat doctor``)."""
+
+    domain: str
+    status: str  # the vendor's own word (online, offline, success, frozen, ...)
+    online: bool
+    area: str  # where it is accelerated, in the vendor's words
+    covered: bool  # accelerated in the area this provider pushes to
+    fix_area: str = ""  # the setting that would make ``covered`` true
+    fix_status: str = ""  # what to do when it is not online (appended to the sentence)
+
+
 class Provider(ABC):
     """One CDN account and area."""
 
     name: str
+    features: ClassVar[Features] = Features()
     area: str
     limits: Limits
     # The deadline of one API call, in seconds (0: the SDK's own); a timed-out push
@@ -116,6 +164,7 @@ class Provider(ABC):
     # hold back "the push API" or "the status API" without knowing the vendor.
     submit_api: ClassVar[str] = "submit"
     status_api: ClassVar[str] = "status"
+    quota_api: ClassVar[str] = "quota"
 
     @property
     def pacing(self) -> Pacing:
@@ -187,6 +236,13 @@ class Provider(ABC):
     def purge_status(self, task_ids: Sequence[str]) -> list[TaskEntry]:
         """Per-URL (or per-directory) state of these refresh tasks."""
 
+    def describe_domain(self, host: str) -> DomainInfo | None:
+        """The domain ``host`` as the account's domain API reports it; None: not in the account.
+
+        Only for providers whose :attr:`features` declare ``domain_check``.
+        """
+        raise NotImplementedError(f"{self.name} has no domain API")
+
     def close(self) -> None:  # noqa: B027 - optional hook, most providers hold nothing
         """Release connections."""
 
@@ -195,6 +251,68 @@ class Provider(ABC):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def _reconcilable(self, since: dt.datetime, now: dt.datetime, kept: str) -> dt.datetime:
+        """``since`` (made aware, UTC); Unreconcilable when the vendor no longer keeps it.
+
+        ``kept`` says what the vendor keeps, e.g. "Tencent Cloud keeps push logs":
+        tasks older than ``limits.task_retention`` (less a margin for clock skew)
+        can no longer be looked up.
+        """
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=dt.UTC)
+        retention = self.limits.task_retention
+        if retention is not None and since < now - retention + RETENTION_MARGIN:
+            raise Unreconcilable(
+                f"{kept} for {retention.days} days; a batch from "
+                f"{since:%Y-%m-%d %H:%M} UTC can no longer be looked up."
+            )
+        return since
+
+
+# Stay this far inside a vendor's task retention: our clock and the vendor's may differ.
+RETENTION_MARGIN = dt.timedelta(minutes=5)
+
+
+class VendorConfig(Protocol):
+    """A provider's own settings model: built from the global Settings or plain arguments."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Any: ...
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """One provider's registration: what the registry knows of it.
+
+    ``config`` is the vendor's own settings model (``config.from_settings(Settings)``
+    or ``config(**plain_arguments)``), ``build`` makes the provider from one.
+    """
+
+    provider: type[Provider]
+    title: str  # the vendor's name in sentences: "Tencent Cloud"
+    config: type[Any]
+    build: Callable[[Any], Provider]
+    # Settings variables holding the account's secrets (empty: none needed).
+    credentials: tuple[str, ...] = ()
+    # Which cache-status header its edges send (a key of cachestatus.VENDOR_HEADERS);
+    # None: whatever CDN sits in front, read any known header.
+    cache_vendor: str | None = None
+    # The sandbox emulator module answering this provider's API; None: none (the http
+    # provider talks to the edge itself).
+    emulator: str | None = None
+    # Where the API answers when no endpoint is configured (doctor's clock check),
+    # and how far a request's signing time may be from the server's (None: unsigned time).
+    default_api: str | None = None
+    clock_tolerance: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.provider.name
+
+    @property
+    def features(self) -> Features:
+        return self.provider.features
 
 
 class _Fallback(Pacing):

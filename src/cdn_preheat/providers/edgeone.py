@@ -54,10 +54,18 @@ from cdn_preheat.errors import (
     QuotaExhausted,
     RateLimited,
     Transient,
-    Unreconcilable,
     ZoneNotFound,
 )
-from cdn_preheat.providers.base import Limits, Provider, Quota, SubmitResult, TaskEntry, TaskState
+from cdn_preheat.providers.base import (
+    Features,
+    Limits,
+    Provider,
+    ProviderSpec,
+    Quota,
+    SubmitResult,
+    TaskEntry,
+    TaskState,
+)
 from cdn_preheat.ratelimit import Budget, call_with_retries
 from cdn_preheat.urlkey import url_key
 
@@ -176,6 +184,8 @@ class EdgeOneProvider(Provider):
     """Prefetch and purge in one EdgeOne zone of a Tencent Cloud account."""
 
     name = "edgeone"
+    # CreatePurgeTask Method delete; DescribePrefetchTasks lists a time window.
+    features = Features(purge_delete=True, window_status=True)
     limits = Limits(
         # The batch and daily quota depend on the zone's plan ("提交任务数受计费套餐配额限制",
         # CreatePrefetchTaskRequest.Targets): 1,000 is an upper bound, narrowed to the
@@ -191,6 +201,7 @@ class EdgeOneProvider(Provider):
     budgets = EDGEONE_BUDGETS
     submit_api = "CreatePrefetchTask"
     status_api = "DescribePrefetchTasks"
+    quota_api = "DescribeContentQuota"
 
     def __init__(self, config: EdgeOneConfig | Settings) -> None:
         if isinstance(config, Settings):
@@ -311,13 +322,8 @@ class EdgeOneProvider(Provider):
         (the ``target`` filter, a full URL), else asks per URL. The order of the
         list is not documented: the newest task is picked by CreateTime, then JobId.
         """
-        since = _aware(since)
         now = dt.datetime.now(dt.UTC)
-        if since < now - TASK_RETENTION + SEARCH_MARGIN:
-            raise Unreconcilable(
-                f"EdgeOne task records are assumed kept for 30 days; a batch from "
-                f"{since:%Y-%m-%d %H:%M} UTC can no longer be looked up."
-            )
+        since = self._reconcilable(since, now, "EdgeOne task records are assumed kept")
         wanted = {url_key(url): url for url in urls}
         tasks: list[Any] = []
         for window in _windows(since - SEARCH_MARGIN, now + SEARCH_MARGIN):
@@ -579,3 +585,16 @@ def _filter(name: str, value: str) -> models.AdvancedFilter:
     item = models.AdvancedFilter()
     item.Name, item.Values = name, [value]
     return item
+
+
+SPEC = ProviderSpec(
+    provider=EdgeOneProvider,
+    title="Tencent EdgeOne",
+    config=EdgeOneConfig,
+    build=EdgeOneProvider,
+    credentials=("TENCENT_SECRET_ID", "TENCENT_SECRET_KEY"),
+    cache_vendor="edgeone",  # EO-Cache-Status
+    emulator="cdn_preheat.sandbox.edgeone",
+    default_api="https://teo.tencentcloudapi.com",
+    clock_tolerance=300.0,  # the same API 3.0 signing (TC3) as Tencent Cloud CDN, service teo
+)

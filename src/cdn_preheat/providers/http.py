@@ -43,7 +43,16 @@ from cdn_preheat.errors import (
     RateLimited,
     Transient,
 )
-from cdn_preheat.providers.base import Limits, Provider, Quota, SubmitResult, TaskEntry, TaskState
+from cdn_preheat.providers.base import (
+    Features,
+    Limits,
+    Provider,
+    ProviderSpec,
+    Quota,
+    SubmitResult,
+    TaskEntry,
+    TaskState,
+)
 from cdn_preheat.ratelimit import Budget
 from cdn_preheat.throttle import TokenBucket
 
@@ -129,6 +138,14 @@ class HttpProvider(Provider):
     """Warms through the edge: no quota, no purge, outcomes known on return."""
 
     name = "http"
+    # No quota, no purge; outcomes are known when submit returns and kept in memory only.
+    features = Features(
+        quota_query=False,
+        daily_quota=False,
+        purge=False,
+        task_list=False,
+        tasks_finish_on_submit=True,
+    )
     limits = Limits(
         batch_size=50,
         requests_per_second=200,
@@ -363,3 +380,15 @@ def _outcome(task_id: str, url: str, fetches: Sequence[_Fetch], now: dt.datetime
             if fetch.state is state:
                 return TaskEntry(task_id, url, state, fetch.describe(), now)
     return TaskEntry(task_id, url, TaskState.DONE, None, now)
+
+
+def _build(options: WarmOptions) -> HttpProvider:
+    return HttpProvider(options=options)
+
+
+SPEC = ProviderSpec(
+    provider=HttpProvider,
+    title="the http provider",
+    config=WarmOptions,
+    build=_build,
+)

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import qiniu
 import qiniu.http
+from pydantic import BaseModel, ConfigDict, SecretStr
 from qiniu.http.endpoint import Endpoint
 from qiniu.http.region import Region, ServiceName
 
@@ -34,7 +35,17 @@ from cdn_preheat.errors import (
     RateLimited,
     Transient,
 )
-from cdn_preheat.providers.base import Limits, Provider, Quota, SubmitResult, TaskEntry, TaskState
+from cdn_preheat.providers.base import (
+    DomainInfo,
+    Features,
+    Limits,
+    Provider,
+    ProviderSpec,
+    Quota,
+    SubmitResult,
+    TaskEntry,
+    TaskState,
+)
 from cdn_preheat.providers.stats import LogFile, TrafficPoint, TrafficSeries
 from cdn_preheat.ratelimit import Budget
 from cdn_preheat.signing import strip_anti_leech
@@ -95,26 +106,58 @@ _CLIENT_ERROR = re.compile(r"\b4\d\d\b")  # origin answered 4xx: retrying will n
 _LOG_HOUR = re.compile(r"_(\d{4}-\d{2}-\d{2}-\d{2})_part")  # name_2024-03-01-13_part-00000.gz
 
 
+class QiniuConfig(BaseModel):
+    """Qiniu's own settings: from :class:`Settings` or plain arguments."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    access_key: SecretStr | None = None
+    secret_key: SecretStr | None = None
+    endpoint: str | None = None  # the fusion CDN API
+    rsf_endpoint: str | None = None  # bucket listing (RSF)
+    api_endpoint: str | None = None  # the domain API (api.qiniu.com)
+    cdn_host: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> QiniuConfig:
+        return cls(
+            access_key=settings.qiniu_access_key,
+            secret_key=settings.qiniu_secret_key,
+            endpoint=settings.qiniu_endpoint,
+            rsf_endpoint=settings.qiniu_rsf_endpoint,
+            api_endpoint=settings.qiniu_api_endpoint,
+            cdn_host=settings.cdn_host,
+        )
+
+
 class QiniuProvider(Provider):
     """One Qiniu account; it has a single CDN area, called ``global`` here."""
 
     name = "qiniu"
+    # No quota query: prefetch answers report it. Directory refresh only marks stale.
+    features = Features(
+        quota_query=False, stats=True, logs=True, bucket_listing=True, domain_check=True
+    )
     limits = QINIU_LIMITS
     budgets = QINIU_BUDGETS
     api_budgets = QINIU_API_BUDGETS
     submit_api = "prefetch"
     status_api = "prefetch list"
+    quota_api = "prefetch list"  # read-only, and the nearest thing to a quota query
 
-    def __init__(self, settings: Settings, *, area: str = "global") -> None:
-        access_key = require_secret(settings.qiniu_access_key, "QINIU_ACCESS_KEY")
-        secret_key = require_secret(settings.qiniu_secret_key, "QINIU_SECRET_KEY")
+    def __init__(self, config: QiniuConfig | Settings, *, area: str = "global") -> None:
+        if isinstance(config, Settings):
+            config = QiniuConfig.from_settings(config)
+        access_key = require_secret(config.access_key, "QINIU_ACCESS_KEY")
+        secret_key = require_secret(config.secret_key, "QINIU_SECRET_KEY")
         self.area = area
         self._auth = qiniu.Auth(access_key, secret_key)
         self._cdn = qiniu.CdnManager(self._auth)
-        self._endpoint: str | None = settings.qiniu_endpoint
+        self._endpoint: str | None = config.endpoint
         self._cdn.server = self._endpoint or DEFAULT_SERVER
-        self._rsf_endpoint: str | None = settings.qiniu_rsf_endpoint
-        self._cdn_host = settings.cdn_host
+        self._rsf_endpoint: str | None = config.rsf_endpoint
+        self._api_endpoint: str | None = config.api_endpoint
+        self._cdn_host = config.cdn_host
         self._last_quota: Quota | None = None
         self._last_quota_day: str | None = None
 
@@ -265,6 +308,30 @@ class QiniuProvider(Provider):
                 )
             )
         return files
+
+    # The account -------------------------------------------------------------
+    def describe_domain(self, host: str) -> DomainInfo | None:
+        """The SDK's DomainManager.get_domain (``GET /domain/<name>``).
+
+        developer.qiniu.com/fusion/4246: operatingState success (online), processing,
+        failed, frozen, offlined; geoCover china, foreign, global. Qiniu has one area.
+        """
+        from qiniu.services.cdn.manager import DomainManager
+
+        manager = DomainManager(self._auth)
+        if self._api_endpoint:
+            manager.server = self._api_endpoint
+        ret, info = manager.get_domain(host)
+        status = getattr(info, "status_code", None)
+        if status == 404:
+            return None
+        if status in (401, 403):
+            raise AuthError("Qiniu refused the domain query: check QINIU_ACCESS_KEY.")
+        if status != 200 or not isinstance(ret, dict):
+            raise ProviderError(f"Qiniu's domain API answered HTTP {status} for {host}.")
+        state, cover = str(ret.get("operatingState")), str(ret.get("geoCover"))
+        return DomainInfo(domain=host, status=state, online=state == "success", area=cover,
+                          covered=True)  # fmt: skip
 
     # Storage -----------------------------------------------------------------
     def iter_keys(self, bucket: str, prefix: str = "", suffix: str = "") -> Iterator[str]:
@@ -463,3 +530,16 @@ def _china_day(moment: dt.datetime) -> str:
 
 def _strings(value: object) -> list[str]:
     return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
+
+SPEC = ProviderSpec(
+    provider=QiniuProvider,
+    title="Qiniu",
+    config=QiniuConfig,
+    build=QiniuProvider,
+    credentials=("QINIU_ACCESS_KEY", "QINIU_SECRET_KEY"),
+    cache_vendor="qiniu",
+    emulator="cdn_preheat.sandbox.qiniu",
+    default_api=DEFAULT_SERVER,
+    clock_tolerance=None,  # Qiniu's QBox/Qiniu tokens sign no time
+)

@@ -15,13 +15,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from tencentcloud.cdn.v20180606 import cdn_client, models
 from tencentcloud.common.credential import Credential
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 
-from cdn_preheat.config import Settings, require_secret
+from cdn_preheat.config import Settings, TencentArea, require_secret
 from cdn_preheat.errors import (
     AreaMismatch,
     AuthError,
@@ -33,9 +34,18 @@ from cdn_preheat.errors import (
     QuotaExhausted,
     RateLimited,
     Transient,
-    Unreconcilable,
 )
-from cdn_preheat.providers.base import Limits, Provider, Quota, SubmitResult, TaskEntry, TaskState
+from cdn_preheat.providers.base import (
+    DomainInfo,
+    Features,
+    Limits,
+    Provider,
+    ProviderSpec,
+    Quota,
+    SubmitResult,
+    TaskEntry,
+    TaskState,
+)
 from cdn_preheat.providers.stats import LogFile, TrafficPoint, TrafficSeries
 from cdn_preheat.ratelimit import Budget, call_with_retries
 from cdn_preheat.urlkey import url_key
@@ -118,10 +128,45 @@ _PARAM_CODE = "InvalidParameter.CdnParamError"
 _TRANSIENT_CODES = ("ClientNetworkError", "ServerNetworkError", "JSONDecodeError", "KeyError")
 
 
+class TencentConfig(BaseModel):
+    """Tencent Cloud's own settings: from :class:`Settings` or plain arguments."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    secret_id: SecretStr | None = None
+    secret_key: SecretStr | None = None
+    area: TencentArea = "mainland"
+    layer: str = ""
+    user_agent: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    endpoint: str | None = None  # e.g. http://127.0.0.1:8090 (the sandbox)
+    region: str = ""
+    cdn_host: str | None = None
+    call_timeout: float = Field(default=15.0, gt=0)  # seconds; see Settings.api_deadline
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TencentConfig:
+        return cls(
+            secret_id=settings.tencent_secret_id,
+            secret_key=settings.tencent_secret_key,
+            area=settings.tencent_area,
+            layer=settings.tencent_layer,
+            user_agent=settings.tencent_user_agent,
+            headers=dict(settings.tencent_headers),
+            endpoint=settings.tencent_endpoint,
+            region=settings.tencent_region,
+            cdn_host=settings.cdn_host,
+            call_timeout=settings.api_deadline,
+        )
+
+
 class TencentProvider(Provider):
     """Prefetch and purge on one Tencent Cloud account, in the configured area."""
 
     name = "tencent"
+    features = Features(
+        purge_delete=True, stats=True, logs=True, window_status=True, domain_check=True
+    )
     limits = Limits(
         batch_size=500,
         requests_per_second=20,
@@ -133,15 +178,18 @@ class TencentProvider(Provider):
     budgets = TENCENT_BUDGETS
     submit_api = "PushUrlsCache"
     status_api = "DescribePushTasks"
+    quota_api = "DescribePushQuota"
 
-    def __init__(self, settings: Settings) -> None:
-        secret_id = require_secret(settings.tencent_secret_id, "TENCENT_SECRET_ID")
-        self._secret_key = require_secret(settings.tencent_secret_key, "TENCENT_SECRET_KEY")
+    def __init__(self, config: TencentConfig | Settings) -> None:
+        if isinstance(config, Settings):
+            config = TencentConfig.from_settings(config)
+        secret_id = require_secret(config.secret_id, "TENCENT_SECRET_ID")
+        self._secret_key = require_secret(config.secret_key, "TENCENT_SECRET_KEY")
         # Shorter than the claim lease (Settings.api_deadline): see the scheduler's heartbeat.
-        self.call_timeout = settings.api_deadline
+        self.call_timeout = config.call_timeout
         http = HttpProfile(reqTimeout=self.call_timeout)
-        if settings.tencent_endpoint:
-            parts = urlsplit(settings.tencent_endpoint)
+        if config.endpoint:
+            parts = urlsplit(config.endpoint)
             http = HttpProfile(
                 protocol=parts.scheme, endpoint=parts.netloc, reqTimeout=self.call_timeout
             )
@@ -149,13 +197,13 @@ class TencentProvider(Provider):
             httpProfile=http, language="en-US", disable_region_breaker=True, retryer=None
         )
         self._client = cdn_client.CdnClient(
-            Credential(secret_id, self._secret_key), settings.tencent_region, profile
+            Credential(secret_id, self._secret_key), config.region, profile
         )
-        self.area = settings.tencent_area
-        self._layer = settings.tencent_layer
-        self._user_agent = settings.tencent_user_agent
-        self._headers = dict(settings.tencent_headers)
-        self._cdn_host = settings.cdn_host
+        self.area = config.area
+        self._layer = config.layer
+        self._user_agent = config.user_agent
+        self._headers = dict(config.headers)
+        self._cdn_host = config.cdn_host
         self._page_size = PAGE_SIZE
 
     # -- prefetch ---------------------------------------------------------------
@@ -228,14 +276,8 @@ class TencentProvider(Provider):
         each URL (``Keyword``, a full URL), else searches per URL. The logs' order
         is not documented: the newest log is picked by CreateTime, then TaskId.
         """
-        if since.tzinfo is None:
-            since = since.replace(tzinfo=dt.UTC)
         now = dt.datetime.now(dt.UTC)
-        if since < now - TASK_RETENTION + SEARCH_MARGIN:
-            raise Unreconcilable(
-                f"Tencent Cloud keeps push logs for 30 days; a batch from "
-                f"{since:%Y-%m-%d %H:%M} UTC can no longer be looked up."
-            )
+        since = self._reconcilable(since, now, "Tencent Cloud keeps push logs")
         window = {
             "StartTime": _cn_time(since - SEARCH_MARGIN),
             "EndTime": _cn_time(now + SEARCH_MARGIN),
@@ -287,6 +329,33 @@ class TencentProvider(Provider):
                 self._page_size = smaller[0]
                 continue
             return list(answer.PushLogs or []), int(answer.TotalCount or 0), self._page_size
+
+    # -- the account ------------------------------------------------------------
+
+    def describe_domain(self, host: str) -> DomainInfo | None:
+        """DescribeDomains filtered on the exact name.
+
+        SDK cdn/v20180606/models.py: DomainFilter Name "domain", BriefDomain.Status
+        (online, offline, processing, closing, rejected) and Area (mainland, overseas, global).
+        """
+        wanted = models.DomainFilter()
+        wanted.Name, wanted.Value = "domain", [host]
+        request = models.DescribeDomainsRequest()
+        request.Filters = [wanted]
+        answer = self._call("DescribeDomains", request)
+        found = [d for d in answer.Domains or [] if str(d.Domain).lower() == host.lower()]
+        if not found:
+            return None
+        domain = found[0]
+        return DomainInfo(
+            domain=host,
+            status=str(domain.Status),
+            online=domain.Status == "online",
+            area=str(domain.Area),
+            covered=domain.Area in ("global", self.area),
+            fix_area=f"TENCENT_AREA={domain.Area}",
+            fix_status=": start it in the console",
+        )
 
     # -- purge ------------------------------------------------------------------
 
@@ -544,3 +613,19 @@ def _cn_time(moment: dt.datetime) -> str:
 
 def _parse_cn_time(text: str) -> dt.datetime:
     return dt.datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC8)
+
+
+SPEC = ProviderSpec(
+    provider=TencentProvider,
+    title="Tencent Cloud",
+    config=TencentConfig,
+    build=TencentProvider,
+    credentials=("TENCENT_SECRET_ID", "TENCENT_SECRET_KEY"),
+    cache_vendor="tencent",
+    emulator="cdn_preheat.sandbox.tencent",
+    default_api="https://cdn.tencentcloudapi.com",
+    # API 3.0 common parameters, X-TC-Timestamp: "If the difference between the UNIX
+    # timestamp and the server time is greater than 5 minutes, a signature expiration error
+    # may occur" (tencentcloud.com/document/product/570/36329; AuthFailure.SignatureExpire).
+    clock_tolerance=300.0,
+)

@@ -21,6 +21,7 @@ clock, then forgotten, as Alibaba's task queries only cover the last 3 days.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hmac
 import itertools
@@ -37,13 +38,16 @@ from urllib.parse import parse_qsl, urlsplit
 from alibabacloud_tea_openapi.utils import Utils as OpenApiUtils
 from darabonba.request import DaraRequest
 
+from cdn_preheat import config
 from cdn_preheat.sandbox.core import (
     RECEIVED_PATH,
     EdgeCache,
+    EmulatorSpec,
     Faults,
     LoopbackServer,
     RateWindows,
     SandboxClock,
+    Shared,
     UrlEcho,
     normalised_url,
     received_document,
@@ -202,7 +206,7 @@ class ApiCall:
     body: bytes
 
 
-class AliyunApi:
+class AliyunEmulator:
     """The CDN API of one Alibaba Cloud account holding one domain.
 
     ``origin_has`` answers whether the origin serves a ``path[?query]``: a bool, or
@@ -717,7 +721,7 @@ def _time_param(params: dict[str, str], name: str) -> dt.datetime | None:
 
 
 class _AliyunHandler(BaseHTTPRequestHandler):
-    """Turns HTTP into :meth:`AliyunApi.handle` calls, applying faults first."""
+    """Turns HTTP into :meth:`AliyunEmulator.handle` calls, applying faults first."""
 
     server_version = "Tengine"
     protocol_version = "HTTP/1.1"
@@ -732,7 +736,7 @@ class _AliyunHandler(BaseHTTPRequestHandler):
         """Keep test output quiet."""
 
     def _serve(self) -> None:
-        api: AliyunApi = self.server.app  # type: ignore[attr-defined]
+        api: AliyunEmulator = self.server.app  # type: ignore[attr-defined]
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if self.command == "GET" and self.path == RECEIVED_PATH:
             self._send(200, api.received_json(), "application/json")
@@ -783,3 +787,47 @@ class _AliyunHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+
+AliyunApi = AliyunEmulator  # the name before the emulators shared one naming
+
+
+def _build(shared: Shared, credentials: tuple[str, str], limits: AliyunLimits) -> AliyunEmulator:
+    return AliyunEmulator(
+        shared.clock,
+        shared.cache,
+        shared.origin.pull_status,
+        shared.edge_netloc,
+        *credentials,
+        limits=limits,
+        faults=shared.faults,
+    )
+
+
+def _client_env(endpoint: str, credentials: tuple[str, str]) -> dict[str, str]:
+    return {
+        "ALIYUN_ENDPOINT": endpoint,
+        "ALIYUN_ACCESS_KEY_ID": credentials[0],
+        "ALIYUN_ACCESS_KEY_SECRET": credentials[1],
+    }
+
+
+def _set_limits(api: AliyunEmulator, quota: int | None, rate: int | None) -> None:
+    """Rate: calls a second (each API's lower documented budget still applies)."""
+    changes: dict[str, int] = {}
+    if quota is not None:
+        changes["preload_quota"] = quota
+    if rate is not None:
+        changes["calls_per_second"] = rate
+    if changes:
+        api.limits = dataclasses.replace(api.limits, **changes)  # type: ignore[arg-type]
+
+
+EMULATOR = EmulatorSpec(
+    name="aliyun",
+    build=_build,
+    limits_type=AliyunLimits,
+    credentials=(config.SANDBOX_ALIYUN_ACCESS_KEY_ID, config.SANDBOX_ALIYUN_ACCESS_KEY_SECRET),
+    client_env=_client_env,
+    set_limits=_set_limits,
+)

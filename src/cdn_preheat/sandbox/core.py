@@ -7,6 +7,7 @@ unmodified; these helpers keep each emulator module about its own vendor.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import random
@@ -16,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from yarl import URL
 
@@ -297,3 +298,56 @@ class LoopbackServer:
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)
+
+
+# -- registration: how the sandbox builds each vendor's emulator ------------------
+
+
+class Emulator(Protocol):
+    """What the sandbox needs from a vendor API emulator."""
+
+    def start(self, port: int = 0) -> LoopbackServer: ...
+
+    def received_urls(self) -> list[str]:
+        """Every URL a prefetch request delivered, in arrival order."""
+        ...
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What every emulator of one sandbox is built from."""
+
+    clock: SandboxClock
+    cache: EdgeCache
+    origin: Any  # cdn_preheat.sandbox.origin.Origin
+    edge_netloc: str  # the CDN domain every emulator's account owns
+    faults: Faults
+
+
+@dataclass(frozen=True)
+class EmulatorSpec:
+    """One vendor's emulator, as its module declares it (``EMULATOR``).
+
+    ``build(shared, credentials, limits)`` makes it (``limits`` None: the
+    emulator's sandbox defaults); ``limits_type`` is the dataclass of its
+    limits, whose ``task_delay`` the sandbox may override; ``client_env``
+    gives the variables that point a client at it; ``set_limits`` sets its daily
+    prefetch quota and request rate (``sandbox --quota/--rate``).
+    """
+
+    name: str
+    build: Callable[[Shared, tuple[str, str], Any], Any]
+    limits_type: type[Any]
+    credentials: tuple[str, str]
+    client_env: Callable[[str, tuple[str, str]], dict[str, str]]
+    set_limits: Callable[[Any, int | None, int | None], None]
+    default_limits: Callable[[], Any] | None = None
+
+    def limits(self, given: Any, task_delay: float | None) -> Any:
+        """``given`` (or the defaults), with ``task_delay`` when one is set."""
+        limits = given
+        if limits is None:
+            limits = self.default_limits() if self.default_limits else self.limits_type()
+        if task_delay is not None:
+            limits = dataclasses.replace(limits, task_delay=task_delay)
+        return limits

@@ -38,12 +38,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
+from cdn_preheat import config
 from cdn_preheat.sandbox.core import (
     EdgeCache,
+    EmulatorSpec,
     Faults,
     LoopbackServer,
     RateWindows,
     SandboxClock,
+    Shared,
     UrlEcho,
     normalised_url,
     received_document,
@@ -655,3 +658,44 @@ class EdgeOneHandler(TencentHandler):
     """Hands each request to :meth:`EdgeOneEmulator.answer` (the TC3 family's wire)."""
 
     server_version = "cdn-preheat-sandbox-edgeone"
+
+
+def _build(shared: Shared, credentials: tuple[str, str], limits: EdgeOneLimits) -> EdgeOneEmulator:
+    return EdgeOneEmulator(
+        clock=shared.clock,
+        cache=shared.cache,
+        origin=shared.origin,
+        edge_netloc=shared.edge_netloc,
+        credentials=credentials,
+        limits=limits,
+        faults=shared.faults,
+    )
+
+
+def _client_env(endpoint: str, credentials: tuple[str, str]) -> dict[str, str]:
+    # EdgeOne is reached with the account's Tencent Cloud keys; the zone is the sandbox's.
+    return {
+        "EO_ENDPOINT": endpoint,
+        "EO_ZONE_ID": SANDBOX_ZONE_ID,
+        "TENCENT_SECRET_ID": credentials[0],
+        "TENCENT_SECRET_KEY": credentials[1],
+    }
+
+
+def _set_limits(api: EdgeOneEmulator, quota: int | None, rate: int | None) -> None:
+    """Rate: requests a second per API."""
+    if quota is not None:
+        api.limits.prefetch_per_day = quota
+    if rate is not None:
+        api.limits.requests_per_second = rate
+
+
+EMULATOR = EmulatorSpec(
+    name="edgeone",
+    build=_build,
+    limits_type=EdgeOneLimits,
+    # The same Tencent Cloud account (and keys) holds the EdgeOne zone.
+    credentials=(config.SANDBOX_TENCENT_SECRET_ID, config.SANDBOX_TENCENT_SECRET_KEY),
+    client_env=_client_env,
+    set_limits=_set_limits,
+)

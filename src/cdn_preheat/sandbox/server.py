@@ -1,40 +1,47 @@
 """The whole sandbox: origin, edge and the CDN API emulators, started together.
 
 Every API emulator is built from the same shared pieces (clock, edge cache,
-origin, the edge's netloc, credentials, limits, faults) and started with
-``.start(port) -> LoopbackServer``. Adding a vendor: build it in
-``Sandbox.__init__`` (an attribute, an ``apis`` entry, its ``credentials``) and
-add its variables to ``_CLIENT_ENV``.
+origin, the edge's netloc, faults) plus its own credentials and limits, and
+started with ``.start(port) -> LoopbackServer``. Which emulators there are comes
+from the provider registry: each provider whose registration names an emulator
+module gets that module's ``EMULATOR`` (:class:`~cdn_preheat.sandbox.core.EmulatorSpec`).
+Adding a vendor adds nothing here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import re
 import signal
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, cast
 
 from cdn_preheat import config
 from cdn_preheat.errors import InputError
-from cdn_preheat.sandbox.aliyun import AliyunApi, AliyunLimits
-from cdn_preheat.sandbox.core import EdgeCache, Faults, LoopbackServer, SandboxClock
+from cdn_preheat.providers import provider_specs
+from cdn_preheat.sandbox.aliyun import AliyunEmulator, AliyunLimits
+from cdn_preheat.sandbox.core import (
+    EdgeCache,
+    Emulator,
+    EmulatorSpec,
+    Faults,
+    LoopbackServer,
+    SandboxClock,
+    Shared,
+)
 from cdn_preheat.sandbox.edge import Edge, Vendor
 from cdn_preheat.sandbox.edgeone import SANDBOX_ZONE_ID, EdgeOneEmulator, EdgeOneLimits
 from cdn_preheat.sandbox.origin import Origin, serve_origin
 from cdn_preheat.sandbox.origin_auth import OriginSignatures
-from cdn_preheat.sandbox.qiniu import QiniuApi, QiniuLimits
+from cdn_preheat.sandbox.qiniu import SANDBOX_QINIU_PREFETCH_QUOTA, QiniuEmulator, QiniuLimits
 from cdn_preheat.sandbox.tencent import TencentEmulator, TencentLimits
 
-
-class Emulator(Protocol):
-    """What the sandbox needs from a vendor API emulator."""
-
-    def start(self, port: int = 0) -> LoopbackServer: ...
+__all__ = ["SANDBOX_QINIU_PREFETCH_QUOTA", "Emulator", "Sandbox"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,56 +62,15 @@ def _account_keys(name: str) -> tuple[str, str]:
     return (f"AKIDsandbox{tag}".ljust(36, "0"), f"sandbox-{tag}-secret-key")
 
 
-def _tencent_env(endpoint: str, credentials: tuple[str, str]) -> dict[str, str]:
-    return {
-        "TENCENT_ENDPOINT": endpoint,
-        "TENCENT_SECRET_ID": credentials[0],
-        "TENCENT_SECRET_KEY": credentials[1],
-    }
+def emulator_specs() -> dict[str, EmulatorSpec]:
+    """Every registered provider's emulator, by provider name, in registry order."""
+    specs: dict[str, EmulatorSpec] = {}
+    for provider in provider_specs():
+        if provider.emulator:
+            spec = importlib.import_module(provider.emulator).EMULATOR
+            specs[provider.name] = cast("EmulatorSpec", spec)
+    return specs
 
-
-def _edgeone_env(endpoint: str, credentials: tuple[str, str]) -> dict[str, str]:
-    # EdgeOne is reached with the account's Tencent Cloud keys; the zone is the sandbox's.
-    return {
-        "EO_ENDPOINT": endpoint,
-        "EO_ZONE_ID": SANDBOX_ZONE_ID,
-        "TENCENT_SECRET_ID": credentials[0],
-        "TENCENT_SECRET_KEY": credentials[1],
-    }
-
-
-def _aliyun_env(endpoint: str, credentials: tuple[str, str]) -> dict[str, str]:
-    return {
-        "ALIYUN_ENDPOINT": endpoint,
-        "ALIYUN_ACCESS_KEY_ID": credentials[0],
-        "ALIYUN_ACCESS_KEY_SECRET": credentials[1],
-    }
-
-
-def _qiniu_env(endpoint: str, credentials: tuple[str, str]) -> dict[str, str]:
-    # One emulator answers the fusion CDN API, the bucket listing (RSF) and the domain API.
-    return {
-        "QINIU_ENDPOINT": endpoint,
-        "QINIU_RSF_ENDPOINT": endpoint,
-        "QINIU_API_ENDPOINT": endpoint,
-        "QINIU_ACCESS_KEY": credentials[0],
-        "QINIU_SECRET_KEY": credentials[1],
-    }
-
-
-# Per API: the environment a client needs to reach it (endpoint URL, credentials).
-_CLIENT_ENV: dict[str, Callable[[str, tuple[str, str]], dict[str, str]]] = {
-    "tencent": _tencent_env,
-    "edgeone": _edgeone_env,
-    "aliyun": _aliyun_env,
-    "qiniu": _qiniu_env,
-}
-
-# Qiniu's default daily prefetch quota is 100 URLs, less than one generated
-# video; the sandbox account has it raised (as real accounts can ask for), so
-# `cdn-preheat demo --provider qiniu` runs to the end. Tests lower it to see
-# the quota stop. Directory refresh, off on new accounts, is enabled likewise.
-SANDBOX_QINIU_PREFETCH_QUOTA = 100_000
 
 # The Qiniu bucket `cdn-preheat sandbox` fills with the generated videos' keys, so
 # `batch --qiniu-bucket sandbox-vod --domain <origin>` can be tried.
@@ -118,18 +84,19 @@ FAULT_NAMES = {
     "lost": "lost_answer",
     "slow": "slow",
 }
-VENDORS = ("tencent", "edgeone", "aliyun", "qiniu")
+VENDORS = tuple(emulator_specs())
 SANDBOX_VENDORS = frozenset(VENDORS)
 
 # The order of consecutive ports from ``first_port``: origin, edge, then the APIs.
-SERVER_ORDER = ("origin", "edge", "tencent", "aliyun", "qiniu", "edgeone")
+SERVER_ORDER = ("origin", "edge", *VENDORS)
 
 
 class Sandbox:
     """Loopback servers for a complete preheat run; a context manager.
 
-    Attributes: ``clock``, ``cache``, ``faults``, ``origin``, ``edge``, ``tencent``,
-    ``edgeone``, ``aliyun``, ``qiniu`` and ``apis`` (every API emulator by name). The edge binds its
+    Attributes: ``clock``, ``cache``, ``faults``, ``origin``, ``edge``,
+    ``apis`` (every API emulator by provider name; ``tencent``, ``aliyun`` and ``qiniu``
+    name theirs). The edge binds its
     port at construction (its netloc is the CDN domain every emulator checks);
     the other servers bind in ``start()``, after which ``endpoints`` and
     ``client_env()`` are available.
@@ -153,6 +120,8 @@ class Sandbox:
             config.SANDBOX_QINIU_ACCESS_KEY,
             config.SANDBOX_QINIU_SECRET_KEY,
         ),
+        limits: Mapping[str, Any] | None = None,
+        credentials: Mapping[str, tuple[str, str]] | None = None,
         origin_signatures: OriginSignatures | None = None,
         faults: Faults | None = None,
         secret_id: str = config.SANDBOX_TENCENT_SECRET_ID,
@@ -164,6 +133,9 @@ class Sandbox:
         tencent_accounts: dict[str, TencentAccount] | None = None,
     ) -> None:
         """``task_delay``, when given, overrides every emulator's own (seconds to done).
+
+        ``limits`` and ``credentials`` set any emulator's by provider name (the
+        ``tencent_limits``-style keywords are the same for the vendors they name).
 
         ``tencent_accounts``: further Tencent Cloud accounts by name (``tencent-b``),
         each its own emulator with its own keys, limits and faults, in front of the
@@ -186,89 +158,37 @@ class Sandbox:
         self.edge = Edge(self.origin, self.cache, edge_vendor)
         # The edge binds now: every emulator needs its netloc as the account's domain.
         self._edge_server = self.edge.bind(self._ports.get("edge", 0))
-        self.credentials: dict[str, tuple[str, str]] = {
+        given_limits: dict[str, Any] = {
+            "tencent": tencent_limits, "edgeone": edgeone_limits, "aliyun": aliyun_limits,
+            "qiniu": qiniu_limits, **(limits or {}),
+        }  # fmt: skip
+        given_credentials: dict[str, tuple[str, str]] = {
             "tencent": (secret_id, secret_key),
             # The same Tencent Cloud account (and keys) holds the EdgeOne zone.
             "edgeone": (secret_id, secret_key),
             "aliyun": aliyun_credentials,
             "qiniu": qiniu_credentials,
+            **(credentials or {}),
         }
-        tencent_limits = tencent_limits or TencentLimits()
-        if task_delay is not None:
-            tencent_limits = dataclasses.replace(tencent_limits, task_delay=task_delay)
-        self.tencent = TencentEmulator(
-            clock=self.clock,
-            cache=self.cache,
-            origin=self.origin,
-            edge_netloc=self.edge.netloc,
-            credentials=self.credentials["tencent"],
-            limits=tencent_limits,
-            faults=self.faults,
-        )
-        edgeone_limits = edgeone_limits or EdgeOneLimits()
-        if task_delay is not None:
-            edgeone_limits = dataclasses.replace(edgeone_limits, task_delay=task_delay)
-        self.edgeone = EdgeOneEmulator(
-            clock=self.clock,
-            cache=self.cache,
-            origin=self.origin,
-            edge_netloc=self.edge.netloc,
-            credentials=self.credentials["edgeone"],
-            limits=edgeone_limits,
-            faults=self.faults,
-        )
-        aliyun_limits = aliyun_limits or AliyunLimits()
-        if task_delay is not None:
-            aliyun_limits = dataclasses.replace(aliyun_limits, task_delay=task_delay)
-        self.aliyun = AliyunApi(
-            self.clock,
-            self.cache,
-            self.origin.pull_status,
-            self.edge.netloc,
-            *self.credentials["aliyun"],
-            limits=aliyun_limits,
-            faults=self.faults,
-        )
-        qiniu_limits = qiniu_limits or QiniuLimits(
-            prefetch_quota=SANDBOX_QINIU_PREFETCH_QUOTA, refresh_dir_enabled=True
-        )
-        if task_delay is not None:
-            qiniu_limits = dataclasses.replace(qiniu_limits, task_delay=task_delay)
-        self.qiniu = QiniuApi(
-            self.clock,
-            self.cache,
-            self.origin.has,
-            self.edge.netloc,
-            *self.credentials["qiniu"],
-            limits=qiniu_limits,
-            faults=self.faults,
-        )
-        self.apis: dict[str, Emulator] = {
-            "tencent": self.tencent,
-            "edgeone": self.edgeone,
-            "aliyun": self.aliyun,
-            "qiniu": self.qiniu,
-        }
+        shared = Shared(self.clock, self.cache, self.origin, self.edge.netloc, self.faults)
+        self.emulators = emulator_specs()
+        self.credentials: dict[str, tuple[str, str]] = {}
+        self.apis: dict[str, Emulator] = {}
+        for name, spec in self.emulators.items():
+            self.credentials[name] = given_credentials.get(name) or spec.credentials
+            vendor_limits = spec.limits(given_limits.get(name), task_delay)
+            self.apis[name] = spec.build(shared, self.credentials[name], vendor_limits)
         # Further accounts: name -> (vendor, emulator); their keys are in credentials.
         self.accounts: dict[str, tuple[str, Emulator]] = {}
+        tencent = self.emulators["tencent"]
         for name, account in (tencent_accounts or {}).items():
             if name in self.apis:
                 raise ValueError(f"the sandbox already has an account named {name}")
-            limits = account.limits or TencentLimits()
-            if task_delay is not None:
-                limits = dataclasses.replace(limits, task_delay=task_delay)
             self.credentials[name] = account.credentials or _account_keys(name)
-            emulator = TencentEmulator(
-                clock=self.clock,
-                cache=self.cache,
-                origin=self.origin,
-                edge_netloc=self.edge.netloc,
-                credentials=self.credentials[name],
-                limits=limits,
-                faults=account.faults or self.faults,
-            )
-            self.apis[name] = emulator
-            self.accounts[name] = ("tencent", emulator)
+            own = dataclasses.replace(shared, faults=account.faults or self.faults)
+            limits_of = tencent.limits(account.limits, task_delay)
+            self.apis[name] = tencent.build(own, self.credentials[name], limits_of)
+            self.accounts[name] = ("tencent", self.apis[name])
         for api in self.apis.values():
             # Emulators with delayed tasks expose settle(); the edge runs it per request.
             settle = getattr(api, "settle", None)
@@ -276,6 +196,22 @@ class Sandbox:
                 self.edge.before_request.append(settle)
         self._servers: dict[str, LoopbackServer] = {}
         self._started = False
+
+    @property
+    def tencent(self) -> TencentEmulator:
+        return cast("TencentEmulator", self.apis["tencent"])
+
+    @property
+    def edgeone(self) -> EdgeOneEmulator:
+        return cast("EdgeOneEmulator", self.apis["edgeone"])
+
+    @property
+    def aliyun(self) -> AliyunEmulator:
+        return cast("AliyunEmulator", self.apis["aliyun"])
+
+    @property
+    def qiniu(self) -> QiniuEmulator:
+        return cast("QiniuEmulator", self.apis["qiniu"])
 
     @classmethod
     def from_settings(cls, settings: config.Settings, **options: Any) -> Sandbox:
@@ -361,8 +297,8 @@ class Sandbox:
         """
         env = {"CDN_PROVIDER": provider, "CDN_HOST": self.edge.netloc}
         endpoints = self.endpoints
-        for name, make_env in _CLIENT_ENV.items():
-            env.update(make_env(endpoints[name], self.credentials[name]))
+        for name, spec in self.emulators.items():
+            env.update(spec.client_env(endpoints[name], self.credentials[name]))
         signatures = self.origin.signatures
         if signatures is not None:
             # A private bucket is signed with the account's Qiniu keys (above).
@@ -422,25 +358,9 @@ class Sandbox:
         Rates: Tencent and EdgeOne requests a second per API, Alibaba calls a second (each API's
         lower documented budget still applies), Qiniu URLs a second.
         """
-        if "tencent" in quota:
-            self.tencent.limits.push_per_day = quota["tencent"]
-        if "tencent" in rate:
-            self.tencent.limits.requests_per_second = rate["tencent"]
-        if "edgeone" in quota:
-            self.edgeone.limits.prefetch_per_day = quota["edgeone"]
-        if "edgeone" in rate:
-            self.edgeone.limits.requests_per_second = rate["edgeone"]
-        aliyun: dict[str, int] = {}
-        if "aliyun" in quota:
-            aliyun["preload_quota"] = quota["aliyun"]
-        if "aliyun" in rate:
-            aliyun["calls_per_second"] = rate["aliyun"]
-        if aliyun:
-            self.aliyun.limits = dataclasses.replace(self.aliyun.limits, **aliyun)  # type: ignore[arg-type]
-        if "qiniu" in quota:
-            self.qiniu.limits.prefetch_quota = quota["qiniu"]
-        if "qiniu" in rate:
-            self.qiniu.limits.urls_per_second = rate["qiniu"]
+        for name, spec in self.emulators.items():
+            if name in quota or name in rate:
+                spec.set_limits(self.apis[name], quota.get(name), rate.get(name))
 
     def video_url(self, video_id: str) -> str:
         """The origin URL of a video's master playlist."""

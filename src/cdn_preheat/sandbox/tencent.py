@@ -31,14 +31,17 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
+from cdn_preheat import config
 from cdn_preheat.sandbox import traffic
 from cdn_preheat.sandbox.core import (
     RECEIVED_PATH,
     EdgeCache,
+    EmulatorSpec,
     Faults,
     LoopbackServer,
     RateWindows,
     SandboxClock,
+    Shared,
     UrlEcho,
     normalised_url,
     received_document,
@@ -948,3 +951,41 @@ class TencentHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         """Quiet: tests and the CLI own the terminal."""
+
+
+def _build(shared: Shared, credentials: tuple[str, str], limits: TencentLimits) -> TencentEmulator:
+    return TencentEmulator(
+        clock=shared.clock,
+        cache=shared.cache,
+        origin=shared.origin,
+        edge_netloc=shared.edge_netloc,
+        credentials=credentials,
+        limits=limits,
+        faults=shared.faults,
+    )
+
+
+def _client_env(endpoint: str, credentials: tuple[str, str]) -> dict[str, str]:
+    return {
+        "TENCENT_ENDPOINT": endpoint,
+        "TENCENT_SECRET_ID": credentials[0],
+        "TENCENT_SECRET_KEY": credentials[1],
+    }
+
+
+def _set_limits(api: TencentEmulator, quota: int | None, rate: int | None) -> None:
+    """Rate: requests a second per API."""
+    if quota is not None:
+        api.limits.push_per_day = quota
+    if rate is not None:
+        api.limits.requests_per_second = rate
+
+
+EMULATOR = EmulatorSpec(
+    name="tencent",
+    build=_build,
+    limits_type=TencentLimits,
+    credentials=(config.SANDBOX_TENCENT_SECRET_ID, config.SANDBOX_TENCENT_SECRET_KEY),
+    client_env=_client_env,
+    set_limits=_set_limits,
+)

@@ -1,0 +1,197 @@
+"""The provider registry: names, declared features, and what reads them."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from typing import ClassVar
+
+import pytest
+from contract_env import PROVIDER_KINDS, capabilities, settings_from
+from pydantic import BaseModel
+
+from cdn_preheat.cachestatus import VENDOR_HEADERS
+from cdn_preheat.config import Settings
+from cdn_preheat.demo import run_demo
+from cdn_preheat.errors import ConfigError, InputError
+from cdn_preheat.providers import (
+    build_provider,
+    emulated_names,
+    make_provider,
+    provider_names,
+    provider_spec,
+    provider_specs,
+    register,
+    unregister,
+)
+from cdn_preheat.providers.base import (
+    Features,
+    Limits,
+    Provider,
+    ProviderSpec,
+    Quota,
+    SubmitResult,
+    TaskEntry,
+    TaskState,
+)
+from cdn_preheat.providers.tencent import TencentProvider
+from cdn_preheat.sandbox.server import SERVER_ORDER, Sandbox, emulator_specs
+from cdn_preheat.verify import options_from_settings
+
+
+class FakeConfig(BaseModel):
+    token: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FakeConfig:
+        return cls(token="from-settings")
+
+
+class FakeProvider(Provider):
+    name = "fake"
+    area = "everywhere"
+    limits = Limits(batch_size=2, requests_per_second=1, purge_batch_size=1,
+                    purge_dir_batch_size=1)  # fmt: skip
+    features: ClassVar[Features] = Features(purge=False, quota_query=False)
+
+    def __init__(self, config: FakeConfig) -> None:
+        self.config = config
+
+    def quota(self) -> Quota:
+        return Quota(self.area, None, None)
+
+    def submit(self, urls: Sequence[str]) -> SubmitResult:
+        return SubmitResult("t", tuple(urls))
+
+    def task_status(self, task_ids: Sequence[str]) -> list[TaskEntry]:
+        return []
+
+    def find_submitted(self, urls: Sequence[str], since: dt.datetime) -> dict[str, str]:
+        return {}
+
+    def purge_urls(self, urls: Sequence[str]) -> str:
+        raise NotImplementedError
+
+    def purge_dirs(self, dirs: Sequence[str], *, delete: bool = False) -> str:
+        raise NotImplementedError
+
+    def purge_status(self, task_ids: Sequence[str]) -> list[TaskEntry]:
+        raise NotImplementedError
+
+
+FAKE = ProviderSpec(
+    provider=FakeProvider, title="Fake CDN", config=FakeConfig, build=FakeProvider,
+    credentials=("FAKE_TOKEN",),
+)  # fmt: skip
+
+
+@pytest.fixture
+def fake() -> Iterator[ProviderSpec]:
+    register(FAKE)
+    try:
+        yield FAKE
+    finally:
+        unregister("fake")
+
+
+def test_the_contract_suite_runs_every_registered_provider() -> None:
+    assert list(PROVIDER_KINDS) == list(provider_names())
+    assert list(provider_names()) == ["tencent", "aliyun", "qiniu", "edgeone", "http"]
+
+
+def test_every_registration_is_consistent() -> None:
+    for spec in provider_specs():
+        assert provider_spec(spec.name) is spec
+        assert spec.cache_vendor is None or spec.cache_vendor in VENDOR_HEADERS
+        for variable in spec.credentials:
+            assert variable.lower() in Settings.model_fields
+    emulators = emulator_specs()
+    assert list(emulators) == list(emulated_names()) == ["tencent", "aliyun", "qiniu", "edgeone"]
+    assert all(emulators[name].name == name for name in emulators)
+    assert ("origin", "edge", *emulated_names()) == SERVER_ORDER
+
+
+def test_an_unknown_provider_is_refused_naming_the_registered_ones() -> None:
+    with pytest.raises(ConfigError, match=r"CDN_PROVIDER is invalid: must be one of tencent, "):
+        from cdn_preheat.config import load_settings
+
+        load_settings(_env_file=None, cdn_provider="nosuchcdn")
+    with pytest.raises(ConfigError, match="is not one of tencent, aliyun, qiniu, edgeone, http"):
+        provider_spec("nosuchcdn")
+
+
+def test_a_registered_provider_is_built_by_make_provider(fake: ProviderSpec) -> None:
+    assert "fake" in provider_names()
+    provider = make_provider(settings_from({"CDN_PROVIDER": "fake"}))
+    assert isinstance(provider, FakeProvider)
+    assert provider.config.token == "from-settings"
+    built = build_provider("fake", {"token": "plain"})
+    assert isinstance(built, FakeProvider)
+    assert built.config.token == "plain"
+
+
+def test_a_providers_features_drive_the_contract_flags(fake: ProviderSpec) -> None:
+    flags = capabilities(fake)
+    assert flags["can_purge"] is False
+    assert flags["quota_calls_api"] is False
+    assert flags["quota_known_before_submit"] is False  # a daily quota no API reports
+    assert flags["api_faults"] is False  # no emulator
+    assert flags["secret_variable"] == "FAKE_TOKEN"
+    assert flags["missing_file_state"] is TaskState.INVALID
+
+    class Changed(FakeProvider):
+        features = Features(daily_quota=False, quota_query=False, tells_missing_file=False)
+
+    changed = capabilities(dataclasses.replace(fake, provider=Changed, emulator="x"))
+    assert changed["can_purge"] is True
+    assert changed["quota_known_before_submit"] is True  # no daily quota: nothing to learn
+    assert changed["api_faults"] is True
+    assert changed["missing_file_state"] is TaskState.FAILED
+    assert capabilities(dataclasses.replace(fake, emulator="x"), live=True)["api_faults"] is False
+
+
+def test_demo_offers_the_emulated_providers_only(fake: ProviderSpec) -> None:
+    with pytest.raises(InputError) as caught:
+        run_demo(provider="fake")
+    assert str(caught.value) == "--provider must be one of tencent, aliyun, qiniu, edgeone."
+
+
+def test_verify_reads_the_cache_header_the_registration_names() -> None:
+    for spec in provider_specs():
+        settings = settings_from({"CDN_PROVIDER": spec.name})
+        assert options_from_settings(settings).vendor == spec.cache_vendor
+    assert provider_spec("http").cache_vendor is None
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(videos=1, segments=2, task_delay=0) as box:
+        yield box
+
+
+def test_build_provider_from_plain_arguments_reads_no_environment(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = sandbox.client_env("tencent")
+    # What the environment says must not matter to a provider built from arguments.
+    monkeypatch.setenv("TENCENT_AREA", "overseas")
+    monkeypatch.setenv("TENCENT_SECRET_KEY", "wrong-key-from-the-environment")
+    provider = build_provider(
+        "tencent",
+        {"secret_id": env["TENCENT_SECRET_ID"], "secret_key": env["TENCENT_SECRET_KEY"]},
+        endpoint=env["TENCENT_ENDPOINT"],
+        cdn_host=env["CDN_HOST"],
+        rate=5,
+    )
+    assert isinstance(provider, TencentProvider)
+    assert provider.area == "mainland"
+    assert provider.quota().available is not None  # the sandbox accepted the keys given
+    assert provider.pacing._cap == 5  # CDN_PREHEAT_RATE's cap, from rate=
+
+
+def test_build_provider_refuses_what_the_vendor_model_lacks() -> None:
+    with pytest.raises(ConfigError, match=r"tencent: .*EXTRA is invalid"):
+        build_provider("tencent", {"secret_id": "a", "secret_key": "b"}, extra="x")
+    with pytest.raises(ConfigError, match="TENCENT_SECRET_ID is not set"):
+        build_provider("tencent", {})
