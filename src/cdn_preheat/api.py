@@ -612,7 +612,7 @@ class Preheater:
     ) -> _Plan:
         """Checks and what must happen before expanding (blocking: ledger and provider)."""
         from cdn_preheat import pipeline
-        from cdn_preheat.scheduler import utcnow
+        from cdn_preheat.clock import utcnow
 
         _check_video_id(video_id)
         head = _head_first(head_first)
@@ -866,7 +866,7 @@ class Preheater:
 
     def quota(self) -> QuotaReport:
         """Today's quota from the provider (or, without a quota API, the ledger's figures)."""
-        from cdn_preheat.scheduler import quota_day, utcnow
+        from cdn_preheat.clock import quota_day, utcnow
 
         provider = self.provider
         live = self._live_quota()
@@ -1007,7 +1007,7 @@ class Preheater:
         ledger = self.ledger
         if ledger.get_video(video_id) is None:
             raise InputError(f"no video {video_id!r} in the ledger.")
-        from cdn_preheat.scheduler import utcnow
+        from cdn_preheat.clock import utcnow
 
         dropped = ledger.cancel_video(video_id)
         ledger.set_video_state(video_id, VideoState.CANCELLED, utcnow())
@@ -1355,8 +1355,8 @@ async def _queue_sources(
 ) -> list[QueueResult]:
     """Expand ``sources`` concurrently (this loop) and queue each as it arrives (``offload``)."""
     from cdn_preheat import pipeline
+    from cdn_preheat.clock import utcnow
     from cdn_preheat.hls import expand_many
-    from cdn_preheat.scheduler import utcnow
 
     max_age = preheater.settings.cdn_preheat_max_age
     options = preheater._expand_options(strict=strict)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import threading
 import zlib
 from array import array
 from collections.abc import (
@@ -37,6 +38,7 @@ from m3u8.parser import ATTRIBUTELISTPATTERN, remove_quotes
 from cdn_preheat import __version__
 from cdn_preheat.errors import PlaylistError
 from cdn_preheat.redact import strip_userinfo
+from cdn_preheat.retrying import doubling, retry_async
 from cdn_preheat.urlresolve import HostMap, Resolver, UnusableUrl, parse_url
 
 K = TypeVar("K")
@@ -119,6 +121,8 @@ class ExpandOptions:
     # Makes the transport of each client (the service's SSRF guard, service/ssrf.py);
     # None: httpx's own.
     transport: Callable[[], httpx.AsyncBaseTransport] | None = None
+    # Ends retry backoffs at once when set (None: the process-wide stopping.STOP).
+    stop: threading.Event | None = None
 
 
 def make_client(
@@ -180,20 +184,30 @@ async def fetch_playlist(
         ) from None
 
 
+class _RetryableFetch(Exception):
+    """A 5xx answer or a transport failure: worth another try (``failure`` describes it)."""
+
+    def __init__(self, failure: str) -> None:
+        super().__init__(failure)
+        self.failure = failure
+
+
 async def _fetch_with_retries(
     client: httpx.AsyncClient, url: str, options: ExpandOptions
 ) -> FetchedPlaylist:
+    """Up to ``retries + 1`` tries, ``retry_backoff`` doubling between them (a tenacity
+    policy whose backoff ends at once when :data:`stopping.STOP` or ``options.stop`` is set)."""
     target = options.sign_url(url) if options.sign_url is not None else url
-    failure = ""
-    for attempt in range(options.retries + 1):
-        if attempt:
-            await asyncio.sleep(options.retry_backoff * 2 ** (attempt - 1))
+    made = 0
+
+    async def attempt() -> FetchedPlaylist:
+        nonlocal made
+        made += 1
         try:
             async with client.stream("GET", target) as response:
                 status = response.status_code
                 if status >= 500:
-                    failure = f"HTTP {status}"
-                    continue
+                    raise _RetryableFetch(f"HTTP {status}")
                 if not 200 <= status < 300:
                     raise PlaylistError(url, f"HTTP {status} {response.reason_phrase}".rstrip())
                 body = await _read_capped(response, url, options.max_bytes)
@@ -203,13 +217,21 @@ async def _fetch_with_retries(
                 base_url = str(response.url) if redirected else url
                 content_type = response.headers.get("content-type", "")
         except _RETRYABLE as exc:
-            failure = _describe_transport_error(exc)
-            continue
+            raise _RetryableFetch(_describe_transport_error(exc)) from None
         except httpx.HTTPError as exc:
             raise PlaylistError(url, f"fetch failed ({type(exc).__name__}: {exc})") from None
         return FetchedPlaylist(url, base_url, redirected, decode_playlist(url, body, content_type))
-    attempts = options.retries + 1
-    raise PlaylistError(url, f"{failure} after {attempts} attempt{'s' * (attempts > 1)}")
+
+    try:
+        return await retry_async(
+            attempt,
+            attempts=options.retries + 1,
+            retry_on=_RetryableFetch,
+            wait=doubling(options.retry_backoff),
+            stop=options.stop,
+        )
+    except _RetryableFetch as exc:
+        raise PlaylistError(url, f"{exc.failure} after {made} attempt{'s' * (made > 1)}") from None
 
 
 # Decoded here, not by httpx: its decoders inflate each network chunk whole, and

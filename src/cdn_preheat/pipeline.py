@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from cdn_preheat import notify
+from cdn_preheat.clock import utcnow
 from cdn_preheat.errors import InputError, PreheatError
 from cdn_preheat.ledger.base import (
     Ledger,
@@ -24,7 +25,7 @@ from cdn_preheat.ledger.base import (
     VideoState,
 )
 from cdn_preheat.ratelimit import RateShare
-from cdn_preheat.scheduler import DrainReport, Scheduler, SchedulerOptions, utcnow
+from cdn_preheat.scheduler import DrainReport, Scheduler, SchedulerOptions
 from cdn_preheat.tracker import Tracker, TrackerOptions, TrackReport
 
 if TYPE_CHECKING:

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from urllib.parse import urlsplit
 
+from cdn_preheat.clock import utcnow
 from cdn_preheat.errors import InputError, QuotaExhausted
 from cdn_preheat.ledger.base import Ledger, UrlState
 from cdn_preheat.providers.base import Provider, TaskEntry, TaskState
 from cdn_preheat.ratelimit import RateLimiter, call_with_retries
-from cdn_preheat.scheduler import utcnow
 from cdn_preheat.signing import strip_anti_leech
 
 TASK_KIND = "purge"

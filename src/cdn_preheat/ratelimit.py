@@ -14,16 +14,19 @@ of live workers (:class:`RateShare`, heartbeats in the ledger).
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
+
+from tenacity import RetryCallState
 
 from cdn_preheat import stopping
+from cdn_preheat.clock import utcnow
 from cdn_preheat.errors import ProviderError, RateLimited, Transient
+from cdn_preheat.retrying import backoff_delay, jittered, retry_call
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -305,7 +308,7 @@ class RateShare:
         self.interval = interval
         self.ttl = ttl
         self.settle = settle  # how long a leaver's calls may still be in the window
-        self._clock = clock or _utcnow
+        self._clock = clock or utcnow
         self._beat_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -388,21 +391,10 @@ class RateShare:
         return joined
 
 
-def _utcnow() -> dt.datetime:
-    import datetime as dt
-
-    return dt.datetime.now(dt.UTC)
-
-
 def _seconds(value: float) -> dt.timedelta:
     import datetime as dt
 
     return dt.timedelta(seconds=value)
-
-
-def backoff_delay(attempt: int, *, base: float = 0.2, cap: float = 10.0) -> float:
-    """Exponential backoff with full jitter for the ``attempt``-th retry (1-based)."""
-    return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
 
 
 def call_with_retries(
@@ -411,28 +403,45 @@ def call_with_retries(
     *,
     attempts: int,
     on_retry: Callable[[ProviderError], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> T:
-    """Pace ``call`` and retry it on rate-limit and transient answers.
+    """Pace ``call`` and retry it on rate-limit and transient answers (a tenacity policy).
 
     Only for calls that are safe to repeat (queries, not submissions). Once
-    :data:`stopping.STOP` is set (Ctrl-C), the last answer is raised instead of
-    waiting to retry. ``limiter`` None: the provider paces the call on its API's own budget
+    ``stop`` (default :data:`stopping.STOP`, Ctrl-C) is set, the last answer is
+    raised instead of waiting to retry, and a backoff under way ends at once.
+    ``limiter`` None: the provider paces the call on its API's own budget
     (:class:`Pacing`) and has already held that budget back on a rate-limit
-    answer, so a retry only waits for the budget.
+    answer, so a retry only waits for the budget. A transient answer waits a
+    jittered backoff (:func:`retrying.jittered`) first.
     """
-    for attempt in range(1, attempts + 1):
+
+    def attempt() -> T:
         if limiter is not None:
             limiter.acquire()
-        try:
-            return call()
-        except (RateLimited, Transient) as exc:
-            if attempt == attempts or stopping.STOP.is_set():
-                raise
-            if on_retry is not None:
-                on_retry(exc)
-            if isinstance(exc, RateLimited):
-                if limiter is not None:
-                    limiter.penalise(exc.retry_after or backoff_delay(attempt))
-            elif stopping.sleep(backoff_delay(attempt)):
-                raise
-    raise AssertionError("unreachable: attempts must be >= 1")
+        return call()
+
+    def before_retry(exc: BaseException, attempt: int) -> None:
+        error = cast("ProviderError", exc)
+        if on_retry is not None:
+            on_retry(error)
+        if isinstance(error, RateLimited) and limiter is not None:
+            limiter.penalise(error.retry_after or backoff_delay(attempt))
+
+    return retry_call(
+        attempt,
+        attempts=attempts,
+        retry_on=(RateLimited, Transient),
+        wait=_provider_backoff,
+        stop=stop,
+        before_retry=before_retry,
+    )
+
+
+def _provider_backoff(state: RetryCallState) -> float:
+    """No wait after a rate-limit answer (the budget holds back), a jittered one otherwise."""
+    failure = state.outcome.exception() if state.outcome is not None else None
+    return 0.0 if isinstance(failure, RateLimited) else float(_JITTER(state))
+
+
+_JITTER = jittered()

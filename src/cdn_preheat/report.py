@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from cdn_preheat import clock
 from cdn_preheat.errors import ConfigError, DomainError, InputError, ProviderError
 from cdn_preheat.providers.stats import LogFile, TrafficSeries
 
 Granularity = Literal["5min", "hour", "day"]
 GRANULARITIES: tuple[Granularity, ...] = ("5min", "hour", "day")
-UTC8 = dt.timezone(dt.timedelta(hours=8))
+UTC8 = clock.UTC8  # the vendors report in China time
 MAX_DAYS = 31  # both vendors refuse longer ranges
 PLOT_HINT = "pip install 'cdn-preheat[plot]'"
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from cdn_preheat import clock
 from cdn_preheat.errors import (
     BatchRefused,
     BatchTooLarge,
@@ -38,7 +39,8 @@ from cdn_preheat.errors import (
 )
 from cdn_preheat.ledger.base import Claim, Ledger
 from cdn_preheat.providers.base import Provider, Quota, SubmitResult
-from cdn_preheat.ratelimit import backoff_delay, call_with_retries
+from cdn_preheat.ratelimit import call_with_retries
+from cdn_preheat.retrying import backoff_delay
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,6 +53,12 @@ SETTLE_WAIT_SECONDS = 0.25
 # How far back to look in the provider's task list for a batch whose answer was lost.
 RECONCILE_MARGIN = dt.timedelta(minutes=2)
 
+# The time helpers live in clock.py; these names stay importable from here for
+# callers written before it.
+utcnow = clock.utcnow
+quota_day = clock.quota_day
+seconds_until_next_day = clock.seconds_until_next_day
+
 
 def _by_host(urls: Sequence[str]) -> list[Sequence[str]]:
     """``urls`` grouped by host (scheme and netloc), in order of first appearance."""
@@ -59,24 +67,6 @@ def _by_host(urls: Sequence[str]) -> list[Sequence[str]]:
         parts = urlsplit(url)
         groups.setdefault(f"{parts.scheme.lower()}://{parts.netloc.lower()}", []).append(url)
     return list(groups.values())
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def quota_day(now: dt.datetime, utc_offset_hours: int | None) -> str:
-    """The provider's calendar day for ``now`` (its quota resets at local midnight)."""
-    offset = dt.timedelta(hours=utc_offset_hours or 0)
-    return now.astimezone(dt.timezone(offset)).date().isoformat()
-
-
-def seconds_until_next_day(now: dt.datetime, utc_offset_hours: int | None) -> float:
-    """Seconds from ``now`` to the provider's next local midnight (its quota reset)."""
-    tz = dt.timezone(dt.timedelta(hours=utc_offset_hours or 0))
-    local = now.astimezone(tz)
-    midnight = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(), tzinfo=tz)
-    return (midnight - local).total_seconds()
 
 
 def default_worker_id() -> str:

@@ -911,9 +911,9 @@ def queue_videos_for_units(
     """Expand many videos concurrently, once each, and queue each for every unit."""
     import dataclasses
 
+    from cdn_preheat.clock import utcnow
     from cdn_preheat.hls import expand_many
     from cdn_preheat.pipeline import QueuedVideo
-    from cdn_preheat.scheduler import utcnow
 
     now = utcnow()
     results: list[QueuedVideo] = []
@@ -1182,7 +1182,7 @@ def feasibility(
 
     ``groups_for``: the unit's queue (default: what the ledger holds pending).
     """
-    from cdn_preheat.scheduler import seconds_until_next_day
+    from cdn_preheat.clock import seconds_until_next_day
 
     seconds = max(0.0, (deadline - now).total_seconds())
     rows = []
@@ -1209,7 +1209,7 @@ def feasibility(
             offset = options.scheduler.quota_utc_offset_hours
             if offset is None:
                 offset = unit.provider.limits.quota_utc_offset_hours
-            from cdn_preheat.scheduler import quota_day
+            from cdn_preheat.clock import quota_day
 
             book = ledger.quota_day(*unit.key, quota_day(now, offset))
             left = quota.available if quota.available is not None else quota.total
@@ -1366,7 +1366,7 @@ def preheat(
     first unit's error is raised, as a single-provider run does.
     """
     from cdn_preheat.app import expand_options
-    from cdn_preheat.scheduler import utcnow
+    from cdn_preheat.clock import utcnow
 
     options_for = options_for or unit_run_options(settings, wait=wait, wait_timeout=wait_timeout)
     check_units(units, live_quota)
@@ -1419,9 +1419,9 @@ def _plan(
     import dataclasses
 
     from cdn_preheat.app import expand_options
+    from cdn_preheat.clock import utcnow
     from cdn_preheat.hls import expand_many
     from cdn_preheat.pipeline import QueuedVideo, describe_expansion
-    from cdn_preheat.scheduler import utcnow
 
     base = expand_host(units)
     options = dataclasses.replace(expand_options(settings, strict=strict), cdn_host=base)

@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from cdn_preheat.clock import utcnow
 from cdn_preheat.errors import RateLimited, Transient
 from cdn_preheat.ledger.base import Ledger, Outcome, TaskRecord, UrlState
 from cdn_preheat.providers.base import Provider, TaskEntry, TaskState
@@ -89,10 +90,6 @@ class TrackReport:
     timed_out: bool = False
 
 
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 class Tracker:
     def __init__(
         self,
@@ -101,7 +98,7 @@ class Tracker:
         options: TrackerOptions | None = None,
         *,
         on_outcomes: Callable[[int], None] | None = None,
-        clock: Callable[[], dt.datetime] = _utcnow,
+        clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         self.ledger = ledger
         self.provider = provider

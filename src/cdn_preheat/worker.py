@@ -7,6 +7,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from cdn_preheat.app import run_options
+from cdn_preheat.clock import seconds_until_next_day, utcnow
 from cdn_preheat.errors import (
     AuthError,
     DomainError,
@@ -17,8 +18,7 @@ from cdn_preheat.errors import (
 )
 from cdn_preheat.ledger.base import UrlState
 from cdn_preheat.pipeline import RunReport, refresh_states, run_queue
-from cdn_preheat.ratelimit import backoff_delay
-from cdn_preheat.scheduler import seconds_until_next_day, utcnow
+from cdn_preheat.retrying import backoff_delay
 
 if TYPE_CHECKING:
     from cdn_preheat.config import Settings
@@ -66,9 +66,7 @@ def run_worker(
     (a growing pause, cut short by ``stop``) and goes on.
     """
     options = run_options(settings, wait=True, wait_timeout=wait_timeout)
-    offset = settings.cdn_preheat_quota_utc_offset_hours
-    if offset is None:
-        offset = provider.limits.quota_utc_offset_hours
+    offset = provider.limits.quota_utc_offset_hours  # resolved by make_provider
     troubled = 0
     while not stop.is_set():
         report: RunReport | None = None

@@ -25,9 +25,9 @@ from support import (
     write_catalog,
 )
 
+from cdn_preheat.clock import seconds_until_next_day
 from cdn_preheat.sandbox.core import Faults
 from cdn_preheat.sandbox.server import Sandbox
-from cdn_preheat.scheduler import seconds_until_next_day
 
 # batch ------------------------------------------------------------------------
 

@@ -17,13 +17,14 @@ from typing import Any
 import pytest
 from support import assert_all_done, duplicates, expected_urls, make_cli
 
+from cdn_preheat.clock import quota_day
 from cdn_preheat.config import Settings
 from cdn_preheat.ledger.base import QueuedUrl, UrlState
 from cdn_preheat.ledger.sqlite import SqliteLedger
 from cdn_preheat.providers.tencent import TencentProvider
 from cdn_preheat.sandbox.core import Faults
 from cdn_preheat.sandbox.server import Sandbox
-from cdn_preheat.scheduler import Scheduler, SchedulerOptions, quota_day
+from cdn_preheat.scheduler import Scheduler, SchedulerOptions
 
 P, A = "tencent", "mainland"
 

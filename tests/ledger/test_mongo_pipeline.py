@@ -15,6 +15,7 @@ import mongomock
 import pytest
 
 from cdn_preheat.app import expand_options, run_options
+from cdn_preheat.clock import utcnow
 from cdn_preheat.config import Settings
 from cdn_preheat.hls import expand
 from cdn_preheat.ledger.base import UrlState
@@ -28,7 +29,7 @@ from cdn_preheat.pipeline import (
 )
 from cdn_preheat.providers import make_provider
 from cdn_preheat.sandbox.server import Sandbox
-from cdn_preheat.scheduler import Scheduler, SchedulerOptions, utcnow
+from cdn_preheat.scheduler import Scheduler, SchedulerOptions
 
 MAX_AGE = dt.timedelta(days=3)
 

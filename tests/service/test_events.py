@@ -227,7 +227,7 @@ def test_storage_events_need_the_origin_setting(tmp_path: Path) -> None:
 
 
 def test_the_quota_probe_looks_at_the_providers_own_day(engine: ServiceEngine) -> None:
-    from cdn_preheat.scheduler import quota_day
+    from cdn_preheat.clock import quota_day
     from cdn_preheat.service.webhooks import quota_targets
 
     now = dt.datetime(2026, 12, 2, 17, 30, tzinfo=dt.UTC)  # 01:30 the next day in UTC+8

@@ -18,9 +18,9 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from service_support import AUTH, sandbox_settings, service_settings
 
+from cdn_preheat.clock import quota_day, utcnow
 from cdn_preheat.ledger.base import UrlState
 from cdn_preheat.sandbox.server import Sandbox
-from cdn_preheat.scheduler import quota_day, utcnow
 from cdn_preheat.service import ServiceEngine, create_app
 from cdn_preheat.service.app import WorkerThread
 

@@ -65,7 +65,7 @@ def push_to_targets(
     ``verify``: then probe each target's own URLs of the video(s) at its edge.
     """
     from cdn_preheat import ui
-    from cdn_preheat.scheduler import utcnow
+    from cdn_preheat.clock import utcnow
     from cdn_preheat.stopping import on_signals
     from cdn_preheat.targets import close_units, parse_deadline, preheat
 
@@ -300,7 +300,7 @@ def status_rows(settings: Settings, ledger: Ledger, video_id: str | None) -> lis
 
 def quota_rows(settings: Settings) -> list[dict[str, Any]]:
     """Per target (a pool: its members' sum, and each member): the live quota, side by side."""
-    from cdn_preheat.scheduler import quota_day, utcnow
+    from cdn_preheat.clock import quota_day, utcnow
     from cdn_preheat.targets import PoolProvider, check_units, close_units, live_quota
 
     units = open_units(settings)

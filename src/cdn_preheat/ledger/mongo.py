@@ -50,6 +50,7 @@ import dataclasses
 import datetime as dt
 import heapq
 import re
+import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -68,7 +69,7 @@ from pymongo.errors import (
     PyMongoError,
 )
 
-from cdn_preheat import redact, stopping
+from cdn_preheat import redact
 from cdn_preheat.config import mongodb_secrets
 from cdn_preheat.errors import ConfigError, LedgerError
 from cdn_preheat.ledger.base import (
@@ -87,6 +88,7 @@ from cdn_preheat.ledger.base import (
     VideoRecord,
     VideoState,
 )
+from cdn_preheat.retrying import doubling, retry_call
 
 Doc = dict[str, Any]
 
@@ -157,19 +159,28 @@ def _reconnecting(
     ) -> Callable[Concatenate[MongoLedger, P], R]:
         @wraps(method)
         def wrapper(self: MongoLedger, /, *args: P.args, **kwargs: P.kwargs) -> R:
-            attempts = self.retries + 1 if retry else 1
-            for attempt in range(attempts):
-                try:
-                    self._ensure_indexes()
-                    return method(self, *args, **kwargs)
-                except ConnectionFailure as exc:
-                    if attempt + 1 == attempts:
-                        raise self._unreachable(exc, attempts) from None
-                    if stopping.sleep(self.backoff * 2**attempt):
-                        raise self._unreachable(exc, attempt + 1) from None
-                except PyMongoError as exc:
-                    raise self._failed(exc) from None
-            raise AssertionError("unreachable")  # pragma: no cover
+            made = 0
+
+            def attempt() -> R:
+                nonlocal made
+                made += 1
+                self._ensure_indexes()
+                return method(self, *args, **kwargs)
+
+            try:
+                # A tenacity policy: ``backoff`` doubling after each dropped connection,
+                # cut short by the stop (``self.stop``, else stopping.STOP).
+                return retry_call(
+                    attempt,
+                    attempts=self.retries + 1 if retry else 1,
+                    retry_on=ConnectionFailure,
+                    wait=doubling(self.backoff),
+                    stop=self.stop,
+                )
+            except ConnectionFailure as exc:
+                raise self._unreachable(exc, made) from None
+            except PyMongoError as exc:
+                raise self._failed(exc) from None
 
         return wrapper
 
@@ -188,8 +199,11 @@ class MongoLedger(Ledger):
         secrets: Sequence[str] = (),
         retries: int = 3,
         backoff: float = 0.5,
+        stop: threading.Event | None = None,
     ) -> None:
+        """``stop`` ends a reconnect backoff at once (None: :data:`stopping.STOP`)."""
         self.client = client
+        self.stop = stop
         self.db = client[db_name]
         self.where = where
         self.retries = retries

@@ -82,10 +82,14 @@ def emulated_names() -> tuple[str, ...]:
 def make_provider(settings: Settings) -> Provider:
     """The provider named by ``CDN_PROVIDER``, configured from the settings.
 
-    ``CDN_PREHEAT_RATE`` caps every API's budget (requests a second).
+    ``CDN_PREHEAT_RATE`` caps every API's budget (requests a second);
+    ``CDN_PREHEAT_QUOTA_UTC_OFFSET_HOURS`` sets its quota day's offset, once.
     """
+    from cdn_preheat.clock import resolve_quota_offset
+
     spec = provider_spec(settings.cdn_provider)
     provider = spec.build(spec.config.from_settings(settings))
+    resolve_quota_offset(provider, settings.cdn_preheat_quota_utc_offset_hours)
     if settings.cdn_preheat_rate:
         provider.pacing.set_cap(settings.cdn_preheat_rate)
     return provider

@@ -27,6 +27,7 @@ from darabonba.runtime import RuntimeOptions
 from pydantic import BaseModel, ConfigDict, SecretStr
 from Tea.exceptions import TeaException, UnretryableException
 
+from cdn_preheat.clock import utcnow
 from cdn_preheat.config import Settings, require_secret
 from cdn_preheat.errors import (
     AuthError,
@@ -285,7 +286,7 @@ class AliyunProvider(Provider):
         It reads the window's task list when that takes no more calls than
         asking for each URL by ``ObjectPath`` (exact match), else asks per URL.
         """
-        now = dt.datetime.now(dt.UTC)
+        now = utcnow()
         since = self._reconcilable(since, now, "Alibaba Cloud CDN keeps prefetch tasks")
         window = (since, now + CLOCK_MARGIN)
         if since.replace(microsecond=0) >= window[1].replace(microsecond=0):

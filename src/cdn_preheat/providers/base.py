@@ -19,7 +19,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
 from cdn_preheat.errors import Unreconcilable
-from cdn_preheat.ratelimit import Budget, Pacing, backoff_delay
+from cdn_preheat.ratelimit import Budget, Pacing
+from cdn_preheat.retrying import backoff_delay
 
 if TYPE_CHECKING:
     from cdn_preheat.config import Settings

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 from qiniu.http.endpoint import Endpoint
 from qiniu.http.region import Region, ServiceName
 
+from cdn_preheat.clock import UTC8, china_day, utcnow
 from cdn_preheat.config import Settings, require_secret
 from cdn_preheat.errors import (
     AuthError,
@@ -51,7 +52,7 @@ from cdn_preheat.ratelimit import Budget
 from cdn_preheat.signing import strip_anti_leech
 from cdn_preheat.urlkey import url_key
 
-CHINA = dt.timezone(dt.timedelta(hours=8))  # Qiniu's quota day and timestamps
+CHINA = UTC8  # Qiniu's quota day and timestamps
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 # The SDK's CdnManager talks plain HTTP (qiniu/services/cdn/manager.py:
 # self.server = 'http://fusion.qiniuapi.com'), and the QBox token of a JSON request
@@ -169,7 +170,7 @@ class QiniuProvider(Provider):
         ``available`` is ``None`` (unknown): the scheduler then treats the
         quota as limited without overwriting the count its ledger keeps.
         """
-        today = _china_day(dt.datetime.now(dt.UTC))
+        today = _china_day(utcnow())
         last = self._last_quota
         if last is None:
             return Quota(self.area, DOCUMENTED_DAILY_PREFETCH_QUOTA, None, self.limits.batch_size)
@@ -423,7 +424,7 @@ class QiniuProvider(Provider):
         if not isinstance(total, int) or not isinstance(left, int):
             return None
         self._last_quota = Quota(self.area, total, max(0, left), self.limits.batch_size)
-        self._last_quota_day = _china_day(dt.datetime.now(dt.UTC))
+        self._last_quota_day = _china_day(utcnow())
         return self._last_quota
 
     def _check_batch(self, count: int, limit: int, what: str) -> None:
@@ -525,7 +526,7 @@ def _parse_time(text: object) -> dt.datetime | None:
 
 
 def _china_day(moment: dt.datetime) -> str:
-    return moment.astimezone(CHINA).date().isoformat()
+    return china_day(moment).isoformat()
 
 
 def _strings(value: object) -> list[str]:

@@ -22,6 +22,7 @@ from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentClo
 from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 
+from cdn_preheat.clock import UTC8, utcnow
 from cdn_preheat.config import Settings, TencentArea, require_secret
 from cdn_preheat.errors import (
     AreaMismatch,
@@ -51,7 +52,6 @@ from cdn_preheat.ratelimit import Budget, call_with_retries
 from cdn_preheat.urlkey import url_key
 
 logger = logging.getLogger(__name__)
-UTC8 = dt.timezone(dt.timedelta(hours=8))
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 PAGE_SIZE = 1000
 # DescribePushTasks Limit: "默认为 20" and no documented maximum (SDK models.py
@@ -276,7 +276,7 @@ class TencentProvider(Provider):
         each URL (``Keyword``, a full URL), else searches per URL. The logs' order
         is not documented: the newest log is picked by CreateTime, then TaskId.
         """
-        now = dt.datetime.now(dt.UTC)
+        now = utcnow()
         since = self._reconcilable(since, now, "Tencent Cloud keeps push logs")
         window = {
             "StartTime": _cn_time(since - SEARCH_MARGIN),

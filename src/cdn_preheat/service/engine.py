@@ -212,7 +212,7 @@ class ServiceEngine:
         forgotten, so a failing one leaves the old record as it was.
         """
         from cdn_preheat import pipeline
-        from cdn_preheat.scheduler import utcnow
+        from cdn_preheat.clock import utcnow
 
         head = "10" if head_first is None else head_first
         pipeline.HeadFirst.parse(head)  # InputError before anything happens

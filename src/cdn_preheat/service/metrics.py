@@ -211,7 +211,7 @@ class LedgerCollector(Collector):
             labels=["provider", "area"],
         )
         if offset is not None:
-            from cdn_preheat.scheduler import quota_day, utcnow
+            from cdn_preheat.clock import quota_day, utcnow
 
             day = quota_day(utcnow(), offset)
             for target_provider, target_area in sorted({(name, area), *by_target}):

@@ -344,7 +344,7 @@ async def recent_events(request: Request, state: EventState | None = None, limit
 
 def quota_targets(engine: ServiceEngine) -> Callable[[dt.datetime], list[tuple[str, str, str]]]:
     """The (provider, area, provider-local day) the service pushes to."""
-    from cdn_preheat.scheduler import quota_day
+    from cdn_preheat.clock import quota_day
 
     def targets(now: dt.datetime) -> list[tuple[str, str, str]]:
         provider = engine.provider
