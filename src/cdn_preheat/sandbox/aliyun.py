@@ -31,7 +31,6 @@ import uuid
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
@@ -40,12 +39,14 @@ from darabonba.request import DaraRequest
 
 from cdn_preheat import config
 from cdn_preheat.sandbox.core import (
-    RECEIVED_PATH,
     EdgeCache,
+    EmulatorBase,
     EmulatorSpec,
+    FaultKind,
     Faults,
-    LoopbackServer,
     RateWindows,
+    Reply,
+    Request,
     SandboxClock,
     Shared,
     UrlEcho,
@@ -206,7 +207,7 @@ class ApiCall:
     body: bytes
 
 
-class AliyunEmulator:
+class AliyunEmulator(EmulatorBase):
     """The CDN API of one Alibaba Cloud account holding one domain.
 
     ``origin_has`` answers whether the origin serves a ``path[?query]``: a bool, or
@@ -263,8 +264,36 @@ class AliyunEmulator:
         self.domain_status = "online"
         self.domain_coverage = "domestic"
 
-    def start(self, port: int = 0) -> LoopbackServer:
-        return LoopbackServer(_AliyunHandler, self, port).start()
+    name = "aliyun"
+    server_version = "Tengine"
+
+    # -- the wire (faults are applied by EmulatorBase.serve) -------------------
+
+    def unfaulted(self, request: Request) -> Reply | None:
+        early = super().unfaulted(request)
+        if early is not None:
+            return early
+        limit = self.limits.max_request_line
+        if limit is not None and len(request.request_line) > limit:
+            self.count("uri_too_large")
+            return Reply(414, URI_TOO_LARGE, "text/html")
+        return None
+
+    def on_fault(self, kind: FaultKind) -> None:
+        self.count(f"fault:{kind}")
+
+    def answer(self, request: Request, *, rate_limited: bool) -> Reply:
+        """One RPC-style call: query and form parameters, ACS3-signed."""
+        try:
+            if rate_limited:
+                raise ApiError(503, "Throttling", "Request was denied due to request throttling.")
+            result = self.handle(_call(request))
+        except ApiError as error:
+            if not rate_limited:
+                self.count(error.code)
+            return _json(error.status, {"Code": error.code, "Message": error.message})
+        self.count("ok")
+        return _json(200, result)
 
     @property
     def received(self) -> list[ReceivedCall]:
@@ -720,73 +749,18 @@ def _time_param(params: dict[str, str], name: str) -> dt.datetime | None:
     return parsed.replace(tzinfo=dt.UTC)
 
 
-class _AliyunHandler(BaseHTTPRequestHandler):
-    """Turns HTTP into :meth:`AliyunEmulator.handle` calls, applying faults first."""
+def _call(request: Request) -> ApiCall:
+    params = dict(parse_qsl(urlsplit(request.target).query, keep_blank_values=True))
+    if "x-www-form-urlencoded" in request.headers.get("content-type", ""):
+        params.update(parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True))
+    return ApiCall(request.method, request.target, params, dict(request.headers), request.body)
 
-    server_version = "Tengine"
-    protocol_version = "HTTP/1.1"
 
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Keep test output quiet."""
-
-    def _serve(self) -> None:
-        api: AliyunEmulator = self.server.app  # type: ignore[attr-defined]
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.command == "GET" and self.path == RECEIVED_PATH:
-            self._send(200, api.received_json(), "application/json")
-            return
-        limit = api.limits.max_request_line
-        if limit is not None and len(self.requestline) > limit:
-            api.count("uri_too_large")
-            self._send(414, URI_TOO_LARGE, "text/html")
-            return
-        api.faults.pause()
-        fault = api.faults.draw()
-        if fault != "ok":
-            api.count(f"fault:{fault}")
-        if fault == "drop":
-            self.close_connection = True
-            return
-        if fault == "server_error":
-            self._send(502, b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html")
-            return
-        try:
-            if fault == "rate_limited":
-                raise ApiError(503, "Throttling", "Request was denied due to request throttling.")
-            answer = api.handle(self._call(body))
-        except ApiError as error:
-            if fault == "ok":
-                api.count(error.code)
-            self._send_json(error.status, {"Code": error.code, "Message": error.message})
-            return
-        api.count("ok")
-        self._send_json(200, answer)
-
-    def _call(self, body: bytes) -> ApiCall:
-        params = dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True))
-        if "x-www-form-urlencoded" in self.headers.get("Content-Type", ""):
-            params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        return ApiCall(self.command, self.path, params, headers, body)
-
-    def _send_json(self, status: int, answer: dict[str, Any]) -> None:
-        answer = {"RequestId": str(uuid.uuid4()).upper(), **answer}
-        if status >= 400:
-            answer["HostId"] = HOST_ID
-        self._send(status, json.dumps(answer).encode(), "application/json;charset=utf-8")
-
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+def _json(status: int, answer: dict[str, Any]) -> Reply:
+    answer = {"RequestId": str(uuid.uuid4()).upper(), **answer}
+    if status >= 400:
+        answer["HostId"] = HOST_ID
+    return Reply(status, json.dumps(answer).encode(), "application/json;charset=utf-8")
 
 
 AliyunApi = AliyunEmulator  # the name before the emulators shared one naming

@@ -7,17 +7,20 @@ unmodified; these helpers keep each emulator module about its own vendor.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
 import random
+import socket
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from yarl import URL
 
@@ -298,6 +301,132 @@ class LoopbackServer:
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)
+
+
+# -- the wire: one way every emulator takes a request and answers it ---------------
+
+BAD_GATEWAY = (
+    b"<html><head><title>502 Bad Gateway</title></head><body>502 Bad Gateway</body></html>"
+)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP request as it arrived (header names lower-cased)."""
+
+    method: str
+    target: str  # path and query
+    headers: Mapping[str, str]
+    body: bytes
+    request_line: str = ""  # "POST /path?query HTTP/1.1", for request-line limits
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One HTTP answer."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class EmulatorBase(ABC):
+    """A vendor API emulator: a request in, a reply (or a dropped connection) out.
+
+    :meth:`serve` applies the sandbox's :class:`Faults` the same way for every
+    vendor, around the vendor's own :meth:`answer`:
+
+    - ``latency`` and ``slow``: the request waits first (a congested API);
+    - ``drop``: the connection closes before the request runs;
+    - ``server_error``: a gateway's 502 before the request runs;
+    - ``rate_limited``: the vendor's own rate-limit answer (``answer(rate_limited=True)``);
+    - ``lost_answer``: the request is carried out, then the connection closes
+      unanswered, so the client cannot tell it from ``drop``;
+    - ``late_answer``: carried out at once, answered ``slow_seconds`` later.
+
+    A vendor module implements :meth:`answer` (and :meth:`received_json`),
+    names itself and its ``Server`` header, and counts faults in :meth:`on_fault`.
+    """
+
+    name: ClassVar[str]
+    server_version: ClassVar[str] = "cdn-preheat-sandbox"
+    faults: Faults
+
+    def serve(self, request: Request) -> Reply | None:
+        """The reply to ``request``; None: close the connection without one."""
+        early = self.unfaulted(request)
+        if early is not None:
+            return early
+        self.faults.pause()
+        fault = self.faults.draw()
+        if fault != "ok":
+            self.on_fault(fault)
+        if fault == "drop":
+            return None
+        if fault == "server_error":
+            return Reply(502, BAD_GATEWAY, "text/html")
+        reply = self.answer(request, rate_limited=fault == "rate_limited")
+        if fault == "lost_answer":
+            return None  # done, but the client never hears of it
+        if fault == "late_answer":
+            time.sleep(self.faults.slow_seconds)  # done, answered after the client's deadline
+        return reply
+
+    def unfaulted(self, request: Request) -> Reply | None:
+        """Answers no fault reaches: the sandbox-only ``GET /_sandbox/received``."""
+        if request.method == "GET" and request.target == RECEIVED_PATH:
+            return Reply(200, self.received_json())
+        return None
+
+    @abstractmethod
+    def answer(self, request: Request, *, rate_limited: bool) -> Reply:
+        """Carry the request out as the vendor would; ``rate_limited``: refuse it as too fast."""
+
+    @abstractmethod
+    def received_json(self) -> bytes:
+        """The body of ``GET /_sandbox/received``."""
+
+    def on_fault(self, kind: FaultKind) -> None:  # noqa: B027 - counting is optional
+        """A fault other than "ok" was drawn for a request (count it)."""
+
+    def start(self, port: int = 0) -> LoopbackServer:
+        """Serve the API on 127.0.0.1:``port`` (0: any free port)."""
+        return LoopbackServer(EmulatorHandler, self, port).start()
+
+
+class EmulatorHandler(BaseHTTPRequestHandler):
+    """Hands every request to :meth:`EmulatorBase.serve` and writes its reply."""
+
+    protocol_version = "HTTP/1.1"
+
+    def _serve(self) -> None:
+        app: EmulatorBase = self.server.app  # type: ignore[attr-defined]
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        reply = app.serve(Request(self.command, self.path, headers, body, self.requestline))
+        if reply is None:
+            self.close_connection = True  # hang up without a word
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(len(reply.body)))
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(reply.body)
+
+    do_GET = do_POST = _serve
+
+    def version_string(self) -> str:
+        app: EmulatorBase = self.server.app  # type: ignore[attr-defined]
+        return f"{app.server_version} {self.sys_version}"
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet: tests and the CLI own the terminal."""
 
 
 # -- registration: how the sandbox builds each vendor's emulator ------------------

@@ -29,19 +29,17 @@ force answers with ``inject(code)`` or the shared :class:`Faults`.
 from __future__ import annotations
 
 import base64
-import contextlib
+import dataclasses
 import datetime as dt
 import gzip
 import hashlib
 import hmac
 import json
-import socket
 import threading
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -50,12 +48,15 @@ from qiniu import Auth, QiniuMacAuth
 from cdn_preheat import config
 from cdn_preheat.sandbox import traffic
 from cdn_preheat.sandbox.core import (
-    RECEIVED_PATH,
     EdgeCache,
+    EmulatorBase,
     EmulatorSpec,
+    FaultKind,
     Faults,
     LoopbackServer,
     RateWindows,
+    Reply,
+    Request,
     SandboxClock,
     Shared,
     received_document,
@@ -97,9 +98,6 @@ OUTCOMES = {
     403024: "rate_limited",
     500000: "internal",
 }
-BAD_GATEWAY = (
-    b"<html><head><title>502 Bad Gateway</title></head><body>502 Bad Gateway</body></html>"
-)
 JsonObject = dict[str, Any]
 
 
@@ -159,18 +157,7 @@ class _Task:
     ended: dt.datetime | None = None
 
 
-@dataclass
-class _Answer:
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-
-
-class _Drop(Exception):
-    """Close the connection without answering."""
-
-
-class QiniuEmulator:
+class QiniuEmulator(EmulatorBase):
     """The emulated Qiniu account: one CDN domain, tasks, quotas, buckets."""
 
     def __init__(
@@ -211,7 +198,7 @@ class QiniuEmulator:
 
     # Test and sandbox controls ------------------------------------------
     def start(self, port: int = 0) -> LoopbackServer:
-        self.server = LoopbackServer(_Handler, self, port).start()
+        self.server = super().start(port)
         return self.server
 
     def inject(self, code: int, times: int = 1) -> None:
@@ -255,23 +242,39 @@ class QiniuEmulator:
             self._settle_locked()
 
     # Request handling ---------------------------------------------------
-    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> _Answer:
-        """Answer one HTTP request (``headers`` lower-cased); raises _Drop to drop it."""
-        self.faults.pause()
-        fault = self.faults.draw()
-        if fault == "drop":
+    name = "qiniu"
+    server_version = "QiniuSandbox/1.0"
+
+    def serve(self, request: Request) -> Reply | None:
+        reply = super().serve(request)
+        if reply is None:
+            return None
+        request_id = base64.urlsafe_b64encode(uuid.uuid4().bytes[:12]).decode()
+        return dataclasses.replace(reply, headers={**reply.headers, "X-Reqid": request_id})
+
+    def unfaulted(self, request: Request) -> Reply | None:
+        if request.target.startswith("/logs/"):  # the log files' download host, not the API
+            return _log_file(request.target)
+        return super().unfaulted(request)
+
+    def on_fault(self, kind: FaultKind) -> None:
+        if kind in ("drop", "server_error"):
             self._count("fault")
-            raise _Drop
-        if fault == "server_error":
-            self._count("fault")
-            return _Answer(502, BAD_GATEWAY, "text/html")
-        answer = self._answer(method, path, headers, body, rate_limited=fault == "rate_limited")
-        self._count(_outcome(answer))
-        return answer
+        elif kind in ("lost_answer", "late_answer"):
+            self._count(kind)
+
+    def answer(self, request: Request, *, rate_limited: bool) -> Reply:
+        """One fusion, RSF or domain API request (QBox- or Qiniu-signed)."""
+        reply = self._answer(
+            request.method, request.target, dict(request.headers), request.body,
+            rate_limited=rate_limited,
+        )  # fmt: skip
+        self._count(_outcome(reply))
+        return reply
 
     def _answer(
         self, method: str, path: str, headers: dict[str, str], body: bytes, *, rate_limited: bool
-    ) -> _Answer:
+    ) -> Reply:
         route = urlsplit(path).path
         if not self._authorized(method, path, headers, body):
             return self._json(401, {"code": 401, "error": "bad token"})
@@ -306,7 +309,7 @@ class QiniuEmulator:
             self._settle_locked()
             return handler(request)
 
-    def _routes(self) -> dict[str, Callable[[JsonObject], _Answer]]:
+    def _routes(self) -> dict[str, Callable[[JsonObject], Reply]]:
         return {
             "/v2/tune/prefetch": self._prefetch,
             "/v2/tune/refresh": self._refresh,
@@ -335,7 +338,7 @@ class QiniuEmulator:
         return hmac.compare_digest(given.encode(), expected.encode())
 
     # Prefetch and refresh -----------------------------------------------
-    def _prefetch(self, request: JsonObject) -> _Answer:
+    def _prefetch(self, request: JsonObject) -> Reply:
         urls = _strings(request.get("urls"))
         if not urls:
             return self._json(400, {"code": 400000, "error": "urls is empty"})
@@ -374,7 +377,7 @@ class QiniuEmulator:
             },
         )
 
-    def _refresh(self, request: JsonObject) -> _Answer:
+    def _refresh(self, request: JsonObject) -> Reply:
         urls, dirs = _strings(request.get("urls")), _strings(request.get("dirs"))
         if not urls and not dirs:
             return self._json(400, {"code": 400000, "error": "urls and dirs are empty"})
@@ -486,7 +489,7 @@ class QiniuEmulator:
         return f"http://{self.edge_netloc}{parts.path or '/'}{query}"
 
     # Queries -------------------------------------------------------------
-    def _task_list(self, kind: str, request: JsonObject) -> _Answer:
+    def _task_list(self, kind: str, request: JsonObject) -> Reply:
         try:
             page_no = int(request.get("pageNo") or 0)
             page_size = min(int(request.get("pageSize") or 100), self.limits.list_page_max)
@@ -523,7 +526,7 @@ class QiniuEmulator:
             },
         )
 
-    def _traffic(self, metric: str, request: JsonObject) -> _Answer:
+    def _traffic(self, metric: str, request: JsonObject) -> Reply:
         step = GRANULARITY.get(str(request.get("granularity")))
         if step is None:
             return self._json(400, {"code": 400000, "error": "invalid granularity"})
@@ -550,7 +553,7 @@ class QiniuEmulator:
         }
         return self._json(200, {"code": 200, "error": "", "time": labels, "data": data})
 
-    def _log_list(self, request: JsonObject) -> _Answer:
+    def _log_list(self, request: JsonObject) -> Reply:
         try:
             day = dt.date.fromisoformat(str(request.get("day")))
         except ValueError:
@@ -576,7 +579,7 @@ class QiniuEmulator:
         }
         return self._json(200, {"code": 200, "error": "", "data": data})
 
-    def _list_objects(self, query: dict[str, list[str]]) -> _Answer:
+    def _list_objects(self, query: dict[str, list[str]]) -> Reply:
         bucket = query.get("bucket", [""])[0]
         prefix = query.get("prefix", [""])[0]
         marker = query.get("marker", [""])[0]
@@ -599,7 +602,7 @@ class QiniuEmulator:
     # Answers -------------------------------------------------------------
     def _refusal(
         self, code: int, *, invalid_urls: Sequence[str] = (), invalid_dirs: Sequence[str] = ()
-    ) -> _Answer:
+    ) -> Reply:
         body: JsonObject = {"code": code, "error": ERRORS.get(code, "error")}
         if invalid_urls:
             body["invalidUrls"] = list(invalid_urls)
@@ -607,10 +610,10 @@ class QiniuEmulator:
             body["invalidDirs"] = list(invalid_dirs)
         return self._json(code // 1000, body)
 
-    def _too_many(self, what: str, limit: int) -> _Answer:
+    def _too_many(self, what: str, limit: int) -> Reply:
         return self._json(400, {"code": 400000, "error": f"{what} exceed the limit of {limit}"})
 
-    def _domain_info(self, name: str) -> _Answer:
+    def _domain_info(self, name: str) -> Reply:
         """GET /domain/<name> (DomainManager.get_domain; developer.qiniu.com/fusion/4246):
         ``operatingState`` success|processing|failed|frozen|offlined, ``geoCover``
         china|foreign|global. An unknown name is a 404 (the error text is not documented)."""
@@ -622,58 +625,20 @@ class QiniuEmulator:
             "operatingState": self.domain_state, "operatingStateDesc": "",
         })  # fmt: skip
 
-    def _error(self, code: int, message: str | None = None) -> _Answer:
+    def _error(self, code: int, message: str | None = None) -> Reply:
         error = message or ERRORS.get(code, "error")
         status = 401 if code == 401 else code // 1000 if code >= 1000 else code
         return self._json(status, {"code": code, "error": error})
 
-    def _json(self, status: int, body: JsonObject) -> _Answer:
-        return _Answer(status, json.dumps(body).encode())
+    def _json(self, status: int, body: JsonObject) -> Reply:
+        return Reply(status, json.dumps(body).encode())
 
     def _count(self, outcome: str) -> None:
         with self._lock:
             self.outcomes[outcome] += 1
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "QiniuSandbox/1.0"
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def _serve(self, method: str) -> None:
-        app: QiniuEmulator = self.server.app  # type: ignore[attr-defined]
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        try:
-            if method == "GET" and self.path == RECEIVED_PATH:
-                answer = _Answer(200, app.received_json())
-            elif self.path.startswith("/logs/"):
-                answer = _log_file(self.path)
-            else:
-                answer = app.handle(method, self.path, headers, body)
-        except _Drop:
-            self.close_connection = True
-            with contextlib.suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        self.send_response(answer.status)
-        self.send_header("Content-Type", answer.content_type)
-        self.send_header("Content-Length", str(len(answer.body)))
-        self.send_header("X-Reqid", base64.urlsafe_b64encode(uuid.uuid4().bytes[:12]).decode())
-        self.end_headers()
-        self.wfile.write(answer.body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Keep test output quiet."""
-
-
-def _outcome(answer: _Answer) -> str:
+def _outcome(answer: Reply) -> str:
     """The ``outcomes`` counter an answer is filed under."""
     if answer.status == 200:
         return "ok"
@@ -687,7 +652,7 @@ def _outcome(answer: _Answer) -> str:
     return OUTCOMES.get(code, "other")
 
 
-def _log_file(path: str) -> _Answer:
+def _log_file(path: str) -> Reply:
     """A small gzip log in Qiniu's CDN log format, the same bytes every time."""
     domain = path.split("/")[2] if path.count("/") >= 3 else "unknown"
     lines = [
@@ -696,7 +661,7 @@ def _log_file(path: str) -> _Answer:
         for i in range(20)
     ]
     content = gzip.compress("\n".join(lines).encode(), mtime=0)
-    return _Answer(200, content, "application/gzip")
+    return Reply(200, content, "application/gzip")
 
 
 def _strings(value: object) -> list[str]:

@@ -22,24 +22,24 @@ import itertools
 import json
 import random
 import threading
-import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 from cdn_preheat import config
 from cdn_preheat.sandbox import traffic
 from cdn_preheat.sandbox.core import (
-    RECEIVED_PATH,
     EdgeCache,
+    EmulatorBase,
     EmulatorSpec,
+    FaultKind,
     Faults,
-    LoopbackServer,
     RateWindows,
+    Reply,
+    Request,
     SandboxClock,
     Shared,
     UrlEcho,
@@ -55,9 +55,6 @@ SERVICE = "cdn"
 UTC8 = dt.timezone(dt.timedelta(hours=8))
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 AREAS = ("mainland", "overseas")
-BAD_GATEWAY = (
-    b"<html><head><title>502 Bad Gateway</title></head><body>502 Bad Gateway</body></html>"
-)
 Params = Mapping[str, Any]
 
 
@@ -170,17 +167,11 @@ class ReceivedPush:
     options: Mapping[str, Any] = field(default_factory=dict)  # Layer, UserAgent, Headers, ...
 
 
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    content_type: str
-    body: bytes
-
-
-class TencentEmulator:
+class TencentEmulator(EmulatorBase):
     """State and behaviour of one Tencent Cloud account owning one CDN domain."""
 
     name = "tencent"
+    server_version = "cdn-preheat-sandbox-tencent"
 
     def __init__(
         self,
@@ -233,10 +224,6 @@ class TencentEmulator:
             "DescribeDomains": (self._describe_domains, frozenset({"Offset", "Limit", "Filters"})),
         }
 
-    def start(self, port: int = 0) -> LoopbackServer:
-        """Serve the API on 127.0.0.1:``port`` (0: any free port)."""
-        return LoopbackServer(TencentHandler, self, port).start()
-
     # -- what tests read --------------------------------------------------------
 
     def received(self) -> list[ReceivedPush]:
@@ -284,16 +271,20 @@ class TencentEmulator:
 
     # -- the wire ---------------------------------------------------------------
 
-    def answer(
-        self, method: str, target: str, headers: Mapping[str, str], body: bytes
-    ) -> Reply | None:
-        """The reply to one HTTP request (``headers`` lower-cased); None: drop it."""
-        request_id = str(uuid.uuid4())
-        self.faults.pause()
-        fault = self.faults.draw()
-        if fault in ("drop", "server_error"):
+    def on_fault(self, kind: FaultKind) -> None:
+        # Hang-ups and 502s before the request ran are "fault"; a lost or late answer
+        # (the request ran) is counted under its own name.
+        if kind in ("drop", "server_error"):
             self._count("fault")
-            return None if fault == "drop" else Reply(502, "text/html", BAD_GATEWAY)
+        elif kind in ("lost_answer", "late_answer"):
+            self._count(kind)
+
+    def answer(self, request: Request, *, rate_limited: bool) -> Reply:
+        """Carry one API 3.0 request out (a TC3-signed JSON POST) and answer it."""
+        method, target, headers, body = (
+            request.method, request.target, request.headers, request.body
+        )  # fmt: skip
+        request_id = str(uuid.uuid4())
         action = headers.get("x-tc-action", "")
         try:
             verify_tc3(
@@ -305,25 +296,16 @@ class TencentEmulator:
                 service=SERVICE,
                 now=self.clock.wall_time(),
             )
-            if fault == "rate_limited":
+            if rate_limited:
                 raise ApiError("RequestLimitExceeded", "Request rate limit exceeded (injected).")
             self._raise_injected()
             result = self._dispatch(method, action, headers, body)
         except (ApiError, SignatureError) as error:
             self._count(_outcome(error.code))
-            if fault == "lost_answer":
-                self._count("lost_answer")
-                return None
             return _json_reply(
                 {"Error": {"Code": error.code, "Message": error.message}}, request_id
             )
         self._count("ok")
-        if fault == "lost_answer":
-            self._count("lost_answer")  # done, but the client never hears of it
-            return None
-        if fault == "late_answer":
-            self._count("late_answer")  # done, but answered after the client's deadline
-            time.sleep(self.faults.slow_seconds)
         return _json_reply(result, request_id)
 
     def _dispatch(
@@ -838,7 +820,7 @@ def _json_reply(result: Mapping[str, Any], request_id: str) -> Reply:
     # data["Response"]["Error"] (tencentcloud/common/abstract_client.py).
     body = json.dumps({"Response": {**result, "RequestId": request_id}}).encode()
     # Exactly "application/json": the SDK ignores error bodies under any other type.
-    return Reply(200, "application/json", body)
+    return Reply(200, body, "application/json")
 
 
 def _choice(params: Params, name: str, choices: tuple[str, ...], default: str) -> str:
@@ -919,38 +901,6 @@ def _check_span(interval: str, start: dt.datetime, end: dt.datetime) -> None:
             "InvalidParameter.CdnInvalidParamInterval",
             f"Interval {interval} is not available for a range this long.",
         )
-
-
-class TencentHandler(BaseHTTPRequestHandler):
-    """Hands each request to :meth:`TencentEmulator.answer`."""
-
-    protocol_version = "HTTP/1.1"
-    server_version = "cdn-preheat-sandbox-tencent"
-
-    def do_POST(self) -> None:
-        emulator: TencentEmulator = self.server.app  # type: ignore[attr-defined]
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.command == "GET" and self.path == RECEIVED_PATH:
-            self._send(Reply(200, "application/json", emulator.received_json()))
-            return
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        reply = emulator.answer(self.command, self.path, headers, body)
-        if reply is None:
-            self.close_connection = True  # hang up without a word
-            return
-        self._send(reply)
-
-    def _send(self, reply: Reply) -> None:
-        self.send_response(reply.status)
-        self.send_header("Content-Type", reply.content_type)
-        self.send_header("Content-Length", str(len(reply.body)))
-        self.end_headers()
-        self.wfile.write(reply.body)
-
-    do_GET = do_POST
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet: tests and the CLI own the terminal."""
 
 
 def _build(shared: Shared, credentials: tuple[str, str], limits: TencentLimits) -> TencentEmulator:

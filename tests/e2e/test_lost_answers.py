@@ -1,0 +1,77 @@
+"""Lost answers on every emulated vendor: the request ran, the answer never came.
+
+Every emulator is served by one base (sandbox/core.py ``EmulatorBase``) that
+applies the sandbox's faults the same way, so a push carried out and then hung
+up on reaches Tencent, Alibaba and Qiniu alike. The scheduler must then ask the
+vendor's own task list (Tencent DescribePushTasks, Alibaba DescribeRefreshTasks,
+Qiniu /v2/tune/prefetch/list) instead of pushing again: each URL reaches the
+CDN exactly once and ends done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import duplicates
+
+from cdn_preheat import pipeline
+from cdn_preheat.app import expand_options, run_options
+from cdn_preheat.config import Settings
+from cdn_preheat.hls import expand
+from cdn_preheat.ledger.base import UrlState
+from cdn_preheat.ledger.sqlite import SqliteLedger
+from cdn_preheat.providers import emulated_names, make_provider
+from cdn_preheat.sandbox.core import Faults
+from cdn_preheat.sandbox.server import Sandbox
+
+# A third of every API call's answers are lost (pushes, status polls, task lists).
+FAULTS = Faults(lost_answer=0.3, seed=4)
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    # One sandbox for every vendor: each test uses its own video, so received URLs
+    # and task lists do not mix.
+    with Sandbox(videos=3, variants=1, segments=8, task_delay=0.1, faults=FAULTS) as box:
+        yield box
+
+
+@pytest.mark.parametrize("kind", emulated_names())
+def test_a_push_whose_answer_was_lost_is_found_not_pushed_again(
+    sandbox: Sandbox, kind: str, tmp_path: Path
+) -> None:
+    video = f"demo-{emulated_names().index(kind) + 1}"
+    env = {k.lower(): v for k, v in sandbox.client_env(kind).items()}
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        **env,
+        cdn_preheat_db=str(tmp_path / "ledger.sqlite3"),
+        cdn_preheat_batch_size=3,
+        cdn_preheat_max_attempts=1,  # a URL pushed twice would be a failed reconciliation
+    )
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    provider = make_provider(settings)
+    api = sandbox.apis[kind]
+    try:
+        expansion = expand(sandbox.video_url(video), expand_options(settings))
+        pipeline.queue_expansion(
+            ledger, provider.name, provider.area, video, expansion,
+            head_first=None, max_age=settings.cdn_preheat_max_age,
+        )  # fmt: skip
+        before = len(api.received_urls())
+        report = pipeline.run_queue(ledger, provider, run_options(settings, poll_interval=0.05))
+        received = api.received_urls()[before:]
+        records = ledger.url_records(video)
+    finally:
+        provider.close()
+        ledger.close()
+
+    outcomes = getattr(api, "outcomes", None) or getattr(api, "counters", {})
+    lost = outcomes.get("lost_answer", 0) + outcomes.get("fault:lost_answer", 0)
+    assert lost > 0, outcomes  # answers were lost on this vendor
+    assert report.stopped_by is None
+    assert records and sorted(received) == sorted(record.url for record in records)
+    assert duplicates(received) == {}  # every lost push was found in the task list
+    assert {record.state for record in records} == {UrlState.DONE}
