@@ -2,10 +2,10 @@
 
 Every emulator is served by one base (sandbox/core.py ``EmulatorBase``) that
 applies the sandbox's faults the same way, so a push carried out and then hung
-up on reaches Tencent, Alibaba and Qiniu alike. The scheduler must then ask the
-vendor's own task list (Tencent DescribePushTasks, Alibaba DescribeRefreshTasks,
-Qiniu /v2/tune/prefetch/list) instead of pushing again: each URL reaches the
-CDN exactly once and ends done.
+up on reaches Tencent, Alibaba, Qiniu and EdgeOne alike. The scheduler must then
+ask the vendor's own task list (Tencent DescribePushTasks, Alibaba
+DescribeRefreshTasks, Qiniu /v2/tune/prefetch/list, EdgeOne DescribePrefetchTasks)
+instead of pushing again: each URL reaches the CDN exactly once and ends done.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ FAULTS = Faults(lost_answer=0.3, seed=4)
 def sandbox() -> Iterator[Sandbox]:
     # One sandbox for every vendor: each test uses its own video, so received URLs
     # and task lists do not mix.
-    with Sandbox(videos=3, variants=1, segments=8, task_delay=0.1, faults=FAULTS) as box:
+    videos = len(emulated_names())
+    with Sandbox(videos=videos, variants=1, segments=8, task_delay=0.1, faults=FAULTS) as box:
         yield box
 
 

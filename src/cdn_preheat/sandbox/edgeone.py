@@ -30,7 +30,6 @@ import itertools
 import json
 import random
 import threading
-import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
@@ -41,10 +40,13 @@ from urllib.parse import quote, urlsplit
 from cdn_preheat import config
 from cdn_preheat.sandbox.core import (
     EdgeCache,
+    EmulatorBase,
     EmulatorSpec,
+    FaultKind,
     Faults,
-    LoopbackServer,
     RateWindows,
+    Reply,
+    Request,
     SandboxClock,
     Shared,
     UrlEcho,
@@ -57,7 +59,7 @@ from cdn_preheat.sandbox.tc3 import SignatureError, verify_tc3
 
 # The TC3 family's wire format (POST /, X-TC-Action, {"Response": ...}) is Tencent Cloud
 # CDN's: the reply shape and the HTTP handler are shared with that emulator.
-from cdn_preheat.sandbox.tencent import BAD_GATEWAY, ApiError, Reply, TencentHandler, _json_reply
+from cdn_preheat.sandbox.tencent import ApiError, _json_reply
 
 API_VERSION = "2022-09-01"
 SERVICE = "teo"
@@ -147,10 +149,11 @@ class ReceivedPrefetch:
     options: Mapping[str, Any] = field(default_factory=dict)  # Mode, EncodeUrl, Headers
 
 
-class EdgeOneEmulator:
+class EdgeOneEmulator(EmulatorBase):
     """State and behaviour of one Tencent Cloud account's EdgeOne zone."""
 
     name = "edgeone"
+    server_version = "cdn-preheat-sandbox-edgeone"
 
     def __init__(
         self,
@@ -194,10 +197,6 @@ class EdgeOneEmulator:
             "CreatePurgeTask": (self._create_purge_task, _PURGE_PARAMS),
             "DescribePurgeTasks": (self._describe_purge_tasks, _TASK_PARAMS),
         }
-
-    def start(self, port: int = 0) -> LoopbackServer:
-        """Serve the API on 127.0.0.1:``port`` (0: any free port)."""
-        return LoopbackServer(EdgeOneHandler, self, port).start()
 
     # -- what tests read --------------------------------------------------------
 
@@ -247,16 +246,18 @@ class EdgeOneEmulator:
 
     # -- the wire ---------------------------------------------------------------
 
-    def answer(
-        self, method: str, target: str, headers: Mapping[str, str], body: bytes
-    ) -> Reply | None:
-        """The reply to one HTTP request (``headers`` lower-cased); None: drop it."""
-        request_id = str(uuid.uuid4())
-        self.faults.pause()
-        fault = self.faults.draw()
-        if fault in ("drop", "server_error"):
+    def on_fault(self, kind: FaultKind) -> None:
+        if kind in ("drop", "server_error"):
             self._count("fault")
-            return None if fault == "drop" else Reply(502, "text/html", BAD_GATEWAY)
+        elif kind in ("lost_answer", "late_answer"):
+            self._count(kind)
+
+    def answer(self, request: Request, *, rate_limited: bool) -> Reply:
+        """Carry one API 3.0 request out (the TC3 family's wire, service teo) and answer it."""
+        method, target, headers, body = (
+            request.method, request.target, request.headers, request.body
+        )  # fmt: skip
+        request_id = str(uuid.uuid4())
         try:
             verify_tc3(
                 method=method,
@@ -267,7 +268,7 @@ class EdgeOneEmulator:
                 service=SERVICE,
                 now=self.clock.wall_time(),
             )
-            if fault == "rate_limited":
+            if rate_limited:
                 raise ApiError(self.limits.rate_limit_code, "Request rate exceeded (injected).")
             with self._lock:
                 injected = self._injected.popleft() if self._injected else None
@@ -276,18 +277,9 @@ class EdgeOneEmulator:
             result = self._dispatch(method, headers.get("x-tc-action", ""), headers, body)
         except (ApiError, SignatureError) as error:
             self._count(_outcome(error.code))
-            if fault == "lost_answer":
-                self._count("lost_answer")
-                return None
             error_body = {"Error": {"Code": error.code, "Message": error.message}}
             return _json_reply(error_body, request_id)
         self._count("ok")
-        if fault == "lost_answer":
-            self._count("lost_answer")
-            return None
-        if fault == "late_answer":
-            self._count("late_answer")
-            time.sleep(self.faults.slow_seconds)
         return _json_reply(result, request_id)
 
     def _dispatch(
@@ -652,12 +644,6 @@ def _outcome(code: str) -> str:
     if code in ("InvalidParameter.ZoneNotFound", "ResourceNotFound"):
         return "zone"
     return "invalid"
-
-
-class EdgeOneHandler(TencentHandler):
-    """Hands each request to :meth:`EdgeOneEmulator.answer` (the TC3 family's wire)."""
-
-    server_version = "cdn-preheat-sandbox-edgeone"
 
 
 def _build(shared: Shared, credentials: tuple[str, str], limits: EdgeOneLimits) -> EdgeOneEmulator:
