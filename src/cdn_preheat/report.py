@@ -81,9 +81,12 @@ def parse_day(text: str, option: str) -> dt.date:
 
 def stats_provider(provider: object) -> StatsProvider:
     if not isinstance(provider, StatsProvider):
+        from cdn_preheat.providers import provider_specs
+
         name = getattr(provider, "name", "this provider")
+        having = " or ".join(spec.name for spec in provider_specs() if spec.features.stats)
         raise ConfigError(
-            f"CDN_PROVIDER={name} has no traffic statistics or log API; use tencent or qiniu."
+            f"CDN_PROVIDER={name} has no traffic statistics or log API; use {having}."
         )
     return provider
 

@@ -195,3 +195,21 @@ def test_build_provider_refuses_what_the_vendor_model_lacks() -> None:
         build_provider("tencent", {"secret_id": "a", "secret_key": "b"}, extra="x")
     with pytest.raises(ConfigError, match="TENCENT_SECRET_ID is not set"):
         build_provider("tencent", {})
+
+
+def test_the_stats_refusal_names_the_providers_declaring_stats(fake: ProviderSpec) -> None:
+    from cdn_preheat.report import stats_provider
+
+    class WithStats(FakeProvider):
+        name = "fakestats"
+        features = Features(stats=True)
+
+    register(dataclasses.replace(fake, provider=WithStats))
+    try:
+        with pytest.raises(ConfigError) as caught:
+            stats_provider(make_provider(settings_from({"CDN_PROVIDER": "fake"})))
+    finally:
+        unregister("fakestats")
+    assert str(caught.value) == (
+        "CDN_PROVIDER=fake has no traffic statistics or log API; use tencent or qiniu or fakestats."
+    )
