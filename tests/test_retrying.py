@@ -7,18 +7,25 @@ failure came out, that the wait was on the stop event), never by a duration.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import threading
+from collections.abc import Sequence
+from pathlib import Path
 
 import httpx
 import mongomock
 import pytest
 from pymongo.errors import AutoReconnect
 
+from cdn_preheat.clock import utcnow
 from cdn_preheat.errors import LedgerError, PlaylistError, RateLimited, Transient
 from cdn_preheat.hls import ExpandOptions, fetch_playlist
 from cdn_preheat.ledger.mongo import MongoLedger
+from cdn_preheat.ledger.sqlite import SqliteLedger
+from cdn_preheat.providers.base import Limits, Provider, Quota, SubmitResult, TaskEntry
 from cdn_preheat.ratelimit import RateLimiter, call_with_retries
 from cdn_preheat.retrying import backoff_delay, jittered, retry_async, retry_call
+from cdn_preheat.tracker import Tracker, TrackerOptions
 
 BACKOFF = 0.5  # long enough that a wake-up that did not happen means another attempt
 
@@ -204,3 +211,52 @@ def test_the_mongo_reconnect_backoff_wakes_on_the_ledgers_stop() -> None:
         ledger.get_video("v1")
     assert stop.waited == [BACKOFF]
     assert calls == 1
+
+
+def test_a_tracker_status_backoff_wakes_on_the_followers_stop(tmp_path: Path) -> None:
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    provider = ProviderDown()
+    ledger.record_task("t-1", provider.name, provider.area, "push", 1, utcnow())
+    stop = StopDuringWait()
+    tracker = Tracker(ledger, provider, TrackerOptions(poll_interval=0.01))
+    try:
+        with pytest.raises(Transient):
+            tracker.follow(stop=stop)
+    finally:
+        ledger.close()
+    # One status call, then the backoff waited on the follower's stop, which came.
+    assert provider.status_calls == 1
+    assert len(stop.waited) == 1
+
+
+class ProviderDown(Provider):
+    """A provider whose status API answers nothing but transient failures."""
+
+    name, area = "down", "everywhere"
+    limits = Limits(batch_size=1, requests_per_second=1000, purge_batch_size=1,
+                    purge_dir_batch_size=1)  # fmt: skip
+
+    def __init__(self) -> None:
+        self.status_calls = 0
+
+    def quota(self) -> Quota:
+        return Quota(self.area, None, None)
+
+    def submit(self, urls: Sequence[str]) -> SubmitResult:
+        raise NotImplementedError
+
+    def task_status(self, task_ids: Sequence[str]) -> list[TaskEntry]:
+        self.status_calls += 1
+        raise Transient("the status API is down")
+
+    def find_submitted(self, urls: Sequence[str], since: dt.datetime) -> dict[str, str]:
+        return {}
+
+    def purge_urls(self, urls: Sequence[str]) -> str:
+        raise NotImplementedError
+
+    def purge_dirs(self, dirs: Sequence[str], *, delete: bool = False) -> str:
+        raise NotImplementedError
+
+    def purge_status(self, task_ids: Sequence[str]) -> list[TaskEntry]:
+        raise NotImplementedError

@@ -112,6 +112,8 @@ class Tracker:
         self._turn = f"poll/{provider.name}/{provider.area}"
         # When each held result (task id, URL) was first seen, on the monotonic clock.
         self._first_seen: dict[tuple[str, str], float] = {}
+        # The caller's stop while following (None: stopping.STOP), for retry backoffs.
+        self._retry_stop: threading.Event | None = None
 
     def poll_once(self) -> TrackReport:
         """One round over every open task."""
@@ -165,7 +167,12 @@ class Tracker:
         return keep
 
     def follow(self, stop: threading.Event | None = None) -> TrackReport:
-        """Poll until no task is open, ``stop`` is set, or the timeout passes."""
+        """Poll until no task is open, ``stop`` is set, or the timeout passes.
+
+        ``stop`` also ends a status call's retry backoff at once (without it,
+        :data:`stopping.STOP` does).
+        """
+        self._retry_stop = stop
         stop = stop or threading.Event()
         total = TrackReport()
         deadline = time.monotonic() + self.options.timeout
@@ -282,6 +289,7 @@ class Tracker:
                 lambda: self.provider.window_status(since, until),
                 attempts=STATUS_ATTEMPTS,
                 on_retry=lambda exc: log.warning("task window: %s (retrying)", exc),
+                stop=self._retry_stop,
             )
         except (RateLimited, Transient) as exc:
             log.warning("task window: %s; asking those tasks by id", exc)
@@ -301,6 +309,7 @@ class Tracker:
                 lambda: self.provider.task_status(task_ids),
                 attempts=STATUS_ATTEMPTS,
                 on_retry=lambda exc: log.warning("task status: %s (retrying)", exc),
+                stop=self._retry_stop,
             )
         try:
             return self.provider.task_status(task_ids)
