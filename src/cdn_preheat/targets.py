@@ -1576,7 +1576,7 @@ class TargetsPreheater:
 
     def quota(self) -> list[TargetQuota]:
         """Each target's quota today, read from the providers side by side."""
-        from cdn_preheat.scheduler import quota_day, utcnow
+        from cdn_preheat.clock import quota_day, utcnow
 
         units = self.units
         check_units(units, live_quota)
