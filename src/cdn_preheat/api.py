@@ -43,9 +43,10 @@ if TYPE_CHECKING:
     from cdn_preheat.config import Settings
     from cdn_preheat.hls import ExpandOptions, Expansion
     from cdn_preheat.ledger.base import Ledger, VideoRecord
-    from cdn_preheat.pipeline import HeadFirst, QueuedVideo, RunReport
+    from cdn_preheat.pipeline import CatalogIntake, HeadFirst, QueuedVideo, RunReport
     from cdn_preheat.providers.base import Provider
     from cdn_preheat.purge import PurgeReport
+    from cdn_preheat.scheduler import Intake
     from cdn_preheat.source import VideoSource
     from cdn_preheat.verify import GateResult, VerifyReport, VerifyTarget
 
@@ -339,6 +340,64 @@ class Observer:
 
 
 _QUIET = Observer()
+
+# After a stop, how long queue_and_drain waits for the expansion to notice it.
+STOP_JOIN_SECONDS = 1.0
+
+
+class _Stopped(Exception):
+    """Internal: a stop ends the expansion of queue_and_drain."""
+
+
+class _PushingWhileQueueing(Observer):
+    """The drain's observer in :meth:`Preheater.queue_and_drain`.
+
+    While videos are still being queued the caller sees the queueing's
+    progress; the push's is passed on once every video is queued (from the
+    URLs still to push then).
+    """
+
+    def __init__(self, observer: Observer) -> None:
+        self._observer = observer
+        self._expanded = threading.Event()
+
+    def expanded(self, pending: int) -> None:
+        self._expanded.set()
+        self._observer.pushing(pending)
+
+    def pushing(self, pending: int) -> None:
+        self._observer.pushing(pending)
+
+    def pushed(self, urls: int) -> None:
+        if self._expanded.is_set():
+            self._observer.pushed(urls)
+
+    def following(self, open_tasks: int, done: int, processing: int, settled: int) -> None:
+        self._observer.following(open_tasks, done, processing, settled)
+
+
+class _Feeding(Observer):
+    """Queueing's observer in :meth:`Preheater.queue_and_drain`: feeds the drain's intake."""
+
+    def __init__(
+        self,
+        observer: Observer,
+        intake: CatalogIntake,
+        queued_ids: list[str],
+        stop: threading.Event,
+    ) -> None:
+        self._observer, self._intake, self._ids, self._stop = observer, intake, queued_ids, stop
+
+    def expanding(self, videos: int) -> None:
+        self._observer.expanding(videos)
+
+    def queued(self, video: QueueResult) -> None:
+        if video.error is None:
+            self._ids.append(video.video_id)
+        self._intake.add(video)
+        self._observer.queued(video)
+        if self._stop.is_set():
+            raise _Stopped
 
 
 # -- settings from plain arguments -----------------------------------------------------
@@ -788,6 +847,77 @@ class Preheater:
             video_id, stop, follow, wait_timeout, observer, videos, videos, poll_interval
         )
 
+    def queue_and_drain(
+        self,
+        videos: Iterable[VideoSource | tuple[str, str] | Mapping[str, str]],
+        *,
+        reset: bool = False,
+        head_first: HeadFirst | str | int | None = "10",
+        strict: bool = False,
+        stop: threading.Event | None = None,
+        follow: bool = True,
+        wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
+        observer: Observer | None = None,
+        poll_interval: float = 1.0,
+    ) -> tuple[list[QueueResult], DrainResult]:
+        """:meth:`queue` and :meth:`drain` as one pipeline (what ``batch`` runs).
+
+        Pushing starts as soon as the first video is queued when today's quota
+        covers the whole catalog (what is queued, plus the largest video so far
+        for every video still to expand); otherwise it starts once every video
+        is queued, and the quota goes to every video's head first. The tasks
+        are followed while pushing goes on. Same ledger protocol and results as
+        the two calls one after the other; ``stop`` ends expansion, pushing and
+        tracking together.
+        """
+        from cdn_preheat import pipeline
+
+        sources = _sources(videos)
+        head = _head_first(head_first)
+        self._live_quota()  # wrong credentials fail before anything is written
+        observer = observer or _QUIET
+        stop = stop or threading.Event()
+        intake = pipeline.CatalogIntake(len(sources), self.ledger.counts().get(UrlState.PENDING, 0))
+        queued_ids: list[str] = []
+        results: list[QueueResult] = []
+        failure: list[BaseException] = []
+        feeding = _Feeding(observer, intake, queued_ids, stop)
+        pushing = _PushingWhileQueueing(observer)
+
+        def queue_all() -> None:
+            try:
+                results.extend(
+                    run_coroutine(
+                        _queue_sources(self, sources, head, strict, reset, feeding, _inline)
+                    )
+                )
+            except _Stopped:
+                pass  # a stop: what was queued stays queued
+            except BaseException as exc:  # handed to the caller's thread
+                failure.append(exc)
+            finally:
+                intake.close()
+                if not stop.is_set() and not failure:
+                    counts = self.ledger.counts()
+                    pushing.expanded(counts.get(UrlState.PENDING, 0))
+
+        expanding = threading.Thread(target=queue_all, name="expand", daemon=True)
+        expanding.start()
+        try:
+            drained = self._drain(
+                None, stop, follow, wait_timeout, pushing, queued_ids, queued_ids,
+                poll_interval, intake=intake,
+            )  # fmt: skip
+        except BaseException:
+            stop.set()
+            expanding.join(STOP_JOIN_SECONDS)
+            raise
+        # Stopped: the expansion ends at its next video (a slow origin is not waited for).
+        expanding.join(STOP_JOIN_SECONDS if stop.is_set() else None)
+        if failure:
+            raise failure[0]
+        return results, drained  # in the order given, as queue() returns them
+
     def _drain(
         self,
         video_id: str | None,
@@ -798,6 +928,8 @@ class Preheater:
         videos: Sequence[str] | None,
         refresh: Sequence[str] | None,
         poll_interval: float = 1.0,
+        *,
+        intake: Intake | None = None,
     ) -> DrainResult:
         from cdn_preheat import pipeline
         from cdn_preheat.app import run_options
@@ -816,6 +948,7 @@ class Preheater:
                 self.settings, wait=follow, wait_timeout=wait_timeout, poll_interval=poll_interval
             ),
             on_progress=observer.pushed, on_tracking=following, stop=stop, video_id=video_id,
+            intake=intake,
         )  # fmt: skip
         everyone = [video_id] if video_id else [v.video_id for v in ledger.list_videos()]
         pipeline.refresh_states(ledger, everyone if refresh is None else refresh)

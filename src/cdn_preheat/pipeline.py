@@ -12,7 +12,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from cdn_preheat import notify
 from cdn_preheat.clock import utcnow
@@ -25,7 +25,7 @@ from cdn_preheat.ledger.base import (
     VideoState,
 )
 from cdn_preheat.ratelimit import RateShare
-from cdn_preheat.scheduler import DrainReport, Scheduler, SchedulerOptions
+from cdn_preheat.scheduler import DrainReport, Intake, Scheduler, SchedulerOptions
 from cdn_preheat.tracker import Tracker, TrackerOptions, TrackReport
 
 if TYPE_CHECKING:
@@ -254,8 +254,13 @@ def run_queue(
     on_tracking: Callable[[int, TrackReport], None] | None = None,
     stop: threading.Event | None = None,
     video_id: str | None = None,
+    intake: Intake | None = None,
 ) -> RunReport:
-    """Push everything queued for this provider, then follow the tasks; repeat for retries.
+    """Push everything queued for this provider while following the tasks; repeat for retries.
+
+    ``intake``: videos are still being queued (see :func:`preheat_videos`); the
+    first round's pushing ends once the intake is closed and the queue is empty.
+
 
     ``video_id``: push only that video's URLs; other videos' stay queued (the
     open tasks followed are still all of this provider's, whoever pushed them).
@@ -272,7 +277,7 @@ def run_queue(
     share = RateShare(ledger, provider.name, options.scheduler.worker_id, provider.pacing)
     share.start(stop)
     try:
-        _rounds(ledger, options, scheduler, tracker, report, stop, video_id)
+        _rounds(ledger, options, scheduler, tracker, report, stop, video_id, intake)
     finally:
         share.stop()
     report.interrupted = stop.is_set()
@@ -293,34 +298,110 @@ def _rounds(
     report: RunReport,
     stop: threading.Event,
     video_id: str | None,
+    intake: Intake | None = None,
 ) -> None:
-    """Push/track rounds until the queue (``video_id``'s URLs) is empty or a round ends the run."""
+    """Push/track rounds until the queue (``video_id``'s URLs) is empty or a round ends the run.
+
+    In a round, the tasks are followed while pushing goes on (a thread of its
+    own, on the status API's budget); the round ends when both are over. URLs
+    whose prefetch failed go back to the queue and are pushed by the next round.
+    """
     for _ in range(options.max_rounds):
+        following = _Following(tracker, stop) if options.wait else None
         try:
-            drained = scheduler.drain(stop, video_id=video_id)
+            drained = scheduler.drain(stop, video_id=video_id, intake=intake)
         except PreheatError:
+            if following is not None:
+                following.halt()
             if not stop.is_set():
                 raise
             break  # a query cut short by the stop: what was pushed is recorded
+        finally:
+            if following is not None:
+                following.pushed()
         report.add(drained)
-        if drained.stopped_by is not None and not stop.is_set():
+        ends_run = drained.stopped_by is not None and not stop.is_set()
+        if following is None or ends_run or stop.is_set():
+            if following is not None:
+                following.halt()  # its outcomes so far count; the tasks stay open
+                _add_tracked(report, following.result(raise_errors=False))
             break
-        if not options.wait or stop.is_set():
-            break
-        try:
-            tracked = tracker.follow(stop)
-        except PreheatError:
-            if not stop.is_set():
-                raise
-            break
-        report.done += tracked.done
-        report.failed += tracked.failed
-        report.invalid += tracked.invalid
-        if tracked.timed_out:
+        tracked = following.result(raise_errors=True)
+        _add_tracked(report, tracked)
+        if tracked is not None and tracked.timed_out:
             report.tracking_timed_out = True
             break
         if report.quota_exhausted or not ledger.counts(video_id).get(UrlState.PENDING, 0):
             break
+
+
+def _add_tracked(report: RunReport, tracked: TrackReport | None) -> None:
+    if tracked is None:
+        return
+    report.done += tracked.done
+    report.failed += tracked.failed
+    report.invalid += tracked.invalid
+
+
+class _Following:
+    """:meth:`Tracker.follow` in a thread of its own, while the caller pushes."""
+
+    def __init__(self, tracker: Tracker, stop: threading.Event) -> None:
+        self._pushing = threading.Event()
+        self._pushing.set()
+        self._halt = threading.Event()
+        self._stop = stop
+        self._result: TrackReport | None = None
+        self._error: BaseException | None = None
+        # Progress of the tracking is reported once pushing is over (the caller's bar
+        # counts pushes until then).
+        self._tracker, self._on_round = tracker, tracker.on_round
+        report_round = tracker.on_round
+        if report_round is not None:
+
+            def on_round(open_tasks: int, totals: TrackReport) -> None:
+                if not self._pushing.is_set():
+                    report_round(open_tasks, totals)
+
+            tracker.on_round = on_round
+        self._watch = threading.Thread(target=self._relay, name="tracker-stop", daemon=True)
+        self._thread = threading.Thread(
+            target=self._follow, args=(tracker,), name="tracker", daemon=True
+        )
+        self._watch.start()
+        self._thread.start()
+
+    def _relay(self) -> None:
+        # The tracker waits on one event: the caller's stop, or ours (the push failed).
+        while not self._halt.wait(0.05):
+            if self._stop.is_set():
+                self._halt.set()
+        self._pushing.clear()
+
+    def _follow(self, tracker: Tracker) -> None:
+        try:
+            self._result = tracker.follow(self._halt, pushing=self._pushing)
+        except BaseException as exc:  # handed to the caller's thread
+            self._error = exc
+        finally:
+            self._halt.set()  # ends the relay
+
+    def pushed(self) -> None:
+        """Pushing is over: follow what is open to the end, then stop."""
+        self._pushing.clear()
+
+    def halt(self) -> None:
+        self._halt.set()
+
+    def result(self, *, raise_errors: bool) -> TrackReport | None:
+        self._thread.join()
+        self._watch.join()
+        self._tracker.on_round = self._on_round
+        if self._error is not None and raise_errors:
+            if isinstance(self._error, PreheatError) and self._stop.is_set():
+                return self._result  # a query cut short by the stop
+            raise self._error
+        return self._result
 
 
 def _quota_left(ledger: Ledger, scheduler: Scheduler) -> int | None:
@@ -333,3 +414,66 @@ def refresh_states(ledger: Ledger, video_ids: Sequence[str]) -> None:
     now = utcnow()
     for video_id in video_ids:
         refresh_video_state(ledger, video_id, now)
+
+
+class _Counted(Protocol):
+    """What the intake reads of a queued video (QueuedVideo, api.QueueResult)."""
+
+    @property
+    def found(self) -> int: ...
+
+    @property
+    def queued(self) -> int: ...
+
+
+class CatalogIntake:
+    """The :class:`~cdn_preheat.scheduler.Intake` of a catalog being expanded and queued.
+
+    Pushing may start before the catalog is complete when the day's quota
+    covers it all: what is queued and not yet claimed, plus, for every video
+    still to expand, as many URLs as the largest video so far (an estimate: a
+    video's size is known only once it is expanded). When the quota does not
+    cover that, the drain waits until every video is queued, and the quota goes
+    to every video's head first, as when queueing ran before pushing.
+    """
+
+    def __init__(self, videos: int, pending: int = 0) -> None:
+        self._condition = threading.Condition()
+        self._videos_left = videos
+        self._queued = pending  # URLs queued (and not pushed) before this catalog
+        self._largest = 0
+        self._added = 0  # videos of the catalog queued (or settled) so far
+        self._closed = False
+
+    def add(self, video: QueuedVideo | _Counted) -> None:
+        """One video of the catalog was queued (or failed, or was preheated already)."""
+        with self._condition:
+            self._videos_left = max(0, self._videos_left - 1)
+            self._added += 1
+            self._queued += video.queued
+            self._largest = max(self._largest, video.found)
+            self._condition.notify_all()
+
+    def close(self) -> None:
+        """Nothing more will be queued."""
+        with self._condition:
+            self._closed = True
+            self._condition.notify_all()
+
+    def more_coming(self) -> bool:
+        with self._condition:
+            return not self._closed
+
+    def wait(self, timeout: float) -> None:
+        with self._condition:
+            if not self._closed:
+                self._condition.wait(timeout)
+
+    def may_push(self, remaining: int | None, claimed: int) -> bool:
+        with self._condition:
+            if self._closed or remaining is None:
+                return True  # complete (ordered as usual), or no daily quota known
+            if not self._added:
+                return False  # nothing of the catalog is known yet (resets may be going on)
+            need = max(0, self._queued - claimed) + self._videos_left * self._largest
+            return remaining >= need

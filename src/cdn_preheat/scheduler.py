@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from cdn_preheat import clock
@@ -120,6 +120,33 @@ class DrainReport:
         self.stopped_by = other.stopped_by or self.stopped_by
 
 
+class Intake(Protocol):
+    """URLs still being queued while a drain runs (a catalog expanded as it is pushed).
+
+    With an intake, a drain does not end when the queue is empty for a moment,
+    only once the intake is closed and the queue is empty; and it pushes only
+    while :meth:`may_push` says the day's quota covers everything still to come
+    (else it waits for the queue to be complete, so that the quota goes to every
+    video's head first).
+    """
+
+    def more_coming(self) -> bool:
+        """URLs may still be queued."""
+        ...
+
+    def wait(self, timeout: float) -> None:
+        """Until more URLs were queued or the intake closed (at most ``timeout``)."""
+        ...
+
+    def may_push(self, remaining: int | None, claimed: int) -> bool:
+        """Whether ``remaining`` quota covers what is queued and to come (``claimed`` taken)."""
+        ...
+
+
+# How long a drain with an intake waits for more URLs before it looks again.
+INTAKE_WAIT_SECONDS = 0.2
+
+
 class _Stop(Exception):
     """Internal: end this worker's loop."""
 
@@ -158,16 +185,25 @@ class Scheduler:
         self._limited = True
         self._held: dict[str, Claim] = {}  # claims in work, by id: their leases are renewed
         self._video_id: str | None = None  # this drain pushes only this video's URLs
+        self._intake: Intake | None = None  # URLs still being queued during this drain
+        self._claimed = 0  # URLs claimed by this drain
 
     # Public ---------------------------------------------------------------
     def drain(
-        self, stop: threading.Event | None = None, *, video_id: str | None = None
+        self,
+        stop: threading.Event | None = None,
+        *,
+        video_id: str | None = None,
+        intake: Intake | None = None,
     ) -> DrainReport:
         """Push pending URLs until the queue is empty, the quota is spent or ``stop`` is set.
 
         ``video_id``: push only that video's URLs (the rest stay queued).
+        ``intake``: URLs are still being queued; the queue ends when it closes.
         """
         self._video_id = video_id
+        self._intake = intake
+        self._claimed = 0
         self._stop = threading.Event()
         self._cancel = stop or threading.Event()
         self._report = DrainReport()
@@ -285,12 +321,21 @@ class Scheduler:
     def _work(self) -> None:
         try:
             while not (self._stop.is_set() or self._cancel.is_set()):
+                intake = self._intake
+                if intake is not None and intake.more_coming() and not self._may_push(intake):
+                    intake.wait(INTAKE_WAIT_SECONDS)  # the quota waits for the whole queue
+                    continue
                 claim, granted = self._claim()
                 if granted == 0:
                     self._finish(quota_exhausted=True)
                     return
                 if claim is None:
+                    if intake is not None and intake.more_coming():
+                        intake.wait(INTAKE_WAIT_SECONDS)
+                        continue
                     return
+                with self._lock:
+                    self._claimed += len(claim.urls)
                 self._hold(claim)
                 try:
                     self._push(claim)
@@ -300,6 +345,16 @@ class Scheduler:
             return
         except PreheatError as exc:
             self._finish(error=exc)
+
+    def _may_push(self, intake: Intake) -> bool:
+        """While URLs are still queued: whether the day's quota covers them all."""
+        remaining = None
+        if self._limited:
+            book = self.ledger.quota_day(*self.quota_key())
+            remaining = None if book is None else book.remaining
+        with self._lock:
+            claimed = self._claimed
+        return intake.may_push(remaining, claimed)
 
     def _push(self, claim: Claim) -> None:
         """Push a claim; a refused request is split until its refused URLs stand alone.

@@ -53,6 +53,20 @@ TASKS_PER_CALL = 20
 # Open tasks created further apart than this are asked for in separate time windows,
 # so that one old task does not make a window span hours of the account's pushes.
 WINDOW_GAP = dt.timedelta(seconds=30)
+# How far the vendor's clock may be from ours: a task is looked for this far either
+# side of when we recorded it, and counts as a straggler once windows passed that.
+WINDOW_MARGIN = dt.timedelta(seconds=2)
+# A second of the task log is read once it is over (CreateTime is whole seconds) and
+# its tasks are expected finished: this after the second, plus the learned task time.
+SETTLE = dt.timedelta(seconds=1)
+# Logs a window page holds (Tencent DescribePushTasks Limit, providers/tencent.py).
+PAGE_LOGS = 1000
+# The shortest pause between looks (a stop or the end of pushing is seen this soon).
+MIN_PAUSE = 0.1
+# While pushing, a window with less than a page of logs waits at most this long
+# (beyond the task time) for more: a page costs the same whether full or not.
+MAX_WINDOW_WAIT = 2.0
+SECOND = dt.timedelta(seconds=1)
 # A window query is worth it from this many tasks on; fewer are asked by id.
 MIN_WINDOW_TASKS = 2
 STATUS_ATTEMPTS = 8
@@ -91,6 +105,18 @@ class TrackReport:
 
 
 class Tracker:
+    """Follows the open tasks of one provider/area in the shared ledger.
+
+    Each task is read once it is expected to be finished: ``lag`` seconds (the
+    CDN's task time, learned as the run goes: it doubles while first reads find
+    tasks still processing) after it was created. Where the vendor lists tasks by
+    time, the task log is read in contiguous windows of whole seconds, each
+    second once, so a task costs a share of a page instead of a call; a task a
+    window did not close (still processing, a result held, a clock difference
+    with the vendor) is a straggler, asked again with a per-task pause that
+    doubles, by id or by a narrow window, whichever costs fewer calls.
+    """
+
     def __init__(
         self,
         ledger: Ledger,
@@ -114,32 +140,182 @@ class Tracker:
         self._first_seen: dict[tuple[str, str], float] = {}
         # The caller's stop while following (None: stopping.STOP), for retry backoffs.
         self._retry_stop: threading.Event | None = None
+        self._lag = self.options.poll_interval  # the CDN's task time, as learned
+        self._windows = True  # the provider lists tasks by time (until it says otherwise)
+        self._read_until: dt.datetime | None = None  # windows read up to here (exclusive)
+        self._known: dict[str, TaskRecord] = {}  # every task seen open: window costs
+        self._next_ask: dict[str, float] = {}  # stragglers: when to ask again (monotonic)
+        self._pause: dict[str, float] = {}  # stragglers: the pause before the next ask
+        self._hold_until: dict[str, float] = {}  # tasks with results held (see _held)
+        self._next_fresh: float | None = None  # when the next unread second is due
+        self._in_window: set[str] = set()  # tasks a window has shown (the clocks agree)
 
     def poll_once(self) -> TrackReport:
-        """One round over every open task."""
+        """One round over every open task, whether or not it is expected finished."""
+        return self._round(force=True)
+
+    def _round(self, *, force: bool = False, pushing: bool = False) -> TrackReport:
+        """Read what is due: new seconds of the task log, stragglers whose pause is over.
+
+        While ``pushing``, a window waits until it holds a page of logs (or its
+        oldest task has waited ``MAX_WINDOW_WAIT``); after, it is read at once.
+        """
         report = TrackReport()
         tasks = self._abandon_forgotten(
             self.ledger.open_tasks(self.provider.name, self.provider.area), report
         )
-        by_id: list[str] = []
-        for cluster in _clusters(tasks):
-            if len(cluster) < MIN_WINDOW_TASKS:
-                by_id += [task.task_id for task in cluster]
-                continue
-            entries = self._window(cluster, report)
-            if entries is None:  # the provider cannot list by time
-                by_id += [task.task_id for task in cluster]
-                continue
-            wanted = {task.task_id for task in cluster}
-            mine = [entry for entry in entries if entry.task_id in wanted]
-            self._record(mine, report)
-            seen = {entry.task_id for entry in mine}
-            by_id += [task.task_id for task in cluster if task.task_id not in seen]
-        for start in range(0, len(by_id), TASKS_PER_CALL):
-            chunk = by_id[start : start + TASKS_PER_CALL]
-            report.polls += 1
-            self._record(self._status(chunk), report)
+        now, tick = self._clock(), time.monotonic()
+        open_ids = {task.task_id for task in tasks}
+        for gone in [task_id for task_id in self._next_ask if task_id not in open_ids]:
+            self._forget(gone)
+        for task in tasks:
+            self._known.setdefault(task.task_id, task)
+        self._next_fresh = None
+        fresh = [t for t in tasks if not self._covered(t)]
+        if self._windows and fresh:
+            self._read_fresh(fresh, now, tick, report, force=force, pushing=pushing)
+        first_asks: list[str] = []
+        if not self._windows:
+            # Asked by id: a task is first asked once it is expected finished.
+            lag = 0.0 if force else self._lag
+            for task in fresh:
+                if (now - task.created_at).total_seconds() >= lag:
+                    first_asks.append(task.task_id)
+        due = [
+            t
+            for t in tasks
+            if t.task_id in self._next_ask and (force or self._next_ask[t.task_id] <= tick)
+        ]
+        # A task no window showed (the vendor's clock is off ours) is asked by id.
+        again = [t.task_id for t in due if t.task_id not in self._in_window]
+        for cluster in _clusters([t for t in due if t.task_id in self._in_window]):
+            ids = [t.task_id for t in cluster]
+            if self._windows and self._window_cost(cluster) < len(cluster):
+                first, last = cluster[0].created_at, cluster[-1].created_at
+                entries = self._window(
+                    _whole_second(first - WINDOW_MARGIN), _whole_second(last + WINDOW_MARGIN),
+                    report,
+                )  # fmt: skip
+                if entries is not None:
+                    self._take(entries, set(ids), report)
+                    continue
+            again += ids
+        self._learn(self._by_id(first_asks, report))
+        self._by_id(again, report)
+        self._schedule_stragglers(tick, {*first_asks, *(t.task_id for t in due)})
         return report
+
+    def _read_fresh(
+        self,
+        fresh: Sequence[TaskRecord],
+        now: dt.datetime,
+        tick: float,
+        report: TrackReport,
+        *,
+        force: bool,
+        pushing: bool,
+    ) -> None:
+        """Read the task log's seconds that are over and due, from where the last read ended."""
+        horizon = _whole_second(now if force else now - _seconds(self._lag) - SETTLE)
+        readable = [t for t in fresh if t.created_at < horizon + SECOND]
+        waiting = [t for t in fresh if t.created_at >= horizon + SECOND]
+        if waiting:
+            first = _whole_second(min(t.created_at for t in waiting))
+            ready = first + _seconds(self._lag) + SECOND
+            self._next_fresh = tick + max(0.0, (ready - now).total_seconds())
+        if not readable:
+            return
+        logs = sum(t.url_count for t in readable)
+        oldest = min(t.created_at for t in readable)
+        overdue = (now - oldest).total_seconds() >= self._lag + MAX_WINDOW_WAIT
+        if not (force or not pushing or logs >= PAGE_LOGS or overdue):
+            self._next_fresh = tick  # look again next time; more logs may fill the page
+            return
+        start = _whole_second(oldest - WINDOW_MARGIN)
+        if self._read_until is not None and self._read_until > start:
+            start = self._read_until
+        entries = self._window(start, horizon, report)
+        if entries is None:  # the provider cannot list by time
+            self._windows = False
+            return
+        self._read_until = horizon + SECOND
+        self._learn(self._take(entries, {t.task_id for t in fresh}, report))
+
+    def _by_id(self, task_ids: Sequence[str], report: TrackReport) -> TrackReport:
+        """Ask these tasks by id, TASKS_PER_CALL at a time; what they held."""
+        part = TrackReport()
+        for offset in range(0, len(task_ids), TASKS_PER_CALL):
+            chunk = list(task_ids[offset : offset + TASKS_PER_CALL])
+            report.polls += 1
+            got = self._take(self._status(chunk), set(chunk), report, windowed=False)
+            part.done += got.done
+            part.failed += got.failed
+            part.invalid += got.invalid
+            part.still_processing += got.still_processing
+        return part
+
+    def _covered(self, task: TaskRecord) -> bool:
+        """Whether every window the task's log can be in has been read (or it was asked)."""
+        if task.task_id in self._next_ask:
+            return True
+        if not self._windows:
+            return False
+        until = self._read_until
+        return until is not None and task.created_at + WINDOW_MARGIN < until
+
+    def _forget(self, task_id: str) -> None:
+        self._next_ask.pop(task_id, None)
+        self._pause.pop(task_id, None)
+        self._hold_until.pop(task_id, None)
+        self._in_window.discard(task_id)
+
+    def _take(
+        self,
+        entries: Sequence[TaskEntry],
+        wanted: set[str],
+        report: TrackReport,
+        *,
+        windowed: bool = True,
+    ) -> TrackReport:
+        """Record the entries of the ``wanted`` tasks; what they held, as a report."""
+        mine = [entry for entry in entries if entry.task_id in wanted]
+        if windowed:
+            self._in_window.update(entry.task_id for entry in mine)
+        part = TrackReport()
+        self._record(mine, part)
+        report.done += part.done
+        report.failed += part.failed
+        report.invalid += part.invalid
+        report.still_processing += part.still_processing
+        return part
+
+    def _learn(self, part: TrackReport) -> None:
+        """A first read of tasks: most still processing means the CDN takes longer."""
+        closed = part.done + part.failed + part.invalid
+        read = closed + part.still_processing
+        if read and closed * 2 < read:
+            self._lag = min(self._lag * 2, self._longest_pause())
+
+    def _schedule_stragglers(self, tick: float, asked: set[str]) -> None:
+        """Tasks the reads so far left open: when each is asked next (a pause that doubles)."""
+        for task in self.ledger.open_tasks(self.provider.name, self.provider.area):
+            task_id = task.task_id
+            if task_id not in asked and (task_id in self._next_ask or not self._covered(task)):
+                continue  # not read yet, or its pause is not over
+            pause = self._pause.get(task_id)
+            pause = self._lag if pause is None else min(pause * 2, self._longest_pause())
+            self._pause[task_id] = pause
+            self._next_ask[task_id] = max(tick + pause, self._hold_until.get(task_id, 0.0))
+
+    def _longest_pause(self) -> float:
+        return max(self.options.max_poll_interval, self.options.poll_interval)
+
+    def _window_cost(self, cluster: Sequence[TaskRecord]) -> int:
+        """Pages a window over the cluster's span reads (every known task's URLs in it)."""
+        first = _whole_second(cluster[0].created_at - WINDOW_MARGIN)
+        last = _whole_second(cluster[-1].created_at + WINDOW_MARGIN) + dt.timedelta(seconds=1)
+        logs = sum(t.url_count for t in self._known.values() if first <= t.created_at < last)
+        return max(1, -(-logs // PAGE_LOGS))
 
     def _abandon_forgotten(self, tasks: list[TaskRecord], report: TrackReport) -> list[TaskRecord]:
         """Close the tasks older than the provider keeps them; the others, to poll.
@@ -166,55 +342,71 @@ class Tracker:
             log.warning("%s; %d URLs re-queued", reason, requeued)
         return keep
 
-    def follow(self, stop: threading.Event | None = None) -> TrackReport:
+    def follow(
+        self, stop: threading.Event | None = None, *, pushing: threading.Event | None = None
+    ) -> TrackReport:
         """Poll until no task is open, ``stop`` is set, or the timeout passes.
 
-        ``stop`` also ends a status call's retry backoff at once (without it,
-        :data:`stopping.STOP` does).
+        ``pushing``: set while URLs are still being pushed (tracking runs alongside
+        pushing): the tracker goes on while it is set, even with no task open, and
+        the timeout counts from when it is cleared. ``stop`` also ends a status
+        call's retry backoff at once (without it, :data:`stopping.STOP` does).
         """
         self._retry_stop = stop
         stop = stop or threading.Event()
         total = TrackReport()
-        deadline = time.monotonic() + self.options.timeout
-        interval = self.options.poll_interval
+        deadline: float | None = None
         worker = self.options.worker_id
         try:
             while not stop.is_set():
+                busy = pushing is not None and pushing.is_set()
+                if deadline is None and not busy:
+                    deadline = time.monotonic() + self.options.timeout
                 # Long enough for a round of many pages at a shared status rate; given
                 # back when this worker stops following, so only a dead holder costs
                 # the others a wait.
-                ttl = dt.timedelta(seconds=max(TURN_SECONDS, 2 * interval + 2))
+                ttl = dt.timedelta(seconds=max(TURN_SECONDS, 2 * self._longest_pause() + 2))
                 if self.ledger.take_turn(self._turn, worker, self._clock(), ttl):
-                    round_ = self.poll_once()
+                    round_ = self._round(pushing=busy)
                     total.done += round_.done
                     total.failed += round_.failed
                     total.invalid += round_.invalid
                     total.abandoned += round_.abandoned
                     total.polls += round_.polls
                     total.still_processing = round_.still_processing
-                    interval = self._next_interval(interval, round_)
                 # else another worker polls for everyone; its outcomes land here too.
                 still_open = len(self.ledger.open_tasks(self.provider.name, self.provider.area))
                 if self.on_round is not None:
                     self.on_round(still_open, total)
-                if not still_open:
+                if not still_open and not (pushing is not None and pushing.is_set()):
                     break
-                if time.monotonic() >= deadline:
+                if deadline is not None and time.monotonic() >= deadline:
                     total.timed_out = True
                     break
-                stop.wait(interval)
+                self._wait(stop, pushing)
         finally:
             self.ledger.release_turn(self._turn, worker)
         return total
 
-    def _next_interval(self, interval: float, round_: TrackReport) -> float:
-        closed = round_.done + round_.failed + round_.invalid
-        read = closed + round_.still_processing
-        if read and closed * 2 < read:
-            return min(
-                interval * 2, max(self.options.max_poll_interval, self.options.poll_interval)
-            )
-        return self.options.poll_interval
+    def _wait(self, stop: threading.Event, pushing: threading.Event | None) -> None:
+        """Until the next task or straggler is due (at most a poll interval), or a stop."""
+        pause = self.options.poll_interval
+        due = list(self._next_ask.values())
+        if self._next_fresh is not None:
+            due.append(self._next_fresh)
+        if due:
+            pause = min(pause, max(0.0, min(due) - time.monotonic()))
+        pause = max(pause, MIN_PAUSE)
+        if pushing is None or not pushing.is_set():
+            stop.wait(pause)
+            return
+        # While pushing, wake early when pushing ends: the last tasks are then due soon.
+        ends = time.monotonic() + pause
+        while not stop.is_set() and pushing.is_set():
+            left = ends - time.monotonic()
+            if left <= 0:
+                return
+            stop.wait(min(left, MIN_PAUSE))
 
     def _record(self, entries: Sequence[TaskEntry], report: TrackReport) -> None:
         entries = self._as_submitted(entries)
@@ -276,13 +468,16 @@ class Tracker:
         now = time.monotonic()
         first = self._first_seen.setdefault(key, now)
         if now - first < self.options.invalid_retry_delay:
+            until = first + self.options.invalid_retry_delay
+            self._hold_until[entry.task_id] = max(self._hold_until.get(entry.task_id, 0.0), until)
             return True
         del self._first_seen[key]
         return False
 
-    def _window(self, cluster: Sequence[TaskRecord], report: TrackReport) -> list[TaskEntry] | None:
-        """Every task log created in the cluster's time span (None: not supported)."""
-        since, until = cluster[0].created_at, cluster[-1].created_at
+    def _window(
+        self, since: dt.datetime, until: dt.datetime, report: TrackReport
+    ) -> list[TaskEntry] | None:
+        """Every task log created from ``since`` to ``until`` (whole seconds; None: unsupported)."""
         report.polls += 1
         try:
             return call_with_retries(
@@ -317,6 +512,14 @@ class Tracker:
             pass  # the provider held the status budget back on a rate-limit answer
         half = len(task_ids) // 2
         return self._status(task_ids[:half]) + self._status(task_ids[half:])
+
+
+def _whole_second(moment: dt.datetime) -> dt.datetime:
+    return moment.replace(microsecond=0)
+
+
+def _seconds(value: float) -> dt.timedelta:
+    return dt.timedelta(seconds=value)
 
 
 def _clusters(tasks: Sequence[TaskRecord]) -> list[list[TaskRecord]]:

@@ -154,18 +154,20 @@ def batch(
                             json_out=json_out, bad=bad)  # fmt: skip
         return
     with preheater(settings) as engine:
-        with Bars(signals=True) as bars:
-            videos = engine.queue(
-                sources, reset=reset, head_first=head, strict=strict, observer=bars
-            )
         run = None
-        queued_ids = [v.video_id for v in videos if v.error is None]
         if push_now:
+            # One pipeline: pushing starts with the first video queued when the day's
+            # quota covers the catalog, and the tasks are followed while pushing goes on.
             with Bars(signals=True) as bars:
-                run = engine.drain(
-                    stop=STOP, follow=wait, wait_timeout=wait_timeout, observer=bars,
-                    videos=queued_ids,
+                videos, run = engine.queue_and_drain(
+                    sources, reset=reset, head_first=head, strict=strict, stop=STOP,
+                    follow=wait, wait_timeout=wait_timeout, observer=bars,
                 )  # fmt: skip
+        else:
+            with Bars(signals=True) as bars:
+                videos = engine.queue(
+                    sources, reset=reset, head_first=head, strict=strict, observer=bars
+                )
     render.report_batch(videos, bad, run, json_out)
     if run is not None:
         exit_for(run)

@@ -63,9 +63,6 @@ PUSH_LOG_PAGE_SIZES = (PAGE_SIZE, 100, 20)
 TASK_RETENTION = dt.timedelta(days=30)
 # Task lists are searched this far beyond the asked window, for clock skew.
 SEARCH_MARGIN = dt.timedelta(minutes=5)
-# Status windows are tight: every second of margin is thousands of logs at the
-# account's full rate. A task the window misses is asked by its id instead.
-WINDOW_MARGIN = dt.timedelta(seconds=2)
 # A page that failed (rate limit, lost answer) is asked again alone, this often.
 PAGE_ATTEMPTS = 8
 
@@ -253,17 +250,16 @@ class TencentProvider(Provider):
     def window_status(self, since: dt.datetime, until: dt.datetime) -> list[TaskEntry]:
         """DescribePushTasks by StartTime/EndTime (cloud.tencent.com/document/api/228/37872).
 
-        CreateTime is second-precise in UTC+8; the window is widened by
-        WINDOW_MARGIN on both sides for the clock difference with Tencent.
+        CreateTime is second-precise in UTC+8 ("开始时间, 如2018-08-08 00:00:00",
+        SDK cdn/v20180606/models.py DescribePushTasksRequest): both ends are
+        whole seconds, included. The caller allows for the clock difference with
+        Tencent (the tracker reads contiguous windows, each second once).
         """
         if since.tzinfo is None:
             since = since.replace(tzinfo=dt.UTC)
         if until.tzinfo is None:
             until = until.replace(tzinfo=dt.UTC)
-        window = {
-            "StartTime": _cn_time(since - WINDOW_MARGIN),
-            "EndTime": _cn_time(until + WINDOW_MARGIN),
-        }
+        window = {"StartTime": _cn_time(since), "EndTime": _cn_time(until)}
         return [
             _task_entry(log.TaskId, log.Url, log.Status, log.CreateTime)
             for log in self._push_logs(window)
