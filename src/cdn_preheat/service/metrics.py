@@ -103,7 +103,13 @@ class Metrics:
 
     def instrument(self, provider: Provider) -> None:
         """Count every CDN API call of ``provider`` (its methods wrapped in place)."""
-        names = {"submit": provider.submit_api, "task_status": provider.status_api}
+        # A time-window status query is the same vendor API as a query by task id
+        # (Tencent DescribePushTasks with StartTime/EndTime).
+        names = {
+            "submit": provider.submit_api,
+            "task_status": provider.status_api,
+            "window_status": provider.status_api,
+        }
         for method in _CALLS:
             original = getattr(provider, method, None)
             if original is None or getattr(original, "_cdn_preheat_counted", False):
