@@ -135,6 +135,7 @@ sys.stdout.write(metrics.render().body.decode())
 """
 
 
+@pytest.mark.slow
 def test_processes_are_summed_in_multiprocess_mode(tmp_path: Path) -> None:
     shared = tmp_path / "prometheus"
     shared.mkdir()

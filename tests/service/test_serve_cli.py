@@ -42,6 +42,7 @@ def _run(workdir: Path, *args: str, env: dict[str, str]) -> subprocess.Completed
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
     done = _run(tmp_path, "--host", ALL_INTERFACES, "--port", "0", env=_env(tmp_path, {}))
     assert done.returncode == 2
@@ -78,6 +79,7 @@ def _pump(stream: object) -> tuple[queue.Queue[str], threading.Thread]:
     return lines, thread
 
 
+@pytest.mark.slow
 def test_sigterm_settles_the_batches_in_flight_and_leaves_no_lease(
     slow_box: Sandbox, tmp_path: Path
 ) -> None:
