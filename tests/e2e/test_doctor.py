@@ -181,6 +181,16 @@ def test_edgeone_checks_its_keys_quota_and_clock(vendor_cli: Callable[[str], Cli
     assert "Tencent EdgeOne (DescribeContentQuota)" in lines["credentials"]
     assert "zone-sandbox0001" in lines["quota"] and "1000 URLs a request" in lines["quota"]
     assert lines["clock"].startswith("✓")
+    # DescribeAccelerationDomains: CDN_HOST is a domain of the zone, and online.
+    assert lines["domain"].startswith("✓") and "is online" in lines["domain"]
+    cli.sandbox.edgeone.domain_status = "offline"
+    offline = cli("doctor")
+    assert offline.code == 1
+    assert "is offline, not online" in _lines(offline)["domain"]
+    cli.sandbox.edgeone.domain_status = "online"
+    other = cli("doctor", extra_env={"CDN_HOST": "cdn.not-in-the-zone.example.com"})
+    assert other.code == 1
+    assert "is not a CDN domain of this Tencent EdgeOne account" in _lines(other)["domain"]
     wrong = cli("doctor", extra_env={"EO_ZONE_ID": "zone-not-mine"})
     assert wrong.code == 1
     assert "EO_ZONE_ID" in _lines(wrong)["credentials"]

@@ -204,3 +204,18 @@ def test_unknown_parameters_and_versions_are_refused(sandbox: Sandbox) -> None:
     credential = Credential(config.SANDBOX_TENCENT_SECRET_ID, config.SANDBOX_TENCENT_SECRET_KEY)
     old = CommonClient("teo", "2020-09-01", credential, "", profile=profile)
     assert code_of(sandbox, "DescribeContentQuota", sdk=old, ZoneId=ZONE) == "NoSuchVersion"
+
+
+def test_acceleration_domains_list_the_zones_domains(sandbox: Sandbox) -> None:
+    mine = [{"Name": "domain-name", "Values": [sandbox.edge.netloc]}]
+    answer = call(sandbox, "DescribeAccelerationDomains", ZoneId=ZONE, Filters=mine)
+    assert [(d["DomainName"], d["DomainStatus"]) for d in answer["AccelerationDomains"]] == [
+        (sandbox.edge.netloc, "online")
+    ]
+    other = [{"Name": "domain-name", "Values": ["cdn.elsewhere.example.com"]}]
+    assert (
+        call(sandbox, "DescribeAccelerationDomains", ZoneId=ZONE, Filters=other)["TotalCount"] == 0
+    )
+    assert code_of(sandbox, "DescribeAccelerationDomains", ZoneId=ZONE, Limit=201) == (
+        "InvalidParameter.ParameterError"
+    )

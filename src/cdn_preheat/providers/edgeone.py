@@ -57,6 +57,7 @@ from cdn_preheat.errors import (
     ZoneNotFound,
 )
 from cdn_preheat.providers.base import (
+    DomainInfo,
     Features,
     Limits,
     Provider,
@@ -115,6 +116,7 @@ EDGEONE_BUDGETS = {
     "DescribeContentQuota": Budget(20, source=_REFERENCE),
     "CreatePurgeTask": Budget(20, source=_REFERENCE),
     "DescribePurgeTasks": Budget(20, source=_REFERENCE),
+    "DescribeAccelerationDomains": Budget(20, source=_REFERENCE),  # cdn-preheat doctor
 }
 # Rate: "LimitExceeded.RateLimitExceeded" ("单位时间内接口请求频率达到限制", errorcodes.py) and
 # API 3.0's common RequestLimitExceeded*.
@@ -185,7 +187,8 @@ class EdgeOneProvider(Provider):
 
     name = "edgeone"
     # CreatePurgeTask Method delete; DescribePrefetchTasks lists a time window.
-    features = Features(purge_delete=True, window_status=True)
+    # DescribeAccelerationDomains answers doctor's domain check.
+    features = Features(purge_delete=True, window_status=True, domain_check=True)
     limits = Limits(
         # The batch and daily quota depend on the zone's plan ("提交任务数受计费套餐配额限制",
         # CreatePrefetchTaskRequest.Targets): 1,000 is an upper bound, narrowed to the
@@ -372,6 +375,34 @@ class EdgeOneProvider(Provider):
             on_retry=lambda exc: logger.warning("an EdgeOne task page: %s (retrying)", exc),
         )
         return list(answer.Tasks or []), int(answer.TotalCount or 0)
+
+    # -- the zone ---------------------------------------------------------------
+
+    def describe_domain(self, host: str) -> DomainInfo | None:
+        """DescribeAccelerationDomains of the zone, filtered on the exact ``domain-name``.
+
+        SDK models.py: DescribeAccelerationDomainsRequest.Filters "domain-name: 按照加速域名进行
+        过滤", AccelerationDomain.DomainStatus "online: 已生效 / process: 部署中 / offline: 已停用
+        / init: 未生效, 待激活站点". A zone has no area: what it holds is what it accelerates.
+        """
+        request = models.DescribeAccelerationDomainsRequest()
+        request.ZoneId = self.zone_id
+        request.Filters = [_filter("domain-name", host)]
+        answer = self._call("DescribeAccelerationDomains", request)
+        found = [
+            d for d in answer.AccelerationDomains or [] if str(d.DomainName).lower() == host.lower()
+        ]
+        if not found:
+            return None
+        status = str(found[0].DomainStatus)
+        return DomainInfo(
+            domain=host,
+            status=status,
+            online=status == "online",
+            area=f"zone {self.zone_id}",
+            covered=True,
+            fix_status=": enable it (or finish the zone's activation) in the EdgeOne console",
+        )
 
     # -- purge ------------------------------------------------------------------
 

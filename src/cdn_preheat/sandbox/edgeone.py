@@ -196,7 +196,10 @@ class EdgeOneEmulator(EmulatorBase):
             "DescribeContentQuota": (self._describe_content_quota, frozenset({"ZoneId"})),
             "CreatePurgeTask": (self._create_purge_task, _PURGE_PARAMS),
             "DescribePurgeTasks": (self._describe_purge_tasks, _TASK_PARAMS),
+            "DescribeAccelerationDomains": (self._describe_acceleration_domains, _DOMAIN_PARAMS),
         }
+        # AccelerationDomain.DomainStatus of the zone's domains: online, process, offline, init.
+        self.domain_status = "online"
 
     # -- what tests read --------------------------------------------------------
 
@@ -430,6 +433,29 @@ class EdgeOneEmulator(EmulatorBase):
         jobs, total = self._select(self._purge, params)
         return {"Tasks": [self._task(job) for job in jobs], "TotalCount": total}
 
+    # -- the zone ---------------------------------------------------------------
+
+    def _describe_acceleration_domains(self, params: Params) -> dict[str, Any]:
+        """The zone's domains (SDK models.py DescribeAccelerationDomainsRequest: Limit
+        "默认值: 20, 上限: 200", Filters "domain-name: 按照加速域名进行过滤")."""
+        offset, limit = params.get("Offset", 0), params.get("Limit", 20)
+        if not isinstance(offset, int) or not isinstance(limit, int) or not 1 <= limit <= 200:
+            raise ApiError(_PARAM_ERROR, "Limit must be 1 to 200.")
+        names: list[str] | None = None
+        for item in params.get("Filters") or []:
+            if not isinstance(item, dict) or not isinstance(item.get("Values"), list):
+                raise ApiError(_PARAM_ERROR, "Filters must be a list of {Name, Values}.")
+            if item.get("Name") == "domain-name":
+                names = [str(v).lower() for v in item["Values"]]
+        domains = [d for d in self.domains if names is None or d in names]
+        found = [
+            {"ZoneId": self.zone_id, "DomainName": d, "DomainStatus": self.domain_status,
+             "Cname": f"{d}.eo.dnse1.com", "CreatedOn": "2024-01-01T00:00:00Z",
+             "ModifiedOn": "2024-01-01T00:00:00Z"}
+            for d in domains[offset : offset + limit]
+        ]  # fmt: skip
+        return {"AccelerationDomains": found, "TotalCount": len(domains)}
+
     # -- shared pieces ----------------------------------------------------------
 
     def _targets(self, params: Params) -> list[str]:
@@ -580,6 +606,7 @@ _PREFETCH_PARAMS = frozenset(
 )
 _PURGE_PARAMS = frozenset({"ZoneId", "Type", "Method", "Targets", "EncodeUrl", "CacheTag"})
 _TASK_PARAMS = frozenset({"ZoneId", "StartTime", "EndTime", "Offset", "Limit", "Filters"})
+_DOMAIN_PARAMS = frozenset({"ZoneId", "Offset", "Limit", "Filters", "Order", "Direction", "Match"})
 # Filters "job-id ... 暂不支持多值", "target ... 暂不支持多值"; "Filters.Values 的上限为 20".
 _SINGLE_VALUED = ("job-id", "target", "type")
 _FILTER_NAMES = ("job-id", "target", "domains", "statuses", "type")
