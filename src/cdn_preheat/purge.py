@@ -106,6 +106,12 @@ def purge(
     in ``left`` and the spent quota reported in ``quota_exhausted``. What was
     accepted is followed.
     """
+    if delete and dirs and not provider.features.purge_delete:
+        # Qiniu's directory refresh only marks cached copies stale; it has no delete mode.
+        raise InputError(
+            f"CDN_PROVIDER={provider.name} cannot delete cached copies (its directory refresh "
+            "only marks them stale); purge the directories without --delete."
+        )
     options = options or PurgeOptions()
     stop = stop or threading.Event()
     report = PurgeReport(provider.name, urls=len(urls), dirs=len(dirs))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -213,3 +214,21 @@ def test_the_stats_refusal_names_the_providers_declaring_stats(fake: ProviderSpe
     assert str(caught.value) == (
         "CDN_PROVIDER=fake has no traffic statistics or log API; use tencent or qiniu or fakestats."
     )
+
+
+def test_purge_delete_is_refused_where_the_provider_declares_no_delete_mode(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    from cdn_preheat.ledger.sqlite import SqliteLedger
+    from cdn_preheat.purge import purge
+
+    assert not provider_spec("qiniu").features.purge_delete
+    provider = make_provider(settings_from(sandbox.client_env("qiniu")))
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    try:
+        with pytest.raises(InputError, match="cannot delete cached copies"):
+            purge(ledger, provider, dirs=[sandbox.edge_url("/vod/demo-1/")], delete=True)
+        assert ledger.open_tasks("qiniu", "global", "purge") == []  # nothing was sent
+    finally:
+        ledger.close()
+        provider.close()
