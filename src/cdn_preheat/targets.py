@@ -14,7 +14,6 @@ queue can be warm by a deadline (:func:`feasibility`).
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import functools
 import logging
@@ -33,6 +32,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from cdn_preheat import redact
+from cdn_preheat._sync import run_coroutine
 from cdn_preheat.errors import (
     AuthError,
     BatchTooLarge,
@@ -945,7 +945,7 @@ def queue_videos_for_units(
             if on_video:
                 on_video(video)
 
-    asyncio.run(expand_all())
+    run_coroutine(expand_all())  # the sync boundary: works inside a running loop too
     order = {source.video_id: index for index, source in enumerate(sources)}
     results.sort(key=lambda video: order.get(video.video_id, 0))
     return results
@@ -1437,7 +1437,7 @@ def _plan(
                 expansions[source.video_id] = outcome
                 videos.append(describe_expansion(source.video_id, outcome))
 
-    asyncio.run(expand_all())
+    run_coroutine(expand_all())  # the sync boundary: works inside a running loop too
     order = {source.video_id: index for index, source in enumerate(sources)}
     videos.sort(key=lambda video: order.get(video.video_id, 0))
     ordered = {v.video_id: expansions[v.video_id] for v in videos if v.video_id in expansions}

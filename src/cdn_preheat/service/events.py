@@ -37,7 +37,6 @@ masks ``token=`` in every line (``cdn_preheat.redact``).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import json
@@ -52,6 +51,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from cdn_preheat._sync import run_coroutine
 from cdn_preheat.discover import PLAYLIST_SUFFIX, playlist_url, top_level_playlists, video_id_for
 from cdn_preheat.errors import ConfigError, InputError, PlaylistError
 from cdn_preheat.redact import redact
@@ -263,7 +263,7 @@ class StorageHandler:
                      event.event_id, payload["key"])  # fmt: skip
             return
         try:
-            submitted = asyncio.run(self.engine.submit(str(payload["video_id"]), url))
+            submitted = run_coroutine(self.engine.submit(str(payload["video_id"]), url))
         except InputError as exc:  # refused for good (the SSRF policy, a bad id)
             raise GiveUp(str(exc)) from None
         except PlaylistError as exc:  # not readable yet (still uploading?): retried
