@@ -61,6 +61,8 @@ WINDOW_MARGIN = dt.timedelta(seconds=2)
 SETTLE = dt.timedelta(seconds=1)
 # Logs a window page holds (Tencent DescribePushTasks Limit, providers/tencent.py).
 PAGE_LOGS = 1000
+# Outcomes recorded in one ledger write (a full Tencent task).
+OUTCOMES_PER_WRITE = 500
 # The shortest pause between looks (a stop or the end of pushing is seen this soon).
 MIN_PAUSE = 0.1
 # While pushing, a window with less than a page of logs waits at most this long
@@ -423,16 +425,19 @@ class Tracker:
                 report.failed += 1
             else:
                 report.invalid += 1
-        if outcomes:
+        # A write per task's worth of outcomes: the pushes going on alongside claim
+        # and settle through the same ledger, between these writes.
+        for first in range(0, len(outcomes), OUTCOMES_PER_WRITE):
+            chunk = outcomes[first : first + OUTCOMES_PER_WRITE]
             self.ledger.record_outcomes(
                 self.provider.name,
                 self.provider.area,
-                outcomes,
+                chunk,
                 self._clock(),
                 self.options.max_age,
                 self.options.max_attempts,
             )
-            self._on_outcomes(len(outcomes))
+            self._on_outcomes(len(chunk))
 
     def _as_submitted(self, entries: Sequence[TaskEntry]) -> list[TaskEntry]:
         """Entries with each URL written as it was submitted under that task.
