@@ -13,7 +13,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import Cli
 from support import (
     Proc,
     assert_all_done,
@@ -28,6 +27,7 @@ from support import (
 from cdn_preheat.clock import seconds_until_next_day
 from cdn_preheat.sandbox.core import Faults
 from cdn_preheat.sandbox.server import Sandbox
+from conftest import Cli
 
 # batch ------------------------------------------------------------------------
 
