@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -393,6 +393,28 @@ class EmulatorBase(ABC):
     def start(self, port: int = 0) -> LoopbackServer:
         """Serve the API on 127.0.0.1:``port`` (0: any free port)."""
         return LoopbackServer(EmulatorHandler, self, port).start()
+
+
+class CountedOutcomes:
+    """The ``outcomes`` an emulator reports at ``GET /_sandbox/received``, faults included.
+
+    For an :class:`EmulatorBase` subclass that keeps ``outcomes`` and ``_lock``.
+    Hang-ups and 502s before the request ran are "fault"; a lost or late answer
+    (the request ran) is counted under its own name.
+    """
+
+    outcomes: Counter[str]
+    _lock: contextlib.AbstractContextManager[Any]
+
+    def _count(self, outcome: str) -> None:
+        with self._lock:
+            self.outcomes[outcome] += 1
+
+    def on_fault(self, kind: FaultKind) -> None:
+        if kind in ("drop", "server_error"):
+            self._count("fault")
+        elif kind in ("lost_answer", "late_answer"):
+            self._count(kind)
 
 
 class EmulatorHandler(BaseHTTPRequestHandler):

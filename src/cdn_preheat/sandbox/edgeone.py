@@ -39,10 +39,10 @@ from urllib.parse import quote, urlsplit
 
 from cdn_preheat import config
 from cdn_preheat.sandbox.core import (
+    CountedOutcomes,
     EdgeCache,
     EmulatorBase,
     EmulatorSpec,
-    FaultKind,
     Faults,
     RateWindows,
     Reply,
@@ -149,7 +149,7 @@ class ReceivedPrefetch:
     options: Mapping[str, Any] = field(default_factory=dict)  # Mode, EncodeUrl, Headers
 
 
-class EdgeOneEmulator(EmulatorBase):
+class EdgeOneEmulator(CountedOutcomes, EmulatorBase):
     """State and behaviour of one Tencent Cloud account's EdgeOne zone."""
 
     name = "edgeone"
@@ -249,12 +249,6 @@ class EdgeOneEmulator(EmulatorBase):
 
     # -- the wire ---------------------------------------------------------------
 
-    def on_fault(self, kind: FaultKind) -> None:
-        if kind in ("drop", "server_error"):
-            self._count("fault")
-        elif kind in ("lost_answer", "late_answer"):
-            self._count(kind)
-
     def answer(self, request: Request, *, rate_limited: bool) -> Reply:
         """Carry one API 3.0 request out (the TC3 family's wire, service teo) and answer it."""
         method, target, headers, body = (
@@ -326,10 +320,6 @@ class EdgeOneEmulator(EmulatorBase):
         # ZoneId: "若您希望快速提交不同站点下的 Targets Url, 可以将其填写为 *" (models.py).
         if zone not in (self.zone_id, "*"):
             raise ApiError(self.limits.zone_not_found_code, f"The zone {zone!r} does not exist.")
-
-    def _count(self, outcome: str) -> None:
-        with self._lock:
-            self.outcomes[outcome] += 1
 
     # -- prefetch ---------------------------------------------------------------
 

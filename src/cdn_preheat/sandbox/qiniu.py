@@ -48,10 +48,10 @@ from qiniu import Auth, QiniuMacAuth
 from cdn_preheat import config
 from cdn_preheat.sandbox import traffic
 from cdn_preheat.sandbox.core import (
+    CountedOutcomes,
     EdgeCache,
     EmulatorBase,
     EmulatorSpec,
-    FaultKind,
     Faults,
     LoopbackServer,
     RateWindows,
@@ -157,7 +157,7 @@ class _Task:
     ended: dt.datetime | None = None
 
 
-class QiniuEmulator(EmulatorBase):
+class QiniuEmulator(CountedOutcomes, EmulatorBase):
     """The emulated Qiniu account: one CDN domain, tasks, quotas, buckets."""
 
     def __init__(
@@ -256,12 +256,6 @@ class QiniuEmulator(EmulatorBase):
         if request.target.startswith("/logs/"):  # the log files' download host, not the API
             return _log_file(request.target)
         return super().unfaulted(request)
-
-    def on_fault(self, kind: FaultKind) -> None:
-        if kind in ("drop", "server_error"):
-            self._count("fault")
-        elif kind in ("lost_answer", "late_answer"):
-            self._count(kind)
 
     def answer(self, request: Request, *, rate_limited: bool) -> Reply:
         """One fusion, RSF or domain API request (QBox- or Qiniu-signed)."""
@@ -632,10 +626,6 @@ class QiniuEmulator(EmulatorBase):
 
     def _json(self, status: int, body: JsonObject) -> Reply:
         return Reply(status, json.dumps(body).encode())
-
-    def _count(self, outcome: str) -> None:
-        with self._lock:
-            self.outcomes[outcome] += 1
 
 
 def _outcome(answer: Reply) -> str:

@@ -32,10 +32,10 @@ from urllib.parse import quote, urlsplit
 from cdn_preheat import config
 from cdn_preheat.sandbox import traffic
 from cdn_preheat.sandbox.core import (
+    CountedOutcomes,
     EdgeCache,
     EmulatorBase,
     EmulatorSpec,
-    FaultKind,
     Faults,
     RateWindows,
     Reply,
@@ -167,7 +167,7 @@ class ReceivedPush:
     options: Mapping[str, Any] = field(default_factory=dict)  # Layer, UserAgent, Headers, ...
 
 
-class TencentEmulator(EmulatorBase):
+class TencentEmulator(CountedOutcomes, EmulatorBase):
     """State and behaviour of one Tencent Cloud account owning one CDN domain."""
 
     name = "tencent"
@@ -271,14 +271,6 @@ class TencentEmulator(EmulatorBase):
 
     # -- the wire ---------------------------------------------------------------
 
-    def on_fault(self, kind: FaultKind) -> None:
-        # Hang-ups and 502s before the request ran are "fault"; a lost or late answer
-        # (the request ran) is counted under its own name.
-        if kind in ("drop", "server_error"):
-            self._count("fault")
-        elif kind in ("lost_answer", "late_answer"):
-            self._count(kind)
-
     def answer(self, request: Request, *, rate_limited: bool) -> Reply:
         """Carry one API 3.0 request out (a TC3-signed JSON POST) and answer it."""
         method, target, headers, body = (
@@ -352,10 +344,6 @@ class TencentEmulator(EmulatorBase):
             code = self._injected.popleft() if self._injected else None
         if code is not None:
             raise ApiError(code, f"{code} (injected).")
-
-    def _count(self, outcome: str) -> None:
-        with self._lock:
-            self.outcomes[outcome] += 1
 
     def _count_rate_refusal(self, action: str) -> None:
         with self._lock:
