@@ -554,15 +554,11 @@ def _status_code(exc: TeaException) -> int | None:
     return int(status) if status is not None else None
 
 
-def _build(config: AliyunConfig) -> AliyunProvider:
-    return AliyunProvider(config)
-
-
 SPEC = ProviderSpec(
     provider=AliyunProvider,
     title="Alibaba Cloud",
     config=AliyunConfig,
-    build=_build,
+    build=AliyunProvider,
     credentials=("ALIYUN_ACCESS_KEY_ID", "ALIYUN_ACCESS_KEY_SECRET"),
     cache_vendor="aliyun",
     emulator="cdn_preheat.sandbox.aliyun",
