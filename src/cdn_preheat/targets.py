@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeGuard, cast
+from typing import TYPE_CHECKING, Any, TypeGuard, cast
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -43,7 +43,14 @@ from cdn_preheat.errors import (
     QuotaExhausted,
 )
 from cdn_preheat.ledger.base import Ledger, PendingGroup, UrlState
-from cdn_preheat.providers.base import Limits, Provider, Quota, SubmitResult, TaskEntry
+from cdn_preheat.providers.base import (
+    Limits,
+    Provider,
+    ProviderSpec,
+    Quota,
+    SubmitResult,
+    TaskEntry,
+)
 from cdn_preheat.ratelimit import Budget, Pacing
 
 if TYPE_CHECKING:
@@ -56,31 +63,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["tencent", "qiniu", "aliyun", "http", "edgeone"]
-KINDS: tuple[str, ...] = ("tencent", "qiniu", "aliyun", "http", "edgeone")
 POOL_AREA = "pool"  # the area of a pool's ledger key: (pool name, "pool")
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 
-# Each vendor's usual variables: the defaults of key_id_env / key_secret_env, and
-# the names the providers' own messages use (rewritten to a target's names).
-DEFAULT_KEY_ENV: dict[str, tuple[str, str]] = {
-    "tencent": ("TENCENT_SECRET_ID", "TENCENT_SECRET_KEY"),
-    "edgeone": ("TENCENT_SECRET_ID", "TENCENT_SECRET_KEY"),
-    "qiniu": ("QINIU_ACCESS_KEY", "QINIU_SECRET_KEY"),
-    "aliyun": ("ALIYUN_ACCESS_KEY_ID", "ALIYUN_ACCESS_KEY_SECRET"),
-}
-DEFAULT_AREA: dict[str, str] = {
-    "tencent": "mainland",
-    "aliyun": "domestic",
-    "qiniu": "global",
-    "http": "global",
-}
-AREAS: dict[str, tuple[str, ...]] = {
-    "tencent": ("mainland", "overseas", "global"),
-    "aliyun": ("domestic", "overseas"),
-    "qiniu": ("global",),
-    "http": ("global",),
-}
+# Each vendor's facts (its usual key variables, its areas, which settings a target's
+# area, endpoint and keys go to) are its registration's: providers.provider_spec().
 # Keys that would put a secret in the file itself.
 _SECRET_KEYS = {
     "secret_id", "secret_key", "access_key", "access_key_id", "access_key_secret",
@@ -95,9 +82,9 @@ class TargetSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    provider: Kind
+    provider: str  # a registered provider's name
     area: str | None = None
-    zone: str | None = None  # EdgeOne's zone id, its area
+    zone: str | None = None  # a zoned provider's (EdgeOne's) zone id, its area
     cdn_host: str | None = None
     key_id_env: str | None = None
     key_secret_env: str | None = None
@@ -114,6 +101,15 @@ class TargetSpec(BaseModel):
                 "must be lowercase letters, digits, '.', '_' or '-', starting with a "
                 "letter or digit"
             )
+        return value
+
+    @field_validator("provider")
+    @classmethod
+    def _provider(cls, value: str) -> str:
+        from cdn_preheat.providers import provider_names
+
+        if value not in provider_names():
+            raise ValueError(f"input should be one of {', '.join(provider_names())}")
         return value
 
     @field_validator("cdn_host")
@@ -145,18 +141,27 @@ class TargetSpec(BaseModel):
         return value
 
     @property
-    def key_env(self) -> tuple[str, str] | None:
+    def registration(self) -> ProviderSpec:
+        from cdn_preheat.providers import provider_spec
+
+        return provider_spec(self.provider)
+
+    @property
+    def key_env(self) -> tuple[str, ...] | None:
         """The variables holding this target's key id and secret (None: needs none)."""
-        default = DEFAULT_KEY_ENV.get(self.provider)
-        if default is None:
+        default = self.registration.credentials
+        if not default:
             return None
-        return (self.key_id_env or default[0], self.key_secret_env or default[1])
+        if len(default) == 1:  # a single token: the secret
+            return (self.key_secret_env or default[0],)
+        return (self.key_id_env or default[0], self.key_secret_env or default[1], *default[2:])
 
     @property
     def resolved_area(self) -> str:
-        if self.provider == "edgeone":
+        registration = self.registration
+        if registration.zoned:
             return self.zone or self.area or ""
-        return self.area or DEFAULT_AREA[self.provider]
+        return self.area or registration.default_area
 
 
 class _TargetsFile(BaseModel):
@@ -228,16 +233,22 @@ def _check_together(specs: Sequence[TargetSpec], where: str) -> None:
     twice = [name for name, count in names.items() if count > 1]
     if twice:
         raise ConfigError(f"{where}: the target name {twice[0]!r} is used twice.")
+    from cdn_preheat.providers import provider_names
+
+    kinds = provider_names()
     for spec in specs:
-        if spec.name in KINDS and spec.name != spec.provider:
+        if spec.name in kinds and spec.name != spec.provider:
             raise ConfigError(
                 f"{where}: target {spec.name!r} must use provider {spec.name!r}: that name is "
                 "the ledger key of the single-provider setup's records."
             )
-        if spec.provider == "edgeone" and not (spec.zone or spec.area):
-            raise ConfigError(f"{where}: target {spec.name!r} (edgeone) needs its zone id: zone.")
-        allowed = AREAS.get(spec.provider)
-        if allowed is not None and spec.area is not None and spec.area not in allowed:
+        registration = spec.registration
+        if registration.zoned and not (spec.zone or spec.area):
+            raise ConfigError(
+                f"{where}: target {spec.name!r} ({spec.provider}) needs its zone id: zone."
+            )
+        allowed = registration.areas
+        if allowed and spec.area is not None and spec.area not in allowed:
             raise ConfigError(
                 f"{where}: target {spec.name!r}: area must be one of {', '.join(allowed)} "
                 f"for {spec.provider}."
@@ -247,7 +258,7 @@ def _check_together(specs: Sequence[TargetSpec], where: str) -> None:
         if spec.pool is not None:
             pools.setdefault(spec.pool, []).append(spec)
     for pool, members in pools.items():
-        if pool in names or pool in KINDS:
+        if pool in names or pool in kinds:
             raise ConfigError(
                 f"{where}: the pool name {pool!r} is also a target's or a provider's name."
             )
@@ -281,8 +292,8 @@ class Target:
     def explain(self, error: PreheatError) -> str:
         """``target NAME: sentence``, naming this target's variables, not the defaults."""
         text = str(error)
-        defaults, mine = DEFAULT_KEY_ENV.get(self.spec.provider), self.spec.key_env
-        if defaults is not None and mine is not None:
+        defaults, mine = self.spec.registration.credentials, self.spec.key_env
+        if defaults and mine is not None:
             for default, own in zip(defaults, mine, strict=True):
                 text = text.replace(default, own)
         return f"target {self.name}: {text}"
@@ -291,15 +302,14 @@ class Target:
 def resolve_targets(settings: Settings, environ: Mapping[str, str] | None = None) -> list[Target]:
     """The targets of ``CDN_PREHEAT_TARGETS``, or the one target of the plain settings."""
     if not settings.cdn_preheat_targets:
+        from cdn_preheat.providers import provider_spec
+
         kind = settings.cdn_provider
-        area = {
-            "tencent": settings.tencent_area,
-            "aliyun": settings.aliyun_area,
-            "edgeone": settings.eo_zone_id or "",
-        }.get(kind, DEFAULT_AREA.get(kind, "global"))
-        # CDN_PROVIDER is one of the registry's names (Settings checked it).
-        provider = cast("Kind", kind)
-        spec = TargetSpec(name=kind, provider=provider, area=area, cdn_host=settings.cdn_host)
+        registration = provider_spec(kind)
+        area = registration.default_area
+        if registration.area_setting:
+            area = getattr(settings, registration.area_setting) or ""
+        spec = TargetSpec(name=kind, provider=kind, area=area, cdn_host=settings.cdn_host)
         return [Target(spec, settings)]
     environ = os.environ if environ is None else environ
     path = settings.cdn_preheat_targets
@@ -316,7 +326,7 @@ def target_settings(
         update["cdn_preheat_rate"] = spec.rate
     if spec.batch_size is not None:
         update["cdn_preheat_batch_size"] = spec.batch_size
-    keys: tuple[SecretStr, SecretStr] | None = None
+    registration = spec.registration
     if spec.key_env is not None:
         values = []
         for variable in spec.key_env:
@@ -328,33 +338,11 @@ def target_settings(
                 )
             redact.register(value)
             values.append(SecretStr(value))
-        keys = (values[0], values[1])
-    if spec.provider in ("tencent", "edgeone"):
-        if keys:
-            update["tencent_secret_id"], update["tencent_secret_key"] = keys
-        if spec.provider == "tencent":
-            update["tencent_area"] = spec.resolved_area
-            if spec.endpoint:
-                update["tencent_endpoint"] = spec.endpoint
-        else:
-            update["eo_zone_id"] = spec.resolved_area
-            if spec.endpoint:
-                update["eo_endpoint"] = spec.endpoint
-    elif spec.provider == "qiniu":
-        if keys:
-            update["qiniu_access_key"], update["qiniu_secret_key"] = keys
-        if spec.endpoint:
-            update |= {
-                "qiniu_endpoint": spec.endpoint,
-                "qiniu_rsf_endpoint": spec.endpoint,
-                "qiniu_api_endpoint": spec.endpoint,
-            }
-    elif spec.provider == "aliyun":
-        if keys:
-            update["aliyun_access_key_id"], update["aliyun_access_key_secret"] = keys
-        if spec.endpoint:
-            update["aliyun_endpoint"] = spec.endpoint
-        update["aliyun_area"] = spec.resolved_area
+        update |= dict(zip(registration.credential_settings(), values, strict=True))
+    if registration.area_setting:
+        update[registration.area_setting] = spec.resolved_area
+    if spec.endpoint:
+        update |= dict.fromkeys(registration.endpoint_settings, spec.endpoint)
     return base.model_copy(update=update)
 
 

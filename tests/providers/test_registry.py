@@ -113,6 +113,27 @@ def test_every_registration_is_consistent() -> None:
     assert ("origin", "edge", *emulated_names()) == SERVER_ORDER
 
 
+def test_every_registrations_target_facts_name_settings_that_accept_them() -> None:
+    """A target's area, endpoint and keys go to Settings fields that take those values."""
+    for spec in provider_specs():
+        for field in (*spec.endpoint_settings, *spec.credential_settings()):
+            assert field in Settings.model_fields, (spec.name, field)
+        if spec.area_setting is None:
+            assert spec.areas == ("global",), spec.name  # one area
+            continue
+        assert spec.area_setting in Settings.model_fields, spec.name
+        if spec.zoned:
+            continue
+        default = Settings.model_fields[spec.area_setting].default
+        assert spec.default_area == default, spec.name
+        for area in spec.areas:
+            settings = Settings.model_validate({spec.area_setting: area})
+            assert getattr(settings, spec.area_setting) == area
+        with pytest.raises(ValueError, match=spec.area_setting):
+            Settings.model_validate({spec.area_setting: "no-such-area"})
+    assert provider_spec("edgeone").zoned and not provider_spec("tencent").zoned
+
+
 def test_an_unknown_provider_is_refused_naming_the_registered_ones() -> None:
     with pytest.raises(ConfigError, match=r"CDN_PROVIDER is invalid: must be one of tencent, "):
         from cdn_preheat.config import load_settings

@@ -294,8 +294,18 @@ class ProviderSpec:
     title: str  # the vendor's name in sentences: "Tencent Cloud"
     config: type[Any]
     build: Callable[[Any], Provider]
-    # Settings variables holding the account's secrets (empty: none needed).
+    # Settings variables holding the account's secrets (empty: none needed), key id
+    # first, then the secret: the defaults of a target's key_id_env / key_secret_env.
+    # The Settings field of each is its lower-case name.
     credentials: tuple[str, ...] = ()
+    # Targets (docs/targets.md). The areas a target may name, its default first;
+    # empty: the area is an id of the account's own (EdgeOne's zone), which a target
+    # must give as ``zone`` (or ``area``).
+    areas: tuple[str, ...] = ("global",)
+    # The Settings field holding the area (None: the provider has the one area).
+    area_setting: str | None = None
+    # The Settings fields a target's ``endpoint`` sets (empty: it has none to point).
+    endpoint_settings: tuple[str, ...] = ()
     # Which cache-status header its edges send (a key of cachestatus.VENDOR_HEADERS);
     # None: whatever CDN sits in front, read any known header.
     cache_vendor: str | None = None
@@ -314,6 +324,20 @@ class ProviderSpec:
     @property
     def features(self) -> Features:
         return self.provider.features
+
+    @property
+    def zoned(self) -> bool:
+        """The area is an id of the account's own (a zone), not one of a fixed list."""
+        return not self.areas
+
+    @property
+    def default_area(self) -> str:
+        """The area of a target that names none ("" for a zoned provider)."""
+        return self.areas[0] if self.areas else ""
+
+    def credential_settings(self) -> tuple[str, ...]:
+        """The Settings fields of :attr:`credentials`."""
+        return tuple(variable.lower() for variable in self.credentials)
 
 
 class _Fallback(Pacing):

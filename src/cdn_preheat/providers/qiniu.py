@@ -539,6 +539,9 @@ SPEC = ProviderSpec(
     config=QiniuConfig,
     build=QiniuProvider,
     credentials=("QINIU_ACCESS_KEY", "QINIU_SECRET_KEY"),
+    # One CDN area ("global"); the fusion, bucket listing and domain APIs all move
+    # with a target's endpoint (the sandbox answers the three on one port).
+    endpoint_settings=("qiniu_endpoint", "qiniu_rsf_endpoint", "qiniu_api_endpoint"),
     cache_vendor="qiniu",
     emulator="cdn_preheat.sandbox.qiniu",
     default_api=DEFAULT_SERVER,
