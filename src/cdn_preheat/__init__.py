@@ -1,7 +1,8 @@
 """cdn-preheat: preheat HLS and DASH video into CDNs before viewers arrive.
 
 The public surface is what ``__all__`` lists: :class:`Preheater` and
-:class:`AsyncPreheater`, the result and record types they return, the
+:class:`AsyncPreheater`, :class:`TargetsPreheater` (every target of a targets
+file at once, docs/targets.md), the result and record types they return, the
 settings, and the error tree (every error is a :class:`PreheatError`).
 Everything else is internal and may change. Names are loaded on first use,
 so ``import cdn_preheat`` stays cheap (the CLI starts without pydantic).
@@ -50,6 +51,17 @@ if TYPE_CHECKING:
         Unreconcilable,
     )
     from cdn_preheat.ledger.base import UrlState, VideoState
+    from cdn_preheat.targets import (
+        TargetCounts,
+        TargetPurge,
+        TargetQuota,
+        TargetsPreheater,
+        TargetsPurge,
+        TargetsRun,
+        TargetsVerify,
+        TargetVerify,
+        UnitResult,
+    )
 
 _WHERE = {
     "cdn_preheat.api": (
@@ -65,6 +77,10 @@ _WHERE = {
         "Transient", "Unreconcilable",
     ),
     "cdn_preheat.ledger.base": ("UrlState", "VideoState"),
+    "cdn_preheat.targets": (
+        "TargetCounts", "TargetPurge", "TargetQuota", "TargetVerify", "TargetsPreheater",
+        "TargetsPurge", "TargetsRun", "TargetsVerify", "UnitResult",
+    ),
 }  # fmt: skip
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 
@@ -95,7 +111,16 @@ __all__ = [
     "RateLimited",
     "Settings",
     "StatusReport",
+    "TargetCounts",
+    "TargetPurge",
+    "TargetQuota",
+    "TargetVerify",
+    "TargetsPreheater",
+    "TargetsPurge",
+    "TargetsRun",
+    "TargetsVerify",
     "Transient",
+    "UnitResult",
     "Unreconcilable",
     "UrlState",
     "VerifyResult",

@@ -23,7 +23,7 @@ import re
 import threading
 import tomllib
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard, cast
@@ -54,12 +54,13 @@ from cdn_preheat.providers.base import (
 from cdn_preheat.ratelimit import Budget, Pacing
 
 if TYPE_CHECKING:
+    from cdn_preheat.api import PurgeResult
     from cdn_preheat.config import Settings
     from cdn_preheat.hls import ExpandOptions, Expansion
     from cdn_preheat.pipeline import HeadFirst, QueuedVideo, RunOptions, RunReport
     from cdn_preheat.source import VideoSource
     from cdn_preheat.tracker import TrackReport
-    from cdn_preheat.verify import VerifyReport
+    from cdn_preheat.verify import GateResult, VerifyReport
 
 log = logging.getLogger(__name__)
 
@@ -362,6 +363,7 @@ class KeyedProvider(Provider):
             status_api=inner.status_api,
             budgets=inner.budgets,
             api_budgets=inner.api_budgets,
+            features=inner.features,  # what the vendor can do (purge --delete, window status)
         )
 
     @property
@@ -1586,6 +1588,52 @@ class TargetsPreheater:
             )  # fmt: skip
         return rows
 
+    def verify(
+        self,
+        video_id: str,
+        *,
+        sample: int | None = 50,
+        requeue: bool = False,
+        min_hit_ratio: float = 1.0,
+        seed: int = 0,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> TargetsVerify:
+        """Probe each target's own URLs of the video at its CDN host, side by side.
+
+        ``sample`` per target (playlists and every rendition's start always;
+        ``None``: all), read with each target's vendor's cache header.
+        ``run.passed`` when every target reaches ``min_hit_ratio`` with every
+        probe answered; ``run["name"]`` is one target's :class:`TargetVerify`.
+        ``requeue`` queues each target's missed URLs again, for that target only.
+        """
+        return verify_targets(
+            self.ledger, self.units, video_id, sample=sample, requeue=requeue,
+            min_hit_ratio=min_hit_ratio, seed=seed, on_progress=on_progress,
+        )  # fmt: skip
+
+    def purge(
+        self,
+        *,
+        urls: Sequence[str] = (),
+        dirs: Sequence[str] = (),
+        video_id: str | None = None,
+        delete: bool = False,
+        follow: bool = True,
+        wait_timeout: float = 600.0,
+        stop: threading.Event | None = None,
+    ) -> TargetsPurge:
+        """Purge URLs, directories or a video's URLs on every target (a pool: each member).
+
+        URLs on any target's host are moved to each target's own host. One
+        :class:`TargetPurge` per target; a target that fails (wrong keys, quota
+        spent) carries its sentence and exit code, the others are purged all
+        the same. ``run.exit_code`` is the worst.
+        """
+        return purge_targets(
+            self.ledger, self.units, urls=urls, dirs=dirs, video_id=video_id, delete=delete,
+            follow=follow, wait_timeout=wait_timeout, stop=stop,
+        )  # fmt: skip
+
     def work(
         self,
         *,
@@ -1632,3 +1680,239 @@ def verify_units(
         probes = select_sample(mine, sample, video_id=video_id)
         reports[unit.name] = verify_urls(probes, options=options_from_settings(unit.settings))
     return reports
+
+
+# Verify and purge per target ------------------------------------------------------------
+@dataclass(frozen=True)
+class TargetVerify:
+    """One target's (or pool's) verification of a video at its own CDN host.
+
+    ``report`` holds the probes of the target's own URLs, read with its
+    vendor's cache header; ``gate`` says whether they pass (nothing probed, a
+    target that holds none of the video, never passes).
+    """
+
+    name: str
+    key: tuple[str, str]
+    provider: str
+    cdn_host: str | None
+    report: VerifyReport
+    gate: GateResult
+    requeued: int = 0
+
+    @property
+    def passed(self) -> bool:
+        return self.gate.passed
+
+    @property
+    def hit_ratio(self) -> float | None:
+        return self.report.overall.ratio
+
+
+@dataclass(frozen=True)
+class TargetsVerify:
+    """A video verified on every target: one :class:`TargetVerify` each, in file order."""
+
+    video_id: str
+    results: tuple[TargetVerify, ...]
+
+    @property
+    def passed(self) -> bool:
+        """Every target reached the ratio and every probe was answered."""
+        return all(result.passed for result in self.results)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.passed else 1
+
+    def __getitem__(self, name: str) -> TargetVerify:
+        for result in self.results:
+            if result.name == name:
+                return result
+        raise KeyError(name)
+
+
+def verify_targets(
+    ledger: Ledger,
+    units: Sequence[Unit],
+    video_id: str,
+    *,
+    sample: int | None = 50,
+    requeue: bool = False,
+    min_hit_ratio: float = 1.0,
+    seed: int = 0,
+    on_progress: Callable[[int], None] | None = None,
+) -> TargetsVerify:
+    """Probe each unit's own URLs of the video, side by side, and gate each.
+
+    A unit's URLs are the ledger rows under its key (its host mapped at
+    queueing), probed with its provider's cache header; ``requeue`` queues the
+    ones no CDN layer held again, for that unit only. The same exit rules as
+    one provider's ``verify`` apply per unit (:func:`cdn_preheat.verify.gate`).
+    """
+    from cdn_preheat.errors import InputError
+    from cdn_preheat.pipeline import requeue_missed
+    from cdn_preheat.verify import gate, missed_urls, options_from_settings, select_sample
+    from cdn_preheat.verify import verify_urls as probe
+
+    if sample is not None and sample < 1:
+        raise InputError("sample must be at least 1 (None probes every URL).")
+    if ledger.get_video(video_id) is None:
+        raise InputError(f"no video {video_id!r} in the ledger.")
+    records = ledger.url_records(video_id)
+    found: dict[str, TargetVerify] = {}
+    lock = threading.Lock()
+
+    def progressed(n: int) -> None:
+        if on_progress is not None:
+            with lock:
+                on_progress(n)
+
+    def one(unit: Unit) -> None:
+        mine = [r for r in records if (r.provider, r.area) == unit.key]
+        probes = select_sample(mine, sample, seed, video_id=video_id)
+        report = probe(probes, options=options_from_settings(unit.settings),
+                       on_progress=progressed)  # fmt: skip
+        requeued = 0
+        if requeue:
+            requeued = requeue_missed(ledger, *unit.key, video_id, missed_urls(report))
+        found[unit.name] = TargetVerify(
+            unit.name, unit.key, unit.members[0].spec.provider, unit.cdn_host, report,
+            gate(report, min_hit_ratio), requeued,
+        )  # fmt: skip
+
+    _side_by_side([(unit.name, functools.partial(one, unit)) for unit in units])
+    return TargetsVerify(video_id, tuple(found[unit.name] for unit in units))
+
+
+@dataclass(frozen=True)
+class TargetPurge:
+    """One target's purge: its result, or the sentence it failed with.
+
+    A pool's members are purged one by one (each account caches on its own
+    edges), so ``pool`` names the pool a member belongs to.
+    """
+
+    name: str
+    provider: str
+    cdn_host: str | None
+    result: PurgeResult | None = None
+    error: str | None = None
+    exit_code: int = 0
+    pool: str | None = None
+
+
+@dataclass(frozen=True)
+class TargetsPurge:
+    """A purge on every target: one :class:`TargetPurge` each, in file order."""
+
+    results: tuple[TargetPurge, ...]
+
+    @property
+    def exit_code(self) -> int:
+        """The worst: refused input or keys (2), then quota (3), then failures (1)."""
+        return worst_code(result.exit_code for result in self.results)
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def __getitem__(self, name: str) -> TargetPurge:
+        for result in self.results:
+            if result.name == name:
+                return result
+        raise KeyError(name)
+
+
+def worst_code(codes: Iterable[int]) -> int:
+    """A configuration error (2) before quota (3) before others (1); 0 when all are 0."""
+    present = {code for code in codes if code}
+    for code in (2, 3, 1):
+        if code in present:
+            return code
+    return max(present, default=0)
+
+
+def map_to_host(url: str, hosts: Iterable[str | None], to_host: str | None) -> str:
+    """``url`` moved to ``to_host`` when it is on any target's host (foreign URLs kept)."""
+    if to_host is None:
+        return url
+    netloc = urlsplit(url).netloc.lower()
+    if netloc in {host for host in hosts if host}:
+        return map_host(url, netloc, to_host)
+    return url
+
+
+def purge_targets(
+    ledger: Ledger,
+    units: Sequence[Unit],
+    *,
+    urls: Sequence[str] = (),
+    dirs: Sequence[str] = (),
+    video_id: str | None = None,
+    delete: bool = False,
+    follow: bool = True,
+    wait_timeout: float = 600.0,
+    stop: threading.Event | None = None,
+    check: bool = True,
+) -> TargetsPurge:
+    """Purge on every target side by side, each URL moved to the target's own host.
+
+    ``urls`` and ``dirs`` on any target's CDN host are purged on each target at
+    its host (as a push maps them); ``video_id`` adds every URL the ledger holds
+    for the video, mapped the same way. A pool is purged on each member: each
+    account's edges hold their own copies. A target's failure (refused keys, a
+    spent quota, a mode its vendor lacks) is its own result with its sentence.
+    """
+    from cdn_preheat import purge as purging
+    from cdn_preheat.api import PurgeResult as Result
+    from cdn_preheat.errors import InputError
+
+    if delete and not dirs:
+        raise InputError("--delete applies to --dir purges only.")
+    wanted = purging.clean_urls(urls) if check else list(urls)
+    directories = purging.clean_dirs(dirs)
+    if video_id is not None:
+        held = purging.video_urls(ledger, video_id)
+        wanted = list(dict.fromkeys([*wanted, *held]))
+    if not wanted and not directories:
+        raise InputError("give URLs to purge, --dir DIR or --video VIDEO_ID.")
+    hosts = [unit.cdn_host for unit in units]
+    jobs: list[tuple[Target, Provider, str | None]] = []
+    for unit in units:
+        if isinstance(unit.provider, PoolProvider):
+            for member in unit.members:
+                own = KeyedProvider(unit.provider.members[member.name], member.name)
+                jobs.append((member, own, unit.name))
+        else:
+            jobs.append((unit.members[0], unit.provider, None))
+    found: dict[str, TargetPurge] = {}
+    options = purging.PurgeOptions(wait=follow, timeout=wait_timeout)
+
+    def one(target: Target, provider: Provider, pool: str | None) -> None:
+        host = target.cdn_host
+        mine = list(dict.fromkeys(map_to_host(u, hosts, host) for u in wanted))
+        folders = list(dict.fromkeys(map_to_host(d, hosts, host) for d in directories))
+        kind = target.spec.provider
+        try:
+            report = purging.purge(ledger, provider, mine, folders, delete=delete,
+                                   options=options, stop=stop)  # fmt: skip
+        except PreheatError as exc:
+            sentence = target.explain(exc)
+            log.warning("%s", sentence)
+            found[target.name] = TargetPurge(target.name, kind, host, None, sentence,
+                                             exc.exit_code, pool)  # fmt: skip
+            return
+        result = Result._of(report)
+        error = None
+        code = 0
+        if result.quota_exhausted is not None:
+            error = target.explain(result.quota_exhausted)
+            code = QuotaExhausted.exit_code
+        elif result.failed:
+            error = f"target {target.name}: {result.failed} of {result.submitted} purges failed."
+            code = 1
+        found[target.name] = TargetPurge(target.name, kind, host, result, error, code, pool)
+
+    _side_by_side([(t.name, functools.partial(one, t, p, pool)) for t, p, pool in jobs])
+    return TargetsPurge(tuple(found[target.name] for target, _, _ in jobs))
