@@ -21,6 +21,11 @@ What a GET fills:
   does, so ``Edge(range_fills=True)`` models the second behaviour: then a
   second ``verify`` reports edge hits where the first reported upper-layer
   hits or misses.
+
+One edge may answer on several hosts (:meth:`Edge.bind_host`): each host is a
+port of its own with its own vendor's headers, and cached files are keyed by
+the host they were asked on, so a prefetch through one account's domain warms
+that domain only (a CDN caches per domain: the cache key starts with the host).
 """
 
 from __future__ import annotations
@@ -163,7 +168,8 @@ class Edge:
         # document settles (EdgeOne names no layer in EO-Cache-Status: a middle-layer copy
         # may read HIT, the default, or MISS at the edge).
         self.header_overrides: dict[Served, list[tuple[str, str]]] = {}
-        self.netloc = ""  # set by bind()
+        self.netloc = ""  # set by bind(): the first host
+        self.vendors: dict[str, Vendor] = {}  # every host this edge answers on -> its vendor
         # Called before each request, so emulator tasks due by now land in the cache first.
         self.before_request: list[Callable[[], None]] = []
         self._log: list[EdgeRequest] = []
@@ -173,6 +179,19 @@ class Edge:
         """Bind (not yet start) the edge's server; its netloc is known from here on."""
         server = LoopbackServer(EdgeHandler, self, port)
         self.netloc = server.netloc
+        self.vendors[server.netloc] = self.vendor
+        return server
+
+    def bind_host(self, vendor: Vendor, port: int = 0) -> LoopbackServer:
+        """Bind a further host of this edge (another account's domain) with ``vendor``'s headers.
+
+        Files are cached under the host they are asked on, so each host is warm only
+        in what was prefetched through it.
+        """
+        if vendor not in CACHE_HEADERS:
+            raise ValueError(f"unknown edge vendor {vendor!r}")
+        server = LoopbackServer(EdgeHandler, self, port)
+        self.vendors[server.netloc] = vendor
         return server
 
     def url(self, path: str) -> str:
@@ -184,9 +203,10 @@ class Edge:
         with self._lock:
             return list(self._log)
 
-    def cache_headers(self, served: Served) -> list[tuple[str, str]]:
-        """The vendor's cache headers for an answer served from ``served``."""
-        return list(self.header_overrides.get(served) or CACHE_HEADERS[self.vendor][served])
+    def cache_headers(self, served: Served, netloc: str | None = None) -> list[tuple[str, str]]:
+        """Host ``netloc``'s vendor's cache headers for an answer served from ``served``."""
+        vendor = self.vendors.get(netloc or self.netloc, self.vendor)
+        return list(self.header_overrides.get(served) or CACHE_HEADERS[vendor][served])
 
     def cache_header(self, hit: bool) -> dict[str, str]:
         """The first cache header of an edge hit (``hit``) or a miss."""
@@ -208,18 +228,20 @@ class EdgeHandler(BaseHTTPRequestHandler):
         edge: Edge = self.server.app  # type: ignore[attr-defined]
         for hook in edge.before_request:
             hook()
-        url = edge.url(self.path)
+        # The host this port answers as: the cache key's host (one edge, several domains).
+        netloc = f"127.0.0.1:{self.connection.getsockname()[1]}"
+        url = f"http://{netloc}{self.path}"
         byte_range = self.headers.get("Range")
         found = edge.origin.lookup(self.path)
         if found is None:
             edge.record(EdgeRequest(self.command, self.path, byte_range, False, 404))
-            send_not_found(self, dict(edge.cache_headers("origin")))
+            send_not_found(self, dict(edge.cache_headers("origin", netloc)))
             return
         served: Served = edge.cache.layer_of(url) or "origin"
         fills = self.command == "GET" and (byte_range is None or edge.range_fills)
         if served != "edge" and fills:
             edge.cache.add(url)  # the edge keeps what it fetched (from the origin: both layers)
-        headers = edge.cache_headers(served)
+        headers = edge.cache_headers(served, netloc)
         if served != "origin":
             headers.append(("Age", "1"))
         status = 206 if byte_range else 200

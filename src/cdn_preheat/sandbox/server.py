@@ -34,7 +34,7 @@ from cdn_preheat.sandbox.core import (
     SandboxClock,
     Shared,
 )
-from cdn_preheat.sandbox.edge import Edge, Vendor
+from cdn_preheat.sandbox.edge import CACHE_HEADERS, Edge, Vendor
 from cdn_preheat.sandbox.edgeone import SANDBOX_ZONE_ID, EdgeOneEmulator, EdgeOneLimits
 from cdn_preheat.sandbox.origin import Origin, serve_origin
 from cdn_preheat.sandbox.origin_auth import OriginSignatures
@@ -131,6 +131,7 @@ class Sandbox:
         first_port: int = 0,
         task_delay: float | None = None,
         tencent_accounts: dict[str, TencentAccount] | None = None,
+        edge_per_account: bool = False,
     ) -> None:
         """``task_delay``, when given, overrides every emulator's own (seconds to done).
 
@@ -140,6 +141,13 @@ class Sandbox:
         ``tencent_accounts``: further Tencent Cloud accounts by name (``tencent-b``),
         each its own emulator with its own keys, limits and faults, in front of the
         same edge (several accounts serving one domain, for targets and pools).
+
+        ``edge_per_account``: every account (the vendors' and the further ones)
+        owns a domain of its own, a further host of the edge (``hosts``) with its
+        vendor's cache headers; a prefetch warms the file on that host only, so a
+        per-target verification tells the accounts apart. The first Tencent
+        account's domain stays ``edge.netloc``. Off (the default), every account
+        owns the one edge's domain, as pools of accounts in front of one domain do.
 
         ``origin_signatures`` makes the origin's HTTP server demand signed URLs.
         ``first_port`` (0: any free ports) numbers the servers consecutively in
@@ -172,12 +180,26 @@ class Sandbox:
         }
         shared = Shared(self.clock, self.cache, self.origin, self.edge.netloc, self.faults)
         self.emulators = emulator_specs()
+        # Each account's domain (edge_per_account: a host of its own, on the one edge).
+        self.hosts: dict[str, str] = {}
+        self._host_servers: list[LoopbackServer] = []
+
+        def shared_for(name: str, vendor: str) -> Shared:
+            if not edge_per_account or name == "tencent" or vendor not in CACHE_HEADERS:
+                self.hosts[name] = self.edge.netloc
+                return shared
+            server = self.edge.bind_host(cast("Vendor", vendor))
+            self._host_servers.append(server)
+            self.hosts[name] = server.netloc
+            return dataclasses.replace(shared, edge_netloc=server.netloc)
+
         self.credentials: dict[str, tuple[str, str]] = {}
         self.apis: dict[str, Emulator] = {}
         for name, spec in self.emulators.items():
             self.credentials[name] = given_credentials.get(name) or spec.credentials
             vendor_limits = spec.limits(given_limits.get(name), task_delay)
-            self.apis[name] = spec.build(shared, self.credentials[name], vendor_limits)
+            own_shared = shared_for(name, name)
+            self.apis[name] = spec.build(own_shared, self.credentials[name], vendor_limits)
         # Further accounts: name -> (vendor, emulator); their keys are in credentials.
         self.accounts: dict[str, tuple[str, Emulator]] = {}
         tencent = self.emulators["tencent"]
@@ -185,7 +207,9 @@ class Sandbox:
             if name in self.apis:
                 raise ValueError(f"the sandbox already has an account named {name}")
             self.credentials[name] = account.credentials or _account_keys(name)
-            own = dataclasses.replace(shared, faults=account.faults or self.faults)
+            own = dataclasses.replace(
+                shared_for(name, "tencent"), faults=account.faults or self.faults
+            )
             limits_of = tencent.limits(account.limits, task_delay)
             self.apis[name] = tencent.build(own, self.credentials[name], limits_of)
             self.accounts[name] = ("tencent", self.apis[name])
@@ -249,6 +273,8 @@ class Sandbox:
         self._started = True
         self._servers["origin"] = serve_origin(self.origin, self._ports.get("origin", 0))
         self._servers["edge"] = self._edge_server.start()
+        for n, server in enumerate(self._host_servers, 1):
+            self._servers[f"edge-{n}"] = server.start()
         for name, api in self.apis.items():
             self._servers[name] = api.start(self._ports.get(name, 0))
         return self
@@ -258,6 +284,8 @@ class Sandbox:
             # shutdown() waits for serve_forever, so a never-started edge is started first.
             self._edge_server.start()
             self._servers["edge"] = self._edge_server
+            for n, server in enumerate(self._host_servers, 1):
+                self._servers[f"edge-{n}"] = server.start()
         # Each stop waits out serve_forever's poll interval; waiting in parallel saves time.
         stoppers = [threading.Thread(target=server.stop) for server in self._servers.values()]
         for stopper in stoppers:
@@ -313,7 +341,8 @@ class Sandbox:
         """Write a targets file (docs/targets.md) for these accounts; the environment it needs.
 
         ``names``: ``tencent``, ``qiniu``, ``aliyun`` or a further account's name;
-        ``pools``: target name -> pool name. The keys go in the returned variables
+        ``pools``: target name -> pool name (members must share a domain: a sandbox
+        without ``edge_per_account``). The keys go in the returned variables
         (``SANDBOX_<NAME>_KEY_ID`` / ``_KEY_SECRET``), never in the file.
         """
         endpoints = self.endpoints
@@ -327,7 +356,7 @@ class Sandbox:
                 "[[targets]]",
                 f'name = "{name}"',
                 f'provider = "{vendor}"',
-                f'cdn_host = "{self.edge.netloc}"',
+                f'cdn_host = "{self.hosts.get(name, self.edge.netloc)}"',
                 f'endpoint = "{endpoints[name]}"',
                 f'key_id_env = "{variable}_KEY_ID"',
                 f'key_secret_env = "{variable}_KEY_SECRET"',
