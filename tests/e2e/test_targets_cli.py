@@ -154,3 +154,83 @@ def test_sandbox_command_runs_several_accounts_and_writes_their_targets_file(
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_verify_per_target_shows_each_and_exits_1_for_the_cold_one(tmp_path: Path) -> None:
+    accounts = {"tencent-b": TencentAccount()}
+    with Sandbox(
+        videos=1, segments=4, task_delay=0.1, tencent_accounts=accounts, edge_per_account=True
+    ) as box:
+        env = box.targets_file(tmp_path / "targets.toml", ("tencent", "tencent-b", "qiniu"))
+        wrong = "wrong-b-secret-4321"
+        cli = make_cli(box, tmp_path, **{**env, "SANDBOX_TENCENT_B_KEY_SECRET": wrong})
+        assert cli("push", "demo-1", box.video_url("demo-1")).code == 2  # tencent-b: keys
+
+        checked = cli("verify", "demo-1", "--all", "--json")
+        assert checked.code == 1, checked.stderr
+        rows = {row["target"]: row for row in checked.json()["targets"]}
+        assert list(rows) == ["tencent", "tencent-b", "qiniu"]
+        assert checked.json()["passed"] is False
+        for name in ("tencent", "qiniu"):
+            assert rows[name]["passed"] and rows[name]["overall"]["ratio"] == 1.0, name
+            hosts = {url["url"].split("/")[2] for url in rows[name]["urls"]}
+            assert hosts == {box.hosts[name]} == {rows[name]["cdn_host"]}
+        cold = rows["tencent-b"]
+        assert not cold["passed"] and cold["overall"]["ratio"] == 0.0
+        assert "below --min-hit-ratio" in cold["reason"]
+
+        lenient = cli("verify", "demo-1", "--min-hit-ratio", "0", "--sample", "3")
+        assert lenient.code == 0, lenient.stderr  # every probe answered, ratio 0 allowed
+        table = lenient.stderr[lenient.stderr.index("CDN cache per target") :]
+        rows = [line for line in table.splitlines() if line.startswith("│")]
+        assert [row.split("│")[1].strip() for row in rows] == ["tencent", "tencent-b", "qiniu"]
+
+        requeued = cli("verify", "demo-1", "--all", "--requeue", "--json")
+        assert requeued.code == 1
+        by_name = {row["target"]: row["requeued"] for row in requeued.json()["targets"]}
+        # the warm targets have no misses; tencent-b's misses are still queued there
+        assert by_name == {"tencent": 0, "tencent-b": 0, "qiniu": 0}
+
+        pinned = cli("verify", "demo-1", "--edge", "127.0.0.1")
+        assert pinned.code == 2 and "each target is probed at its own CDN host" in pinned.stderr
+        assert wrong not in checked.stdout + checked.stderr + lenient.stderr
+
+
+def test_purge_per_target_fails_only_the_target_with_bad_keys(tmp_path: Path) -> None:
+    with Sandbox(videos=1, segments=4, task_delay=0.1, edge_per_account=True) as box:
+        names = ("tencent", "qiniu", "edgeone")
+        env = box.targets_file(tmp_path / "targets.toml", names)
+        cli = make_cli(box, tmp_path, **env)
+        assert cli("push", "demo-1", box.video_url("demo-1")).code == 0
+        urls = expected_urls(cli, "demo-1")
+
+        wrong = "wrong-edgeone-secret-77"
+        bad = {"SANDBOX_EDGEONE_KEY_SECRET": wrong}
+        purged = cli("purge", "--video", "demo-1", "--json", extra_env=bad)
+        assert purged.code == 2, purged.stderr
+        rows = {row["target"]: row for row in purged.json()["targets"]}
+        assert list(rows) == list(names)
+        for name in ("tencent", "qiniu"):
+            assert rows[name]["error"] is None and rows[name]["exit_code"] == 0, name
+            assert rows[name]["urls"] == rows[name]["done"] == len(urls), name
+        assert rows["edgeone"]["exit_code"] == 2
+        assert rows["edgeone"]["error"].startswith("target edgeone: ")
+        assert "SANDBOX_EDGEONE_KEY_SECRET" in rows["edgeone"]["error"]
+        assert wrong not in purged.stdout + purged.stderr
+
+        shown = cli("purge", "--video", "demo-1", extra_env=bad)
+        assert shown.code == 2
+        assert "purge per target" in shown.stderr
+        assert "target edgeone: " in shown.stderr and wrong not in shown.stderr
+        assert "Traceback" not in shown.stderr
+
+        # --debug logs every API call: no key of any target, right or wrong, shows
+        debug = cli("--debug", "purge", "--video", "demo-1", "--json", extra_env=bad)
+        assert debug.code == 2
+        secrets = [v for k, v in env.items() if k.endswith("_KEY_SECRET")] + [wrong]
+        assert secrets and not any(s in debug.stdout + debug.stderr for s in secrets)
+
+        # the purged targets are cold at their own hosts, edgeone's copies are untouched
+        checked = cli("verify", "demo-1", "--all", "--json", "--min-hit-ratio", "0")
+        ratios = {row["target"]: row["overall"]["ratio"] for row in checked.json()["targets"]}
+        assert ratios == {"tencent": 0.0, "qiniu": 0.0, "edgeone": 1.0}

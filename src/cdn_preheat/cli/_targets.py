@@ -376,3 +376,154 @@ def work_on_targets(settings: Settings, *, once: bool, idle: float, wait_timeout
     finally:
         ledger.close()
         close_units(units)
+
+
+def verify_video(
+    settings: Settings,
+    video_id: str,
+    *,
+    sample: int | None,
+    requeue: bool,
+    min_hit_ratio: float,
+    seed: int,
+    json_out: bool,
+) -> None:
+    """``verify VIDEO`` over targets: each target's own URLs at its host, a row each; exit."""
+    from cdn_preheat import ui
+    from cdn_preheat.targets import TargetsPreheater
+
+    with TargetsPreheater.from_settings(settings) as targets, ui.progress("probing", None) as step:
+        run = targets.verify(
+            video_id, sample=sample, requeue=requeue, min_hit_ratio=min_hit_ratio, seed=seed,
+            on_progress=step,
+        )  # fmt: skip
+    render_verify(run, json_out=json_out)
+    if run.exit_code:
+        raise typer.Exit(run.exit_code)
+
+
+def _ratio(value: Any) -> dict[str, Any]:
+    return {"hits": value.hits, "upper": value.upper, "misses": value.misses,
+            "unknown": value.unknown, "errors": value.errors, "ratio": value.ratio,
+            "edge_ratio": value.edge_ratio}  # fmt: skip
+
+
+def render_verify(run: Any, *, json_out: bool) -> None:
+    """One row per target: its probes' verdicts and whether it passed; JSON: the same and URLs."""
+    from cdn_preheat import ui
+    from cdn_preheat.render import percent
+
+    if json_out:
+        ui.print_json(
+            {
+                "video_id": run.video_id,
+                "passed": run.passed,
+                "targets": [
+                    {
+                        "target": t.name,
+                        "provider": t.provider,
+                        "cdn_host": t.cdn_host,
+                        "overall": _ratio(t.report.overall),
+                        "renditions": {k: _ratio(v) for k, v in t.report.by_rendition().items()},
+                        "urls": [
+                            {
+                                "url": r.url,
+                                "edge": r.edge_ip,
+                                "status": r.status_code,
+                                "cache": str(r.status),
+                                "error": r.error,
+                            }
+                            for r in t.report.results
+                        ],
+                        "min_hit_ratio": t.gate.min_hit_ratio,
+                        "passed": t.passed,
+                        "reason": t.gate.reason or None,
+                        "requeued": t.requeued,
+                    }
+                    for t in run.results
+                ],
+            }
+        )
+        return
+    rows = []
+    for t in run.results:
+        v = t.report.overall
+        passed = "yes" if t.passed else "no"
+        rows.append([t.name, t.provider, t.cdn_host or "-", v.total, v.hits, v.upper, v.misses,
+                     v.unknown, v.errors, percent(v.ratio), passed])  # fmt: skip
+    headers = ["target", "provider", "host", "probed", "edge hit", "upper hit", "miss",
+               "unknown", "error", "cached", "passed"]  # fmt: skip
+    ui.grid(f"{run.video_id}: CDN cache per target", headers, rows)
+    for t in run.results:
+        if t.requeued:
+            ui.note(f"target {t.name}: {t.requeued} URLs that missed are queued again.")
+        if not t.passed:
+            ui.note(f"target {t.name}: {t.gate.reason}")
+
+
+def purge_everywhere(
+    settings: Settings,
+    *,
+    urls: Sequence[str],
+    dirs: Sequence[str],
+    video_id: str | None,
+    delete: bool,
+    wait: bool,
+    wait_timeout: float,
+    json_out: bool,
+) -> None:
+    """``purge`` over targets: every target (a pool: each member), a result each; exit."""
+    from cdn_preheat.stopping import on_signals
+    from cdn_preheat.targets import TargetsPreheater
+
+    with TargetsPreheater.from_settings(settings) as targets, on_signals() as stop:
+        run = targets.purge(
+            urls=urls, dirs=dirs, video_id=video_id, delete=delete, follow=wait,
+            wait_timeout=wait_timeout, stop=stop,
+        )  # fmt: skip
+    render_purge(run, json_out=json_out)
+    if run.exit_code:
+        raise typer.Exit(run.exit_code)
+
+
+def render_purge(run: Any, *, json_out: bool) -> None:
+    from cdn_preheat import ui
+    from cdn_preheat.render import purge_dict
+
+    if json_out:
+        ui.print_json(
+            {
+                "targets": [
+                    {
+                        "target": t.name,
+                        "provider": t.provider,
+                        "cdn_host": t.cdn_host,
+                        "pool": t.pool,
+                        **(purge_dict(t.result) if t.result is not None else {}),
+                        "error": t.error,
+                        "exit_code": t.exit_code,
+                    }
+                    for t in run.results
+                ],
+                "exit_code": run.exit_code,
+            }
+        )
+        return
+    rows = []
+    for t in run.results:
+        r = t.result
+        counts = [r.urls + r.dirs, r.submitted, r.done, r.failed, r.processing,
+                  r.not_submitted] if r is not None else ["-"] * 6  # fmt: skip
+        rows.append([t.name, t.provider, t.cdn_host or "-", *counts,
+                     "ok" if not t.exit_code else "failed"])  # fmt: skip
+    headers = ["target", "provider", "host", "asked", "accepted", "done", "failed",
+               "processing", "not submitted", "outcome"]  # fmt: skip
+    ui.grid("purge per target", headers, rows)
+    for t in run.results:
+        if t.result is not None:
+            for url, why in t.result.failures.items():
+                ui.note(f"target {t.name}: failed: {url}: {why}")
+            if t.result.timed_out:
+                ui.note(f"target {t.name}: stopped following its purge tasks at --wait-timeout.")
+        if t.error:
+            ui.error(t.error)

@@ -29,7 +29,11 @@ def purge_command(
     wait_timeout: Annotated[float, typer.Option(help="Seconds to follow tasks.")] = 600.0,
     json_out: JsonOption = False,
 ) -> None:
-    """Refresh (purge) cached URLs, directories, or a whole video, within the purge limits."""
+    """Refresh (purge) cached URLs, directories, or a whole video, within the purge limits.
+
+    With CDN_PREHEAT_TARGETS, on every target (a pool: each member), each URL on
+    its own host; one target's failure is reported for it alone.
+    """
     from cdn_preheat import purge, render
     from cdn_preheat.cli._bars import Bars
     from cdn_preheat.errors import InputError
@@ -40,6 +44,14 @@ def purge_command(
     targets = purge.clean_urls(urls or [])
     directories = purge.clean_dirs(dirs or [])
     settings = load_settings()
+    if settings.cdn_preheat_targets:
+        from cdn_preheat.cli import _targets
+
+        _targets.purge_everywhere(
+            settings, urls=targets, dirs=directories, video_id=video, delete=delete,
+            wait=wait, wait_timeout=wait_timeout, json_out=json_out,
+        )  # fmt: skip
+        return
     with preheater(settings) as engine, Bars(purge_bar=wait) as bars:
         result = engine.purge(
             urls=targets, dirs=directories, video_id=video, delete=delete,

@@ -43,11 +43,27 @@ def verify(
     Each URL is an edge hit, warm in an upper layer (where Tencent mainland
     and Alibaba prefetch), or a miss; both hits count as cached. Exit 0 when
     the cached ratio reaches --min-hit-ratio and every probe was answered.
+    With CDN_PREHEAT_TARGETS, each target's own URLs are probed at its host
+    with its vendor's header, a row each; every target must pass.
     """
     from cdn_preheat import render
     from cdn_preheat.cli._bars import Bars
 
     settings = load_settings()
+    if settings.cdn_preheat_targets:
+        from cdn_preheat.cli import _targets
+        from cdn_preheat.errors import InputError
+
+        if edge or vendor:
+            raise InputError(
+                "--edge and --vendor work with one provider; with CDN_PREHEAT_TARGETS each "
+                "target is probed at its own CDN host with its vendor's cache header."
+            )
+        _targets.verify_video(
+            settings, video_id, sample=None if all_urls else sample, requeue=requeue,
+            min_hit_ratio=min_hit_ratio, seed=seed, json_out=json_out,
+        )  # fmt: skip
+        return
     with preheater(settings) as engine, Bars() as bars:
         result = engine.verify(
             video_id, sample=None if all_urls else sample, edge_ips=edge or (), vendor=vendor,
