@@ -79,15 +79,22 @@ def parse_day(text: str, option: str) -> dt.date:
         raise InputError(f"{option} takes a date like 2024-03-01, not {text!r}.") from None
 
 
-def stats_provider(provider: object) -> StatsProvider:
-    if not isinstance(provider, StatsProvider):
+# What a provider lacking the feature has not, in the refusal's sentence.
+_LACKING = {"stats": "traffic statistics or log API", "logs": "access-log API"}
+
+
+def stats_provider(provider: object, feature: Literal["stats", "logs"] = "stats") -> StatsProvider:
+    """``provider`` if its declared features have ``feature``; else ConfigError (exit 2).
+
+    The sentence names the registered providers that declare it.
+    """
+    declared = getattr(getattr(provider, "features", None), feature, False)
+    if not declared or not isinstance(provider, StatsProvider):
         from cdn_preheat.providers import provider_specs
 
         name = getattr(provider, "name", "this provider")
-        having = " or ".join(spec.name for spec in provider_specs() if spec.features.stats)
-        raise ConfigError(
-            f"CDN_PROVIDER={name} has no traffic statistics or log API; use {having}."
-        )
+        having = " or ".join(s.name for s in provider_specs() if getattr(s.features, feature))
+        raise ConfigError(f"CDN_PROVIDER={name} has no {_LACKING[feature]}; use {having}.")
     return provider
 
 
@@ -119,7 +126,7 @@ def traffic_report(
 
 def access_logs(provider: object, domain: str, day: dt.date) -> list[LogFile]:
     """The access-log packages of ``domain`` for one day (UTC+8)."""
-    source = stats_provider(provider)
+    source = stats_provider(provider, "logs")
     with _naming(domain, source.name):
         return sorted(source.logs(domain, day), key=lambda log: log.start)
 

@@ -290,6 +290,14 @@ def test_stats_refuses_bad_dates_and_providers_without_statistics(qcli: Cli) -> 
     assert "traffic statistics" in aliyun.stderr
 
 
+def test_logs_is_refused_where_the_provider_declares_no_log_api(qcli: Cli) -> None:
+    aliyun = qcli("logs", "--date", YESTERDAY, extra_env=qcli.sandbox.client_env("aliyun"))
+    assert aliyun.code == 2
+    assert aliyun.stderr.strip().endswith(
+        "CDN_PROVIDER=aliyun has no access-log API; use tencent or qiniu."
+    )
+
+
 @pytest.mark.parametrize("provider", ["qiniu", "tencent"])
 def test_logs_lists_download_links(qcli: Cli, provider: str) -> None:
     env = qcli.sandbox.client_env(provider)

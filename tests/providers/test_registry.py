@@ -237,6 +237,35 @@ def test_the_stats_refusal_names_the_providers_declaring_stats(fake: ProviderSpe
     )
 
 
+def test_the_logs_refusal_reads_the_logs_feature(fake: ProviderSpec) -> None:
+    """A provider answering logs() but not declaring ``logs`` is refused, by its features."""
+    from cdn_preheat.providers.stats import LogFile
+    from cdn_preheat.report import access_logs, stats_provider
+
+    class StatsOnly(FakeProvider):
+        name = "statsonly"
+        features = Features(stats=True, logs=False)
+
+        def flux(self, domain: str, start: dt.datetime, end: dt.datetime,
+                 granularity: object = None, metric: str = "flux") -> object:  # fmt: skip
+            raise AssertionError("not asked")
+
+        def logs(self, domain: str, day: dt.date) -> list[LogFile]:
+            raise AssertionError("a provider not declaring logs is not asked for them")
+
+    register(dataclasses.replace(fake, provider=StatsOnly, build=StatsOnly))
+    try:
+        provider = make_provider(settings_from({"CDN_PROVIDER": "statsonly"}))
+        assert stats_provider(provider) is provider  # it declares stats
+        with pytest.raises(ConfigError) as caught:
+            access_logs(provider, "cdn.example.com", dt.date(2026, 1, 1))
+    finally:
+        unregister("statsonly")
+    assert str(caught.value) == (
+        "CDN_PROVIDER=statsonly has no access-log API; use tencent or qiniu."
+    )
+
+
 def test_purge_delete_is_refused_where_the_provider_declares_no_delete_mode(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:

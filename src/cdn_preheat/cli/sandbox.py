@@ -118,6 +118,7 @@ def demo(
         if run.exit_code:
             raise typer.Exit(run.exit_code)
         return
+    from cdn_preheat.cli._bars import Bars
     from cdn_preheat.demo import run_demo
 
-    run_demo(provider=provider, videos=videos, db=db)
+    run_demo(provider=provider, videos=videos, db=db, progress=lambda title: Bars(push_title=title))
