@@ -359,7 +359,6 @@ class KeyedProvider(Provider):
         self.call_timeout = inner.call_timeout
         # Class-level API names of the vendor, shadowed on the instance.
         vars(self).update(
-            features=inner.features,  # what the vendor can do (purge --delete, doctor, stats)
             submit_api=inner.submit_api,
             status_api=inner.status_api,
             budgets=inner.budgets,
