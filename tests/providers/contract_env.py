@@ -54,6 +54,9 @@ class ProviderEnv:
     # What a prefetch of a file the origin lacks ends as. Alibaba documents no 4xx
     # failure description, so its provider cannot tell a 404 from a passing fault.
     missing_file_state: TaskState = TaskState.INVALID
+    # find_submitted asks the vendor's task list (Features.task_list): another process's
+    # provider finds what this one submitted. False: only what this instance saw.
+    reconciles_from_vendor: bool = True
     extra: dict[str, object] = field(default_factory=dict)
     # A real account (CDN_PREHEAT_LIVE=1): no sandbox (``sandbox`` is None), the URLs to
     # push come from CDN_PREHEAT_LIVE_URLS, and tasks take minutes, not a clock jump.
@@ -110,6 +113,7 @@ def capabilities(spec: ProviderSpec, *, live: bool = False) -> dict[str, object]
         "missing_file_state": (
             TaskState.INVALID if features.tells_missing_file else TaskState.FAILED
         ),
+        "reconciles_from_vendor": features.task_list,
         "secret_variable": spec.credentials[-1] if spec.credentials else None,
         "credential_variables": spec.credentials,
     }

@@ -232,6 +232,25 @@ def test_find_submitted_finds_only_what_was_submitted(provider_env: ProviderEnv)
     assert found == {sent[0]: first, sent[1]: first, sent[2]: second}
 
 
+def test_another_provider_finds_the_submission_where_it_asks_the_vendor(
+    provider_env: ProviderEnv,
+) -> None:
+    """A batch whose answer was lost in a process that then died is reconciled by the
+    next process only if find_submitted asks the vendor (``Features.task_list``)."""
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    sent = provider_env.urls(2)
+    task_id = provider_env.provider.submit(sent).task_id
+    other = provider_env.make_provider({})  # as a restarted process builds it
+    try:
+        found = other.find_submitted(sent, since)
+    finally:
+        other.close()
+    if provider_env.reconciles_from_vendor:
+        assert found == dict.fromkeys(sent, task_id)
+    else:
+        assert found == {}  # it finds only what it submitted itself: the batch goes again
+
+
 def test_purge_urls_empties_the_edge(provider_env: ProviderEnv) -> None:
     if not provider_env.can_purge:
         pytest.skip(f"{provider_env.kind} cannot purge")

@@ -161,15 +161,19 @@ def test_a_providers_features_drive_the_contract_flags(fake: ProviderSpec) -> No
     assert flags["api_faults"] is False  # no emulator
     assert flags["secret_variable"] == "FAKE_TOKEN"
     assert flags["missing_file_state"] is TaskState.INVALID
+    assert flags["reconciles_from_vendor"] is True
 
     class Changed(FakeProvider):
-        features = Features(daily_quota=False, quota_query=False, tells_missing_file=False)
+        features = Features(
+            daily_quota=False, quota_query=False, tells_missing_file=False, task_list=False
+        )
 
     changed = capabilities(dataclasses.replace(fake, provider=Changed, emulator="x"))
     assert changed["can_purge"] is True
     assert changed["quota_known_before_submit"] is True  # no daily quota: nothing to learn
     assert changed["api_faults"] is True
     assert changed["missing_file_state"] is TaskState.FAILED
+    assert changed["reconciles_from_vendor"] is False
     assert capabilities(dataclasses.replace(fake, emulator="x"), live=True)["api_faults"] is False
 
 

@@ -122,7 +122,8 @@ class Features:
     purge_delete: bool = False
     stats: bool = False  # flux(): traffic statistics
     logs: bool = False  # logs(): access-log packages
-    bucket_listing: bool = False  # iter_keys(): storage listing for batch discovery
+    # No bucket_listing: `batch --qiniu-bucket` lists Qiniu storage (the origin) whatever
+    # CDN pushes, with QiniuProvider.iter_keys, so no command asks it of a provider.
     # find_submitted asks the vendor's own task list, so a batch whose answer was
     # lost is reconciled from the vendor (not only from what this process saw).
     task_list: bool = True

@@ -136,9 +136,7 @@ class QiniuProvider(Provider):
 
     name = "qiniu"
     # No quota query: prefetch answers report it. Directory refresh only marks stale.
-    features = Features(
-        quota_query=False, stats=True, logs=True, bucket_listing=True, domain_check=True
-    )
+    features = Features(quota_query=False, stats=True, logs=True, domain_check=True)
     limits = QINIU_LIMITS
     budgets = QINIU_BUDGETS
     api_budgets = QINIU_API_BUDGETS
