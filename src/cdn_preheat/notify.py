@@ -16,7 +16,7 @@ the event in the same ledger at the moment it happens, whether the service is
 running or not, and no scan has to find transitions among every video.
 
 The quota event has no video; the service's delivery loop checks the day's
-quota per provider and area (:func:`quota_spent`).
+quota per provider and area, with targets per target (:func:`quota_spent`).
 
 Delivery (signing, retries) is in ``cdn_preheat.service.webhooks``.
 """
@@ -128,7 +128,8 @@ def quota_spent(ledger: Ledger, provider: str, area: str, day: str, now: dt.date
     quota = ledger.quota_day(provider, area, day)
     if quota is None or quota.remaining != 0:
         return None
-    counts = ledger.counts()
+    # The queue of this provider and area (with targets: this target's, docs/targets.md).
+    counts = ledger.counts_by_target().get((provider, area), {})
     queued = counts.get(UrlState.PENDING, 0) + counts.get(UrlState.RESERVED, 0)
     if not queued:
         return None

@@ -54,6 +54,8 @@ from cdn_preheat.providers.base import (
 from cdn_preheat.ratelimit import Budget, Pacing
 
 if TYPE_CHECKING:
+    import httpx
+
     from cdn_preheat.api import PurgeResult
     from cdn_preheat.config import Settings
     from cdn_preheat.hls import ExpandOptions, Expansion
@@ -765,6 +767,8 @@ def check_units(units: Sequence[Unit], live_quota: Callable[[Provider], Quota]) 
             unit.quota = live_quota(unit.provider)
         except ProviderError as exc:
             unit.error = exc
+        else:
+            unit.error = None  # checked again (a long-lived service): it answers now
 
     _side_by_side([(unit.name, functools.partial(check, unit)) for unit in units])
 
@@ -955,6 +959,11 @@ class ScopedLedger:
 
     def counts(self, video_id: str | None = None) -> dict[UrlState, int]:
         return dict(self._ledger.counts_by_target(video_id).get(self._key, {}))
+
+    @property
+    def unscoped(self) -> Ledger:
+        """The shared ledger: a video's state is over every unit, not this one's share."""
+        return self._ledger
 
     def __getattr__(self, attribute: str) -> Any:
         return getattr(self._ledger, attribute)
@@ -1450,29 +1459,72 @@ def run_unit_workers(
     once: bool = False,
     idle: float = 30.0,
     wait_timeout: float = 600.0,
+    wake: threading.Event | None = None,
+    on_error: Callable[[str, str], None] | None = None,
 ) -> int:
     """``worker`` over targets: one worker loop per unit, side by side, on its own queue.
 
     A unit whose error no pause can cure (wrong keys) stops alone, its sentence
-    logged; the others go on. The exit code is the worst of the units'.
+    logged (and given to ``on_error(unit name, sentence)``); the others go on.
+    ``wake``: set it when work is queued to end every loop's wait at an empty
+    queue (``serve`` does). The exit code is the worst of the units'.
     """
     from cdn_preheat.worker import run_worker
 
     codes: dict[str, int] = {}
+    # Each loop clears the wake it waited on: one shared event would let the first
+    # loop to wake swallow it for the others, so each has its own, set from ``wake``.
+    wakes = {unit.name: threading.Event() for unit in units}
+    halt = threading.Event()  # every loop is over: the forwarder ends too
+    forwarder = None
+    if wake is not None:
+        forwarder = threading.Thread(
+            target=_fan_out, args=(wake, list(wakes.values()), stop, halt), daemon=True,
+            name="targets-wake",
+        )  # fmt: skip
+        forwarder.start()
 
     def work(unit: Unit) -> None:
         try:
             codes[unit.name] = run_worker(
                 scoped(ledger, unit.key), unit.provider, unit.settings, stop=stop, once=once,
                 idle=idle, wait_timeout=wait_timeout,
+                wake=wakes[unit.name] if wake is not None else None,
             )  # fmt: skip
         except PreheatError as exc:
-            log.error("%s", unit.explain(exc))
+            sentence = unit.explain(exc)
+            log.error("%s", sentence)
             codes[unit.name] = exc.exit_code
+            if on_error is not None:
+                on_error(unit.name, sentence)
 
-    _side_by_side([(unit.name, functools.partial(work, unit)) for unit in units])
+    try:
+        _side_by_side([(unit.name, functools.partial(work, unit)) for unit in units])
+    finally:
+        halt.set()
+        if forwarder is not None:
+            forwarder.join()
     results = [UnitResult(u.name, u.key, exit_code=codes.get(u.name, 0)) for u in units]
     return worst_exit(results)
+
+
+def _fan_out(
+    wake: threading.Event,
+    wakes: Sequence[threading.Event],
+    stop: threading.Event,
+    halt: threading.Event,
+) -> None:
+    """Pass each setting of ``wake`` on to every loop's own event, until ``stop`` or ``halt``.
+
+    ``stop`` wakes every loop too (a loop waiting at an empty queue then ends).
+    """
+    while not halt.is_set():
+        woken = wake.wait(0.5)
+        if woken:
+            wake.clear()
+        if woken or stop.is_set():
+            for event in wakes:
+                event.set()
 
 
 # The library API ------------------------------------------------------------------------
@@ -1504,18 +1556,30 @@ class TargetsPreheater:
     close with :meth:`close`. Thread-safe as the ledger is: each call is independent.
     """
 
-    def __init__(self, settings: Settings, *, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        environ: Mapping[str, str] | None = None,
+        fetch_transport: Callable[[], httpx.AsyncBaseTransport] | None = None,
+    ) -> None:
         self.settings = settings
         self._environ = environ
+        # Makes the transport of every playlist fetch (``serve`` guards them against SSRF).
+        self.fetch_transport = fetch_transport
         self._units: list[Unit] | None = None
         self._ledger: Ledger | None = None
         self._lock = threading.Lock()
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, environ: Mapping[str, str] | None = None
+        cls,
+        settings: Settings,
+        *,
+        environ: Mapping[str, str] | None = None,
+        fetch_transport: Callable[[], httpx.AsyncBaseTransport] | None = None,
     ) -> TargetsPreheater:
-        return cls(settings, environ=environ)
+        return cls(settings, environ=environ, fetch_transport=fetch_transport)
 
     @property
     def units(self) -> list[Unit]:
@@ -1558,6 +1622,42 @@ class TargetsPreheater:
             self.ledger, self.units, sources, self.settings,
             head_first=head_first if head_first is not None else DEFAULT_HEAD_FIRST,
             wait=wait, wait_timeout=wait_timeout, by=by, dry_run=dry_run, stop=stop,
+        )  # fmt: skip
+
+    def queue(
+        self,
+        videos: Sequence[tuple[str, str] | VideoSource],
+        *,
+        head_first: HeadFirst | str | None = "10",
+        reset: bool = False,
+        strict: bool = False,
+    ) -> list[QueuedVideo]:
+        """Expand each video once and queue it for every target; push nothing (workers do).
+
+        ``head_first`` as :meth:`cdn_preheat.api.Preheater.queue` takes it (None or
+        ``"fifo"``: plain order). No CDN API is called: a target with wrong keys is
+        found by its worker (:meth:`work`), which stops alone. A video whose
+        playlist fails is its own entry's ``error``.
+        """
+        import dataclasses
+
+        from cdn_preheat.app import expand_options
+        from cdn_preheat.pipeline import HeadFirst as Head
+        from cdn_preheat.source import VideoSource as Source
+
+        if isinstance(head_first, str):
+            head_first = Head.parse(head_first)
+
+        sources = [
+            Source(video[0], video[1], n) if isinstance(video, tuple) else video
+            for n, video in enumerate(videos, 1)
+        ]
+        options = expand_options(self.settings, strict=strict)
+        if self.fetch_transport is not None:
+            options = dataclasses.replace(options, transport=self.fetch_transport)
+        return queue_videos_for_units(
+            self.ledger, self.units, sources, options,
+            head_first=head_first, max_age=self.settings.cdn_preheat_max_age, reset=reset,
         )  # fmt: skip
 
     def status(self, video_id: str | None = None) -> list[TargetCounts]:
@@ -1641,11 +1741,19 @@ class TargetsPreheater:
         once: bool = False,
         idle: float = 30.0,
         wait_timeout: float = 600.0,
+        wake: threading.Event | None = None,
+        on_error: Callable[[str, str], None] | None = None,
     ) -> int:
-        """Drain every target's queue side by side until ``stop`` (or once)."""
+        """Drain every target's queue side by side until ``stop`` (or once).
+
+        ``wake``: set it when work is queued (every target's idle wait ends).
+        ``on_error(target, sentence)``: a target's loop stopped on an error no
+        pause cures (wrong keys); the others go on.
+        """
         return run_unit_workers(
-            self.ledger, self.units, stop=stop, once=once, idle=idle, wait_timeout=wait_timeout
-        )
+            self.ledger, self.units, stop=stop, once=once, idle=idle, wait_timeout=wait_timeout,
+            wake=wake, on_error=on_error,
+        )  # fmt: skip
 
     def close(self) -> None:
         with self._lock:

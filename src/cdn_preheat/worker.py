@@ -73,7 +73,10 @@ def run_worker(
         error: PreheatError | None = None
         try:
             done = run_queue(ledger, provider, options, stop=stop)
-            refresh_states(ledger, [v.video_id for v in ledger.list_videos()])
+            # A targets worker's ledger is scoped to its target; a video's state is
+            # over every target (done once done everywhere).
+            whole: Ledger = getattr(ledger, "unscoped", ledger)
+            refresh_states(whole, [v.video_id for v in whole.list_videos()])
         except PreheatError as exc:
             error = exc
         else:

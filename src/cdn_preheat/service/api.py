@@ -99,6 +99,24 @@ class UrlError(BaseModel):
     reason: str
 
 
+class PoolMember(BaseModel):
+    name: str
+    pushed: int = Field(description="URLs of the video this member account pushed.")
+
+
+class TargetOut(BaseModel):
+    """The video on one target of CDN_PREHEAT_TARGETS (a pool is one entry)."""
+
+    name: str
+    provider: str
+    area: str
+    state: str = Field(description="queued, submitted, done or failed on this target.")
+    counts: Counts
+    progress: float = Field(description="Share of the target's URLs finished, 0 to 1.")
+    error: str | None = Field(description="Why this target's worker stopped (wrong keys).")
+    members: list[PoolMember] | None = None
+
+
 class VideoOut(BaseModel):
     video_id: str
     m3u8_url: str
@@ -107,6 +125,9 @@ class VideoOut(BaseModel):
     created_at: str
     updated_at: str
     errors: list[UrlError]
+    targets: list[TargetOut] | None = Field(
+        default=None, description="With CDN_PREHEAT_TARGETS only: the video on each target."
+    )
 
 
 class BatchEntry(BaseModel):
@@ -209,9 +230,10 @@ async def list_videos(
     state: Annotated[VideoStateName | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     videos, next_cursor = await engine.videos(state, limit, cursor)
-    return {"videos": [_out(v) for v in videos], "next_cursor": next_cursor}
+    # As it is: the model would add "targets": null to a single provider's records.
+    return JSONResponse({"videos": [_out(v) for v in videos], "next_cursor": next_cursor})
 
 
 @router.post(

@@ -38,7 +38,7 @@ from cdn_preheat.errors import (
     QuotaExhausted,
     RateLimited,
 )
-from cdn_preheat.service.engine import ServiceEngine
+from cdn_preheat.service.engine import ServiceEngine, TargetsUnsupported
 from cdn_preheat.service.settings import ServiceSettings
 
 if TYPE_CHECKING:
@@ -131,6 +131,8 @@ class BodyLimit:
 
 
 def _status_of(error: PreheatError) -> int:
+    if isinstance(error, TargetsUnsupported):
+        return 409
     if isinstance(error, InputError | PlaylistError):
         return 422
     if isinstance(error, QuotaExhausted | RateLimited):
@@ -206,6 +208,12 @@ class WorkerThread:
 
     It has its own preheater (ledger connection and provider); ``stop()`` sets its stop
     event and waits: batches in flight are settled, no lease is left.
+
+    With ``CDN_PREHEAT_TARGETS`` it drains every target side by side
+    (:meth:`cdn_preheat.targets.TargetsPreheater.work`): a target whose loop stops
+    (wrong keys) stops alone, its sentence in ``target_errors`` (and given to the
+    ``on_target_error`` hooks); only when every target has stopped is that the
+    worker's error.
     """
 
     def __init__(self, settings: Settings, stop: threading.Event, *, idle: float = 30.0) -> None:
@@ -218,6 +226,8 @@ class WorkerThread:
         self._thread = threading.Thread(target=self._main, name="cdn-preheat-worker", daemon=True)
         self.on_provider: list[Callable[[Any], None]] = []
         self.on_fatal: Callable[[], None] | None = None  # serve stops the server
+        self.target_errors: dict[str, str] = {}
+        self.on_target_error: list[Callable[[str, str], None]] = []
 
     def start(self) -> None:
         self._thread.start()
@@ -232,10 +242,32 @@ class WorkerThread:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
+    def _target_failed(self, name: str, sentence: str) -> None:
+        self.target_errors[name] = redact.redact(sentence)
+        for hook in self.on_target_error:
+            hook(name, self.target_errors[name])
+
+    def _targets_main(self) -> None:
+        from cdn_preheat.targets import TargetsPreheater
+
+        with TargetsPreheater.from_settings(self.settings) as targets:
+            for unit in targets.units:
+                for hook in self.on_provider:
+                    hook(unit.provider)
+            self.exit_code = targets.work(
+                stop=self.stop_event, idle=self.idle, wake=self.wake, on_error=self._target_failed
+            )
+        if not self.stop_event.is_set():  # every target's loop has stopped on its error
+            sentences = "; ".join(self.target_errors.values()) or "every target stopped"
+            raise ConfigError(f"every target stopped: {sentences}")
+
     def _main(self) -> None:
         from cdn_preheat.api import Preheater
 
         try:
+            if self.settings.cdn_preheat_targets:
+                self._targets_main()
+                return
             with Preheater.from_settings(self.settings) as preheater:
                 provider = preheater.provider
                 for hook in self.on_provider:
@@ -284,6 +316,7 @@ def create_app(
     if worker is not None:
         worker.on_provider.append(metrics.instrument)
         engine.on_queued.append(worker.wake.set)
+        worker.on_target_error.append(engine.target_errors.__setitem__)
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     _health_routes(app)

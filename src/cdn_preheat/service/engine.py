@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import json
 import threading
 from collections.abc import Callable, Sequence
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from cdn_preheat.hls import Expansion
     from cdn_preheat.ledger.base import Ledger
     from cdn_preheat.providers.base import Provider
+    from cdn_preheat.targets import TargetsPreheater, Unit
 
 T = TypeVar("T")
 
@@ -55,9 +57,11 @@ class VideoView:
     created_at: dt.datetime
     updated_at: dt.datetime
     errors: list[dict[str, str]] = field(default_factory=list)
+    # With CDN_PREHEAT_TARGETS: the video on each target (None: one provider, no key).
+    targets: list[dict[str, Any]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        document: dict[str, Any] = {
             "video_id": self.video_id,
             "m3u8_url": self.m3u8_url,
             "state": self.state,
@@ -66,6 +70,9 @@ class VideoView:
             "updated_at": self.updated_at.isoformat(),
             "errors": list(self.errors),
         }
+        if self.targets is not None:
+            document["targets"] = [dict(target) for target in self.targets]
+        return document
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,26 @@ def _counts(raw: dict[UrlState, int]) -> dict[str, int]:
     counts = {name: raw.get(UrlState(name), 0) for name in COUNT_STATES}
     counts["pending"] += raw.get(UrlState.RESERVED, 0)
     return counts
+
+
+def target_state(counts: dict[str, int]) -> str:
+    """A video's state on one target, by the rule of its overall state (pipeline)."""
+    if counts["pending"]:
+        return "queued"
+    if counts["submitted"]:
+        return "submitted"
+    if not counts["done"] and (counts["failed"] or counts["invalid"]):
+        return "failed"
+    if not any(counts.values()):
+        return "queued"  # nothing recorded for this target yet (added to the file later)
+    return "done"
+
+
+def progress(counts: dict[str, int]) -> float:
+    """The share of a target's URLs that reached an end (done, failed or invalid)."""
+    total = sum(counts[name] for name in ("pending", "submitted", "done", "failed", "invalid"))
+    finished = counts["done"] + counts["failed"] + counts["invalid"]
+    return round(finished / total, 4) if total else 0.0
 
 
 def encode_cursor(record: VideoRecord) -> str:
@@ -103,6 +130,11 @@ class ServiceEngine:
     ``fetch_transport``). ``on_provider`` hooks are called once with the
     provider when it is first made (the metrics count its calls there);
     ``on_queued`` hooks after a video is queued (the worker wakes up).
+
+    With ``CDN_PREHEAT_TARGETS`` (docs/targets.md) videos are queued, counted
+    and quota read per target through :class:`cdn_preheat.targets.TargetsPreheater`
+    (``targets``); ``target_errors`` holds the sentence of each target whose
+    worker stopped (wrong keys), shown in that target's entries.
     """
 
     def __init__(self, settings: Settings, service_settings: ServiceSettings | None = None) -> None:
@@ -114,6 +146,17 @@ class ServiceEngine:
         self.on_queued: list[Callable[[], None]] = []
         self.preheater = self._new_preheater()
         self._instrumented: Provider | None = None
+        self.targets: TargetsPreheater | None = None
+        self.target_errors: dict[str, str] = {}
+        self._instrumented_units: list[Unit] | None = None
+        if settings.cdn_preheat_targets:
+            from cdn_preheat.targets import TargetsPreheater
+
+            connections = settings.cdn_preheat_fetch_concurrency
+            self.targets = TargetsPreheater.from_settings(
+                settings,
+                fetch_transport=lambda: self.policy.transport(max_connections=connections),
+            )
 
     def _new_preheater(self) -> AsyncPreheater:
         from cdn_preheat.api import AsyncPreheater
@@ -140,12 +183,45 @@ class ServiceEngine:
                     self._instrumented = provider
         return provider
 
+    @property
+    def units(self) -> list[Unit]:
+        """The targets (a pool is one unit), their providers counted by the metrics."""
+        assert self.targets is not None, "units exist with CDN_PREHEAT_TARGETS only"
+        units = self.targets.units
+        if self._instrumented_units is not units:
+            with self._lock:
+                if self._instrumented_units is not units:
+                    for unit in units:
+                        for hook in self.on_provider:
+                            hook(unit.provider)
+                    self._instrumented_units = units
+        return units
+
+    def quota_keys(self) -> list[tuple[str, str, int | None]]:
+        """(ledger provider key, area, quota day's UTC offset) of every place pushed to."""
+        if self.targets is None:
+            provider = self.provider
+            offset = self.settings.cdn_preheat_quota_utc_offset_hours
+            if offset is None:
+                offset = provider.limits.quota_utc_offset_hours
+            return [(provider.name, provider.area, offset)]
+        keys = []
+        for unit in self.units:
+            offset = unit.settings.cdn_preheat_quota_utc_offset_hours
+            if offset is None:
+                offset = unit.provider.limits.quota_utc_offset_hours
+            keys.append((*unit.key, offset))
+        return keys
+
     def close(self) -> None:
         """Release the ledger and the provider; they are opened again on next use."""
         with self._lock:
             old, self.preheater = self.preheater, self._new_preheater()
             self._instrumented = None
+            self._instrumented_units = None
         old.sync.close()
+        if self.targets is not None:
+            self.targets.close()  # its units and ledger open again on next use
 
     @staticmethod
     async def run(function: Callable[..., T], *args: Any) -> T:
@@ -164,7 +240,32 @@ class ServiceEngine:
             record.created_at,
             record.updated_at,
             [{"url": f.url, "reason": f.last_error or str(f.state)} for f in failures],
+            self._targets_of(record.video_id) if self.targets is not None else None,
         )
+
+    def _targets_of(self, video_id: str) -> list[dict[str, Any]]:
+        """The video on each target: counts by state, state, progress, a pool's members."""
+        assert self.targets is not None
+        units = self.units
+        rows = []
+        for unit, row in zip(units, self.targets.status(video_id), strict=True):
+            counts = _counts(row.counts)
+            entry: dict[str, Any] = {
+                "name": row.name,
+                "provider": unit.members[0].spec.provider,
+                "area": row.key[1],
+                "state": target_state(counts),
+                "counts": counts,
+                "progress": progress(counts),
+                "error": self.target_errors.get(row.name),
+            }
+            if row.members:
+                entry["members"] = [
+                    {"name": member, "pushed": row.pushed_by.get(member, 0)}
+                    for member in row.members
+                ]
+            rows.append(entry)
+        return rows
 
     def _video_sync(self, video_id: str) -> VideoView | None:
         record = self.ledger.get_video(video_id)
@@ -220,6 +321,8 @@ class ServiceEngine:
         if problem is not None:
             raise InputError(f"m3u8_url is refused: {problem}.")
         ledger = await self.run(lambda: self.ledger)
+        if self.targets is not None:
+            await self.run(lambda: self.units)  # a bad targets file: its sentence, nothing written
         if reset:
             await self.expand(m3u8_url)
         else:
@@ -230,12 +333,23 @@ class ServiceEngine:
                 or pipeline.is_preheated(known, utcnow(), max_age)
             ):
                 return Submitted(False, await self.run(self._view, known))
-        await self.run(lambda: self.provider)  # counted by the metrics from the first call
-        (result,) = await self.preheater.queue(
-            [(video_id, m3u8_url)], reset=reset, head_first=head, check_credentials=False
-        )
-        if result.error is not None:
-            raise InputError(result.error)
+        error: str | None
+        if self.targets is not None:
+            # Expanded once, queued for every target (the host mapped per target).
+            (queued,) = await self.run(
+                functools.partial(
+                    self.targets.queue, [(video_id, m3u8_url)], reset=reset, head_first=head
+                )
+            )
+            error, preheated = queued.error, queued.already_preheated
+        else:
+            await self.run(lambda: self.provider)  # counted by the metrics from the first call
+            (result,) = await self.preheater.queue(
+                [(video_id, m3u8_url)], reset=reset, head_first=head, check_credentials=False
+            )
+            error, preheated = result.error, result.already_preheated
+        if error is not None:
+            raise InputError(error)
 
         def settled() -> VideoView:
             pipeline.refresh_video_state(ledger, video_id)
@@ -244,7 +358,7 @@ class ServiceEngine:
             return view
 
         view = await self.run(settled)
-        if result.already_preheated:
+        if preheated:
             return Submitted(False, view)
         for hook in self.on_queued:
             hook()
@@ -266,6 +380,7 @@ class ServiceEngine:
         """Probe a sample at the edge (``AsyncPreheater.verify``); None: unknown video."""
         if await self.video(video_id) is None:
             return None
+        self._refuse_per_target("verify")
         result = await self.preheater.verify(video_id, sample=sample, min_hit_ratio=1.0)
         report, outcome = result.report, result.gate
 
@@ -295,6 +410,7 @@ class ServiceEngine:
             raise InputError("give urls, dirs or a video_id to purge.")
         if video_id is not None and await self.video(video_id) is None:
             raise InputError(f"no video {video_id!r} in the ledger.")
+        self._refuse_per_target("purge")
         await self.run(lambda: self.provider)
         result = await self.preheater.purge(
             urls=urls, dirs=dirs, video_id=video_id, delete=delete, follow=False
@@ -315,8 +431,17 @@ class ServiceEngine:
             "failures": [{"url": url, "reason": why} for url, why in result.failures.items()],
         }
 
+    def _refuse_per_target(self, what: str) -> None:
+        if self.targets is not None:
+            raise TargetsUnsupported(
+                f"{what} over CDN_PREHEAT_TARGETS is not available in the service yet; run "
+                f"`cdn-preheat {what}` for each target."
+            )
+
     async def quota(self) -> list[dict[str, Any]]:
-        """Today's quota per provider and area (``AsyncPreheater.quota``)."""
+        """Today's quota per provider and area (``AsyncPreheater.quota``), or per target."""
+        if self.targets is not None:
+            return await self.run(self._targets_quota)
         await self.run(lambda: self.provider)
         report = await self.preheater.quota()
         return [
@@ -331,8 +456,43 @@ class ServiceEngine:
             }
         ]
 
+    def _targets_quota(self) -> list[dict[str, Any]]:
+        """One entry per target (a pool: one, with its members); a failing one has its sentence."""
+        assert self.targets is not None
+        units = self.units
+        rows = []
+        for unit, row in zip(units, self.targets.quota(), strict=True):
+            book = self.ledger.quota_day(*unit.key, row.day)
+            total, available = row.total, row.available
+            if available is None and row.error is None and book is not None:
+                # No quota API (Qiniu): what the CDN's answers told the ledger today.
+                total, available = book.limit, book.remaining
+            rows.append(
+                {
+                    "target": row.name,
+                    "provider": unit.members[0].spec.provider,
+                    "area": unit.key[1],
+                    "day": row.day,
+                    "total": total,
+                    "available": available,
+                    "used_today": book.used if book else None,
+                    "reserved_in_flight": row.reserved_in_flight,
+                    "members": [
+                        {"name": name, "available": left} for name, left in row.members.items()
+                    ]
+                    if unit.is_pool
+                    else [],
+                    "error": row.error or self.target_errors.get(row.name),
+                }
+            )
+        return rows
+
     # ------------------------------------------------------------ health
     def _ready_sync(self) -> None:
+        if self.targets is not None:
+            _ = self.units  # the targets file and every target's settings are valid
+            self.ledger.get_video("cdn-preheat-health-probe")
+            return
         _ = self.provider  # settings complete enough to build it (no CDN call)
         self.ledger.get_video("cdn-preheat-health-probe")  # one indexed round trip
 
@@ -341,4 +501,8 @@ class ServiceEngine:
         await self.run(self._ready_sync)
 
 
-__all__ = ["PreheatError", "ServiceEngine", "Submitted", "VideoView"]
+class TargetsUnsupported(InputError):
+    """A route the service does not offer over targets yet (409)."""
+
+
+__all__ = ["PreheatError", "ServiceEngine", "Submitted", "TargetsUnsupported", "VideoView"]

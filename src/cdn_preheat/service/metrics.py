@@ -175,16 +175,15 @@ class LedgerCollector(Collector):
         engine = self.engine
         ledger = engine.ledger
         try:
-            provider = engine.provider
-            name, area = provider.name, provider.area
-            offset = engine.settings.cdn_preheat_quota_utc_offset_hours
-            if offset is None:
-                offset = provider.limits.quota_utc_offset_hours
+            # (name, area, quota offset) of the provider, or of every target and pool.
+            keys = engine.quota_keys()
         except Exception:  # settings incomplete: /readyz says why; counts still go out
-            name, area, offset = engine.settings.cdn_provider, "", None
+            keys = []
         by_target = ledger.counts_by_target()
         if not by_target:
-            by_target = {(name, area): {}}
+            by_target = {(name, area): {} for name, area, _ in keys} or {
+                (engine.settings.cdn_provider, ""): {}
+            }
         urls = GaugeMetricFamily(
             "cdn_preheat_urls", "URLs in the ledger by provider, area and state.",
             labels=["provider", "area", "state"],
@@ -216,11 +215,15 @@ class LedgerCollector(Collector):
             "Prefetch quota (URLs) left today per provider and area, reservations deducted.",
             labels=["provider", "area"],
         )
-        if offset is not None:
+        if keys:
             from cdn_preheat.clock import quota_day, utcnow
 
-            day = quota_day(utcnow(), offset)
-            for target_provider, target_area in sorted({(name, area), *by_target}):
+            now = utcnow()
+            offsets = {(name, area): offset for name, area, offset in keys}
+            default = keys[0][2]  # keys in the ledger not configured now: the first's day
+            for target_provider, target_area in sorted({*offsets, *by_target}):
+                offset = offsets.get((target_provider, target_area), default)
+                day = quota_day(now, offset)
                 book = ledger.quota_day(target_provider, target_area, day)
                 if book is not None and book.limit is not None:
                     limit.add_metric([target_provider, target_area], book.limit)

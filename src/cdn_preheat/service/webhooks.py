@@ -343,15 +343,15 @@ async def recent_events(request: Request, state: EventState | None = None, limit
 
 
 def quota_targets(engine: ServiceEngine) -> Callable[[dt.datetime], list[tuple[str, str, str]]]:
-    """The (provider, area, provider-local day) the service pushes to."""
+    """The (provider, area, provider-local day) the service pushes to.
+
+    With ``CDN_PREHEAT_TARGETS``: one per target (a pool once), under its ledger
+    key (target name, area), so each target's spent quota is its own event.
+    """
     from cdn_preheat.clock import quota_day
 
     def targets(now: dt.datetime) -> list[tuple[str, str, str]]:
-        provider = engine.provider
-        offset = engine.settings.cdn_preheat_quota_utc_offset_hours
-        if offset is None:
-            offset = provider.limits.quota_utc_offset_hours
-        return [(provider.name, provider.area, quota_day(now, offset))]
+        return [(name, area, quota_day(now, offset)) for name, area, offset in engine.quota_keys()]
 
     return targets
 

@@ -1,0 +1,300 @@
+"""The service over several targets (CDN_PREHEAT_TARGETS, docs/targets.md).
+
+The app runs with its own worker, as ``serve`` runs it, against a sandbox with
+several accounts (two more Tencent accounts in a pool, Qiniu, EdgeOne) over real
+HTTP: a video queued through the API is expanded once and reaches done on every
+target, the quota route answers per target, and a target whose key is wrong
+fails alone, its sentence in its entries.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from receiver import Receiver
+from service_support import AUTH, service_settings
+
+from cdn_preheat.config import load_settings
+from cdn_preheat.hls import ExpandOptions, expand
+from cdn_preheat.sandbox.edgeone import SANDBOX_ZONE_ID
+from cdn_preheat.sandbox.server import Sandbox, TencentAccount
+from cdn_preheat.sandbox.tencent import TencentLimits
+from cdn_preheat.service import ServiceEngine, create_app
+from cdn_preheat.service.app import WorkerThread
+
+NAMES = ("tencent", "qiniu", "edgeone", "tencent-b", "tencent-c")
+POOL = {"tencent-b": "premiere", "tencent-c": "premiere"}
+UNITS = ["tencent", "qiniu", "edgeone", "premiere"]  # a pool is one entry
+SECRET = "webhook-secret-for-targets"
+
+
+@pytest.fixture(scope="module")
+def box() -> Iterator[Sandbox]:
+    accounts = {
+        name: TencentAccount(limits=TencentLimits(task_delay=0.05))
+        for name in ("tencent-b", "tencent-c", "tencent-d")
+    }
+    with Sandbox(videos=6, variants=2, segments=4, task_delay=0.05, tencent_accounts=accounts) as b:
+        yield b
+
+
+def received(box: Sandbox, name: str) -> list[str]:
+    return box.apis[name].received_urls()  # type: ignore[attr-defined, no-any-return]
+
+
+def edge_urls(box: Sandbox, video_id: str) -> list[str]:
+    options = ExpandOptions(cdn_host=box.edge.netloc)
+    return [u.url for u in expand(box.video_url(video_id), options).urls]
+
+
+class Service:
+    """The app with its worker over a targets file of the sandbox's accounts."""
+
+    def __init__(
+        self,
+        box: Sandbox,
+        tmp: Path,
+        names: tuple[str, ...],
+        monkeypatch: pytest.MonkeyPatch,
+        *,
+        pools: dict[str, str] | None = None,
+        env: dict[str, str] | None = None,
+        webhook: str | None = None,
+    ) -> None:
+        variables = box.targets_file(tmp / "targets.toml", names, pools=pools)
+        variables.update(env or {})
+        for name, value in variables.items():
+            monkeypatch.setenv(name, value)  # the keys, in the variables the file names
+        extra: dict[str, Any] = {}
+        if webhook is not None:
+            extra = {"cdn_preheat_webhook_url": webhook, "cdn_preheat_webhook_secret": SECRET}
+        self.settings = load_settings(
+            cdn_preheat_targets=variables["CDN_PREHEAT_TARGETS"],
+            cdn_preheat_db=str(tmp / "ledger.sqlite3"),
+            **extra,
+        )
+        self.engine = ServiceEngine(self.settings, service_settings())
+        self.worker = WorkerThread(self.settings, threading.Event(), idle=120)
+        self.app = create_app(self.engine, worker=self.worker)
+        self.app.state.outbox_poll = 0.1
+
+    def __enter__(self) -> TestClient:
+        self.client = TestClient(self.app, headers=AUTH).__enter__()
+        return self.client
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.__exit__(*exc)
+        self.engine.close()
+
+    def wait(self, video_id: str, done: Any, seconds: float = 60) -> dict[str, Any]:
+        """The video's record once ``done(record)`` holds (the worker pushes meanwhile)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            record: dict[str, Any] = self.client.get(f"/v1/videos/{video_id}").json()
+            if done(record):
+                return record
+            assert time.monotonic() < deadline, record
+            time.sleep(0.1)
+
+
+def by_name(entries: list[dict[str, Any]], key: str = "name") -> dict[str, dict[str, Any]]:
+    return {entry[key]: entry for entry in entries}
+
+
+def test_a_video_queued_through_the_api_reaches_done_on_every_target(
+    box: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    urls = edge_urls(box, "demo-1")
+    before = {name: len(received(box, name)) for name in NAMES}
+    receiver = Receiver(SECRET).start()
+    service = Service(box, tmp_path, NAMES, monkeypatch, pools=POOL, webhook=receiver.url)
+    try:
+        with service as client:
+            body = {"video_id": "demo-1", "m3u8_url": box.video_url("demo-1")}
+            answer = client.post("/v1/videos", json=body)
+            assert answer.status_code == 202, answer.text
+            queued = answer.json()
+            assert [t["name"] for t in queued["targets"]] == UNITS
+            for target in queued["targets"]:  # every URL queued for every target
+                assert target["counts"]["pending"] + target["counts"]["submitted"] + target[
+                    "counts"
+                ]["done"] == len(urls), target
+            assert queued["counts"]["pending"] + queued["counts"]["submitted"] + queued["counts"][
+                "done"
+            ] == len(urls) * len(UNITS)
+
+            record = service.wait("demo-1", lambda r: r["state"] == "done")
+            targets = by_name(record["targets"])
+            assert list(targets) == UNITS
+            for target in targets.values():
+                assert target["state"] == "done", target
+                assert target["counts"]["done"] == len(urls), target
+                assert target["progress"] == 1.0 and target["error"] is None
+            assert targets["edgeone"]["area"] == SANDBOX_ZONE_ID
+            assert targets["qiniu"]["provider"] == "qiniu"
+            members = by_name(targets["premiere"]["members"])
+            assert set(members) == {"tencent-b", "tencent-c"}
+            assert sum(m["pushed"] for m in members.values()) == len(urls)
+            assert record["counts"]["done"] == len(urls) * len(UNITS)
+
+            # Each account received every URL once; the pool's members none twice.
+            for name in ("tencent", "qiniu", "edgeone"):
+                assert sorted(received(box, name)[before[name] :]) == sorted(urls), name
+            pooled = [u for n in ("tencent-b", "tencent-c") for u in received(box, n)[before[n] :]]
+            assert sorted(pooled) == sorted(urls)
+
+            # One video.done, once the video is done on every target.
+            deadline = time.monotonic() + 30
+            while not any(d.body["type"] == "video.done" for d in receiver.deliveries):
+                assert time.monotonic() < deadline, [d.body for d in receiver.deliveries]
+                time.sleep(0.1)
+            time.sleep(0.5)
+            done = [d.body for d in receiver.deliveries if d.body["type"] == "video.done"]
+            assert len(done) == 1 and done[0]["video"]["video_id"] == "demo-1"
+            assert done[0]["video"]["counts"]["done"] == len(urls) * len(UNITS)
+
+            again = client.post("/v1/videos", json=body)  # preheated on every target
+            assert again.status_code == 200 and again.json()["targets"] == record["targets"]
+    finally:
+        receiver.down()
+
+
+def test_batch_queues_each_video_for_every_target(
+    box: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = ("tencent", "qiniu")
+    with Service(box, tmp_path, names, monkeypatch) as client:
+        videos = [{"video_id": v, "m3u8_url": box.video_url(v)} for v in ("demo-2", "demo-3")]
+        videos.append({"video_id": "broken", "m3u8_url": box.video_url("demo-2") + ".gone"})
+        answer = client.post("/v1/videos:batch", json={"videos": videos})
+        assert answer.status_code == 202
+        results = by_name(answer.json()["results"], "video_id")
+        assert results["broken"]["status"] == 422 and results["broken"]["error"]
+        for video_id in ("demo-2", "demo-3"):
+            entry = results[video_id]
+            assert entry["status"] == 202, entry
+            targets = by_name(entry["video"]["targets"])
+            assert list(targets) == list(names)
+            found = len(edge_urls(box, video_id))
+            assert all(sum(t["counts"].values()) == found for t in targets.values())
+        page = client.get("/v1/videos").json()["videos"]
+        assert {v["video_id"] for v in page} == {"demo-2", "demo-3"}
+        assert all([t["name"] for t in v["targets"]] == list(names) for v in page)
+
+
+def test_quota_has_one_entry_per_target_and_a_pools_members(
+    box: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    box.apis["tencent-b"].limits.push_per_day = 777  # type: ignore[attr-defined]
+    box.apis["tencent-c"].limits.push_per_day = 555  # type: ignore[attr-defined]
+    try:
+        with Service(box, tmp_path, NAMES, monkeypatch, pools=POOL) as client:
+            answer = client.get("/v1/quota")
+            assert answer.status_code == 200, answer.text
+            entries = by_name(answer.json()["quota"], "target")
+    finally:
+        box.apis["tencent-b"].limits.push_per_day = 100_000  # type: ignore[attr-defined]
+        box.apis["tencent-c"].limits.push_per_day = 100_000  # type: ignore[attr-defined]
+    assert list(entries) == UNITS
+    for entry in entries.values():
+        assert set(entry) >= {"target", "provider", "area", "day", "total", "available",
+                              "reserved_in_flight", "members", "error"}  # fmt: skip
+        assert entry["error"] is None and entry["reserved_in_flight"] == 0
+    assert entries["tencent"]["total"] == box.tencent.limits.push_per_day
+    pool = entries["premiere"]
+    assert pool["total"] == 777 + 555  # the members' quotas add up
+    left = by_name(pool["members"])
+    assert list(left) == ["tencent-b", "tencent-c"]
+    assert 0 < left["tencent-b"]["available"] <= 777 and 0 < left["tencent-c"]["available"] <= 555
+    assert pool["available"] == left["tencent-b"]["available"] + left["tencent-c"]["available"]
+    assert entries["tencent"]["members"] == []
+
+
+def test_a_target_with_a_wrong_key_fails_alone_with_its_sentence(
+    box: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wrong = "not-the-key-of-tencent-d-77"
+    names = ("tencent", "tencent-d")
+    urls = edge_urls(box, "demo-4")
+    service = Service(
+        box, tmp_path, names, monkeypatch, env={"SANDBOX_TENCENT_D_KEY_SECRET": wrong}
+    )
+    with service as client:
+        body = {"video_id": "demo-4", "m3u8_url": box.video_url("demo-4")}
+        assert client.post("/v1/videos", json=body).status_code == 202
+        record = service.wait(
+            "demo-4",
+            lambda r: r["targets"][0]["state"] == "done" and r["targets"][1]["error"] is not None,
+        )
+        good, bad = record["targets"]
+        assert good["counts"]["done"] == len(urls) and good["error"] is None
+        assert bad["counts"]["pending"] == len(urls)  # kept queued: fixed keys push them
+        assert bad["state"] == "queued" and record["state"] == "queued"
+        assert bad["error"].startswith("target tencent-d: Tencent Cloud rejected the credentials")
+        assert "SANDBOX_TENCENT_D_KEY_SECRET" in bad["error"] and wrong not in bad["error"]
+
+        quota = by_name(client.get("/v1/quota").json()["quota"], "target")
+        assert quota["tencent"]["error"] is None and quota["tencent"]["total"]
+        assert quota["tencent-d"]["total"] is None
+        assert quota["tencent-d"]["error"].startswith("target tencent-d: ")
+        assert "SANDBOX_TENCENT_D_KEY_SECRET" in quota["tencent-d"]["error"]
+        assert wrong not in client.get("/v1/quota").text
+
+        # The service goes on: the good target still takes videos.
+        assert client.get("/readyz").json() == {"status": "ready"}
+        more = {"video_id": "demo-5", "m3u8_url": box.video_url("demo-5")}
+        assert client.post("/v1/videos", json=more).status_code == 202
+        service.wait("demo-5", lambda r: r["targets"][0]["state"] == "done")
+    assert received(box, "tencent-d") == []
+
+
+def test_quota_exhausted_is_sent_for_the_target_that_spent_it(
+    box: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    urls = edge_urls(box, "demo-6")
+    box.apis["tencent-d"].limits.push_per_day = 3  # type: ignore[attr-defined]
+    receiver = Receiver(SECRET).start()
+    service = Service(box, tmp_path, ("tencent", "tencent-d"), monkeypatch, webhook=receiver.url)
+    try:
+        with service as client:
+            body = {"video_id": "demo-6", "m3u8_url": box.video_url("demo-6")}
+            assert client.post("/v1/videos", json=body).status_code == 202
+            record = service.wait("demo-6", lambda r: r["targets"][0]["state"] == "done")
+            deadline = time.monotonic() + 30
+            while not any(d.body["type"] == "quota.exhausted" for d in receiver.deliveries):
+                assert time.monotonic() < deadline, [d.body for d in receiver.deliveries]
+                time.sleep(0.1)
+            time.sleep(0.5)
+            record = client.get("/v1/videos/demo-6").json()
+    finally:
+        receiver.down()
+        box.apis["tencent-d"].limits.push_per_day = 100_000  # type: ignore[attr-defined]
+    spent = [d.body for d in receiver.deliveries if d.body["type"] == "quota.exhausted"]
+    assert len(spent) == 1
+    assert spent[0]["quota"]["provider"] == "tencent-d" and spent[0]["quota"]["limit"] == 3
+    assert spent[0]["quota"]["queued"] == len(urls) - 3  # that target's queue only
+    target = by_name(record["targets"])["tencent-d"]
+    assert target["counts"]["done"] + target["counts"]["submitted"] == 3
+    assert target["counts"]["pending"] == len(urls) - 3
+    # The video is not done everywhere: no video.done yet.
+    assert not [d for d in receiver.deliveries if d.body["type"] == "video.done"]
+
+
+def test_verify_and_purge_refuse_over_targets_with_a_sentence(
+    box: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Service(box, tmp_path, ("tencent", "qiniu"), monkeypatch) as client:
+        body = {"video_id": "demo-1", "m3u8_url": box.video_url("demo-1")}
+        assert client.post("/v1/videos", json=body).status_code == 202
+        for answer in (
+            client.post("/v1/videos/demo-1/verify", json={"sample": 3}),
+            client.post("/v1/purge", json={"video_id": "demo-1"}),
+        ):
+            assert answer.status_code == 409
+            assert "CDN_PREHEAT_TARGETS" in answer.json()["error"]
