@@ -286,15 +286,58 @@ def test_quota_exhausted_is_sent_for_the_target_that_spent_it(
     assert not [d for d in receiver.deliveries if d.body["type"] == "video.done"]
 
 
-def test_verify_and_purge_refuse_over_targets_with_a_sentence(
-    box: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.fixture(scope="module")
+def hosts_box() -> Iterator[Sandbox]:
+    """Every account owns a domain of its own, each cached on its own: verify tells them apart."""
+    accounts = {"tencent-b": TencentAccount(limits=TencentLimits(task_delay=0.05))}
+    with Sandbox(
+        videos=2, variants=2, segments=4, task_delay=0.05, tencent_accounts=accounts,
+        edge_per_account=True,
+    ) as b:  # fmt: skip
+        yield b
+
+
+def test_verify_and_purge_answer_per_target_and_a_broken_one_alone(
+    hosts_box: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with Service(box, tmp_path, ("tencent", "qiniu"), monkeypatch) as client:
+    box, wrong = hosts_box, "wrong-secret-of-tencent-b-31"
+    names = ("tencent", "qiniu", "tencent-b")
+    service = Service(box, tmp_path, names, monkeypatch,
+                      env={"SANDBOX_TENCENT_B_KEY_SECRET": wrong})  # fmt: skip
+    with service as client:
         body = {"video_id": "demo-1", "m3u8_url": box.video_url("demo-1")}
         assert client.post("/v1/videos", json=body).status_code == 202
-        for answer in (
-            client.post("/v1/videos/demo-1/verify", json={"sample": 3}),
-            client.post("/v1/purge", json={"video_id": "demo-1"}),
-        ):
-            assert answer.status_code == 409
-            assert "CDN_PREHEAT_TARGETS" in answer.json()["error"]
+        service.wait(
+            "demo-1",
+            lambda r: (
+                [t["state"] for t in r["targets"][:2]] == ["done", "done"]
+                and r["targets"][2]["error"] is not None
+            ),
+        )
+        answer = client.post("/v1/videos/demo-1/verify", json={"sample": 1000})
+        assert answer.status_code == 200, answer.text
+        checked = answer.json()
+        assert checked["video_id"] == "demo-1" and checked["passed"] is False
+        entries = by_name(checked["targets"])
+        assert list(entries) == list(names)
+        for name in ("tencent", "qiniu"):  # its own URLs, at its own host, all cached
+            entry = entries[name]
+            assert entry["passed"] is True and entry["overall"]["ratio"] == 1.0, entry
+            assert entry["cdn_host"] == box.hosts[name]
+            assert {u["url"].split("/")[2] for u in entry["urls"]} == {box.hosts[name]}
+        cold = entries["tencent-b"]  # nothing pushed there: cold, and only there
+        assert cold["passed"] is False and cold["overall"]["ratio"] == 0.0
+        assert checked["reason"].startswith("target tencent-b: ")
+
+        purged = client.post("/v1/purge", json={"video_id": "demo-1"})
+        assert purged.status_code == 200, purged.text
+        result = purged.json()
+        assert result["ok"] is False
+        rows = by_name(result["targets"])
+        assert list(rows) == list(names)
+        found = len(edge_urls(box, "demo-1"))
+        for name in ("tencent", "qiniu"):
+            assert rows[name]["error"] is None and rows[name]["submitted"] == found, rows[name]
+        assert rows["tencent-b"]["error"].startswith("target tencent-b: ")
+        assert "SANDBOX_TENCENT_B_KEY_SECRET" in rows["tencent-b"]["error"]
+        assert wrong not in purged.text and wrong not in answer.text

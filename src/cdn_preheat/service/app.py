@@ -38,7 +38,7 @@ from cdn_preheat.errors import (
     QuotaExhausted,
     RateLimited,
 )
-from cdn_preheat.service.engine import ServiceEngine, TargetsUnsupported
+from cdn_preheat.service.engine import ServiceEngine
 from cdn_preheat.service.settings import ServiceSettings
 
 if TYPE_CHECKING:
@@ -131,8 +131,6 @@ class BodyLimit:
 
 
 def _status_of(error: PreheatError) -> int:
-    if isinstance(error, TargetsUnsupported):
-        return 409
     if isinstance(error, InputError | PlaylistError):
         return 422
     if isinstance(error, QuotaExhausted | RateLimited):

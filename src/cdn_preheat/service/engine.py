@@ -31,12 +31,13 @@ from cdn_preheat.service.settings import ServiceSettings
 from cdn_preheat.service.ssrf import OriginPolicy
 
 if TYPE_CHECKING:
-    from cdn_preheat.api import AsyncPreheater
+    from cdn_preheat.api import AsyncPreheater, PurgeResult
     from cdn_preheat.config import Settings
     from cdn_preheat.hls import Expansion
     from cdn_preheat.ledger.base import Ledger
     from cdn_preheat.providers.base import Provider
     from cdn_preheat.targets import TargetsPreheater, Unit
+    from cdn_preheat.verify import GateResult, VerifyReport
 
 T = TypeVar("T")
 
@@ -377,66 +378,78 @@ class ServiceEngine:
 
     # ------------------------------------------------------------ CDN calls
     async def verify(self, video_id: str, sample: int) -> dict[str, Any] | None:
-        """Probe a sample at the edge (``AsyncPreheater.verify``); None: unknown video."""
+        """Probe a sample at the edge (``AsyncPreheater.verify``); None: unknown video.
+
+        With targets: each target's own URLs at its host (``TargetsPreheater.verify``),
+        one entry each under ``targets``; ``passed`` when every target passes.
+        """
         if await self.video(video_id) is None:
             return None
-        self._refuse_per_target("verify")
+        if self.targets is not None:
+            return await self.run(self._targets_verify, video_id, sample)
         result = await self.preheater.verify(video_id, sample=sample, min_hit_ratio=1.0)
-        report, outcome = result.report, result.gate
+        return {"video_id": video_id, **_probed(result.report, result.gate)}
 
-        def ratio(value: Any) -> dict[str, Any]:
-            names = ("hits", "upper", "misses", "unknown", "errors", "ratio")
-            return {name: getattr(value, name) for name in names}
-
+    def _targets_verify(self, video_id: str, sample: int) -> dict[str, Any]:
+        assert self.targets is not None
+        _ = self.units  # counted by the metrics
+        run = self.targets.verify(video_id, sample=sample, min_hit_ratio=1.0)
+        entries = [
+            {"name": one.name, "provider": one.provider, "cdn_host": one.cdn_host,
+             **_probed(one.report, one.gate)}
+            for one in run.results
+        ]  # fmt: skip
+        reasons = [f"target {e['name']}: {e['reason']}" for e in entries if e["reason"]]
         return {
             "video_id": video_id,
-            "overall": ratio(report.overall),
-            "renditions": {k: ratio(v) for k, v in report.by_rendition().items()},
-            "urls": [
-                {"url": r.url, "status": r.status_code, "cache": str(r.status), "error": r.error}
-                for r in report.results
-            ],
-            "passed": outcome.passed,
-            "reason": outcome.reason or None,
+            "overall": None,  # per target: each is read with its own vendor's header
+            "renditions": {},
+            "urls": [],
+            "passed": run.passed,
+            "reason": "; ".join(reasons) or None,
+            "targets": entries,
         }
 
     async def purge(
         self, urls: Sequence[str], dirs: Sequence[str], video_id: str | None, delete: bool
     ) -> dict[str, Any]:
-        """Refresh URLs, directories or a video's URLs (``AsyncPreheater.purge``, not followed)."""
+        """Refresh URLs, directories or a video's URLs (``AsyncPreheater.purge``, not followed).
+
+        With targets: on every target at its own host, a pool on each member
+        (``TargetsPreheater.purge``), one entry each under ``targets``; a target
+        that fails has its sentence there and the others are purged all the same.
+        """
         if delete and not dirs:
             raise InputError("delete applies to dirs only.")
         if not urls and not dirs and video_id is None:
             raise InputError("give urls, dirs or a video_id to purge.")
         if video_id is not None and await self.video(video_id) is None:
             raise InputError(f"no video {video_id!r} in the ledger.")
-        self._refuse_per_target("purge")
+        if self.targets is not None:
+            return await self.run(self._targets_purge, urls, dirs, video_id, delete)
         await self.run(lambda: self.provider)
         result = await self.preheater.purge(
             urls=urls, dirs=dirs, video_id=video_id, delete=delete, follow=False
         )
-        return {
-            "provider": result.provider,
-            "urls": result.urls,
-            "dirs": result.dirs,
-            "submitted": result.submitted,
-            "not_submitted": result.not_submitted,
-            "left": list(result.left),
-            "tasks": list(result.tasks),
-            "done": result.done,
-            "failed": result.failed,
-            "processing": result.processing,
-            "timed_out": result.timed_out,
-            "quota_exhausted": result.quota_exhausted is not None,
-            "failures": [{"url": url, "reason": why} for url, why in result.failures.items()],
-        }
+        return _purged(result)
 
-    def _refuse_per_target(self, what: str) -> None:
-        if self.targets is not None:
-            raise TargetsUnsupported(
-                f"{what} over CDN_PREHEAT_TARGETS is not available in the service yet; run "
-                f"`cdn-preheat {what}` for each target."
+    def _targets_purge(
+        self, urls: Sequence[str], dirs: Sequence[str], video_id: str | None, delete: bool
+    ) -> dict[str, Any]:
+        assert self.targets is not None
+        _ = self.units  # counted by the metrics
+        run = self.targets.purge(
+            urls=urls, dirs=dirs, video_id=video_id, delete=delete, follow=False
+        )
+        entries = []
+        for one in run.results:
+            entry: dict[str, Any] = {"name": one.name, "pool": one.pool, "cdn_host": one.cdn_host}
+            entry.update(
+                _purged(one.result) if one.result is not None else {"provider": one.provider}
             )
+            entry["error"] = one.error
+            entries.append(entry)
+        return {"ok": run.ok, "targets": entries}
 
     async def quota(self) -> list[dict[str, Any]]:
         """Today's quota per provider and area (``AsyncPreheater.quota``), or per target."""
@@ -501,8 +514,41 @@ class ServiceEngine:
         await self.run(self._ready_sync)
 
 
-class TargetsUnsupported(InputError):
-    """A route the service does not offer over targets yet (409)."""
+def _probed(report: VerifyReport, outcome: GateResult) -> dict[str, Any]:
+    """A verification as the API returns it: ratios overall and per rendition, each probe."""
+
+    def ratio(value: Any) -> dict[str, Any]:
+        names = ("hits", "upper", "misses", "unknown", "errors", "ratio")
+        return {name: getattr(value, name) for name in names}
+
+    return {
+        "overall": ratio(report.overall),
+        "renditions": {k: ratio(v) for k, v in report.by_rendition().items()},
+        "urls": [
+            {"url": r.url, "status": r.status_code, "cache": str(r.status), "error": r.error}
+            for r in report.results
+        ],
+        "passed": outcome.passed,
+        "reason": outcome.reason or None,
+    }
 
 
-__all__ = ["PreheatError", "ServiceEngine", "Submitted", "TargetsUnsupported", "VideoView"]
+def _purged(result: PurgeResult) -> dict[str, Any]:
+    return {
+        "provider": result.provider,
+        "urls": result.urls,
+        "dirs": result.dirs,
+        "submitted": result.submitted,
+        "not_submitted": result.not_submitted,
+        "left": list(result.left),
+        "tasks": list(result.tasks),
+        "done": result.done,
+        "failed": result.failed,
+        "processing": result.processing,
+        "timed_out": result.timed_out,
+        "quota_exhausted": result.quota_exhausted is not None,
+        "failures": [{"url": url, "reason": why} for url, why in result.failures.items()],
+    }
+
+
+__all__ = ["PreheatError", "ServiceEngine", "Submitted", "VideoView"]
