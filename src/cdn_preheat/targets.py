@@ -1346,6 +1346,7 @@ def preheat(
     wait: bool = True,
     wait_timeout: float = 600.0,
     reset: bool = False,
+    purge: bool = False,
     only_these: bool = False,
     by: dt.datetime | None = None,
     dry_run: bool = False,
@@ -1363,10 +1364,17 @@ def preheat(
     A unit whose check fails (wrong keys) is queued for all the same (a later run
     with the keys fixed pushes it) and reported failed; when every unit fails, the
     first unit's error is raised, as a single-provider run does.
+
+    ``purge`` (with ``reset``): first purge what the ledger holds for each video on
+    every target (:func:`purge_before_republish`); unless every target purged all
+    of it, nothing is erased or pushed.
     """
     from cdn_preheat.app import expand_options
     from cdn_preheat.clock import utcnow
+    from cdn_preheat.errors import InputError
 
+    if purge and not reset:
+        raise InputError("--purge goes with --reset: it purges the old URLs before pushing anew.")
     options_for = options_for or unit_run_options(settings, wait=wait, wait_timeout=wait_timeout)
     check_units(units, live_quota)
     failed = [unit for unit in units if unit.error is not None]
@@ -1377,6 +1385,9 @@ def preheat(
             raise first  # the single-provider setup: its sentence as before targets
         code = first.code if isinstance(first, ProviderError) else None
         raise type(first)(failed[0].explain(first), code=code)
+    if purge and not dry_run:
+        ids = [source.video_id for source in sources]
+        purge_before_republish(ledger, units, ids, wait_timeout=wait_timeout, stop=stop)
     if dry_run:
         videos, table = _plan(ledger, units, sources, settings, head_first, by, strict,
                               options_for)  # fmt: skip
@@ -1397,6 +1408,66 @@ def preheat(
 
     refresh_states(ledger, [v.video_id for v in videos if v.error is None])
     return TargetsRun(videos, results, table)
+
+
+def purge_before_republish(
+    ledger: Ledger,
+    units: Sequence[Unit],
+    video_ids: Sequence[str],
+    *,
+    wait_timeout: float = 600.0,
+    stop: threading.Event | None = None,
+) -> list[TargetsPurge]:
+    """``push --reset --purge``: purge each video's old URLs on every target, or refuse.
+
+    All or nothing: a republish must not leave one target serving stale copies
+    under a fresh record. So a target whose check failed (:func:`check_units`)
+    stops the run before anything is purged, and a target whose purge does not
+    finish (refused, quota spent, failed) stops it before anything is erased or
+    pushed; the error names the target and carries the worst exit code. Videos
+    the ledger does not hold have nothing to purge.
+    """
+    broken = [unit for unit in units if unit.error is not None]
+    if broken:
+        sentences = "; ".join(u.explain(u.error) for u in broken if u.error is not None)
+        raise _republish_error(
+            worst_code(u.error.exit_code for u in broken if u.error is not None),
+            f"push --purge needs every target to purge first: {sentences} Nothing was "
+            "purged, erased or pushed.",
+        )
+    runs = []
+    for video_id in video_ids:
+        if ledger.get_video(video_id) is None:
+            continue
+        run = purge_targets(ledger, units, video_id=video_id, wait_timeout=wait_timeout,
+                            stop=stop, check=False)  # fmt: skip
+        failed = [t for t in run.results if t.exit_code or _unfinished(t.result)]
+        if failed:
+            sentences = "; ".join(
+                t.error
+                or f"target {t.name}: {_unfinished(t.result)} of its purges did not "
+                "finish (the wait timed out or the run was stopped)"
+                for t in failed
+            )
+            raise _republish_error(
+                run.exit_code or 1,
+                f"the purge of {video_id} before pushing it anew did not finish everywhere "
+                f"({sentences}); nothing of {video_id} was erased or pushed.",
+            )
+        runs.append(run)
+    return runs
+
+
+def _unfinished(result: PurgeResult | None) -> int:
+    return 0 if result is None else result.processing + result.not_submitted
+
+
+def _republish_error(code: int, sentence: str) -> PreheatError:
+    if code == 2:
+        return AuthError(sentence)
+    if code == 3:
+        return QuotaExhausted(sentence)
+    return ProviderError(sentence)
 
 
 def _rebuildable(error: PreheatError) -> TypeGuard[ProviderError]:
@@ -1606,9 +1677,18 @@ class TargetsPreheater:
         wait_timeout: float = 600.0,
         by: dt.datetime | None = None,
         dry_run: bool = False,
+        reset: bool = False,
+        purge: bool = False,
         stop: threading.Event | None = None,
+        on_progress: Callable[[int], None] | None = None,
     ) -> TargetsRun:
-        """Expand each video once, queue it for every target, push them side by side."""
+        """Expand each video once, queue it for every target, push them side by side.
+
+        ``reset``: forget the videos' records first and push them all again;
+        ``purge`` (with ``reset``): purge their old URLs on every target before,
+        all or nothing (:func:`purge_before_republish`). ``on_progress(n)``: n
+        more URLs were pushed, on any target.
+        """
         from cdn_preheat.pipeline import DEFAULT_HEAD_FIRST
         from cdn_preheat.source import VideoSource as Source
 
@@ -1621,7 +1701,8 @@ class TargetsPreheater:
         return preheat(
             self.ledger, self.units, sources, self.settings,
             head_first=head_first if head_first is not None else DEFAULT_HEAD_FIRST,
-            wait=wait, wait_timeout=wait_timeout, by=by, dry_run=dry_run, stop=stop,
+            wait=wait, wait_timeout=wait_timeout, by=by, dry_run=dry_run, reset=reset,
+            purge=purge, stop=stop, on_progress=on_progress,
         )  # fmt: skip
 
     def queue(

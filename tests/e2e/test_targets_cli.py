@@ -100,6 +100,8 @@ def test_demo_targets_preheats_into_four_accounts_and_shows_each(tmp_path: Path)
     assert all(row.split("│")[-2].strip() == "ok" for row in rows)
     pushed = {row.split("│")[4].strip() for row in rows}
     assert len(pushed) == 1 and pushed != {"0"}  # every account got the same URLs
+    # each account's own URLs, probed at its own domain, are warm
+    assert [row.split("│")[-3].strip() for row in rows] == ["100%"] * 4
 
 
 def test_batch_queue_only_then_worker_once_drains_every_target(tmp_path: Path) -> None:
@@ -151,6 +153,8 @@ def test_sandbox_command_runs_several_accounts_and_writes_their_targets_file(
         rows = json.loads(run.stdout)["targets"]
         assert [row["target"] for row in rows] == ["tencent", "tencent-b", "qiniu", "edgeone"]
         assert all(row["error"] is None for row in rows)
+        hosts = [line for line in targets.read_text().splitlines() if line.startswith("cdn_host")]
+        assert len(hosts) == 4 and len(set(hosts)) == 4  # a domain per account
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -234,3 +238,37 @@ def test_purge_per_target_fails_only_the_target_with_bad_keys(tmp_path: Path) ->
         checked = cli("verify", "demo-1", "--all", "--json", "--min-hit-ratio", "0")
         ratios = {row["target"]: row["overall"]["ratio"] for row in checked.json()["targets"]}
         assert ratios == {"tencent": 0.0, "qiniu": 0.0, "edgeone": 1.0}
+
+
+def test_push_reset_purge_purges_every_target_then_pushes_or_touches_nothing(
+    tmp_path: Path,
+) -> None:
+    with Sandbox(videos=1, segments=4, task_delay=0.1, edge_per_account=True) as box:
+        env = box.targets_file(tmp_path / "targets.toml", ("tencent", "edgeone"))
+        cli = make_cli(box, tmp_path, **env)
+        url = box.video_url("demo-1")
+        assert cli("push", "demo-1", url).code == 0
+        n = len(expected_urls(cli, "demo-1"))
+
+        def purged_urls() -> tuple[int, int]:
+            tencent = sum(box.tencent.quota_used(a, "url") for a in ("mainland", "global"))
+            return tencent, box.edgeone.quota_used("purge_url")
+
+        wrong = "wrong-eo-secret-2468"
+        refused = cli("push", "demo-1", url, "--reset", "--purge",
+                      extra_env={"SANDBOX_EDGEONE_KEY_SECRET": wrong})  # fmt: skip
+        assert refused.code == 2, refused.stderr
+        assert "push --purge needs every target to purge first: target edgeone: " in refused.stderr
+        assert "Nothing was purged, erased or pushed." in refused.stderr
+        assert wrong not in refused.stdout + refused.stderr
+        assert purged_urls() == (0, 0)
+        assert len(box.tencent.received_urls()) == n  # not pushed again
+        assert cli.status("demo-1")["total"]["done"] == 2 * n  # the record kept, both targets
+
+        again = cli("push", "demo-1", url, "--reset", "--purge", "--json")
+        assert again.code == 0, again.stderr
+        assert purged_urls() == (n, n)  # every old URL purged on each target
+        assert len(box.tencent.received_urls()) == len(box.edgeone.received_urls()) == 2 * n
+        rows = {row["target"]: row for row in again.json()["targets"]}
+        assert all(row["done"] == n for row in rows.values())
+        assert cli("verify", "demo-1", "--all").code == 0

@@ -35,13 +35,10 @@ def open_units(settings: Settings) -> list[Unit]:
 def push_video(
     settings: Settings, video_id: str, m3u8_url: str, *, purge: bool, **options: Any
 ) -> None:
-    """``push VIDEO URL`` over targets."""
-    from cdn_preheat.errors import InputError
+    """``push VIDEO URL`` over targets (``--reset --purge``: purge every target first)."""
     from cdn_preheat.source import VideoSource
 
-    if purge:
-        raise InputError("--purge works with one provider; purge each target with `purge`.")
-    push_to_targets(settings, [VideoSource(video_id, m3u8_url, 1)], **options)
+    push_to_targets(settings, [VideoSource(video_id, m3u8_url, 1)], purge=purge, **options)
 
 
 def push_to_targets(
@@ -59,6 +56,7 @@ def push_to_targets(
     json_out: bool,
     bad: Sequence[Any] = (),
     verify: bool = False,
+    purge: bool = False,
 ) -> None:
     """Queue the videos for every target, push side by side, report per target, exit.
 
@@ -78,8 +76,8 @@ def push_to_targets(
             run = preheat(
                 ledger, units, sources, settings,
                 head_first=head_first, wait=wait, wait_timeout=wait_timeout, reset=reset,
-                only_these=only_these, by=deadline, dry_run=dry_run, strict=strict,
-                stop=stop, on_progress=advance,
+                purge=purge, only_these=only_these, by=deadline, dry_run=dry_run,
+                strict=strict, stop=stop, on_progress=advance,
             )  # fmt: skip
         ratios: dict[str, float | None] | None = None
         if verify and not dry_run:

@@ -37,7 +37,8 @@ def sandbox(
         typer.Option(
             help="Also run a second Tencent account (tencent-b, its own keys and quota) and"
             " write a targets file here for tencent, tencent-b, qiniu and edgeone; the keys'"
-            " variables are printed with the endpoints.",
+            " variables are printed with the endpoints. Each account then owns a host of the"
+            " edge of its own (its cdn_host in the file), so verify tells them apart.",
         ),
     ] = None,
 ) -> None:
@@ -64,7 +65,7 @@ def sandbox(
         accounts = {"tencent-b": TencentAccount()}
     box = Sandbox.from_settings(
         load_settings(), videos=videos, segments=segments, first_port=port, faults=injected,
-        tencent_accounts=accounts,
+        tencent_accounts=accounts, edge_per_account=targets is not None,
     )  # fmt: skip
     box.set_limits(quota=quotas, rate=rates)
     box.fill_demo_bucket(DEMO_BUCKET)
