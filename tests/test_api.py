@@ -278,9 +278,9 @@ def test_the_readme_python_examples_run_as_written(
     """Only the placeholders change: the sandbox's keys, endpoint, edge and videos."""
     env = box.client_env("tencent")
     blocks = readme_python_blocks()
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     monkeypatch.chdir(tmp_path)
-    for block in blocks:
+    for block in blocks[:2]:
         code = (
             block.replace("YOUR_SECRET_ID", env["TENCENT_SECRET_ID"])
             .replace("YOUR_SECRET_KEY", env["TENCENT_SECRET_KEY"])
@@ -302,3 +302,42 @@ def test_the_readme_python_examples_run_as_written(
     assert re.search(r"pushed \d+, 0 left for after the quota reset", out), out
     assert re.search(r"ep-103: \d+ URLs pushed, \d+% cached", out), out
     assert "('ep-103', 'done')" in out
+
+
+def test_the_readme_targets_example_runs_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The third block, on a sandbox of three accounts each owning a host of the edge."""
+    from cdn_preheat.sandbox.server import TencentAccount
+
+    block = readme_python_blocks()[2]
+    names = ("tencent", "tencent-b", "qiniu")
+    accounts = {"tencent-b": TencentAccount()}
+    with Sandbox(
+        videos=3, segments=4, task_delay=0.1, tencent_accounts=accounts, edge_per_account=True
+    ) as tbox:
+        env = tbox.targets_file(tmp_path / "targets.toml", names)
+        for name, value in {**env, "CDN_PREHEAT_DB": str(tmp_path / "t.sqlite3")}.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.chdir(tmp_path)
+        code = re.sub(
+            r"https://cdn\.example\.com/ep(\d+)/master\.m3u8",
+            lambda m: tbox.edge_url(f"/vod/demo-{int(m[1]) % 3 + 1}/master.m3u8"),
+            block,
+        )
+        code = re.sub(
+            r"https://origin\.example\.com/ep(\d+)/master\.m3u8",
+            lambda m: tbox.video_url(f"demo-{int(m[1]) % 3 + 1}"),
+            code,
+        )
+        assert "example.com" not in code
+        exec(compile(code, "README.md", "exec"), {"__name__": "__main__"})  # noqa: S102
+        purged = tbox.tencent.quota_used("global", "url") + tbox.tencent.quota_used(
+            "mainland", "url"
+        )
+    out = capsys.readouterr().out
+    for name in names:
+        assert re.search(rf"^{name} \d+ URLs pushed$", out, re.MULTILINE), out
+        assert f"{name}: 100% cached at {tbox.hosts[name]}" in out, out
+    assert "purged on tencent, tencent-b, qiniu" in out
+    assert purged == 1  # the one URL, on tencent's own host
