@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from cdn_preheat import notify
+from cdn_preheat import notify, stopping
 from cdn_preheat.clock import utcnow
 from cdn_preheat.errors import InputError, PreheatError
 from cdn_preheat.ledger.base import (
@@ -267,7 +267,23 @@ def run_queue(
     ``pending`` then counts that video's URLs only.
     ``on_tracking(open_tasks, totals)`` is called after each look at the tasks.
     """
-    stop = stop or threading.Event()
+    # The run's stop (the caller's, or a new one) is bound while it lasts: a signal
+    # sets it too, and the waits below that are handed no stop wake on it.
+    with stopping.bound(stop) as bound_stop:
+        return _run_queue(ledger, provider, options, on_progress, on_tracking, bound_stop,
+                          video_id, intake)  # fmt: skip
+
+
+def _run_queue(
+    ledger: Ledger,
+    provider: Provider,
+    options: RunOptions,
+    on_progress: Callable[[int], None] | None,
+    on_tracking: Callable[[int, TrackReport], None] | None,
+    stop: threading.Event,
+    video_id: str | None,
+    intake: Intake | None,
+) -> RunReport:
     report = RunReport()
     scheduler = Scheduler(ledger, provider, options.scheduler, on_submitted=on_progress)
     tracker = Tracker(ledger, provider, options.tracker)
@@ -380,7 +396,8 @@ class _Following:
 
     def _follow(self, tracker: Tracker) -> None:
         try:
-            self._result = tracker.follow(self._halt, pushing=self._pushing)
+            with stopping.bound(self._halt):  # this thread works for the run
+                self._result = tracker.follow(self._halt, pushing=self._pushing)
         except BaseException as exc:  # handed to the caller's thread
             self._error = exc
         finally:

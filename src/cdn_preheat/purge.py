@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from urllib.parse import urlsplit
 
+from cdn_preheat import stopping
 from cdn_preheat.clock import utcnow
 from cdn_preheat.errors import InputError, QuotaExhausted
 from cdn_preheat.ledger.base import Ledger, UrlState
@@ -112,8 +113,23 @@ def purge(
             f"CDN_PROVIDER={provider.name} cannot delete cached copies (its directory refresh "
             "only marks them stale); purge the directories without --delete."
         )
-    options = options or PurgeOptions()
-    stop = stop or threading.Event()
+    # Bound to the purge's run: a signal sets ``stop`` too, and the limiter's waits
+    # and the retries' backoffs wake on it (stopping.current).
+    with stopping.bound(stop) as bound_stop:
+        return _purge(ledger, provider, urls, dirs, delete, options or PurgeOptions(),
+                      on_progress, bound_stop)  # fmt: skip
+
+
+def _purge(
+    ledger: Ledger,
+    provider: Provider,
+    urls: Sequence[str],
+    dirs: Sequence[str],
+    delete: bool,
+    options: PurgeOptions,
+    on_progress: Callable[[int], None] | None,
+    stop: threading.Event,
+) -> PurgeReport:
     report = PurgeReport(provider.name, urls=len(urls), dirs=len(dirs))
     limiter = RateLimiter(provider.limits.requests_per_second)
     batches = [

@@ -2,10 +2,10 @@
 
 Every retry loop of cdn-preheat (provider queries, playlist fetches, the
 MongoDB reconnects) is a :mod:`tenacity` policy built here. Their sleeps wait
-on a stop event (:data:`cdn_preheat.stopping.STOP` unless the caller gives its
-own ``threading.Event``), so Ctrl-C, SIGTERM or a library caller's stop never
-waits out a backoff: the retry gives up at once with the last failure, as if
-its attempts had run out.
+on a stop event (the caller's ``threading.Event``, else the run's,
+:func:`cdn_preheat.stopping.current`, which a signal sets too), so Ctrl-C,
+SIGTERM or a library caller's stop never waits out a backoff: the retry gives
+up at once with the last failure, as if its attempts had run out.
 """
 
 from __future__ import annotations
@@ -129,12 +129,13 @@ def retry_call(
     """``call()``, retried on ``retry_on`` up to ``attempts`` tries in all, ``wait`` apart.
 
     Anything else ``call`` raises leaves at once. When the attempts run out, or
-    ``stop`` (default :data:`stopping.STOP`) is set after a failure or during a
-    backoff, the last failure is raised. ``before_retry(exc, attempt)`` runs
-    before each backoff (1-based: the attempt that just failed).
+    ``stop`` (default :func:`stopping.current`: the run's, or the signal) is set
+    after a failure or during a backoff, the last failure is raised.
+    ``before_retry(exc, attempt)`` runs before each backoff (1-based: the
+    attempt that just failed).
     """
     last: list[BaseException] = []
-    event = stop or stopping.STOP
+    event = stop or stopping.current()
     policy = _policy(attempts=attempts, retry_on=retry_on, wait=wait, stop=event,
                      before_retry=before_retry, last=last)  # fmt: skip
     try:
@@ -155,7 +156,7 @@ async def retry_async(
 ) -> T:
     """:func:`retry_call` for a coroutine function; the backoff never blocks the loop."""
     last: list[BaseException] = []
-    event = stop or stopping.STOP
+    event = stop or stopping.current()
     policy = _policy(attempts=attempts, retry_on=retry_on, wait=wait, stop=event,
                      before_retry=before_retry, last=last)  # fmt: skip
     try:

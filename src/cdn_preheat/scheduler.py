@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 from urllib.parse import urlsplit
 
-from cdn_preheat import clock
+from cdn_preheat import clock, stopping
 from cdn_preheat.errors import (
     BatchRefused,
     BatchTooLarge,
@@ -201,11 +201,21 @@ class Scheduler:
         ``video_id``: push only that video's URLs (the rest stay queued).
         ``intake``: URLs are still being queued; the queue ends when it closes.
         """
+        # The caller's stop is bound to this drain (stopping.bound): a signal sets it
+        # too, and every wait of the drain's threads wakes on it, the waits it is not
+        # handed to included (the rate limiter's, a provider's page retries, the
+        # ledger's reconnect backoff).
+        with stopping.bound(stop) as cancel:
+            return self._drain(cancel, video_id, intake)
+
+    def _drain(
+        self, stop: threading.Event, video_id: str | None, intake: Intake | None
+    ) -> DrainReport:
         self._video_id = video_id
         self._intake = intake
         self._claimed = 0
         self._stop = threading.Event()
-        self._cancel = stop or threading.Event()
+        self._cancel = stop
         self._report = DrainReport()
         self._refresh_quota()
         heartbeat = threading.Event()
@@ -235,6 +245,8 @@ class Scheduler:
         for stale in self.ledger.expired_claims(
             self.provider.name, self.provider.area, self._now()
         ):
+            if stopping.current().is_set():
+                break  # stopping: the rest are taken over by the next drain
             claim = self.ledger.renew_lease(
                 stale, self._now(), self.options.lease, worker=self.options.worker_id
             )
@@ -300,6 +312,10 @@ class Scheduler:
         then never lets another worker take its batch for a dead one's and push
         it a second time.
         """
+        with stopping.bound(self._cancel):
+            self._renew_leases(done)
+
+    def _renew_leases(self, done: threading.Event) -> None:
         interval = max(0.05, self.options.lease.total_seconds() / 3)
         while not done.wait(interval):
             with self._lock:
@@ -319,6 +335,10 @@ class Scheduler:
 
     # Worker loop ----------------------------------------------------------
     def _work(self) -> None:
+        with stopping.bound(self._cancel):  # this thread works for the drain's run
+            self._work_bound()
+
+    def _work_bound(self) -> None:
         try:
             while not (self._stop.is_set() or self._cancel.is_set()):
                 intake = self._intake
@@ -663,8 +683,13 @@ class Scheduler:
 
     def _retrying(self, call: Callable[[], T]) -> T:
         """Call a read-only provider method, retrying rate-limit and transient answers."""
+        # Its backoffs wake on the run this thread works for (stopping.current: the
+        # drain's stop, bound in drain() and in each of its threads) and on a signal.
         return call_with_retries(
-            call, attempts=self.options.max_retries, on_retry=self._count_retry
+            call,
+            attempts=self.options.max_retries,
+            on_retry=self._count_retry,
+            stop=stopping.current(),
         )
 
     def _count_retry(self, exc: ProviderError) -> None:

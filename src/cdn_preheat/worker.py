@@ -6,6 +6,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
+from cdn_preheat import stopping
 from cdn_preheat.app import run_options
 from cdn_preheat.clock import seconds_until_next_day, utcnow
 from cdn_preheat.errors import (
@@ -63,8 +64,24 @@ def run_worker(
     to end a wait at an empty queue at once; whoever sets ``stop`` sets it too.
 
     Rate-limit, transient and unknown provider answers never end it: it pauses
-    (a growing pause, cut short by ``stop``) and goes on.
+    (a growing pause, cut short by ``stop``) and goes on. ``stop`` and ``wake``
+    are bound to the run (:func:`stopping.bound`): a signal sets both, so every
+    pause ends on it as on ``stop``.
     """
+    with stopping.bound(stop, also=[wake]):
+        return _run_worker(ledger, provider, settings, stop, once, idle, wait_timeout, wake)
+
+
+def _run_worker(
+    ledger: Ledger,
+    provider: Provider,
+    settings: Settings,
+    stop: threading.Event,
+    once: bool,
+    idle: float,
+    wait_timeout: float,
+    wake: threading.Event | None,
+) -> int:
     options = run_options(settings, wait=True, wait_timeout=wait_timeout)
     offset = provider.limits.quota_utc_offset_hours  # resolved by make_provider
     troubled = 0
