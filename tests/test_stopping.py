@@ -34,7 +34,10 @@ def preheater(box: Sandbox, ledger: Path) -> Preheater:
     env = box.client_env("tencent")
     return Preheater(
         "tencent",
-        credentials={"secret_id": env["TENCENT_SECRET_ID"], "secret_key": env["TENCENT_SECRET_KEY"]},
+        credentials={
+            "secret_id": env["TENCENT_SECRET_ID"],
+            "secret_key": env["TENCENT_SECRET_KEY"],
+        },
         ledger=str(ledger),
         cdn_host=env["CDN_HOST"],
         endpoint=env["TENCENT_ENDPOINT"],

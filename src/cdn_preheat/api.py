@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
+from cdn_preheat import stopping
 from cdn_preheat._sync import run_coroutine
 from cdn_preheat.errors import ConfigError, InputError, PreheatError, ProviderError
 from cdn_preheat.ledger.base import UrlState, VideoState
@@ -85,7 +86,8 @@ class QueueResult:
 
     ``error`` is set (and nothing was queued) when the video's playlist could
     not be read; ``failed_playlists`` lists renditions skipped for that reason
-    while the rest was queued (``partial``).
+    while the rest was queued (``partial``). ``interrupted``: the stop came
+    before the video was expanded and queued (nothing of it was queued).
     """
 
     video_id: str
@@ -101,6 +103,7 @@ class QueueResult:
     warnings: tuple[str, ...] = ()  # malformed tags read as absent
     failed_playlists: tuple[str, ...] = ()
     would_push: int | None = None  # dry runs: what a push would send
+    interrupted: bool = False  # stopped before it was expanded and queued
 
     @property
     def partial(self) -> bool:
@@ -345,10 +348,6 @@ _QUIET = Observer()
 STOP_JOIN_SECONDS = 1.0
 
 
-class _Stopped(Exception):
-    """Internal: a stop ends the expansion of queue_and_drain."""
-
-
 class _PushingWhileQueueing(Observer):
     """The drain's observer in :meth:`Preheater.queue_and_drain`.
 
@@ -379,14 +378,8 @@ class _PushingWhileQueueing(Observer):
 class _Feeding(Observer):
     """Queueing's observer in :meth:`Preheater.queue_and_drain`: feeds the drain's intake."""
 
-    def __init__(
-        self,
-        observer: Observer,
-        intake: CatalogIntake,
-        queued_ids: list[str],
-        stop: threading.Event,
-    ) -> None:
-        self._observer, self._intake, self._ids, self._stop = observer, intake, queued_ids, stop
+    def __init__(self, observer: Observer, intake: CatalogIntake, queued_ids: list[str]) -> None:
+        self._observer, self._intake, self._ids = observer, intake, queued_ids
 
     def expanding(self, videos: int) -> None:
         self._observer.expanding(videos)
@@ -396,8 +389,6 @@ class _Feeding(Observer):
             self._ids.append(video.video_id)
         self._intake.add(video)
         self._observer.queued(video)
-        if self._stop.is_set():
-            raise _Stopped
 
 
 # -- settings from plain arguments -----------------------------------------------------
@@ -650,8 +641,11 @@ class Preheater:
         )
         if plan.early is not None:
             return plan.early  # already preheated: the playlist is not even fetched
-        options = self._expand_options(strict=strict)
-        expansion = run_coroutine(_expand(m3u8_url, options))
+        options = self._expand_options(strict=strict, stop=stop)
+        try:
+            expansion = run_coroutine(stopping.until_stopped(_expand(m3u8_url, options), stop))
+        except stopping.Stopped:
+            return self._stopped_before_queueing(plan)
         return self._push_expansion(
             plan, expansion, follow=follow, wait_timeout=wait_timeout, verify=verify,
             only_this_video=only_this_video, stop=stop, observer=observer,
@@ -748,6 +742,18 @@ class Preheater:
             hit_ratio = checked.hit_ratio
         return PushResult(QueueResult._of(queued), run, hit_ratio=hit_ratio, purged=plan.purged)
 
+    def _stopped_before_queueing(self, plan: _Plan) -> PushResult:
+        """The stop came while the video was being expanded: nothing of it was queued."""
+        video = QueueResult(plan.video_id, plan.m3u8_url, interrupted=True)
+        if plan.dry_run:
+            return PushResult(video, dry_run=True)
+        counts = self.ledger.counts(plan.video_id)
+        reserved = counts.get(UrlState.RESERVED, 0)
+        run = DrainResult(
+            interrupted=True, pending=counts.get(UrlState.PENDING, 0) + reserved, reserved=reserved
+        )
+        return PushResult(video, run, purged=plan.purged)
+
     def _purge_before_republish(
         self, video_id: str, observer: Observer, wait_timeout: float
     ) -> PurgeResult | None:
@@ -777,7 +783,11 @@ class Preheater:
         return call_with_retries(provider.quota, limiter, attempts=8)
 
     def _expand_options(
-        self, *, strict: bool = False, cdn_host: str | None = None
+        self,
+        *,
+        strict: bool = False,
+        cdn_host: str | None = None,
+        stop: threading.Event | None = None,
     ) -> ExpandOptions:
         import dataclasses
 
@@ -786,6 +796,8 @@ class Preheater:
         options = expand_options(self.settings, cdn_host=cdn_host, strict=strict)
         if self.fetch_transport is not None:
             options = dataclasses.replace(options, transport=self.fetch_transport)
+        if stop is not None:
+            options = dataclasses.replace(options, stop=stop)  # ends the fetches' backoffs
         return options
 
     # -- many videos --------------------------------------------------------------------
@@ -799,6 +811,7 @@ class Preheater:
         strict: bool = False,
         observer: Observer | None = None,
         check_credentials: bool = True,
+        stop: threading.Event | None = None,
     ) -> list[QueueResult]:
         """Expand many videos concurrently and queue each as it arrives; push nothing.
 
@@ -810,14 +823,16 @@ class Preheater:
         (or leave them to a worker). ``check_credentials``: ask the CDN for the
         quota first, so wrong credentials fail before anything is written (a
         caller queueing one video at a time, such as ``serve``, passes False:
-        its worker meets wrong credentials at its first push).
+        its worker meets wrong credentials at its first push). ``stop``: set it
+        to end the expansion at once; the videos queued so far stay queued, the
+        others are ``interrupted``.
         """
         sources = _sources(videos)
         head = _head_first(head_first)
         if check_credentials:
             self._live_quota()  # wrong credentials fail before anything is written
         return run_coroutine(
-            _queue_sources(self, sources, head, strict, reset, observer or _QUIET, _inline)
+            _queue_sources(self, sources, head, strict, reset, observer or _QUIET, _inline, stop)
         )
 
     def drain(
@@ -881,18 +896,21 @@ class Preheater:
         queued_ids: list[str] = []
         results: list[QueueResult] = []
         failure: list[BaseException] = []
-        feeding = _Feeding(observer, intake, queued_ids, stop)
+        feeding = _Feeding(observer, intake, queued_ids)
         pushing = _PushingWhileQueueing(observer)
 
         def queue_all() -> None:
             try:
-                results.extend(
-                    run_coroutine(
-                        _queue_sources(self, sources, head, strict, reset, feeding, _inline)
+                # A stop ends the expansion at once (a slow origin is not waited for):
+                # what was queued stays queued, the other videos are ``interrupted``.
+                with stopping.bound(stop):
+                    results.extend(
+                        run_coroutine(
+                            _queue_sources(
+                                self, sources, head, strict, reset, feeding, _inline, stop
+                            )
+                        )
                     )
-                )
-            except _Stopped:
-                pass  # a stop: what was queued stays queued
             except BaseException as exc:  # handed to the caller's thread
                 failure.append(exc)
             finally:
@@ -912,7 +930,8 @@ class Preheater:
             stop.set()
             expanding.join(STOP_JOIN_SECONDS)
             raise
-        # Stopped: the expansion ends at its next video (a slow origin is not waited for).
+        # Stopped: the expansion ends within a look at the stop (a ledger write under
+        # way finishes first).
         expanding.join(STOP_JOIN_SECONDS if stop.is_set() else None)
         if failure:
             raise failure[0]
@@ -1252,7 +1271,11 @@ class AsyncPreheater:
         )
         if plan.early is not None:
             return plan.early
-        expansion = await _expand(m3u8_url, sync._expand_options(strict=strict))
+        options = sync._expand_options(strict=strict, stop=stop)
+        try:
+            expansion = await stopping.until_stopped(_expand(m3u8_url, options), stop)
+        except stopping.Stopped:
+            return await asyncio.to_thread(sync._stopped_before_queueing, plan)
         stop = stop or threading.Event()
         return await _stoppable(
             stop,
@@ -1288,6 +1311,7 @@ class AsyncPreheater:
         strict: bool = False,
         observer: Observer | None = None,
         check_credentials: bool = True,
+        stop: threading.Event | None = None,
     ) -> list[QueueResult]:
         """:meth:`Preheater.queue` as a coroutine: expansion on this loop, ledger writes off it."""
         sources = _sources(videos)
@@ -1295,7 +1319,7 @@ class AsyncPreheater:
         if check_credentials:
             await asyncio.to_thread(self.sync._live_quota)
         return await _queue_sources(
-            self.sync, sources, head, strict, reset, observer or _QUIET, _threaded
+            self.sync, sources, head, strict, reset, observer or _QUIET, _threaded, stop
         )
 
     async def drain(
@@ -1485,14 +1509,19 @@ async def _queue_sources(
     reset: bool,
     observer: Observer,
     offload: _Offload,
+    stop: threading.Event | None = None,
 ) -> list[QueueResult]:
-    """Expand ``sources`` concurrently (this loop) and queue each as it arrives (``offload``)."""
+    """Expand ``sources`` concurrently (this loop) and queue each as it arrives (``offload``).
+
+    Once ``stop`` (default: the run's, :func:`stopping.current`) is set the
+    expansion ends at once: the videos not queued by then are ``interrupted``.
+    """
     from cdn_preheat import pipeline
     from cdn_preheat.clock import utcnow
     from cdn_preheat.hls import expand_many
 
     max_age = preheater.settings.cdn_preheat_max_age
-    options = preheater._expand_options(strict=strict)
+    options = preheater._expand_options(strict=strict, stop=stop)
 
     def sort_out() -> tuple[list[QueueResult], list[VideoSource], str, str]:
         ledger, provider = preheater.ledger, preheater.provider
@@ -1519,14 +1548,31 @@ async def _queue_sources(
     for result in results:
         observer.queued(result)
 
-    async for source, outcome in expand_many(((s, s.m3u8_url) for s in todo), options):
-        if isinstance(outcome, PreheatError):
-            result = QueueResult(source.video_id, source.m3u8_url, error=str(outcome))
-        else:
-            queued = await offload(functools.partial(queue_one, source, outcome))
-            result = QueueResult._of(queued)
-        results.append(result)
-        observer.queued(result)
+    stream = expand_many(((s, s.m3u8_url) for s in todo), options)
+    try:
+        while True:
+            try:
+                source, outcome = await stopping.until_stopped(anext(stream), stop)
+            except StopAsyncIteration:
+                break
+            if isinstance(outcome, PreheatError):
+                result = QueueResult(source.video_id, source.m3u8_url, error=str(outcome))
+            else:
+                queued = await offload(functools.partial(queue_one, source, outcome))
+                result = QueueResult._of(queued)
+            results.append(result)
+            observer.queued(result)
+    except stopping.Stopped:
+        seen = {result.video_id for result in results}
+        results.extend(
+            QueueResult(s.video_id, s.m3u8_url, interrupted=True)
+            for s in todo
+            if s.video_id not in seen
+        )
+    finally:
+        close = getattr(stream, "aclose", None)  # an async generator: its client closes
+        if close is not None:
+            await close()
     order = {source.video_id: index for index, source in enumerate(sources)}
     results.sort(key=lambda video: order.get(video.video_id, 0))
     return results

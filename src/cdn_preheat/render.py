@@ -30,6 +30,7 @@ def video_dict(queued: QueueResult, hit_ratio: float | None = None) -> dict[str,
         "edge_hit_ratio": hit_ratio,
         "warnings": list(queued.warnings),
         "failed_playlists": list(queued.failed_playlists),
+        "interrupted": queued.interrupted,
     }
 
 
@@ -56,6 +57,7 @@ def run_dict(report: DrainResult) -> dict[str, Any]:
         "transient_errors": report.transient,
         "tracking_timed_out": report.tracking_timed_out,
         "stopped_by": str(report.error) if report.error else None,
+        "interrupted": report.interrupted,
     }
 
 
@@ -78,6 +80,8 @@ def report_push(result: PushResult, json_out: bool) -> None:
     if queued.already_preheated:
         ui.note(f"{queued.video_id} is already preheated; use --reset to push it again.")
         return
+    if queued.interrupted:
+        ui.note(f"{queued.video_id}: interrupted while its playlists were read; nothing queued.")
     if queued.live:
         ui.note(
             f"{queued.video_id}: live (no EXT-X-ENDLIST, or a dynamic MPD);"
@@ -143,6 +147,8 @@ def report_batch(
         state = (
             "already preheated"
             if video.already_preheated
+            else "interrupted: not queued"
+            if video.interrupted
             else f"failed: {redact(video.error)}"
             if video.error
             else "partial"

@@ -25,6 +25,7 @@ from support import (
 
 from cdn_preheat.sandbox.core import Faults
 from cdn_preheat.sandbox.server import Sandbox
+from scripted_origin import Reply, ScriptedOrigin
 
 BATCH = 10
 THREADS = 2
@@ -128,3 +129,105 @@ def test_after_a_killed_push_the_next_run_does_not_report_success(tmp_path: Path
         assert again.code == 1, again.stderr
         assert "reserved" in again.stderr and "CDN_PREHEAT_LEASE_SECONDS" in again.stderr
         assert duplicates(box.tencent.received_urls()) == {}
+
+
+# A signal while playlists are still being read -------------------------------------
+
+
+def _trickling_master(segments: int = 40) -> str:
+    lines = ["#EXTM3U", "#EXT-X-TARGETDURATION:4"]
+    for n in range(segments):
+        lines += ["#EXTINF:4.0,", f"slow-{n}.ts"]
+    return "\n".join([*lines, "#EXT-X-ENDLIST", ""])
+
+
+def _trickling_origin(origin: ScriptedOrigin) -> str:
+    """A playlist at one byte a second: its expansion lasts minutes, past any signal."""
+    origin.script("/slow.m3u8", Reply(_trickling_master(), drip=1.0))
+    return origin.url("/slow.m3u8")
+
+
+def test_push_stopped_while_its_playlist_is_read_prints_the_summary_and_exits_130(
+    tmp_path: Path,
+) -> None:
+    with Sandbox(videos=1, segments=10) as box, ScriptedOrigin() as origin:
+        cli = make_cli(box, tmp_path)
+        slow = _trickling_origin(origin)
+        proc = Proc(cli, "push", "slow", slow, "--json")
+        wait_until(lambda: origin.hits("/slow.m3u8") >= 1 or proc.poll() is not None)
+        assert proc.poll() is None, proc.stderr
+        proc.signal(signal.SIGINT)
+        assert proc.wait(60) == 130, proc.stderr
+
+    assert "Traceback" not in proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["video_id"] == "slow" and summary["interrupted"] is True
+    assert summary["queued"] == 0 and summary["pushed"] == 0
+    assert "interrupted" in proc.stderr
+    assert box.tencent.received() == []
+    assert cli.status()["videos"] == []  # nothing of it was recorded
+
+
+def test_batch_stopped_while_expanding_and_pushing_reports_both_and_exits_130(
+    tmp_path: Path,
+) -> None:
+    with (
+        Sandbox(videos=2, segments=30, task_delay=0.2, faults=Faults(latency=0.15)) as box,
+        ScriptedOrigin() as origin,
+    ):
+        cli = make_cli(box, tmp_path, CDN_PREHEAT_BATCH_SIZE=BATCH, CDN_PREHEAT_CONCURRENCY=THREADS)
+        catalog = write_catalog(cli, ["demo-1", "demo-2"])
+        with catalog.open("a") as handle:
+            handle.write(f"slow,{_trickling_origin(origin)}\n")
+        proc = Proc(cli, "batch", str(catalog), "--json")
+        # The pipeline pushes the videos queued while the slow one is still being read.
+        wait_until(
+            lambda: (
+                (origin.hits("/slow.m3u8") >= 1 and len(box.tencent.received()) >= 1)
+                or proc.poll() is not None
+            )
+        )
+        assert proc.poll() is None, proc.stderr
+        at_signal = len(box.tencent.received_urls())
+        proc.signal(signal.SIGTERM)
+        assert proc.wait(60) == 130, proc.stderr
+
+        assert "Traceback" not in proc.stderr
+        summary = json.loads(proc.stdout)
+        videos = {video["video_id"]: video for video in summary["videos"]}
+        assert set(videos) == {"demo-1", "demo-2", "slow"}
+        assert videos["slow"]["interrupted"] is True and videos["slow"]["queued"] == 0
+        for video_id in ("demo-1", "demo-2"):
+            assert videos[video_id]["interrupted"] is False
+            assert videos[video_id]["queued"] == len(expected_urls(cli, video_id))
+        assert summary["run"]["interrupted"] is True
+        assert summary["run"]["pushed"] == len(box.tencent.received_urls())
+        _assert_settled(cli, box, cli.status()["total"], at_signal)
+        assert cli("quota", "--json").json()["reserved_in_flight"] == 0
+
+
+def test_batch_queue_only_stopped_while_expanding_keeps_what_was_queued(
+    tmp_path: Path,
+) -> None:
+    with Sandbox(videos=1, segments=10) as box, ScriptedOrigin() as origin:
+        cli = make_cli(box, tmp_path)
+        catalog = write_catalog(cli, ["demo-1"])
+        with catalog.open("a") as handle:
+            handle.write(f"slow,{_trickling_origin(origin)}\n")
+        proc = Proc(cli, "batch", str(catalog), "--queue-only", "--json")
+        wait_until(
+            lambda: (
+                (origin.hits("/slow.m3u8") >= 1 and cli.status().get("videos"))
+                or proc.poll() is not None
+            )
+        )
+        assert proc.poll() is None, proc.stderr
+        proc.signal(signal.SIGINT)
+        assert proc.wait(60) == 130, proc.stderr
+
+        assert "Traceback" not in proc.stderr
+        videos = {video["video_id"]: video for video in json.loads(proc.stdout)["videos"]}
+        assert videos["slow"]["interrupted"] is True
+        assert videos["demo-1"]["queued"] == len(expected_urls(cli, "demo-1"))
+        assert cli.status()["total"]["pending"] == videos["demo-1"]["queued"]
+        assert box.tencent.received() == []

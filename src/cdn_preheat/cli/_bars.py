@@ -14,9 +14,11 @@ from cdn_preheat.api import Observer, PurgeResult, QueueResult
 class Bars(Observer):
     """The library's progress, drawn as Rich bars on stderr (silent when not a terminal).
 
-    With ``signals``, while URLs are pushed the first SIGINT/SIGTERM sets the
-    stop event the command passed (``stopping.STOP``): the run settles its
-    batches in flight and ends with exit 130; a second quits at once.
+    With ``signals``, for as long as the bars are open (expansion, queueing,
+    pushing, following) the first SIGINT/SIGTERM sets the stop event the
+    command passed (``stopping.STOP``): the expansion ends at once, the run
+    settles its batches in flight, the summary of what was queued and pushed
+    is printed and the command exits 130; a second signal quits at once.
     """
 
     NOTICE = "stopping: settling the batches in flight (press Ctrl-C again to quit at once)"
@@ -30,9 +32,12 @@ class Bars(Observer):
         self._stack = contextlib.ExitStack()
         self._bar: Any = None
         self._bar_stack: contextlib.ExitStack | None = None
-        self._signals = False
 
     def __enter__(self) -> Bars:
+        from cdn_preheat.stopping import on_signals
+
+        if self.catch_signals:
+            self._stack.enter_context(on_signals(self.NOTICE))
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -62,11 +67,6 @@ class Bars(Observer):
         self._advance(1)
 
     def pushing(self, pending: int) -> None:
-        from cdn_preheat.stopping import on_signals
-
-        if self.catch_signals and not self._signals:
-            self._stack.enter_context(on_signals(self.NOTICE))
-            self._signals = True
         self._open_bar(self.push_title, pending, enabled=pending > 0)
 
     def pushed(self, urls: int) -> None:

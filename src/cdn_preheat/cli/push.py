@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cdn_preheat.cli._common import (
+    EXIT_INTERRUPTED,
     JsonOption,
     State,
     StrictOption,
@@ -89,6 +90,8 @@ def push(
     render.report_push(result, json_out)
     if result.run is not None:
         exit_for(result.run)
+    if result.video.interrupted:  # a dry run stopped while the playlists were read
+        raise typer.Exit(EXIT_INTERRUPTED)
     exit_if_partial([result.video])
 
 
@@ -166,11 +169,14 @@ def batch(
         else:
             with Bars(signals=True) as bars:
                 videos = engine.queue(
-                    sources, reset=reset, head_first=head, strict=strict, observer=bars
+                    sources, reset=reset, head_first=head, strict=strict, observer=bars, stop=STOP
                 )
     render.report_batch(videos, bad, run, json_out)
     if run is not None:
         exit_for(run)
+    if any(v.interrupted for v in videos):  # --queue-only stopped while expanding
+        ui.note("interrupted: the videos queued so far stay queued; run again for the rest.")
+        raise typer.Exit(EXIT_INTERRUPTED)
     if bad:
         raise typer.Exit(2)
     if any(v.error or v.partial for v in videos):
