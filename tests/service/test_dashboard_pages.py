@@ -97,3 +97,82 @@ def test_a_webhook_url_without_its_secret_stops_the_service(tmp_path: Path) -> N
 def test_the_webhook_url_must_be_http(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="CDN_PREHEAT_WEBHOOK_URL is invalid"):
         load_settings(cdn_preheat_webhook_url="ftp://hooks.example.com/")
+
+
+# Targets (CDN_PREHEAT_TARGETS) --------------------------------------------------
+
+
+def rows(html: str, css: str, attribute: str) -> dict[str, str]:
+    """Each ``<tr class="css" attribute="NAME" ...>...</tr>`` by NAME."""
+    found = {}
+    for part in html.split(f'<tr class="{css}"')[1:]:
+        name = part.split(f'{attribute}="', 1)[1].split('"', 1)[0]
+        found[name] = part.split("</tr>", 1)[0]
+    return found
+
+
+def test_quota_bars_and_video_progress_per_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service_support import TargetsService, edge_urls
+
+    from cdn_preheat.sandbox.server import Sandbox, TencentAccount
+    from cdn_preheat.sandbox.tencent import TencentLimits
+
+    wrong = "wrong-secret-of-tencent-d-58"
+    accounts = {
+        name: TencentAccount(limits=TencentLimits(task_delay=0.05, push_per_day=quota))
+        for name, quota in (("tencent-b", 400), ("tencent-c", 300), ("tencent-d", 1000))
+    }
+    with Sandbox(videos=1, segments=4, task_delay=0.05, tencent_accounts=accounts) as box:
+        names = ("tencent", "qiniu", "tencent-b", "tencent-c", "tencent-d")
+        service = TargetsService(
+            box, tmp_path, names, monkeypatch,
+            pools={"tencent-b": "premiere", "tencent-c": "premiere"},
+            env={"SANDBOX_TENCENT_D_KEY_SECRET": wrong},
+        )  # fmt: skip
+        with service as client:
+            client.cookies.set(dashboard.COOKIE, TOKEN)
+            body = {"video_id": "demo-1", "m3u8_url": box.video_url("demo-1")}
+            assert client.post("/v1/videos", json=body).status_code == 202
+            service.wait(
+                "demo-1",
+                lambda r: (
+                    [t["state"] for t in r["targets"][:3]] == ["done"] * 3
+                    and r["targets"][3]["error"] is not None
+                ),
+            )
+            index = client.get("/")
+            page = client.get("/videos/demo-1")
+            verified = client.post("/videos/demo-1/verify", data={"sample": "50"})
+        urls = len(edge_urls(box, "demo-1"))
+    assert index.status_code == 200 and page.status_code == 200
+
+    quota = rows(index.text, "quota-row", "data-target")
+    assert list(quota) == ["tencent", "qiniu", "premiere", "tencent-d"]
+    assert 'class="used"' in quota["tencent"]  # a bar of today's use
+    assert f"{urls} of 700" in quota["premiere"]  # the pool: its members' quotas added up
+    members = rows(index.text, "quota-member", "data-member")
+    assert list(members) == ["tencent-b", "tencent-c"]
+    assert "target tencent-d: Tencent Cloud rejected the credentials" in quota["tencent-d"]
+    assert "SANDBOX_TENCENT_D_KEY_SECRET" in quota["tencent-d"]
+    assert wrong not in index.text
+
+    targets = rows(page.text, "target-row", "data-target")
+    assert list(targets) == ["tencent", "qiniu", "premiere", "tencent-d"]
+    for name in ("tencent", "qiniu", "premiere"):
+        assert ">done<" in targets[name] and "width: 100%" in targets[name], name
+        assert "100 %" in targets[name]
+    assert ">queued<" in targets["tencent-d"] and "0 %" in targets["tencent-d"]
+    assert page.text.count('class="error target-error"') == 1
+    assert "target tencent-d: Tencent Cloud rejected the credentials" in page.text
+    pushed = rows(page.text, "target-member", "data-member")
+    assert list(pushed) == ["tencent-b", "tencent-c"]
+    assert wrong not in page.text
+
+    assert verified.status_code == 200  # the redirect back to the video page, followed
+    checked = rows(verified.text, "verify-target", "data-target")
+    assert list(checked) == ["tencent", "qiniu", "premiere", "tencent-d"]
+    # One domain for every account here: each target's probes are its own rows, at that host.
+    assert '<span class="state done">passed</span>' in checked["tencent"]
+    assert f'<td class="num">{urls}</td>' in checked["premiere"]  # edge hits: every URL

@@ -9,29 +9,23 @@ fails alone, its sentence in its entries.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from receiver import Receiver
-from service_support import AUTH, service_settings
+from service_support import WEBHOOK_SECRET as SECRET
+from service_support import TargetsService as Service
+from service_support import by_name, edge_urls, received
 
-from cdn_preheat.config import load_settings
-from cdn_preheat.hls import ExpandOptions, expand
 from cdn_preheat.sandbox.edgeone import SANDBOX_ZONE_ID
 from cdn_preheat.sandbox.server import Sandbox, TencentAccount
 from cdn_preheat.sandbox.tencent import TencentLimits
-from cdn_preheat.service import ServiceEngine, create_app
-from cdn_preheat.service.app import WorkerThread
 
 NAMES = ("tencent", "qiniu", "edgeone", "tencent-b", "tencent-c")
 POOL = {"tencent-b": "premiere", "tencent-c": "premiere"}
 UNITS = ["tencent", "qiniu", "edgeone", "premiere"]  # a pool is one entry
-SECRET = "webhook-secret-for-targets"
 
 
 @pytest.fixture(scope="module")
@@ -42,69 +36,6 @@ def box() -> Iterator[Sandbox]:
     }
     with Sandbox(videos=6, variants=2, segments=4, task_delay=0.05, tencent_accounts=accounts) as b:
         yield b
-
-
-def received(box: Sandbox, name: str) -> list[str]:
-    return box.apis[name].received_urls()  # type: ignore[attr-defined, no-any-return]
-
-
-def edge_urls(box: Sandbox, video_id: str) -> list[str]:
-    options = ExpandOptions(cdn_host=box.edge.netloc)
-    return [u.url for u in expand(box.video_url(video_id), options).urls]
-
-
-class Service:
-    """The app with its worker over a targets file of the sandbox's accounts."""
-
-    def __init__(
-        self,
-        box: Sandbox,
-        tmp: Path,
-        names: tuple[str, ...],
-        monkeypatch: pytest.MonkeyPatch,
-        *,
-        pools: dict[str, str] | None = None,
-        env: dict[str, str] | None = None,
-        webhook: str | None = None,
-    ) -> None:
-        variables = box.targets_file(tmp / "targets.toml", names, pools=pools)
-        variables.update(env or {})
-        for name, value in variables.items():
-            monkeypatch.setenv(name, value)  # the keys, in the variables the file names
-        extra: dict[str, Any] = {}
-        if webhook is not None:
-            extra = {"cdn_preheat_webhook_url": webhook, "cdn_preheat_webhook_secret": SECRET}
-        self.settings = load_settings(
-            cdn_preheat_targets=variables["CDN_PREHEAT_TARGETS"],
-            cdn_preheat_db=str(tmp / "ledger.sqlite3"),
-            **extra,
-        )
-        self.engine = ServiceEngine(self.settings, service_settings())
-        self.worker = WorkerThread(self.settings, threading.Event(), idle=120)
-        self.app = create_app(self.engine, worker=self.worker)
-        self.app.state.outbox_poll = 0.1
-
-    def __enter__(self) -> TestClient:
-        self.client = TestClient(self.app, headers=AUTH).__enter__()
-        return self.client
-
-    def __exit__(self, *exc: object) -> None:
-        self.client.__exit__(*exc)
-        self.engine.close()
-
-    def wait(self, video_id: str, done: Any, seconds: float = 60) -> dict[str, Any]:
-        """The video's record once ``done(record)`` holds (the worker pushes meanwhile)."""
-        deadline = time.monotonic() + seconds
-        while True:
-            record: dict[str, Any] = self.client.get(f"/v1/videos/{video_id}").json()
-            if done(record):
-                return record
-            assert time.monotonic() < deadline, record
-            time.sleep(0.1)
-
-
-def by_name(entries: list[dict[str, Any]], key: str = "name") -> dict[str, dict[str, Any]]:
-    return {entry[key]: entry for entry in entries}
 
 
 def test_a_video_queued_through_the_api_reaches_done_on_every_target(
@@ -341,3 +272,25 @@ def test_verify_and_purge_answer_per_target_and_a_broken_one_alone(
         assert rows["tencent-b"]["error"].startswith("target tencent-b: ")
         assert "SANDBOX_TENCENT_B_KEY_SECRET" in rows["tencent-b"]["error"]
         assert wrong not in purged.text and wrong not in answer.text
+
+
+def test_when_every_target_has_stopped_the_worker_is_down_with_their_sentences(
+    box: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wrong = "not-the-key-of-tencent-d-19"
+    service = Service(
+        box, tmp_path, ("tencent-d",), monkeypatch, env={"SANDBOX_TENCENT_D_KEY_SECRET": wrong}
+    )
+    with service as client:
+        body = {"video_id": "demo-3", "m3u8_url": box.video_url("demo-3")}
+        assert client.post("/v1/videos", json=body).status_code == 202
+        deadline = time.monotonic() + 60
+        while service.worker.alive:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        ready = client.get("/readyz")
+    assert ready.status_code == 503
+    sentence = ready.json()["error"]
+    assert sentence.startswith("the worker stopped: every target stopped: target tencent-d: ")
+    assert "SANDBOX_TENCENT_D_KEY_SECRET" in sentence and wrong not in sentence
+    assert service.worker.error is not None and service.worker.error.exit_code == 2  # type: ignore[attr-defined]

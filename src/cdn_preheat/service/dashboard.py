@@ -9,6 +9,10 @@ Pages (Jinja2 templates in ``templates/``, inline CSS, no JavaScript):
   folder, as ``verify`` groups them) with their states, its failures with
   reasons, and the last verify result (a button runs one).
 
+With ``CDN_PREHEAT_TARGETS`` the quota table has a row per target (a pool's
+members below it, a failing target's sentence in its row), and a video's page
+shows its progress on each target and the last verify per target.
+
 The form is validated by the API's own model (``VideoIn``) and queued through
 the same engine call as ``POST /v1/videos``. A browser cannot send a bearer
 header, so the dashboard asks for a token once (a login form, or ``?token=``)
