@@ -331,6 +331,41 @@ class Reply:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
+class InFlight:
+    """Requests an emulator is serving at once, and the most so far (a sandbox-only count).
+
+    What tests and benches read to see how many calls a client keeps in flight,
+    counted where the requests arrive rather than inferred from timings.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._now = 0
+        self._peak = 0
+
+    @property
+    def peak(self) -> int:
+        with self._lock:
+            return self._peak
+
+    def reset(self) -> None:
+        """Count the most from now on (the requests being served still count)."""
+        with self._lock:
+            self._peak = self._now
+
+    def __enter__(self) -> None:
+        with self._lock:
+            self._now += 1
+            self._peak = max(self._peak, self._now)
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._now -= 1
+
+
+_IN_FLIGHT_LOCK = threading.Lock()
+
+
 class EmulatorBase(ABC):
     """A vendor API emulator: a request in, a reply (or a dropped connection) out.
 
@@ -353,11 +388,26 @@ class EmulatorBase(ABC):
     server_version: ClassVar[str] = "cdn-preheat-sandbox"
     faults: Faults
 
+    @property
+    def in_flight(self) -> InFlight:
+        """The API requests this emulator is serving at once (its latency included)."""
+        counter = self.__dict__.get("_in_flight")
+        if not isinstance(counter, InFlight):
+            with _IN_FLIGHT_LOCK:
+                counter = self.__dict__.setdefault("_in_flight", InFlight())
+        assert isinstance(counter, InFlight)
+        return counter
+
     def serve(self, request: Request) -> Reply | None:
         """The reply to ``request``; None: close the connection without one."""
         early = self.unfaulted(request)
         if early is not None:
             return early
+        with self.in_flight:
+            return self._faulted(request)
+
+    def _faulted(self, request: Request) -> Reply | None:
+        """``answer`` with the sandbox's faults around it (see the class docstring)."""
         self.faults.pause()
         fault = self.faults.draw()
         if fault != "ok":
