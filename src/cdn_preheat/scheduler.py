@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import os
 import socket
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -38,7 +41,7 @@ from cdn_preheat.errors import (
     Transient,
 )
 from cdn_preheat.ledger.base import Claim, Ledger
-from cdn_preheat.providers.base import Provider, Quota, SubmitResult
+from cdn_preheat.providers.base import Provider, Quota, SubmitResult, paced_seconds
 from cdn_preheat.ratelimit import call_with_retries
 from cdn_preheat.retrying import backoff_delay
 
@@ -52,6 +55,15 @@ SETTLE_WAIT_SECONDS = 0.25
 
 # How far back to look in the provider's task list for a batch whose answer was lost.
 RECONCILE_MARGIN = dt.timedelta(minutes=2)
+
+# Pushes in flight when CDN_PREHEAT_CONCURRENCY is unset: this many to start with,
+# more while the rate and the round trip need them, never more than MAX_IN_FLIGHT
+# (CDN_PREHEAT_CONCURRENCY's own bound, and the http provider's MAX_CONCURRENT_BATCHES).
+# No vendor documents a limit on concurrent requests, only on requests a second.
+DEFAULT_CONCURRENCY = 4
+MAX_IN_FLIGHT = 64
+# The batches whose round trip sizes the pushes in flight: the latest this many.
+ROUND_TRIP_SAMPLES = 32
 
 # The time helpers live in clock.py; these names stay importable from here for
 # callers written before it.
@@ -73,9 +85,28 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def in_flight_needed(rate: float, round_trip: float, floor: int, cap: int = MAX_IN_FLIGHT) -> int:
+    """How many pushes must be in flight for ``rate`` requests a second to go out.
+
+    A push holds its worker ``round_trip`` seconds after the rate limiter lets it
+    go, so ``rate * round_trip`` workers are busy at the full rate; one more covers
+    the ledger steps between pushes and keeps a request waiting in the limiter, so
+    that the limiter, not the number in flight, is what sets the pace. Never below ``floor``
+    (where an automatic drain starts), never above ``cap``.
+    """
+    cap = max(1, cap)
+    floor = min(max(1, floor), cap)
+    if rate <= 0 or round_trip <= 0 or not math.isfinite(rate * round_trip):
+        return floor
+    return max(floor, min(cap, math.ceil(rate * round_trip) + 1))
+
+
 @dataclass(frozen=True)
 class SchedulerOptions:
-    concurrency: int = 4
+    # Pushes in flight (CDN_PREHEAT_CONCURRENCY): exactly this many. None: automatic,
+    # DEFAULT_CONCURRENCY to start with, then what the push rate and the observed
+    # round trip need (in_flight_needed), at most MAX_IN_FLIGHT.
+    concurrency: int | None = None
     lease: dt.timedelta = dt.timedelta(minutes=2)
     max_retries: int = 8  # per batch, for rate-limit and transient answers
     batch_size: int | None = None  # cap below the provider's own limit
@@ -98,6 +129,7 @@ class DrainReport:
     rate_limited: int = 0
     transient: int = 0
     reconciled: int = 0
+    peak_in_flight: int = 0  # the most pushes (worker threads) this drain ran at once
     quota_exhausted: bool = False
     quota: Quota | None = None
     stopped_by: PreheatError | None = None
@@ -115,6 +147,7 @@ class DrainReport:
         self.rate_limited += other.rate_limited
         self.transient += other.transient
         self.reconciled += other.reconciled
+        self.peak_in_flight = max(self.peak_in_flight, other.peak_in_flight)
         self.quota_exhausted = self.quota_exhausted or other.quota_exhausted
         self.quota = other.quota or self.quota
         self.stopped_by = other.stopped_by or self.stopped_by
@@ -187,6 +220,20 @@ class Scheduler:
         self._video_id: str | None = None  # this drain pushes only this video's URLs
         self._intake: Intake | None = None  # URLs still being queued during this drain
         self._claimed = 0  # URLs claimed by this drain
+        # Pushes in flight (worker threads): how many run, how many are wanted, and
+        # the round trips (answered pushes, rate-limit waits left out) that decide it.
+        fixed = self.options.concurrency
+        if fixed is not None:
+            self._floor = self._cap = max(1, fixed)
+        else:
+            self._floor = DEFAULT_CONCURRENCY
+            follows = provider.features.in_flight_follows_rate
+            self._cap = MAX_IN_FLIGHT if follows else DEFAULT_CONCURRENCY
+        self._live = 0
+        self._wanted = self._floor
+        self._round_trips: deque[float] = deque(maxlen=ROUND_TRIP_SAMPLES)
+        self._workers: list[Future[None]] = []
+        self._pool: ThreadPoolExecutor | None = None
 
     # Public ---------------------------------------------------------------
     def drain(
@@ -225,14 +272,83 @@ class Scheduler:
         beating.start()
         try:
             self.reconcile_expired()
-            workers = max(1, self.options.concurrency)
-            with ThreadPoolExecutor(workers, thread_name_prefix="push") as pool:
-                for future in [pool.submit(self._work) for _ in range(workers)]:
-                    future.result()
+            self._live, self._wanted, self._workers = 0, self._floor, []
+            self._round_trips.clear()
+            with ThreadPoolExecutor(self._cap, thread_name_prefix="push") as pool:
+                self._pool = pool
+                self._spawn()
+                self._join_workers()
         finally:
+            self._pool = None
             heartbeat.set()
             beating.join()
         return self._report
+
+    # Pushes in flight -------------------------------------------------------
+    def _spawn(self) -> None:
+        """Start workers until ``_wanted`` run (a stopping drain starts none)."""
+        with self._lock:
+            if self._pool is None or self._stop.is_set() or self._cancel.is_set():
+                return
+            for _ in range(self._wanted - self._live):
+                self._live += 1
+                self._workers.append(self._pool.submit(self._work))
+            self._report.peak_in_flight = max(self._report.peak_in_flight, self._live)
+
+    def _join_workers(self) -> None:
+        """Wait for every worker, those started while waiting too."""
+        while True:
+            with self._lock:
+                running = [future for future in self._workers if not future.done()]
+            if not running:
+                break
+            wait(running)
+        for future in self._workers:
+            future.result()
+
+    def _retire(self) -> bool:
+        """Whether this worker is one more than needed (and so leaves, counted out)."""
+        with self._lock:
+            if self._live > self._wanted:
+                self._live -= 1
+                return True
+            return False
+
+    def _observed(self, seconds: float) -> None:
+        """A push was answered ``seconds`` after the rate limiter let it go: resize the pool.
+
+        The p90 of the latest round trips sizes it (in_flight_needed) once every
+        starting worker has pushed once, so a cold first request (connections, the
+        SDK's first call) does not decide alone. Only the API's time counts: time a
+        worker spends on the ledger is not spent in parallel (one connection, or one
+        database, serves them all), so more workers would only queue there, and
+        their wait would ask for more workers still.
+        """
+        with self._lock:
+            self._round_trips.append(seconds)
+            if len(self._round_trips) < self._floor:
+                return
+            ordered = sorted(self._round_trips)
+            p90 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
+            wanted = in_flight_needed(self._request_rate(), p90, self._floor, self._cap)
+            if wanted == self._wanted:
+                return
+            log.info(
+                "%s: %d pushes in flight (%.0f requests/s, round trip p90 %.0f ms)",
+                self.provider.name,
+                wanted,
+                self._request_rate(),
+                p90 * 1000,
+            )
+            self._wanted = wanted
+        self._spawn()
+
+    def _request_rate(self) -> float:
+        """Push requests a second this process may send: the vendor's, capped, shared."""
+        rate = self.provider.limits.requests_per_second
+        if self.options.rate:
+            rate = min(rate, self.options.rate)
+        return rate / max(1, self.provider.pacing.share)
 
     def reconcile_expired(self) -> int:
         """Settle batches left reserved by a worker that died; returns URLs found submitted.
@@ -339,8 +455,12 @@ class Scheduler:
             self._work_bound()
 
     def _work_bound(self) -> None:
+        retired = False
         try:
             while not (self._stop.is_set() or self._cancel.is_set()):
+                if self._retire():
+                    retired = True
+                    return
                 intake = self._intake
                 if intake is not None and intake.more_coming() and not self._may_push(intake):
                     intake.wait(INTAKE_WAIT_SECONDS)  # the quota waits for the whole queue
@@ -365,6 +485,10 @@ class Scheduler:
             return
         except PreheatError as exc:
             self._finish(error=exc)
+        finally:
+            if not retired:
+                with self._lock:
+                    self._live -= 1
 
     def _may_push(self, intake: Intake) -> bool:
         """While URLs are still queued: whether the day's quota covers them all."""
@@ -404,6 +528,7 @@ class Scheduler:
                 raise _Stop
             with self._lock:
                 self._report.requests += 1
+            sent, paced = time.monotonic(), paced_seconds()
             try:
                 result = self.provider.submit(urls)
             except RateLimited as exc:
@@ -442,6 +567,7 @@ class Scheduler:
                 self._abandon(claim, urls)
                 self._finish(error=exc)
                 raise _Stop from None
+            self._observed((time.monotonic() - sent) - (paced_seconds() - paced))
             self._record(claim, result, len(urls))
             return []
         return []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,17 @@ if TYPE_CHECKING:
     from cdn_preheat.config import Settings
 
 _PACING_LOCK = threading.Lock()
+_PACED = threading.local()
+
+
+def paced_seconds() -> float:
+    """Seconds the calling thread has spent waiting for rate budgets (``Provider._pace``).
+
+    The scheduler reads it around a batch to tell the time its worker was held by
+    the rate limit from the time the request and the ledger took (the round trip
+    that decides how many requests must be in flight to reach the rate).
+    """
+    return float(getattr(_PACED, "seconds", 0.0))
 
 
 class TaskState(StrEnum):
@@ -133,6 +145,10 @@ class Features:
     # A file the origin lacks ends INVALID; False: the vendor reports it like any
     # failure (Alibaba documents no 4xx failure description), so it ends FAILED.
     tells_missing_file: bool = True
+    # The scheduler keeps as many pushes in flight as the rate and the observed round
+    # trip need (CDN_PREHEAT_CONCURRENCY the floor). False: exactly
+    # CDN_PREHEAT_CONCURRENCY (the http provider: each push is our own load on the edges).
+    in_flight_follows_rate: bool = True
 
 
 @dataclass(frozen=True)
@@ -187,8 +203,13 @@ class Provider(ABC):
         """Wait until ``api`` may be called (``units``: what the call spends of its budget).
 
         Call the returned function once the call has been answered or failed.
+        The wait is added to this thread's :func:`paced_seconds`.
         """
-        return self.pacing.acquire(api, units)
+        started = time.monotonic()
+        try:
+            return self.pacing.acquire(api, units)
+        finally:
+            _PACED.seconds = paced_seconds() + (time.monotonic() - started)
 
     def _slowed(self, api: str, retry_after: float | None) -> None:
         """The vendor said ``api`` went too fast: hold its budget back."""

@@ -145,6 +145,7 @@ class HttpProvider(Provider):
         purge=False,
         task_list=False,
         tasks_finish_on_submit=True,
+        in_flight_follows_rate=False,
     )
     limits = Limits(
         batch_size=50,
