@@ -95,6 +95,11 @@ def _serve(spec: SandboxSpec, conn: Connection) -> None:
                 conn.send(dict(api.actions))
             elif name == "rate_refusals":  # calls refused by their API's rate window
                 conn.send(dict(api.rate_refusals))
+            elif name == "peak_in_flight":  # the most API requests served at once
+                conn.send(api.in_flight.peak)
+            elif name == "reset_in_flight":  # count the most from now on
+                api.in_flight.reset()
+                conn.send(None)
             elif name == "credentials":  # every account's (public sandbox) keys
                 conn.send(dict(sandbox.credentials))
             elif name == "origin_latency":

@@ -1,7 +1,7 @@
 """Push throughput at Tencent Cloud's real limits, against the sandbox API.
 
     python bench/push.py                   # 200,000 URLs; old way on 20,000
-    python bench/push.py --urls 40000 --old-urls 4000 --concurrency 8
+    python bench/push.py --urls 40000 --old-urls 4000 --concurrency 8   # fixed, not automatic
     python bench/push.py --workers 1 2 4   # worker processes sharing one account and ledger
     python bench/push.py --targets 3       # one queue fanned out to 3 accounts, side by side
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import resource
 import sys
 import tempfile
 import time
@@ -90,7 +91,7 @@ def settings_for(env: dict[str, str]) -> object:
 def run_scheduler(
     env: dict[str, str],
     urls: list[str],
-    concurrency: int,
+    concurrency: int | None,
     workdir: Path,
     sent: list[float],
     round_trips: list[float],
@@ -182,7 +183,7 @@ def run_old_way(env: dict[str, str], urls: list[str]) -> tuple[float, int]:
     return time.perf_counter() - started, errors
 
 
-def _worker_process(env: dict[str, str], db: str, concurrency: int, start: Any) -> None:
+def _worker_process(env: dict[str, str], db: str, concurrency: int | None, start: Any) -> None:
     """One worker process: push the shared queue and follow its tasks (``run_queue``)."""
     from cdn_preheat.ledger.sqlite import SqliteLedger
     from cdn_preheat.pipeline import RunOptions, run_queue
@@ -202,7 +203,7 @@ def _worker_process(env: dict[str, str], db: str, concurrency: int, start: Any) 
 
 
 def run_workers(
-    sandbox: SandboxProcess, urls: list[str], workers: int, concurrency: int, workdir: Path
+    sandbox: SandboxProcess, urls: list[str], workers: int, concurrency: int | None, workdir: Path
 ) -> dict[str, object]:
     """``workers`` processes on one SQLite ledger and one account: the emulator's counts."""
     import multiprocessing
@@ -275,7 +276,7 @@ def main_workers(args: argparse.Namespace) -> int:
     print(
         f"{args.urls:,} URLs per run at {BATCH} URLs/request, {RATE} requests/s per API,"
         f" {LATENCY * 1000:.0f} ms per API request, tasks done after {args.task_delay:g} s;"
-        f" worker processes {args.workers}, each with scheduler concurrency {args.concurrency},"
+        f" worker processes {args.workers}, each with scheduler concurrency {_shown(args)},"
         f" on one SQLite ledger; nobody divides the rate by hand; {machine_load()}"
     )
     results = []
@@ -357,9 +358,13 @@ def main_targets(args: argparse.Namespace) -> int:
     """``--targets N``: one queue fanned out to N Tencent accounts of different latencies."""
     from cdn_preheat.ledger.base import QueuedUrl
     from cdn_preheat.ledger.sqlite import SqliteLedger
-    from cdn_preheat.pipeline import RunOptions
-    from cdn_preheat.scheduler import SchedulerOptions
-    from cdn_preheat.targets import build_units, close_units, resolve_targets, run_units
+    from cdn_preheat.targets import (
+        build_units,
+        close_units,
+        resolve_targets,
+        run_units,
+        unit_run_options,
+    )
 
     names = ["tencent", *[f"tencent-{chr(ord('b') + i)}" for i in range(args.targets - 1)]]
     latencies = [LATENCY * 2**i for i in range(args.targets)]  # 50, 100, 200 ms, ...
@@ -374,14 +379,14 @@ def main_targets(args: argparse.Namespace) -> int:
         f"{args.urls:,} URLs queued once for each of {args.targets} targets (Tencent accounts"
         f" with {', '.join(f'{lat * 1000:.0f}' for lat in latencies)} ms per API request),"
         f" {BATCH} URLs/request, {RATE} requests/s per account; scheduler concurrency"
-        f" {args.concurrency} per target; pushing only; {machine_load()}"
+        f" {_shown(args)} per target; pushing only; {machine_load()}"
     )
     with SandboxProcess(spec) as sandbox, tempfile.TemporaryDirectory() as tmp:
         env = _targets_file(sandbox, names, Path(tmp) / "targets.toml")
-        settings = settings_for(
-            {"CDN_PREHEAT_TARGETS": env["CDN_PREHEAT_TARGETS"],
-             "CDN_PREHEAT_CONCURRENCY": str(args.concurrency)}
-        )  # fmt: skip
+        variables = {"CDN_PREHEAT_TARGETS": env["CDN_PREHEAT_TARGETS"]}
+        if args.concurrency is not None:
+            variables["CDN_PREHEAT_CONCURRENCY"] = str(args.concurrency)
+        settings = settings_for(variables)
         units = build_units(resolve_targets(settings, env))  # type: ignore[arg-type]
         ledger = SqliteLedger(Path(tmp) / "targets.db")
         urls = edge_urls(sandbox.edge, args.urls, spec.variants, spec.segments)
@@ -391,10 +396,17 @@ def main_targets(args: argparse.Namespace) -> int:
                 chunk = [QueuedUrl(url, "segment") for url in urls[first : first + 5000]]
                 ledger.enqueue(f"bench-{first}", *unit.key, chunk, now, dt.timedelta(days=1))
         refused_before = {name: sandbox.ask(("rate_refusals", name)) for name in names}
-        options = RunOptions(wait=False, scheduler=SchedulerOptions(concurrency=args.concurrency))
+        for name in names:
+            sandbox.ask(("reset_in_flight", name))
+        # Each target's options as a run builds them (its settings, CDN_PREHEAT_CONCURRENCY
+        # unset: automatic), without tracking.
+        options_for = unit_run_options(settings, wait=False, wait_timeout=600)  # type: ignore[arg-type]
+        cpu_before, wall_start = _cpu_seconds(), time.time()
         started = time.perf_counter()
-        results = run_units(ledger, units, lambda unit: options)
+        results = run_units(ledger, units, options_for)
         seconds = time.perf_counter() - started
+        cpu = _cpu_seconds() - cpu_before
+        in_flight = {name: sandbox.ask(("peak_in_flight", name)) for name in names}
         times = {name: sorted(sandbox.ask(("push_times", name)).values()) for name in names}
         refused = {
             name: delta(sandbox.ask(("rate_refusals", name)), refused_before[name])
@@ -417,7 +429,9 @@ def main_targets(args: argparse.Namespace) -> int:
             name, f"{latency * 1000:.0f}", f"{submitted:,}", f"{received[name]:,}",
             f"{span:.2f}", f"{submitted / span:,.0f}", f"{submitted / span / CEILING:.1%}",
             f"{report.requests if report else 0}", f"{report.wasted_requests if report else 0}",
-            f"{refused[name].get('PushUrlsCache', 0)}", result.error or "ok",
+            f"{refused[name].get('PushUrlsCache', 0)}",
+            f"{report.peak_in_flight if report else 0} / {in_flight[name]}",
+            result.error or "ok",
         ])  # fmt: skip
     rate = total / seconds
     print()
@@ -425,7 +439,8 @@ def main_targets(args: argparse.Namespace) -> int:
         table(
             "Per target (emulator's accepted pushes: first to last)",
             ["target", "latency ms", "submitted", "received", "push span s", "URLs/s",
-             "of its ceiling", "requests", "wasted", "refused for rate", "outcome"],
+             "of its ceiling", "requests", "wasted", "refused for rate",
+             "in flight (workers / at the API)", "outcome"],
             rows,
         )
     )  # fmt: skip
@@ -438,6 +453,11 @@ def main_targets(args: argparse.Namespace) -> int:
                 [f"URLs/s vs the sum of ceilings {ceiling:,}", f">= {TARGET_SHARE:.0%}",
                  f"{rate:,.0f} ({rate / ceiling:.1%}) over {seconds:.2f} s wall",
                  verdict(rate >= TARGET_SHARE * ceiling)],
+                ["the wall: start-up to the first accepted push, + the longest span", "",
+                 f"{min(t[0] for t in times.values() if t) - wall_start:.2f} s"
+                 f" + {max(t[-1] - t[0] + 1 / RATE for t in times.values() if t):.2f} s", ""],
+                ["client CPU (user + sys) while pushing", "",
+                 f"{cpu:.2f} s ({cpu / seconds:.0%} of one core)", ""],
                 ["requests wasted (rate-limited + transient)", "0",
                  f"{wasted} of {requests}", verdict(wasted == 0)],
                 ["every target got every URL", f"{args.urls:,} each",
@@ -447,6 +467,16 @@ def main_targets(args: argparse.Namespace) -> int:
         )
     )  # fmt: skip
     return 0
+
+
+def _cpu_seconds() -> float:
+    """This process's CPU time so far, user + sys."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _shown(args: argparse.Namespace) -> str:
+    return "automatic" if args.concurrency is None else str(args.concurrency)
 
 
 def delta(after: dict[str, int], before: dict[str, int]) -> Counter[str]:
@@ -459,7 +489,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--urls", type=int, default=200_000)
     parser.add_argument("--old-urls", type=int, default=20_000, help="old-way sample size")
-    parser.add_argument("--concurrency", type=int, default=4, help="SchedulerOptions.concurrency")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        help="SchedulerOptions.concurrency (CDN_PREHEAT_CONCURRENCY): fixed pushes in flight;"
+        " default automatic (4, more while the rate and the round trip need them)",
+    )
     parser.add_argument(
         "--sandbox-priority",
         type=int,
@@ -505,7 +540,7 @@ def main() -> int:
     )  # fmt: skip
     print(
         f"{args.urls:,} URLs at {BATCH} URLs/request, {RATE} requests/s, {LATENCY * 1000:.0f} ms"
-        f" per API request; scheduler concurrency {args.concurrency};"
+        f" per API request; scheduler concurrency {_shown(args)};"
         f" sandbox priority +{args.sandbox_priority},"
         f" sandbox GC on {args.sandbox_gc};"
         f" {machine_load()}"
@@ -562,12 +597,13 @@ def main() -> int:
     )
     print(jitter_report(sent, accepted, by_task))
     trips = sorted(round_trips)
-    cycle = seconds * args.concurrency / max(len(trips), 1)
+    workers = report.peak_in_flight  # type: ignore[attr-defined]
+    cycle = seconds * workers / max(len(trips), 1)
     print(
         f"PushUrlsCache round trip: median {trips[len(trips) // 2] * 1000:.0f} ms,"
         f" p95 {trips[int(len(trips) * 0.95)] * 1000:.0f} ms (50 ms of it injected latency);"
-        f" each of the {args.concurrency} workers took {cycle * 1000:.0f} ms a batch on average"
-        f" (the rate allows {args.concurrency / RATE * 1000:.0f} ms)"
+        f" each of the {workers} workers (at most, in flight) took {cycle * 1000:.0f} ms a batch"
+        f" on average (the rate allows {workers / RATE * 1000:.0f} ms)"
     )
     print()
     rows = [
