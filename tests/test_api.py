@@ -110,6 +110,30 @@ def test_a_second_preheat_is_already_preheated(box: Sandbox, tmp_path: Path) -> 
     assert dry.video.would_push == 0  # the ledger still holds it: a dry run changes nothing
 
 
+def test_a_provider_whose_variables_are_not_named_after_it_from_plain_arguments(
+    box: Sandbox, tmp_path: Path
+) -> None:
+    """EdgeOne's keys are TENCENT_SECRET_*, its area EO_ZONE_ID, its endpoint EO_ENDPOINT:
+    the plain arguments find them through its registration."""
+    env = box.client_env("edgeone")
+    with Preheater(
+        provider="edgeone",
+        credentials={
+            "secret_id": env["TENCENT_SECRET_ID"],
+            "secret_key": env["TENCENT_SECRET_KEY"],
+        },
+        area=env["EO_ZONE_ID"],
+        endpoint=env["EO_ENDPOINT"],
+        ledger=str(tmp_path / "eo.sqlite3"),
+        cdn_host=env["CDN_HOST"],
+    ) as preheater:
+        result = preheater.preheat("eo-1", box.video_url("demo-3"), **FAST)
+        assert preheater.provider.area == env["EO_ZONE_ID"]
+    assert result.run is not None and result.run.error is None
+    assert result.run.done == result.video.found > 0
+    assert set(box.edgeone.received_urls()) >= {box.edge_url("/vod/demo-3/master.m3u8")}
+
+
 def test_from_settings_and_bad_arguments(box: Sandbox, tmp_path: Path) -> None:
     env = {k.lower(): v for k, v in box.client_env("tencent").items()}
     settings = load_settings(**env, cdn_preheat_db=str(tmp_path / "s.sqlite3"))

@@ -430,12 +430,25 @@ def settings_from_arguments(
         ) -> tuple[PydanticBaseSettingsSource, ...]:
             return (init_settings,)
 
+    from cdn_preheat.providers import provider_names, provider_spec
+
     fields = set(Settings.model_fields)
     name = provider.strip().lower()
     values: dict[str, Any] = {"cdn_provider": name}
+    # The fields the registration declares, for a vendor whose variables are not
+    # prefixed with its name (EdgeOne: the Tencent keys, EO_ZONE_ID, EO_ENDPOINT).
+    declared: dict[str, str] = {}
+    if name in provider_names():
+        registration = provider_spec(name)
+        for field in registration.credential_settings():
+            declared.setdefault(field.split("_", 1)[-1], field)
+        if registration.area_setting:
+            declared["area"] = registration.area_setting
+        if registration.endpoint_settings:
+            declared["endpoint"] = registration.endpoint_settings[0]
 
     def field_for(key: str, *, what: str) -> str:
-        for candidate in (f"{name}_{key}", key):
+        for candidate in (f"{name}_{key}", key, declared.get(key, "")):
             if candidate in fields:
                 return candidate
         raise ConfigError(f"{what} {key!r} is not a setting of the {name} provider.")

@@ -167,6 +167,9 @@ def _cloudflare(values: list[str], headers: Headers) -> CacheStatus:
 
 # Alibaba's X-Swift-CacheTime is the cached copy's TTL; it is sent on misses
 # that got stored as well as on hits, so it is not evidence of a hit.
+# Keyed by CDN, not by provider: verify reads CDNs cdn-preheat does not push to
+# (Cloudflare, CloudFront, whatever fronts the http provider); a registration names
+# its parser with ProviderSpec.cache_vendor.
 VENDOR_HEADERS: dict[str, tuple[str, _Parser]] = {
     "tencent": ("X-Cache-Lookup", _tencent),
     "edgeone": ("EO-Cache-Status", _edgeone),

@@ -255,6 +255,8 @@ class Settings(BaseSettings):
         sandbox's public demo keys, so ``TENCENT_ENDPOINT=<sandbox>`` alone reaches it.
 
         They open nothing but the sandbox: a real API refuses them as wrong keys.
+        The vendors' fields are spelled here, not read from the registry: Settings is
+        validated before any provider (SDK) or emulator module is imported.
         """
         vendors = (
             ("tencent_secret_id", "tencent_secret_key", (self.tencent_endpoint, self.eo_endpoint),

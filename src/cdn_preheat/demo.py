@@ -7,14 +7,13 @@ import tempfile
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from cdn_preheat import ui
 from cdn_preheat.api import Observer, Preheater
 from cdn_preheat.config import Settings, load_settings
 from cdn_preheat.errors import InputError
 from cdn_preheat.providers import emulated_names
-from cdn_preheat.sandbox.edge import Vendor
 from cdn_preheat.sandbox.server import Sandbox
 
 # The progress of the push: push title -> an observer, entered while the run drains.
@@ -43,8 +42,7 @@ def run_demo(
         ledger_path = db or Path(tmp) / "demo.sqlite3"
         # The sandbox's Qiniu account has its daily prefetch quota raised from
         # Qiniu's default of 100 URLs (see Sandbox), so every provider runs to the end.
-        vendor = cast("Vendor", provider)  # an emulated provider, checked above
-        with Sandbox(videos=videos, task_delay=0.3, edge_vendor=vendor) as box:
+        with Sandbox(videos=videos, task_delay=0.3, edge_vendor=provider) as box:
             ui.note(f"sandbox running: {box.endpoints}")
             env: dict[str, Any] = {k.lower(): v for k, v in box.client_env(provider).items()}
             settings = load_settings(**env, cdn_preheat_db=str(ledger_path))

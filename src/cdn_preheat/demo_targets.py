@@ -20,6 +20,7 @@ from cdn_preheat.sandbox.server import Sandbox, TencentAccount
 from cdn_preheat.sandbox.tencent import TencentLimits
 from cdn_preheat.targets import TargetsPreheater, TargetsRun
 
+# The demo's accounts, by design: the sandbox's further accounts are Tencent's.
 DEMO_TARGETS = ("tencent", "tencent-b", "qiniu", "edgeone")
 # The second account's own daily quota: smaller than the first's, enough for the demo.
 SECOND_ACCOUNT_QUOTA = 20_000

@@ -9,7 +9,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar, cast, get_args
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -19,7 +19,6 @@ from cdn_preheat.config import Settings
 from cdn_preheat.providers import emulated_names, make_provider, provider_spec
 from cdn_preheat.providers.base import Provider, ProviderSpec, TaskState
 from cdn_preheat.providers.http import HttpProvider, WarmOptions
-from cdn_preheat.sandbox.edge import Vendor
 from cdn_preheat.sandbox.server import Sandbox
 
 # Long enough that PROCESSING is observable; tests advance the sandbox clock past it.
@@ -146,9 +145,9 @@ def wait_for(
 
 def _emulated_env(kind: str) -> ProviderEnv:
     """Any registered provider the sandbox emulates: built as the CLI builds it."""
-    # The edge answers the vendor's own cache header (EdgeOne's EO-Cache-Status, ...).
-    edge = cast("Vendor", kind) if kind in get_args(Vendor) else "tencent"
-    sandbox = Sandbox(videos=2, segments=5, task_delay=TASK_DELAY, edge_vendor=edge)
+    # The edge answers the vendor's own cache header (EdgeOne's EO-Cache-Status, ...),
+    # which its emulator declares.
+    sandbox = Sandbox(videos=2, segments=5, task_delay=TASK_DELAY, edge_vendor=kind)
     sandbox.start()
     emulator = sandbox.emulators[kind]
     api = sandbox.apis[kind]

@@ -12,7 +12,7 @@ import pytest
 from contract_env import PROVIDER_KINDS, capabilities, settings_from
 from pydantic import BaseModel
 
-from cdn_preheat.cachestatus import VENDOR_HEADERS
+from cdn_preheat.cachestatus import VENDOR_HEADERS, CacheStatus
 from cdn_preheat.config import Settings
 from cdn_preheat.demo import run_demo
 from cdn_preheat.errors import ConfigError, InputError
@@ -132,6 +132,24 @@ def test_every_registrations_target_facts_name_settings_that_accept_them() -> No
         with pytest.raises(ValueError, match=spec.area_setting):
             Settings.model_validate({spec.area_setting: "no-such-area"})
     assert provider_spec("edgeone").zoned and not provider_spec("tencent").zoned
+
+
+def test_every_emulator_answers_the_cache_header_its_provider_reads() -> None:
+    """The sandbox edge's headers come from each emulator's declaration, in the form
+    the provider's registered cache parser (verify) reads."""
+    import httpx
+
+    from cdn_preheat.cachestatus import parse_cache_status
+
+    for name, emulator in emulator_specs().items():
+        vendor = provider_spec(name).cache_vendor
+        headers = emulator.cache_headers
+        assert set(headers) == {"edge", "upper", "origin"}, name
+        verdict = {k: parse_cache_status(httpx.Headers(v), vendor) for k, v in headers.items()}
+        assert verdict["edge"].status is CacheStatus.HIT, name
+        assert verdict["upper"].cached, name
+        assert verdict["origin"].status is CacheStatus.MISS, name
+        assert emulator.prefetch_layer("", "") in ("edge", "upper"), name
 
 
 def test_an_unknown_provider_is_refused_naming_the_registered_ones() -> None:

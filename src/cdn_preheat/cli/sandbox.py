@@ -73,8 +73,9 @@ def sandbox(
     def ready(endpoints: dict[str, str]) -> None:
         extra: dict[str, str] = {}
         if targets is not None:
-            names = ("tencent", "tencent-b", "qiniu", "edgeone")
-            extra = box.targets_file(targets, names)  # public sandbox keys only
+            from cdn_preheat.demo_targets import DEMO_TARGETS
+
+            extra = box.targets_file(targets, DEMO_TARGETS)  # public sandbox keys only
         ui.print_json({**endpoints, "qiniu_bucket": DEMO_BUCKET, **extra})
 
     run_forever(box, ready)

@@ -44,6 +44,7 @@ from cdn_preheat.sandbox.core import (
     EmulatorSpec,
     FaultKind,
     Faults,
+    Layer,
     RateWindows,
     Reply,
     Request,
@@ -797,6 +798,42 @@ def _set_limits(api: AliyunEmulator, quota: int | None, rate: int | None) -> Non
         api.limits = dataclasses.replace(api.limits, **changes)  # type: ignore[arg-type]
 
 
+# What this vendor's edges answer (sandbox/edge.py), per answer: an edge hit, an
+# upper-layer hit, a miss.
+# Alibaba: X-Cache is the edge's (L1) verdict; Via lists each node of the path,
+# L2 ("…l2…") first, each cache node's entry ending in H (hit) or M (miss).
+# Edge hit: cnblogs.com/panxiaoming/p/9851701 ("Via: cache45.l2cm9[0,200-0,H],
+# cache25.l2cm9[9,0], cache9.cn831[0,200-0,H], cache9.cn831[0,0]"); miss everywhere:
+# m.haomeiwen.com/subject/wstkvrtx (L2 and L1 both "M"); L2 hit, L1 miss: the same
+# format with the L2 entry "H" and the L1 entry "M" (tnie.github.io/2019/11/04/debugCDN
+# shows the opposite pair, L2 "M" and L1 "H").
+EDGE_HEADERS: dict[str, list[tuple[str, str]]] = {
+    "edge": [
+        ("X-Cache", "HIT TCP_MEM_HIT dirn:-2:-2"),
+        ("Via", "cache45.l2cm9[0,200-0,H], cache25.l2cm9[9,0], "
+                "cache9.cn831[0,200-0,H], cache9.cn831[0,0]"),
+    ],
+    "upper": [
+        ("X-Cache", "MISS TCP_MISS dirn:-2:-2"),
+        ("Via", "cache45.l2cm9[0,200-0,H], cache25.l2cm9[9,0], "
+                "cache9.cn831[12,200-0,M], cache9.cn831[13,0]"),
+    ],
+    "origin": [
+        ("X-Cache", "MISS TCP_MISS dirn:-2:-2"),
+        ("Via", "cache55.l2cn2630[28,28,200-0,M], cache39.l2cn2630[30,0], "
+                "vcache10.cn838[85,85,200-0,M], vcache15.cn838[86,0]"),
+    ],
+}  # fmt: skip
+
+
+def _prefetch_layer(area: str, layer_option: str) -> Layer:
+    """The layer a finished prefetch fills, as the vendor documents it."""
+    # SDK PushObjectCacheRequest.l_2preload: true = L2 POPs, false (default) =
+    # "regular POPs … L2 POPs or L3 POPs"; the API doc: "将源站的内容主动预热到L2 Cache
+    # 节点上". Neither is the client-facing L1 (that is the separate PreloadEdge quota).
+    return "upper"
+
+
 EMULATOR = EmulatorSpec(
     name="aliyun",
     build=_build,
@@ -804,4 +841,6 @@ EMULATOR = EmulatorSpec(
     credentials=(config.SANDBOX_ALIYUN_ACCESS_KEY_ID, config.SANDBOX_ALIYUN_ACCESS_KEY_SECRET),
     client_env=_client_env,
     set_limits=_set_limits,
+    cache_headers=EDGE_HEADERS,
+    prefetch_layer=_prefetch_layer,
 )

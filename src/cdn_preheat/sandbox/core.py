@@ -534,6 +534,11 @@ class EmulatorSpec:
     limits, whose ``task_delay`` the sandbox may override; ``client_env``
     gives the variables that point a client at it; ``set_limits`` sets its daily
     prefetch quota and request rate (``sandbox --quota/--rate``).
+
+    Its edge (``sandbox/edge.py``): ``cache_headers`` are the headers the vendor's
+    edges send for an edge hit, an upper-layer hit and a miss (keys ``edge``,
+    ``upper``, ``origin``); ``prefetch_layer(area, layer_option)`` is the layer a
+    finished prefetch fills, as the vendor documents it.
     """
 
     name: str
@@ -542,6 +547,8 @@ class EmulatorSpec:
     credentials: tuple[str, str]
     client_env: Callable[[str, tuple[str, str]], dict[str, str]]
     set_limits: Callable[[Any, int | None, int | None], None]
+    cache_headers: Mapping[str, list[tuple[str, str]]]
+    prefetch_layer: Callable[[str, str], Layer]
     default_limits: Callable[[], Any] | None = None
 
     def limits(self, given: Any, task_delay: float | None) -> Any:
@@ -552,3 +559,16 @@ class EmulatorSpec:
         if task_delay is not None:
             limits = dataclasses.replace(limits, task_delay=task_delay)
         return limits
+
+
+def emulator_specs() -> dict[str, EmulatorSpec]:
+    """Every registered provider's emulator, by provider name, in registry order."""
+    import importlib
+
+    from cdn_preheat.providers import provider_specs
+
+    specs: dict[str, EmulatorSpec] = {}
+    for provider in provider_specs():
+        if provider.emulator:
+            specs[provider.name] = importlib.import_module(provider.emulator).EMULATOR
+    return specs

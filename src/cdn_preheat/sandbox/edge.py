@@ -31,95 +31,34 @@ that domain only (a CDN caches per domain: the cache key starts with the host).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Literal
 
-from cdn_preheat.sandbox.core import EdgeCache, Layer, LoopbackServer
+from cdn_preheat.sandbox.core import EdgeCache, EmulatorSpec, Layer, LoopbackServer
 from cdn_preheat.sandbox.origin import Origin, send_body, send_not_found
 
-Vendor = Literal["tencent", "edgeone", "qiniu", "aliyun"]
+# An emulated vendor's name: a registered provider whose emulator module declares
+# its edges' cache headers and prefetch layers (EmulatorSpec).
+Vendor = str
 # What the edge answered from: its own copy, the upper layer's, or the origin.
 Served = Literal["edge", "upper", "origin"]
 
-# The headers each vendor's edges send, per answer (edge hit, upper-layer hit, miss).
-CACHE_HEADERS: dict[str, dict[Served, list[tuple[str, str]]]] = {
-    # Tencent: one X-Cache-Lookup line per layer, the edge's first. Edge hit "Hit From
-    # MemCache" (Tencent's help page "如何判断用户访问是否命中 CDN 节点缓存", quoted at
-    # kanchuan.com/blog/186-cdn-x-cache-lookup); served by the middle layer: "Cache Miss"
-    # then "Hit From Inner Cluster" (same capture, the first request of a file).
-    "tencent": {
-        "edge": [("X-Cache-Lookup", "Hit From MemCache")],
-        "upper": [("X-Cache-Lookup", "Cache Miss"), ("X-Cache-Lookup", "Hit From Inner Cluster")],
-        "origin": [("X-Cache-Lookup", "Cache Miss")],
-    },
-    # EdgeOne: "EO-Cache-Status: HIT" (the cache of the EdgeOne node answered), "MISS" (it
-    # did not, or its copy was stale and the origin sent a new one), "RefreshHit" (stale,
-    # confirmed by a 304) (edgeone.ai/document/54212, "Default HTTP Response Headers"). The
-    # page names no layer: a copy in the middle layer, which default prefetches fill, is
-    # an EdgeOne node's cache too, so it answers HIT.
-    "edgeone": {
-        "edge": [("EO-Cache-Status", "HIT")],
-        "upper": [("EO-Cache-Status", "HIT")],
-        "origin": [("EO-Cache-Status", "MISS")],
-    },
-    # Qiniu: X-Qnm-Cache, one comma-separated word per layer, the edge's first
-    # ("Validate,MissValidate" in a two-layer capture); "Hit" / "Miss" at the edge.
-    "qiniu": {
-        "edge": [("X-Qnm-Cache", "Hit")],
-        "upper": [("X-Qnm-Cache", "Miss,Hit")],
-        "origin": [("X-Qnm-Cache", "Miss")],
-    },
-    # Alibaba: X-Cache is the edge's (L1) verdict; Via lists each node of the path,
-    # L2 ("…l2…") first, each cache node's entry ending in H (hit) or M (miss).
-    # Edge hit: cnblogs.com/panxiaoming/p/9851701 ("Via: cache45.l2cm9[0,200-0,H],
-    # cache25.l2cm9[9,0], cache9.cn831[0,200-0,H], cache9.cn831[0,0]"); miss everywhere:
-    # m.haomeiwen.com/subject/wstkvrtx (L2 and L1 both "M"); L2 hit, L1 miss: the same
-    # format with the L2 entry "H" and the L1 entry "M" (tnie.github.io/2019/11/04/debugCDN
-    # shows the opposite pair, L2 "M" and L1 "H").
-    "aliyun": {
-        "edge": [
-            ("X-Cache", "HIT TCP_MEM_HIT dirn:-2:-2"),
-            ("Via", "cache45.l2cm9[0,200-0,H], cache25.l2cm9[9,0], "
-                    "cache9.cn831[0,200-0,H], cache9.cn831[0,0]"),
-        ],
-        "upper": [
-            ("X-Cache", "MISS TCP_MISS dirn:-2:-2"),
-            ("Via", "cache45.l2cm9[0,200-0,H], cache25.l2cm9[9,0], "
-                    "cache9.cn831[12,200-0,M], cache9.cn831[13,0]"),
-        ],
-        "origin": [
-            ("X-Cache", "MISS TCP_MISS dirn:-2:-2"),
-            ("Via", "cache55.l2cn2630[28,28,200-0,M], cache39.l2cn2630[30,0], "
-                    "vcache10.cn838[85,85,200-0,M], vcache15.cn838[86,0]"),
-        ],
-    },
-}  # fmt: skip
+
+def emulated_edge(vendor: str) -> EmulatorSpec:
+    """The emulator of ``vendor``, which declares its edges' headers and prefetch layers."""
+    from cdn_preheat.sandbox.core import emulator_specs
+
+    spec = emulator_specs().get(vendor)
+    if spec is None:
+        raise ValueError(f"unknown CDN vendor {vendor!r}")
+    return spec
 
 
 def default_prefetch_layer(vendor: str, area: str = "", layer_option: str = "") -> Layer:
-    """The layer a finished prefetch fills, as each vendor documents it."""
-    if vendor == "tencent":
-        # SDK PushUrlsCacheRequest.Layer: "中国境内区域默认预热至中间层节点, 中国境外区域默认
-        # 预热至边缘节点 … 填写"middle"或不填充时, 可指定预热至中间层节点" (no mainland edge
-        # option). The sandbox edge stands for a mainland edge, so a global push (its
-        # mainland share in the middle layer) is an upper-layer copy too.
-        return "edge" if area == "overseas" and layer_option != "middle" else "upper"
-    if vendor == "edgeone":
-        # SDK teo CreatePrefetchTaskRequest.Mode: "default: 默认模式, 即预热到中间层; edge: 边缘
-        # 预热模式, 即预热到边缘和中间层。不填写时, 默认值为 default".
-        return "edge" if layer_option == "edge" else "upper"
-    if vendor == "aliyun":
-        # SDK PushObjectCacheRequest.l_2preload: true = L2 POPs, false (default) =
-        # "regular POPs … L2 POPs or L3 POPs"; the API doc: "将源站的内容主动预热到L2 Cache
-        # 节点上". Neither is the client-facing L1 (that is the separate PreloadEdge quota).
-        return "upper"
-    if vendor == "qiniu":
-        # developer.qiniu.com/fusion/4155: 预取 "是指新资源提前由 CDN 拉取到 CDN 缓存节点。
-        # 这样一来, 用户第一次访问到该节点时, 就可以直接命中缓存": the first access hits.
-        return "edge"
-    raise ValueError(f"unknown CDN vendor {vendor!r}")
+    """The layer a finished prefetch fills, as each vendor documents it (its emulator's)."""
+    return emulated_edge(vendor).prefetch_layer(area, layer_option)
 
 
 def prefetched(
@@ -147,6 +86,13 @@ class EdgeRequest:
         return self.served != "origin"
 
 
+def _edge_headers(vendor: str) -> Mapping[str, list[tuple[str, str]]]:
+    try:
+        return emulated_edge(vendor).cache_headers
+    except ValueError:
+        raise ValueError(f"unknown edge vendor {vendor!r}") from None
+
+
 class Edge:
     """The edge's behaviour and request log; thread-safe."""
 
@@ -158,8 +104,7 @@ class Edge:
         *,
         range_fills: bool = False,
     ) -> None:
-        if vendor not in CACHE_HEADERS:
-            raise ValueError(f"unknown edge vendor {vendor!r}")
+        headers = _edge_headers(vendor)
         self.origin = origin
         self.cache = cache
         self.vendor: Vendor = vendor
@@ -170,6 +115,7 @@ class Edge:
         self.header_overrides: dict[Served, list[tuple[str, str]]] = {}
         self.netloc = ""  # set by bind(): the first host
         self.vendors: dict[str, Vendor] = {}  # every host this edge answers on -> its vendor
+        self._headers: dict[str, Mapping[str, list[tuple[str, str]]]] = {"": headers}
         # Called before each request, so emulator tasks due by now land in the cache first.
         self.before_request: list[Callable[[], None]] = []
         self._log: list[EdgeRequest] = []
@@ -180,6 +126,7 @@ class Edge:
         server = LoopbackServer(EdgeHandler, self, port)
         self.netloc = server.netloc
         self.vendors[server.netloc] = self.vendor
+        self._headers[server.netloc] = self._headers[""]
         return server
 
     def bind_host(self, vendor: Vendor, port: int = 0) -> LoopbackServer:
@@ -188,10 +135,10 @@ class Edge:
         Files are cached under the host they are asked on, so each host is warm only
         in what was prefetched through it.
         """
-        if vendor not in CACHE_HEADERS:
-            raise ValueError(f"unknown edge vendor {vendor!r}")
+        headers = _edge_headers(vendor)
         server = LoopbackServer(EdgeHandler, self, port)
         self.vendors[server.netloc] = vendor
+        self._headers[server.netloc] = headers
         return server
 
     def url(self, path: str) -> str:
@@ -205,8 +152,8 @@ class Edge:
 
     def cache_headers(self, served: Served, netloc: str | None = None) -> list[tuple[str, str]]:
         """Host ``netloc``'s vendor's cache headers for an answer served from ``served``."""
-        vendor = self.vendors.get(netloc or self.netloc, self.vendor)
-        return list(self.header_overrides.get(served) or CACHE_HEADERS[vendor][served])
+        headers = self._headers.get(netloc or self.netloc, self._headers[""])
+        return list(self.header_overrides.get(served) or headers[served])
 
     def cache_header(self, hit: bool) -> dict[str, str]:
         """The first cache header of an edge hit (``hit``) or a miss."""

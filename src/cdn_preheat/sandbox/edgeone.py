@@ -44,6 +44,7 @@ from cdn_preheat.sandbox.core import (
     EmulatorBase,
     EmulatorSpec,
     Faults,
+    Layer,
     RateWindows,
     Reply,
     Request,
@@ -693,6 +694,27 @@ def _set_limits(api: EdgeOneEmulator, quota: int | None, rate: int | None) -> No
         api.limits.requests_per_second = rate
 
 
+# What this vendor's edges answer (sandbox/edge.py), per answer: an edge hit, an
+# upper-layer hit, a miss.
+# EdgeOne: "EO-Cache-Status: HIT" (the cache of the EdgeOne node answered), "MISS" (it
+# did not, or its copy was stale and the origin sent a new one), "RefreshHit" (stale,
+# confirmed by a 304) (edgeone.ai/document/54212, "Default HTTP Response Headers"). The
+# page names no layer: a copy in the middle layer, which default prefetches fill, is
+# an EdgeOne node's cache too, so it answers HIT.
+EDGE_HEADERS: dict[str, list[tuple[str, str]]] = {
+    "edge": [("EO-Cache-Status", "HIT")],
+    "upper": [("EO-Cache-Status", "HIT")],
+    "origin": [("EO-Cache-Status", "MISS")],
+}  # fmt: skip
+
+
+def _prefetch_layer(area: str, layer_option: str) -> Layer:
+    """The layer a finished prefetch fills, as the vendor documents it."""
+    # SDK teo CreatePrefetchTaskRequest.Mode: "default: 默认模式, 即预热到中间层; edge: 边缘
+    # 预热模式, 即预热到边缘和中间层。不填写时, 默认值为 default".
+    return "edge" if layer_option == "edge" else "upper"
+
+
 EMULATOR = EmulatorSpec(
     name="edgeone",
     build=_build,
@@ -701,4 +723,6 @@ EMULATOR = EmulatorSpec(
     credentials=(config.SANDBOX_TENCENT_SECRET_ID, config.SANDBOX_TENCENT_SECRET_KEY),
     client_env=_client_env,
     set_limits=_set_limits,
+    cache_headers=EDGE_HEADERS,
+    prefetch_layer=_prefetch_layer,
 )

@@ -53,6 +53,7 @@ from cdn_preheat.sandbox.core import (
     EmulatorBase,
     EmulatorSpec,
     Faults,
+    Layer,
     LoopbackServer,
     RateWindows,
     Reply,
@@ -768,6 +769,24 @@ def _set_limits(api: QiniuEmulator, quota: int | None, rate: int | None) -> None
         api.limits.urls_per_second = rate
 
 
+# What this vendor's edges answer (sandbox/edge.py), per answer: an edge hit, an
+# upper-layer hit, a miss.
+# Qiniu: X-Qnm-Cache, one comma-separated word per layer, the edge's first
+# ("Validate,MissValidate" in a two-layer capture); "Hit" / "Miss" at the edge.
+EDGE_HEADERS: dict[str, list[tuple[str, str]]] = {
+    "edge": [("X-Qnm-Cache", "Hit")],
+    "upper": [("X-Qnm-Cache", "Miss,Hit")],
+    "origin": [("X-Qnm-Cache", "Miss")],
+}  # fmt: skip
+
+
+def _prefetch_layer(area: str, layer_option: str) -> Layer:
+    """The layer a finished prefetch fills, as the vendor documents it."""
+    # developer.qiniu.com/fusion/4155: 预取 "是指新资源提前由 CDN 拉取到 CDN 缓存节点。
+    # 这样一来, 用户第一次访问到该节点时, 就可以直接命中缓存": the first access hits.
+    return "edge"
+
+
 EMULATOR = EmulatorSpec(
     name="qiniu",
     build=_build,
@@ -775,6 +794,8 @@ EMULATOR = EmulatorSpec(
     credentials=(config.SANDBOX_QINIU_ACCESS_KEY, config.SANDBOX_QINIU_SECRET_KEY),
     client_env=_client_env,
     set_limits=_set_limits,
+    cache_headers=EDGE_HEADERS,
+    prefetch_layer=_prefetch_layer,
     default_limits=lambda: QiniuLimits(
         prefetch_quota=SANDBOX_QINIU_PREFETCH_QUOTA, refresh_dir_enabled=True
     ),

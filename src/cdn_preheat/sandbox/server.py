@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
 import re
 import signal
 import threading
@@ -21,21 +20,23 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
 
+from pydantic import SecretStr
+
 from cdn_preheat import config
 from cdn_preheat.errors import InputError
-from cdn_preheat.providers import provider_specs
+from cdn_preheat.providers import provider_spec
 from cdn_preheat.sandbox.aliyun import AliyunEmulator, AliyunLimits
 from cdn_preheat.sandbox.core import (
     EdgeCache,
     Emulator,
-    EmulatorSpec,
     Faults,
     LoopbackServer,
     SandboxClock,
     Shared,
+    emulator_specs,
 )
-from cdn_preheat.sandbox.edge import CACHE_HEADERS, Edge, Vendor
-from cdn_preheat.sandbox.edgeone import SANDBOX_ZONE_ID, EdgeOneEmulator, EdgeOneLimits
+from cdn_preheat.sandbox.edge import Edge, Vendor
+from cdn_preheat.sandbox.edgeone import EdgeOneEmulator, EdgeOneLimits
 from cdn_preheat.sandbox.origin import Origin, serve_origin
 from cdn_preheat.sandbox.origin_auth import OriginSignatures
 from cdn_preheat.sandbox.qiniu import SANDBOX_QINIU_PREFETCH_QUOTA, QiniuEmulator, QiniuLimits
@@ -60,16 +61,6 @@ def _account_keys(name: str) -> tuple[str, str]:
     """Public sandbox keys of a further account (they open nothing but the sandbox)."""
     tag = re.sub(r"[^A-Za-z0-9]", "", name)
     return (f"AKIDsandbox{tag}".ljust(36, "0"), f"sandbox-{tag}-secret-key")
-
-
-def emulator_specs() -> dict[str, EmulatorSpec]:
-    """Every registered provider's emulator, by provider name, in registry order."""
-    specs: dict[str, EmulatorSpec] = {}
-    for provider in provider_specs():
-        if provider.emulator:
-            spec = importlib.import_module(provider.emulator).EMULATOR
-            specs[provider.name] = cast("EmulatorSpec", spec)
-    return specs
 
 
 # The Qiniu bucket `cdn-preheat sandbox` fills with the generated videos' keys, so
@@ -136,7 +127,8 @@ class Sandbox:
         """``task_delay``, when given, overrides every emulator's own (seconds to done).
 
         ``limits`` and ``credentials`` set any emulator's by provider name (the
-        ``tencent_limits``-style keywords are the same for the vendors they name).
+        ``tencent_limits``-style keywords are the same for the vendors they name:
+        typed shorthands the tests use; a new vendor needs none of them).
 
         ``tencent_accounts``: further Tencent Cloud accounts by name (``tencent-b``),
         each its own emulator with its own keys, limits and faults, in front of the
@@ -185,10 +177,10 @@ class Sandbox:
         self._host_servers: list[LoopbackServer] = []
 
         def shared_for(name: str, vendor: str) -> Shared:
-            if not edge_per_account or name == "tencent" or vendor not in CACHE_HEADERS:
+            if not edge_per_account or name == "tencent":
                 self.hosts[name] = self.edge.netloc
                 return shared
-            server = self.edge.bind_host(cast("Vendor", vendor))
+            server = self.edge.bind_host(vendor)
             self._host_servers.append(server)
             self.hosts[name] = server.netloc
             return dataclasses.replace(shared, edge_netloc=server.netloc)
@@ -221,6 +213,7 @@ class Sandbox:
         self._servers: dict[str, LoopbackServer] = {}
         self._started = False
 
+    # Typed handles on the emulators for tests (``apis[name]`` is the general form).
     @property
     def tencent(self) -> TencentEmulator:
         return cast("TencentEmulator", self.apis["tencent"])
@@ -239,28 +232,24 @@ class Sandbox:
 
     @classmethod
     def from_settings(cls, settings: config.Settings, **options: Any) -> Sandbox:
-        """A sandbox accepting the configured credentials, or the public sandbox ones."""
-        secret_id = settings.tencent_secret_id
-        secret_key = settings.tencent_secret_key
-        if secret_id is not None and secret_key is not None:
-            options.setdefault("secret_id", secret_id.get_secret_value())
-            options.setdefault("secret_key", secret_key.get_secret_value())
-        key_id, key_secret = settings.aliyun_access_key_id, settings.aliyun_access_key_secret
-        if key_id is not None and key_secret is not None:
-            options.setdefault(
-                "aliyun_credentials", (key_id.get_secret_value(), key_secret.get_secret_value())
-            )
-        access_key, qiniu_secret = settings.qiniu_access_key, settings.qiniu_secret_key
-        if access_key is not None and qiniu_secret is not None:
-            options.setdefault(
-                "qiniu_credentials",
-                (access_key.get_secret_value(), qiniu_secret.get_secret_value()),
-            )
+        """A sandbox accepting the configured credentials, or the public sandbox ones.
+
+        Each emulated provider's keys are the Settings fields its registration names
+        (``ProviderSpec.credentials``); ``credentials=`` given here win.
+        """
+        configured: dict[str, tuple[str, str]] = {}
+        for name in VENDORS:
+            fields = provider_spec(name).credential_settings()
+            values = [getattr(settings, field) for field in fields]
+            if len(values) == 2 and all(isinstance(value, SecretStr) for value in values):
+                configured[name] = (values[0].get_secret_value(), values[1].get_secret_value())
+        options["credentials"] = {**configured, **options.get("credentials", {})}
         if settings.cdn_provider in SANDBOX_VENDORS:
             # The edge answers the configured vendor's cache header (EdgeOne's
             # EO-Cache-Status for CDN_PROVIDER=edgeone), as verify reads it.
             options.setdefault("edge_vendor", settings.cdn_provider)
-        signatures = _origin_signatures(settings, options.get("qiniu_credentials"))
+        # Signed origins are Qiniu storage's (CDN_PREHEAT_ORIGIN_SIGNING=qiniu-*).
+        signatures = _origin_signatures(settings, options["credentials"].get("qiniu"))
         if signatures is not None:
             options.setdefault("origin_signatures", signatures)
         return cls(**options)
@@ -361,8 +350,11 @@ class Sandbox:
                 f'key_id_env = "{variable}_KEY_ID"',
                 f'key_secret_env = "{variable}_KEY_SECRET"',
             ]
-            if vendor == "edgeone":
-                lines.append(f'zone = "{SANDBOX_ZONE_ID}"')
+            registration = provider_spec(vendor)
+            if registration.zoned and registration.area_setting:
+                # The zone the emulator serves, as its client variables name it.
+                client = self.emulators[vendor].client_env(endpoints[name], self.credentials[name])
+                lines.append(f'zone = "{client[registration.area_setting.upper()]}"')
             pool = (pools or {}).get(name)
             if pool:
                 lines.append(f'pool = "{pool}"')

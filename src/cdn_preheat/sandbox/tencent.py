@@ -37,6 +37,7 @@ from cdn_preheat.sandbox.core import (
     EmulatorBase,
     EmulatorSpec,
     Faults,
+    Layer,
     RateWindows,
     Reply,
     Request,
@@ -919,6 +920,28 @@ def _set_limits(api: TencentEmulator, quota: int | None, rate: int | None) -> No
         api.limits.requests_per_second = rate
 
 
+# What this vendor's edges answer (sandbox/edge.py), per answer: an edge hit, an
+# upper-layer hit, a miss.
+# Tencent: one X-Cache-Lookup line per layer, the edge's first. Edge hit "Hit From
+# MemCache" (Tencent's help page "如何判断用户访问是否命中 CDN 节点缓存", quoted at
+# kanchuan.com/blog/186-cdn-x-cache-lookup); served by the middle layer: "Cache Miss"
+# then "Hit From Inner Cluster" (same capture, the first request of a file).
+EDGE_HEADERS: dict[str, list[tuple[str, str]]] = {
+    "edge": [("X-Cache-Lookup", "Hit From MemCache")],
+    "upper": [("X-Cache-Lookup", "Cache Miss"), ("X-Cache-Lookup", "Hit From Inner Cluster")],
+    "origin": [("X-Cache-Lookup", "Cache Miss")],
+}  # fmt: skip
+
+
+def _prefetch_layer(area: str, layer_option: str) -> Layer:
+    """The layer a finished prefetch fills, as the vendor documents it."""
+    # SDK PushUrlsCacheRequest.Layer: "中国境内区域默认预热至中间层节点, 中国境外区域默认
+    # 预热至边缘节点 … 填写"middle"或不填充时, 可指定预热至中间层节点" (no mainland edge
+    # option). The sandbox edge stands for a mainland edge, so a global push (its
+    # mainland share in the middle layer) is an upper-layer copy too.
+    return "edge" if area == "overseas" and layer_option != "middle" else "upper"
+
+
 EMULATOR = EmulatorSpec(
     name="tencent",
     build=_build,
@@ -926,4 +949,6 @@ EMULATOR = EmulatorSpec(
     credentials=(config.SANDBOX_TENCENT_SECRET_ID, config.SANDBOX_TENCENT_SECRET_KEY),
     client_env=_client_env,
     set_limits=_set_limits,
+    cache_headers=EDGE_HEADERS,
+    prefetch_layer=_prefetch_layer,
 )

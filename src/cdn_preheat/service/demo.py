@@ -12,14 +12,12 @@ import secrets
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
 from cdn_preheat.errors import InputError
-
-DEMO_PROVIDERS = ("tencent", "qiniu", "aliyun")
 
 
 def curl_lines(url: str) -> list[str]:
@@ -43,18 +41,18 @@ def serve_demo(
     port: int = 8000,
 ) -> int:
     from cdn_preheat.config import load_settings
-    from cdn_preheat.sandbox.edge import Vendor
+    from cdn_preheat.providers import emulated_names
     from cdn_preheat.sandbox.server import Sandbox
     from cdn_preheat.service.runner import serve
     from cdn_preheat.service.settings import ServiceSettings
 
-    if provider not in DEMO_PROVIDERS:
-        raise InputError(f"--provider must be one of {', '.join(DEMO_PROVIDERS)}.")
+    demo_providers = emulated_names()  # every provider the sandbox emulates, as `demo`
+    if provider not in demo_providers:
+        raise InputError(f"--provider must be one of {', '.join(demo_providers)}.")
     token = secrets.token_urlsafe(24)
     with tempfile.TemporaryDirectory(prefix="cdn-preheat-demo-") as tmp:
         ledger = db or Path(tmp) / "demo.sqlite3"
-        vendor = cast("Vendor", provider)
-        with Sandbox(videos=videos, task_delay=0.3, edge_vendor=vendor) as box:
+        with Sandbox(videos=videos, task_delay=0.3, edge_vendor=provider) as box:
             env: dict[str, Any] = {k.lower(): v for k, v in box.client_env(provider).items()}
             settings = load_settings(**env, cdn_preheat_db=str(ledger))
             origin = box.endpoints["origin"]
