@@ -336,3 +336,32 @@ def test_a_pool_member_with_wrong_keys_is_set_aside_and_the_pool_goes_on(
     assert "SANDBOX_TENCENT_C_KEY_ID and SANDBOX_TENCENT_C_KEY_SECRET" in sentence
     assert wrong not in sentence
     assert outcome.exit_code == 2  # the configuration needs fixing, though nothing was lost
+
+
+def purged_urls(sandbox: Sandbox, name: str) -> int:
+    """URL purges the account was charged today, in any area."""
+    api: Any = sandbox.apis[name]
+    return sum(api.quota_used(area, "url") for area in ("mainland", "overseas", "global"))
+
+
+def test_a_pool_is_verified_as_one_and_purged_on_every_member(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    run = Run(sandbox, tmp_path, ("tencent", *ACCOUNTS), pools=dict.fromkeys(ACCOUNTS, "p"))
+    urls = edge(sandbox, "demo-7")
+    used = {name: purged_urls(sandbox, name) for name in ACCOUNTS}
+    with TargetsPreheater.from_settings(run.settings, environ=run.env) as targets:
+        assert targets.preheat([("demo-7", sandbox.video_url("demo-7"))]).exit_code == 0
+        checked = targets.verify("demo-7", sample=None)
+        assert [t.name for t in checked.results] == ["tencent", "p"]  # a pool: one row
+        assert checked["p"].key == ("p", "pool") and checked.passed
+        assert checked["p"].report.overall.total == len(urls)  # its URLs, once each
+        purged = targets.purge(urls=[urls[0]])
+    # the pool's members each purge: either account's edges may hold a copy
+    assert [(t.name, t.pool) for t in purged.results] == [
+        ("tencent", None), ("tencent-b", "p"), ("tencent-c", "p"),
+    ]  # fmt: skip
+    assert purged.exit_code == 0, [t.error for t in purged.results]
+    assert all(t.result is not None and t.result.done == 1 for t in purged.results)
+    for name in ACCOUNTS:
+        assert purged_urls(sandbox, name) > used[name], name  # charged to its own account

@@ -158,3 +158,22 @@ def test_purge_moves_urls_and_directories_to_each_targets_host(
         assert f"http://{host}/vod/demo-4/master.m3u8" in cold, name
         assert any(url.startswith(f"http://{host}/vod/demo-4/v0/") for url in cold), name
         assert not any("/v1/" in url for url in cold), name  # outside the directory: warm
+
+
+def test_a_delete_purge_qiniu_cannot_do_fails_qiniu_alone(sandbox: Sandbox, tmp_path: Path) -> None:
+    settings, env = configure(sandbox, tmp_path)
+    base = sandbox.hosts["tencent"]
+    with cdn_preheat.TargetsPreheater.from_settings(settings, environ=env) as targets:
+        assert targets.preheat([("demo-5", sandbox.video_url("demo-5"))]).exit_code == 0
+        purged = targets.purge(dirs=[f"http://{base}/vod/demo-5/"], delete=True)
+        with pytest.raises(cdn_preheat.InputError, match="--delete applies to --dir"):
+            targets.purge(urls=[f"http://{base}/vod/demo-5/master.m3u8"], delete=True)
+        with pytest.raises(cdn_preheat.InputError, match="no video 'never-queued'"):
+            targets.verify("never-queued")
+    assert purged.exit_code == 2
+    qiniu = purged["qiniu"]
+    assert qiniu.result is None and qiniu.error is not None
+    assert qiniu.error.startswith("target qiniu: CDN_PROVIDER=qiniu cannot delete")
+    for name in ("tencent", "tencent-b", "edgeone"):
+        result = purged[name].result
+        assert result is not None and result.dirs == result.done == 1, name
