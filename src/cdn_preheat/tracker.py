@@ -66,8 +66,9 @@ OUTCOMES_PER_WRITE = 500
 # The shortest pause between looks (a stop or the end of pushing is seen this soon).
 MIN_PAUSE = 0.1
 # While pushing, a window with less than a page of logs waits at most this long
-# (beyond the task time) for more: a page costs the same whether full or not.
-MAX_WINDOW_WAIT = 2.0
+# (beyond the task time) for more: a page costs the same whether full or not. Qiniu
+# prefetches 240 URLs a second, so a page of 1,000 takes 4.2 s to fill.
+MAX_WINDOW_WAIT = 5.0
 SECOND = dt.timedelta(seconds=1)
 # A window query is worth it from this many tasks on; fewer are asked by id.
 MIN_WINDOW_TASKS = 2
@@ -233,6 +234,11 @@ class Tracker:
         if not (force or not pushing or logs >= PAGE_LOGS or overdue):
             self._next_fresh = tick  # look again next time; more logs may fill the page
             return
+        if pushing and not force and logs > PAGE_LOGS:
+            # A page's worth now, the rest next round: a window just over a page costs
+            # two calls, the second nearly empty (Qiniu's 20-URL tasks overshoot a page).
+            horizon = _page_horizon(readable, horizon)
+            self._next_fresh = tick
         start = _whole_second(oldest - WINDOW_MARGIN)
         if self._read_until is not None and self._read_until > start:
             start = self._read_until
@@ -525,6 +531,25 @@ def _whole_second(moment: dt.datetime) -> dt.datetime:
 
 def _seconds(value: float) -> dt.timedelta:
     return dt.timedelta(seconds=value)
+
+
+def _page_horizon(tasks: Sequence[TaskRecord], horizon: dt.datetime) -> dt.datetime:
+    """The last whole second up to ``horizon`` whose tasks, with all before, fit a page.
+
+    At least the first second, however many logs it holds.
+    """
+    by_second: dict[dt.datetime, int] = {}
+    for task in tasks:
+        second = _whole_second(task.created_at)
+        by_second[second] = by_second.get(second, 0) + task.url_count
+    seconds = sorted(by_second)
+    last, logs = seconds[0], 0
+    for second in seconds:
+        logs += by_second[second]
+        if logs > PAGE_LOGS:
+            break
+        last = second
+    return min(last, horizon)
 
 
 def _clusters(tasks: Sequence[TaskRecord]) -> list[list[TaskRecord]]:
