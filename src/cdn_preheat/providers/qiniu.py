@@ -12,7 +12,9 @@ its URLs with commas; every status method splits them again.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
+import logging
 import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
@@ -48,11 +50,14 @@ from cdn_preheat.providers.base import (
     TaskState,
 )
 from cdn_preheat.providers.stats import LogFile, TrafficPoint, TrafficSeries
-from cdn_preheat.ratelimit import Budget
+from cdn_preheat.ratelimit import Budget, call_with_retries
 from cdn_preheat.signing import strip_anti_leech
 from cdn_preheat.urlkey import url_key
 
+logger = logging.getLogger(__name__)
 CHINA = UTC8  # Qiniu's quota day and timestamps
+# The task queries take startTime/endTime (developer.qiniu.com/fusion/api/1227/file-prefetching#4;
+# qiniu/php-sdk CdnManager::getCdnPrefetchList, whose example passes '2020-09-11 12:00:00').
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 # The SDK's CdnManager talks plain HTTP (qiniu/services/cdn/manager.py:
 # self.server = 'http://fusion.qiniuapi.com'), and the QBox token of a JSON request
@@ -60,7 +65,12 @@ TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 # credential. The fusion API answers on HTTPS (developer.qiniu.com/fusion/13367).
 DEFAULT_SERVER = "https://fusion.qiniuapi.com"
 DOCUMENTED_DAILY_PREFETCH_QUOTA = 100
+# pageSize: "要求返回的页长度, 默认为100" (fusion/api/1227#4, php-sdk getCdnPrefetchList); no
+# maximum is documented. A time window asks WINDOW_PAGE_SIZE a page (a page of 20-URL
+# tasks is then 50 tasks for one call) and, should Qiniu refuse that size, the default.
 LIST_PAGE_SIZE = 100
+WINDOW_PAGE_SIZE = 1000
+PAGE_ATTEMPTS = 8
 Granularity = Literal["5min", "hour", "day"]
 JsonObject = dict[str, Any]
 
@@ -136,7 +146,9 @@ class QiniuProvider(Provider):
 
     name = "qiniu"
     # No quota query: prefetch answers report it. Directory refresh only marks stale.
-    features = Features(quota_query=False, stats=True, logs=True, domain_check=True)
+    # The prefetch query takes startTime/endTime: one call covers many tasks.
+    features = Features(quota_query=False, stats=True, logs=True, domain_check=True,
+                        window_status=True)  # fmt: skip
     limits = QINIU_LIMITS
     budgets = QINIU_BUDGETS
     api_budgets = QINIU_API_BUDGETS
@@ -159,6 +171,7 @@ class QiniuProvider(Provider):
         self._cdn_host = config.cdn_host
         self._last_quota: Quota | None = None
         self._last_quota_day: str | None = None
+        self._window_page = WINDOW_PAGE_SIZE
 
     # Prefetch --------------------------------------------------------------
     def quota(self) -> Quota:
@@ -216,6 +229,21 @@ class QiniuProvider(Provider):
 
     def task_status(self, task_ids: Sequence[str]) -> list[TaskEntry]:
         return self._statuses("prefetch", task_ids)
+
+    def window_status(self, since: dt.datetime, until: dt.datetime) -> list[TaskEntry]:
+        """Every prefetch created from ``since`` to ``until``: the query by startTime/endTime.
+
+        Times are China time to the second, both ends included, as ``createAt``
+        shows them. Should Qiniu compare endTime with the exact instant instead,
+        the tasks of the last second are missing from this window: the tracker
+        asks the tasks no window showed by id. Entries carry their request id.
+        """
+        start = _aware(since).astimezone(CHINA).strftime(TIME_FORMAT)
+        end = _aware(until).astimezone(CHINA).strftime(TIME_FORMAT)
+        return [
+            _entry(str(item.get("requestId", "")), item)
+            for item in self._window_items("prefetch", {"startTime": start, "endTime": end})
+        ]
 
     def find_submitted(self, urls: Sequence[str], since: dt.datetime) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -395,19 +423,59 @@ class QiniuProvider(Provider):
         )
         return ret, info
 
-    def _list_tasks(self, kind: str, filters: JsonObject) -> Iterator[JsonObject]:
-        """Every item of a prefetch or refresh task query, across pages."""
+    def _list_tasks(
+        self, kind: str, filters: JsonObject, page_size: int = LIST_PAGE_SIZE
+    ) -> Iterator[JsonObject]:
+        """Every item of a prefetch or refresh task query, across pages.
+
+        A page that draws a rate-limit or transient answer is asked again alone,
+        so a long scan never starts over from its first page.
+        """
         page_no, seen = 0, 0
         while True:
-            request = {**filters, "pageNo": page_no, "pageSize": LIST_PAGE_SIZE}
-            code, body = self._call(f"{kind} list", self._post, f"/v2/tune/{kind}/list", request)
-            self._raise_for(code, body, f"{kind} list", [])
+            request = {**filters, "pageNo": page_no, "pageSize": page_size}
+            body = call_with_retries(
+                functools.partial(self._list_page, kind, request),
+                attempts=PAGE_ATTEMPTS,
+                on_retry=lambda exc: logger.warning("a Qiniu %s list page: %s", kind, exc),
+            )
             items = [item for item in body.get("items") or [] if isinstance(item, dict)]
             yield from items
             seen += len(items)
             if not items or seen >= int(body.get("total", 0)):
                 return
             page_no += 1
+
+    def _list_page(self, kind: str, request: JsonObject) -> JsonObject:
+        code, body = self._call(f"{kind} list", self._post, f"/v2/tune/{kind}/list", request)
+        self._raise_for(code, body, f"{kind} list", [])
+        return body
+
+    def _window_items(self, kind: str, window: JsonObject) -> Iterator[JsonObject]:
+        """A time window's items at the larger page size; the default size if it is refused.
+
+        Only a refusal of the first page changes the size: later pages are numbered
+        in the size the first one was read with.
+        """
+        if self._window_page > LIST_PAGE_SIZE:
+            pages = self._list_tasks(kind, window, self._window_page)
+            try:
+                first = next(pages)
+            except StopIteration:
+                return
+            except ProviderError as exc:
+                if exc.code != "400000":
+                    raise
+                logger.info(
+                    "Qiniu refused pageSize %d (%s); asking %d a page",
+                    self._window_page, exc, LIST_PAGE_SIZE,
+                )  # fmt: skip
+                self._window_page = LIST_PAGE_SIZE
+            else:
+                yield first
+                yield from pages
+                return
+        yield from self._list_tasks(kind, window, self._window_page)
 
     def _statuses(self, kind: str, task_ids: Sequence[str]) -> list[TaskEntry]:
         entries: list[TaskEntry] = []
@@ -521,6 +589,10 @@ def _parse_time(text: object) -> dt.datetime | None:
             return _parse_time(int(value))
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=CHINA)
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
 def _china_day(moment: dt.datetime) -> str:

@@ -40,7 +40,7 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from qiniu import Auth, QiniuMacAuth
@@ -126,7 +126,16 @@ class QiniuLimits:
     refresh_url_quota: int = 500
     refresh_dir_quota: int = 10
     task_delay: float = 1.0  # seconds on the sandbox clock from processing to done
+    # The task queries' pageSize: "要求返回的页长度, 默认为100" (fusion/api/1227#4; qiniu/php-sdk
+    # CdnManager::getCdnPrefetchList). No maximum is documented: a larger size is served up
+    # to ``list_page_max``, and past it capped ("cap") or refused with 400000 ("refuse").
     list_page_max: int = 1000
+    list_page_over_max: Literal["cap", "refuse"] = "cap"
+    # startTime/endTime: the php-sdk documents "格式2006-01-01" and its example passes
+    # "2020-09-11 12:00:00"; how the time is compared is not documented: "second" with
+    # createAt's second (both ends included), "instant" with the exact creation time (a
+    # task created at 12:00:05.3 is after an endTime of 12:00:05), "day" with the day only.
+    list_time_precision: Literal["second", "instant", "day"] = "second"
     # "当前目录刷新权限默认关闭, 如需开通权限请通过工单联系我们审核开通" (fusion/api/1229);
     # the 2026 page lists 400038 for it. Off, as on a new account.
     refresh_dir_enabled: bool = False
@@ -487,13 +496,20 @@ class QiniuEmulator(CountedOutcomes, EmulatorBase):
     def _task_list(self, kind: str, request: JsonObject) -> Reply:
         try:
             page_no = int(request.get("pageNo") or 0)
-            page_size = min(int(request.get("pageSize") or 100), self.limits.list_page_max)
+            page_size = int(request.get("pageSize") or 100)
             start = _parse_time(request.get("startTime"))
             end = _parse_time(request.get("endTime"), end_of_day=True)
         except ValueError as exc:
             return self._json(400, {"code": 400000, "error": str(exc)})
         if page_no < 0 or page_size < 1:
             return self._json(400, {"code": 400000, "error": "invalid pageNo or pageSize"})
+        if page_size > self.limits.list_page_max:
+            if self.limits.list_page_over_max == "refuse":
+                return self._json(400, {"code": 400000, "error": "invalid pageSize"})
+            page_size = self.limits.list_page_max
+        if self.limits.list_time_precision == "day":
+            start = start and _parse_time(start.date().isoformat())
+            end = end and _parse_time(end.date().isoformat(), end_of_day=True)
         wanted_urls = set(_strings(request.get("urls")))
         request_id, state = request.get("requestId"), request.get("state")
         is_dir = request.get("isDir")
@@ -505,8 +521,8 @@ class QiniuEmulator(CountedOutcomes, EmulatorBase):
             and (not wanted_urls or t.url in wanted_urls)
             and (not state or t.state == state)
             and (is_dir not in ("yes", "no") or t.is_dir == (is_dir == "yes"))
-            and (start is None or t.created >= start)
-            and (end is None or t.created <= end)
+            and (start is None or self._compared(t.created) >= start)
+            and (end is None or self._compared(t.created) <= end)
         ]
         page = matches[page_no * page_size : (page_no + 1) * page_size]
         return self._json(
@@ -520,6 +536,12 @@ class QiniuEmulator(CountedOutcomes, EmulatorBase):
                 "items": [_task_item(t, self.limits.list_time_style) for t in page],
             },
         )
+
+    def _compared(self, created: dt.datetime) -> dt.datetime:
+        """A task's creation time as startTime/endTime are compared with it."""
+        if self.limits.list_time_precision == "instant":
+            return created
+        return created.replace(microsecond=0)  # createAt's second
 
     def _traffic(self, metric: str, request: JsonObject) -> Reply:
         step = GRANULARITY.get(str(request.get("granularity")))
