@@ -14,6 +14,8 @@ paced to its action's rate here: a reconciliation that pages through
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import logging
 import math
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -50,9 +52,10 @@ from cdn_preheat.providers.base import (
     TaskEntry,
     TaskState,
 )
-from cdn_preheat.ratelimit import Budget
+from cdn_preheat.ratelimit import Budget, call_with_retries
 from cdn_preheat.urlkey import url_key
 
+logger = logging.getLogger(__name__)
 AliyunArea = Literal["domestic", "overseas"]
 
 DEFAULT_ENDPOINT = "cdn.aliyuncs.com"
@@ -60,6 +63,9 @@ CONNECT_TIMEOUT_MS = 5_000
 READ_TIMEOUT_MS = 20_000
 TASK_IDS_PER_QUERY = 10  # DescribeRefreshTaskById takes at most 10 ids
 TASKS_PAGE_SIZE = 100  # DescribeRefreshTasks PageSize: "最大 100"
+# A task query (one request of ids, one page of a list) that draws a rate-limit or
+# transient answer is asked again alone this many times before the call fails.
+PAGE_ATTEMPTS = 8
 # "只能查询最近 3 天内的数据": DescribeRefreshTasks and DescribeRefreshTaskById only
 # reach back 3 days (help.aliyun.com/document_detail/91158.html, 448062.htm).
 TASK_RETENTION = dt.timedelta(days=3)
@@ -367,7 +373,9 @@ class AliyunProvider(Provider):
             request = cdn_models.DescribeRefreshTaskByIdRequest(
                 task_id=",".join(parts[start : start + TASK_IDS_PER_QUERY])
             )
-            body = self._call(
+            # One request of 10 ids retried alone: the requests before it are not
+            # asked again, and the tracker need not split the chunk to get past it.
+            body = self._query(
                 "DescribeRefreshTaskById",
                 self._client.describe_refresh_task_by_id_with_options,
                 request,
@@ -387,8 +395,19 @@ class AliyunProvider(Provider):
             page_number=page,
             page_size=TASKS_PAGE_SIZE,
         )
-        return self._call(
+        return self._query(
             "DescribeRefreshTasks", self._client.describe_refresh_tasks_with_options, request
+        )
+
+    def _query(
+        self, action: str, method: Callable[[Any, RuntimeOptions], Any], request: Any
+    ) -> Any:
+        """One read-only call (a page of a scan), retried alone on rate-limit and transient
+        answers: a scan that loses one page's answer goes on from that page."""
+        return call_with_retries(
+            functools.partial(self._call, action, method, request),
+            attempts=PAGE_ATTEMPTS,
+            on_retry=lambda exc: logger.warning("Alibaba Cloud %s: %s (retrying)", action, exc),
         )
 
     def _call(

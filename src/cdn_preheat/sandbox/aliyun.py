@@ -251,6 +251,8 @@ class AliyunEmulator(EmulatorBase):
         self._received: list[ReceivedCall] = []
         self._counters: Counter[str] = Counter()
         self._action_calls: Counter[str] = Counter()
+        # Codes to answer the next calls of an action with (see inject).
+        self._injected: dict[str, deque[str]] = {}
         self._actions: dict[str, Callable[[dict[str, str]], dict[str, Any]]] = {
             "PushObjectCache": self._push_object_cache,
             "DescribeRefreshQuota": self._describe_refresh_quota,
@@ -333,6 +335,15 @@ class AliyunEmulator(EmulatorBase):
         with self._lock:
             return dict(self._action_calls)
 
+    def inject(self, code: str, action: str, times: int = 1) -> None:
+        """Answer the next ``times`` calls of ``action`` with this error code.
+
+        ``Throttling.User`` is Alibaba's flow-control answer (see _check_rate); any
+        other code answers HTTP 400 (500 for ``InternalError``).
+        """
+        with self._lock:
+            self._injected.setdefault(action, deque()).extend([code] * times)
+
     def count(self, outcome: str) -> None:
         with self._lock:
             self._counters[outcome] += 1
@@ -368,6 +379,11 @@ class AliyunEmulator(EmulatorBase):
             self._settle_locked()
             self._forget_locked()
             self._check_rate(action)
+            queued = self._injected.get(action)
+            injected = queued.popleft() if queued else None
+        if injected is not None:
+            status = 500 if injected == "InternalError" else 400
+            raise ApiError(status, injected, f"{injected} (injected).")
         return run(call.params)
 
     # Authentication ---------------------------------------------------------
