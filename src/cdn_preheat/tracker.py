@@ -242,6 +242,11 @@ class Tracker:
         start = _whole_second(oldest - WINDOW_MARGIN)
         if self._read_until is not None and self._read_until > start:
             start = self._read_until
+        if start > horizon:
+            # Read up to here already (the horizon moves back when the task time learned
+            # doubles): nothing new yet. EdgeOne refuses an end before the start.
+            self._next_fresh = tick + (start - horizon).total_seconds()
+            return
         entries = self._window(start, horizon, report)
         if entries is None:  # the provider cannot list by time
             self._windows = False

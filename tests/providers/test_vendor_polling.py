@@ -303,3 +303,14 @@ def test_edgeone_status_polling_keeps_to_describe_prefetch_tasks_20_a_second(
         list(pool.map(lambda _: provider.task_status([task]), range(50)))
     assert box.edgeone.actions["DescribePrefetchTasks"] == 50
     assert box.edgeone.rate_refusals == {}
+
+
+def test_edgeone_a_window_that_ends_before_it_starts_is_empty_and_costs_no_call(
+    box: Sandbox,
+) -> None:
+    """EdgeOne refuses an EndTime before StartTime (InvalidParameter.ParameterError)."""
+    provider = provider_for(box, "edgeone")
+    provider.submit([box.edge_url("/vod/demo-1/v0/seg0.ts")])
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    assert provider.window_status(now, now - dt.timedelta(seconds=1)) == []
+    assert box.edgeone.actions["DescribePrefetchTasks"] == 0
