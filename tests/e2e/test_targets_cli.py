@@ -198,6 +198,10 @@ def test_verify_per_target_shows_each_and_exits_1_for_the_cold_one(tmp_path: Pat
         pinned = cli("verify", "demo-1", "--edge", "127.0.0.1")
         assert pinned.code == 2 and "each target is probed at its own CDN host" in pinned.stderr
         assert wrong not in checked.stdout + checked.stderr + lenient.stderr
+        debug = cli("--debug", "verify", "demo-1", "--json")
+        assert debug.code == 1
+        keys = [v for k, v in env.items() if k.endswith(("_KEY_SECRET", "_KEY_ID"))]
+        assert keys and not any(key in debug.stdout + debug.stderr for key in [*keys, wrong])
 
 
 def test_purge_per_target_fails_only_the_target_with_bad_keys(tmp_path: Path) -> None:
@@ -231,7 +235,8 @@ def test_purge_per_target_fails_only_the_target_with_bad_keys(tmp_path: Path) ->
         # --debug logs every API call: no key of any target, right or wrong, shows
         debug = cli("--debug", "purge", "--video", "demo-1", "--json", extra_env=bad)
         assert debug.code == 2
-        secrets = [v for k, v in env.items() if k.endswith("_KEY_SECRET")] + [wrong]
+        secrets = [v for k, v in env.items() if k.endswith(("_KEY_SECRET", "_KEY_ID"))]
+        secrets.append(wrong)
         assert secrets and not any(s in debug.stdout + debug.stderr for s in secrets)
 
         # the purged targets are cold at their own hosts, edgeone's copies are untouched
