@@ -126,6 +126,7 @@ class QueueResult:
             warnings=tuple(queued.warnings),
             failed_playlists=tuple(queued.failed_playlists),
             would_push=queued.would_push,
+            interrupted=queued.interrupted,
         )
 
 
@@ -1563,11 +1564,7 @@ async def _queue_sources(
 
     stream = expand_many(((s, s.m3u8_url) for s in todo), options)
     try:
-        while True:
-            try:
-                source, outcome = await stopping.until_stopped(anext(stream), stop)
-            except StopAsyncIteration:
-                break
+        async for source, outcome in stopping.each_until_stopped(stream, stop):
             if isinstance(outcome, PreheatError):
                 result = QueueResult(source.video_id, source.m3u8_url, error=str(outcome))
             else:
@@ -1582,10 +1579,6 @@ async def _queue_sources(
             for s in todo
             if s.video_id not in seen
         )
-    finally:
-        close = getattr(stream, "aclose", None)  # an async generator: its client closes
-        if close is not None:
-            await close()
     order = {source.video_id: index for index, source in enumerate(sources)}
     results.sort(key=lambda video: order.get(video.video_id, 0))
     return results

@@ -105,6 +105,7 @@ class QueuedVideo:
     warnings: list[str] = field(default_factory=list)  # malformed tags read as absent
     failed_playlists: list[str] = field(default_factory=list)  # renditions skipped: partial
     would_push: int | None = None  # dry runs: what a push would send
+    interrupted: bool = False  # the stop came before it was expanded and queued
 
     @property
     def partial(self) -> bool:

@@ -24,7 +24,7 @@ import contextvars
 import signal
 import sys
 import threading
-from collections.abc import Awaitable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
 from types import FrameType
 from typing import TypeVar
 
@@ -121,6 +121,25 @@ async def until_stopped(awaitable: Awaitable[T], stop: threading.Event | None = 
             with contextlib.suppress(asyncio.CancelledError):
                 await task
     raise Stopped
+
+
+async def each_until_stopped(
+    stream: AsyncIterator[T], stop: threading.Event | None = None
+) -> AsyncIterator[T]:
+    """The items of ``stream``; once ``stop`` is set, :class:`Stopped` (see
+    :func:`until_stopped`). ``stream`` is closed either way (an async generator's
+    ``aclose``: its clients and tasks are released)."""
+    try:
+        while True:
+            try:
+                item = await until_stopped(anext(stream), stop)
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        close = getattr(stream, "aclose", None)
+        if close is not None:
+            await close()
 
 
 @contextlib.contextmanager

@@ -901,10 +901,16 @@ def queue_videos_for_units(
     max_age: dt.timedelta,
     reset: bool = False,
     on_video: Callable[[QueuedVideo], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> list[QueuedVideo]:
-    """Expand many videos concurrently, once each, and queue each for every unit."""
+    """Expand many videos concurrently, once each, and queue each for every unit.
+
+    Once ``stop`` (default: the run's, :func:`stopping.current`) is set the
+    expansion ends at once; the videos not queued by then are ``interrupted``.
+    """
     import dataclasses
 
+    from cdn_preheat import stopping
     from cdn_preheat.clock import utcnow
     from cdn_preheat.hls import expand_many
     from cdn_preheat.pipeline import QueuedVideo
@@ -923,21 +929,36 @@ def queue_videos_for_units(
         else:
             todo.append(source)
     options = dataclasses.replace(expand_options, cdn_host=expand_host(units))
+    if stop is not None:
+        options = dataclasses.replace(options, stop=stop)
 
     async def expand_all() -> None:
         items = ((source, source.m3u8_url) for source in todo)
-        async for source, outcome in expand_many(items, options):
-            if isinstance(outcome, PreheatError):
-                video = QueuedVideo(source.video_id, source.m3u8_url, error=str(outcome))
-            else:
-                per_unit = queue_for_units(
-                    ledger, units, source.video_id, outcome,
-                    head_first=head_first, max_age=max_age,
-                )  # fmt: skip
-                video = combined(source.video_id, per_unit)
-            results.append(video)
-            if on_video:
-                on_video(video)
+        try:
+            async for source, outcome in stopping.each_until_stopped(
+                expand_many(items, options), stop
+            ):
+                queue_one(source, outcome)
+        except stopping.Stopped:
+            seen = {video.video_id for video in results}
+            results.extend(
+                QueuedVideo(source.video_id, source.m3u8_url, interrupted=True)
+                for source in todo
+                if source.video_id not in seen
+            )
+
+    def queue_one(source: VideoSource, outcome: Expansion | PreheatError) -> None:
+        if isinstance(outcome, PreheatError):
+            video = QueuedVideo(source.video_id, source.m3u8_url, error=str(outcome))
+        else:
+            per_unit = queue_for_units(
+                ledger, units, source.video_id, outcome,
+                head_first=head_first, max_age=max_age,
+            )  # fmt: skip
+            video = combined(source.video_id, per_unit)
+        results.append(video)
+        if on_video:
+            on_video(video)
 
     run_coroutine(expand_all())  # the sync boundary: works inside a running loop too
     order = {source.video_id: index for index, source in enumerate(sources)}
@@ -1395,7 +1416,7 @@ def preheat(
     videos = queue_videos_for_units(
         ledger, units, sources, expand_options(settings, strict=strict),
         head_first=head_first, max_age=settings.cdn_preheat_max_age, reset=reset,
-        on_video=on_video,
+        on_video=on_video, stop=stop,
     )  # fmt: skip
     table = None
     if by is not None:

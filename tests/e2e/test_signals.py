@@ -183,7 +183,11 @@ def test_batch_stopped_while_expanding_and_pushing_reports_both_and_exits_130(
         # The pipeline pushes the videos queued while the slow one is still being read.
         wait_until(
             lambda: (
-                (origin.hits("/slow.m3u8") >= 1 and len(box.tencent.received()) >= 1)
+                (
+                    origin.hits("/slow.m3u8") >= 1
+                    and len(box.tencent.received()) >= 1
+                    and len(cli.status()["videos"]) == 2  # demo-1 and demo-2 recorded
+                )
                 or proc.poll() is not None
             )
         )
@@ -231,3 +235,23 @@ def test_batch_queue_only_stopped_while_expanding_keeps_what_was_queued(
         assert videos["demo-1"]["queued"] == len(expected_urls(cli, "demo-1"))
         assert cli.status()["total"]["pending"] == videos["demo-1"]["queued"]
         assert box.tencent.received() == []
+
+
+def test_batch_over_targets_stopped_while_expanding_exits_130_at_once(tmp_path: Path) -> None:
+    with Sandbox(videos=1, segments=10) as box, ScriptedOrigin() as origin:
+        env = box.targets_file(tmp_path / "targets.toml", ("tencent", "qiniu"))
+        # Only the stop can end this expansion: the fetch deadline is an hour away.
+        cli = make_cli(box, tmp_path, CDN_PREHEAT_FETCH_DEADLINE=3600, **env)
+        catalog = write_catalog(cli, ["demo-1"])
+        with catalog.open("a") as handle:
+            handle.write(f"slow,{_trickling_origin(origin)}\n")
+        proc = Proc(cli, "batch", str(catalog), "--json")
+        wait_until(lambda: origin.hits("/slow.m3u8") >= 1 or proc.poll() is not None)
+        assert proc.poll() is None, proc.stderr
+        proc.signal(signal.SIGINT)
+        assert proc.wait(60) == 130, proc.stderr
+
+    assert "Traceback" not in proc.stderr
+    summary = json.loads(proc.stdout)
+    videos = {video["video_id"]: video for video in summary["videos"]}
+    assert videos["slow"]["interrupted"] is True

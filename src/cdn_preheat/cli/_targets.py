@@ -206,6 +206,8 @@ def render_run(
             ui.error(f"{video.video_id}: {video.error}")
         elif video.already_preheated:
             ui.note(f"{video.video_id}: already preheated on every target")
+        elif video.interrupted:
+            ui.note(f"{video.video_id}: interrupted while its playlists were read; not queued")
     if feasible is not None:
         render_feasibility(feasible)
     if dry_run:
@@ -271,6 +273,7 @@ def _video(video: QueuedVideo) -> dict[str, Any]:
         "already_preheated": video.already_preheated,
         "error": video.error,
         "partial": video.partial,
+        "interrupted": video.interrupted,
     }
 
 
