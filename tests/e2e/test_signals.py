@@ -172,7 +172,8 @@ def test_batch_stopped_while_expanding_and_pushing_reports_both_and_exits_130(
     tmp_path: Path,
 ) -> None:
     with (
-        Sandbox(videos=2, segments=30, task_delay=0.2, faults=Faults(latency=0.15)) as box,
+        # Enough URLs that pushing outlasts the looks at the status before the signal.
+        Sandbox(videos=2, segments=300, task_delay=0.2, faults=Faults(latency=0.15)) as box,
         ScriptedOrigin() as origin,
     ):
         cli = make_cli(box, tmp_path, CDN_PREHEAT_BATCH_SIZE=BATCH, CDN_PREHEAT_CONCURRENCY=THREADS)
