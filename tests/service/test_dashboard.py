@@ -8,6 +8,7 @@ Playwright never downloads one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import socket
@@ -85,6 +86,14 @@ def service(
     worker = WorkerThread(settings, threading.Event(), idle=0.2)
     app = create_app(engine, worker=worker)
     app.state.outbox_poll = 0.1
+    with serving(app) as served:
+        yield {**served, "engine": engine}
+    engine.close()
+
+
+@contextlib.contextmanager
+def serving(app: Any) -> Iterator[dict[str, Any]]:
+    """``app`` on uvicorn at 127.0.0.1:0 in a thread, its access log kept."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(app, log_level="info", lifespan="on")
@@ -100,12 +109,11 @@ def service(
         time.sleep(0.02)
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
     try:
-        yield {"base": base, "engine": engine, "access": access}
+        yield {"base": base, "access": access}
     finally:
         server.should_exit = True
         thread.join(30)
         logging.getLogger("uvicorn.access").removeHandler(access)
-        engine.close()
         sock.close()
 
 
@@ -236,3 +244,57 @@ def test_the_dashboard_needs_a_token_and_keeps_it_out_of_the_log(
     lines = service["access"].lines
     assert any("/v1/events/s3?token=***" in line for line in lines)
     assert not any(TOKEN in line for line in lines)
+
+
+@pytest.fixture(scope="module")
+def targets_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The service over a targets file: Tencent, a second Tencent account and Qiniu."""
+    from service_support import TargetsService
+
+    from cdn_preheat.sandbox.server import TencentAccount
+    from cdn_preheat.sandbox.tencent import TencentLimits
+
+    accounts = {"tencent-b": TencentAccount(limits=TencentLimits(task_delay=0.1))}
+    with (
+        Sandbox(videos=1, segments=4, task_delay=0.1, tencent_accounts=accounts) as box,
+        pytest.MonkeyPatch.context() as monkeypatch,
+    ):
+        tmp = tmp_path_factory.mktemp("targets-dashboard")
+        names = ("tencent", "tencent-b", "qiniu")
+        service = TargetsService(box, tmp, names, monkeypatch, idle=0.2)
+        with serving(service.app) as served:
+            yield {**served, "box": box, "names": names}
+        service.engine.close()
+
+
+def test_a_video_queued_through_the_form_reaches_done_on_every_target(
+    browser: Any, targets_service: dict[str, Any]
+) -> None:
+    base, box, names = targets_service["base"], targets_service["box"], targets_service["names"]
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    try:
+        sign_in(page, base)
+        rows = page.locator("#quota .quota-row")
+        assert [rows.nth(i).get_attribute("data-target") for i in range(rows.count())] == list(
+            names
+        )
+        page.fill("#video_id", "demo-1")
+        page.fill("#m3u8_url", box.video_url("demo-1"))
+        page.click("#queue-button")
+        page.wait_for_url(f"{base}/videos/demo-1")
+        deadline = time.monotonic() + 90  # the page reloads itself while in progress
+        while page.locator("#video-state").inner_text().strip() != "done":
+            assert time.monotonic() < deadline, "the video did not reach done"
+            page.wait_for_timeout(200)
+        targets = page.locator("#targets .target-row")
+        assert targets.count() == len(names)
+        for i, name in enumerate(names):
+            row = targets.nth(i)
+            assert row.get_attribute("data-target") == name
+            assert row.locator(".target-state").inner_text() == "done"
+            assert row.locator(".target-progress").inner_text() == "100 %"
+        assert shoot(page, "dashboard-targets-video").stat().st_size > 0
+    finally:
+        context.close()

@@ -92,6 +92,25 @@ def test_a_video_queued_through_the_api_reaches_done_on_every_target(
 
             again = client.post("/v1/videos", json=body)  # preheated on every target
             assert again.status_code == 200 and again.json()["targets"] == record["targets"]
+
+            # /metrics: URLs per target's ledger key, CDN calls under the target's name.
+            from prometheus_client.parser import text_string_to_metric_families
+
+            found = {
+                (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+                for family in text_string_to_metric_families(client.get("/metrics").text)
+                for sample in family.samples
+            }
+            keys = [("tencent", "mainland"), ("qiniu", "global"), ("edgeone", SANDBOX_ZONE_ID),
+                    ("premiere", "pool")]  # fmt: skip
+            for provider, area in keys:
+                labels = (("area", area), ("provider", provider), ("state", "done"))
+                assert found["cdn_preheat_urls", labels] == len(urls), provider
+            for provider in UNITS:
+                calls = [v for (name, labels), v in found.items()
+                         if name == "cdn_preheat_api_requests_total"
+                         and ("provider", provider) in labels]  # fmt: skip
+                assert sum(calls) > 0, provider
     finally:
         receiver.down()
 

@@ -159,7 +159,8 @@ def rendition_rows(records: list[UrlRecord]) -> list[dict[str, Any]]:
     rows = []
     for folder, members in groups.items():
         states = Counter(str(m.state) for m in members)
-        playlists = [m.url for m in members if m.kind == "playlist"]
+        # Once each: with targets sharing a host, each target holds its own row of a URL.
+        playlists = list(dict.fromkeys(m.url for m in members if m.kind == "playlist"))
         finished = states["done"] + states["failed"] + states["invalid"] + states["skipped"]
         rows.append(
             {
