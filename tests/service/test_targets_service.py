@@ -196,6 +196,13 @@ def test_a_target_with_a_wrong_key_fails_alone_with_its_sentence(
         assert "SANDBOX_TENCENT_D_KEY_SECRET" in quota["tencent-d"]["error"]
         assert wrong not in client.get("/v1/quota").text
 
+        # Cancelled: what the stopped target still held is dropped there (skipped).
+        cancelled = client.delete("/v1/videos/demo-4").json()
+        assert cancelled["state"] == "cancelled"
+        good, bad = cancelled["targets"]
+        assert bad["counts"]["pending"] == 0 and bad["counts"]["skipped"] == len(urls)
+        assert good["counts"]["done"] == len(urls)
+
         # The service goes on: the good target still takes videos.
         assert client.get("/readyz").json() == {"status": "ready"}
         more = {"video_id": "demo-5", "m3u8_url": box.video_url("demo-5")}
