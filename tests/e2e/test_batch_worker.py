@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from clirun import Cli
 from support import (
     Proc,
     assert_all_done,
@@ -27,7 +28,6 @@ from support import (
 from cdn_preheat.clock import seconds_until_next_day
 from cdn_preheat.sandbox.core import Faults
 from cdn_preheat.sandbox.server import Sandbox
-from conftest import Cli
 
 # batch ------------------------------------------------------------------------
 

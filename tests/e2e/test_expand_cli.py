@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import socket
 
+from clirun import Cli
 from support import assert_all_done, expected_urls, write_catalog
 
-from conftest import Cli
 from scripted_origin import Reply, ScriptedOrigin
 
 
