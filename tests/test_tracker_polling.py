@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,10 @@ from cdn_preheat.ledger.base import QueuedUrl, UrlState
 from cdn_preheat.ledger.sqlite import SqliteLedger
 from cdn_preheat.pipeline import RunOptions, run_queue
 from cdn_preheat.providers.tencent import TencentProvider
+from cdn_preheat.ratelimit import RateShare
 from cdn_preheat.sandbox.server import Sandbox
 from cdn_preheat.scheduler import SchedulerOptions
-from cdn_preheat.tracker import Tracker, TrackerOptions
+from cdn_preheat.tracker import Tracker, TrackerOptions, TrackReport
 
 URLS = 2000
 
@@ -95,4 +97,134 @@ def test_a_failed_page_is_retried_alone_not_the_whole_scan(box: Sandbox, tmp_pat
     start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
     entries = provider.window_status(start, dt.datetime.now(dt.UTC))
     assert entries is not None and len(entries) == 2500
-    assert offsets == [0, 1000, 1000, 2000]  # page 2 again, page 1 not
+    # Page 2 again, pages 1 and 3 once (after the first, a window's pages are asked
+    # side by side, so page 3 may go out before page 2's second try).
+    assert sorted(offsets) == [0, 1000, 1000, 2000]
+    assert offsets[0] == 0
+
+
+def test_the_pages_of_a_window_are_asked_side_by_side(box: Sandbox, tmp_path: Path) -> None:
+    # One page after the other, a window is read at a round trip plus a page's
+    # parsing per page, under DescribePushTasks' 20 a second: the tracker fell
+    # behind the pushes. Here pages 2 and 3 are answered only once both are asked.
+    ledger = SqliteLedger(tmp_path / "ledger.db")
+    queue(box, ledger, 2500)
+    provider = provider_for(box)
+    run_queue(ledger, provider, RunOptions(wait=False, scheduler=SchedulerOptions(batch_size=500)))
+    box.tencent.settle()
+    real = provider._client.DescribePushTasks
+    both_asked = threading.Barrier(2, timeout=10)
+
+    def pages_wait_for_each_other(request: Any) -> Any:
+        if request.Offset in (1000, 2000):
+            both_asked.wait()
+        return real(request)
+
+    provider._client.DescribePushTasks = pages_wait_for_each_other  # type: ignore[method-assign]
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    entries = provider.window_status(start, dt.datetime.now(dt.UTC))
+    assert entries is not None and len(entries) == 2500
+    assert len({(e.task_id, e.url) for e in entries}) == 2500
+    assert box.tencent.actions["DescribePushTasks"] == 3
+
+
+def test_once_pushing_is_over_the_last_second_is_read_when_its_tasks_can_be_done(
+    box: Sandbox, tmp_path: Path
+) -> None:
+    # While pushing, a second is read a task time after it is over (tasks may still
+    # be added to it until then). Once pushing is over none is, so the last second
+    # is read as soon as its tasks are expected done, not up to a second later.
+    ledger = SqliteLedger(tmp_path / "ledger.db")
+    queue(box, ledger, 1000)
+    provider = provider_for(box)
+    run_queue(ledger, provider, RunOptions(wait=False, scheduler=SchedulerOptions(batch_size=500)))
+    box.clock.advance(dt.timedelta(seconds=1))  # the tasks are done
+    box.tencent.settle()
+    tasks = ledger.open_tasks("tencent", "mainland")
+    newest = max(task.created_at for task in tasks)
+    lag = 0.2
+    # The newest task's second is over, and its tasks have had their time; but not
+    # a second (SETTLE) more beyond that.
+    now = max(newest.replace(microsecond=0) + dt.timedelta(seconds=1), newest + _s(lag))
+    tracker = Tracker(ledger, provider, TrackerOptions(poll_interval=lag), clock=lambda: now)
+    report = tracker._round(pushing=False)
+    assert report.done == 1000
+    assert not ledger.open_tasks("tencent", "mainland")
+    assert box.tencent.actions["DescribePushTasks"] == 1  # one page, read once
+
+
+def test_while_pushing_a_second_is_read_once_it_is_over_and_its_tasks_can_be_done(
+    box: Sandbox, tmp_path: Path
+) -> None:
+    # The same moment while pushing goes on: the newest second may still get tasks.
+    ledger = SqliteLedger(tmp_path / "ledger.db")
+    queue(box, ledger, 1000)
+    provider = provider_for(box)
+    run_queue(ledger, provider, RunOptions(wait=False, scheduler=SchedulerOptions(batch_size=500)))
+    box.tencent.settle()
+    tasks = ledger.open_tasks("tencent", "mainland")
+    newest = max(task.created_at for task in tasks)
+    second = newest.replace(microsecond=0)
+    now = max(second + dt.timedelta(seconds=1), newest + _s(0.2))
+    tracker = Tracker(ledger, provider, TrackerOptions(poll_interval=0.2), clock=lambda: now)
+    tracker._round(pushing=True)
+    still_open = {task.task_id for task in ledger.open_tasks("tencent", "mainland")}
+    newest_second = {task.task_id for task in tasks if task.created_at >= second}
+    assert newest_second and newest_second <= still_open
+
+
+def test_the_poller_of_several_workers_takes_their_status_budget_and_their_tasks(
+    box: Sandbox, tmp_path: Path
+) -> None:
+    # Two workers on one account share every budget, 10 calls a second each of
+    # DescribePushTasks' 20. One of them polls for both (a ledger turn): it takes
+    # the status budget but the other's small part, and follows the other's tasks.
+    ledger = SqliteLedger(tmp_path / "ledger.db")
+    queue(box, ledger, 1000)
+    pusher, poller = provider_for(box), provider_for(box)
+    options = SchedulerOptions(batch_size=500, worker_id="pusher")
+    run_queue(ledger, pusher, RunOptions(wait=False, scheduler=options))
+    shares = [
+        RateShare(ledger, "tencent", worker, provider.pacing).start()
+        for worker, provider in (("pusher", pusher), ("poller", poller))
+    ]
+    try:
+        assert poller.pacing.rate("DescribePushTasks") == 10
+        pushing = threading.Event()
+        pushing.set()
+        rates: list[tuple[float, float]] = []
+        led: list[tuple[float, float]] = []  # the rates when the poller took the lead
+        tracker = Tracker(ledger, poller, TrackerOptions(poll_interval=0.1, worker_id="poller"))
+
+        def on_round(open_tasks: int, totals: TrackReport) -> None:
+            rates.append(
+                (poller.pacing.rate("DescribePushTasks"), pusher.pacing.rate("DescribePushTasks"))
+            )
+            if rates[-1][0] > 10 and pushing.is_set():
+                led.append(rates[-1])
+                pushing.clear()  # the poller leads: end once the tasks are followed
+
+        other = Tracker(ledger, pusher, TrackerOptions(poll_interval=0.1, worker_id="pusher"))
+        ledger.take_turn("poll/tencent/mainland", "poller", dt.datetime.now(dt.UTC), _s(30))
+        tracker.on_round = on_round
+        follower = threading.Thread(target=other.follow, kwargs={"pushing": pushing})
+        follower.start()
+        give_up = threading.Timer(30, pushing.clear)  # a poller that never leads
+        give_up.start()
+        tracked = tracker.follow(pushing=pushing)
+        give_up.cancel()
+        follower.join()
+        assert tracked.done == 1000 and not tracked.timed_out
+        assert not ledger.open_tasks("tencent", "mainland")
+        assert led == [(17.5, 2.5)]  # 20 - 2.5 for the poller, a quarter share else
+        # Done following, both share evenly again.
+        assert poller.pacing.rate("DescribePushTasks") == 10
+        assert pusher.pacing.rate("DescribePushTasks") == 10
+        assert box.tencent.rate_refusals == {}
+    finally:
+        for share in shares:
+            share.stop()
+
+
+def _s(seconds: float) -> dt.timedelta:
+    return dt.timedelta(seconds=seconds)

@@ -37,6 +37,15 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 MAX_MARGIN = 0.25  # how far penalise() widens the window
+# Of a budget that one process leads for the account (its status API, polled by one
+# worker at a time for everyone: a ledger turn), each other process keeps this part
+# of an even share for its own rare calls (a lost push answer looked up); the
+# leader takes the rest.
+FOLLOWER_PART = 0.25
+# How long a process waits after it took the lead before it calls at the leader's
+# rate: the former leader's calls of its last (widened) second are still in the
+# vendor's window.
+LEAD_SETTLE = 1.0 + MAX_MARGIN
 
 
 class RateLimiter:
@@ -219,6 +228,7 @@ class Pacing:
                 raise ValueError(f"{api} draws on an unknown budget {budget!r}")
         self._cap = cap
         self._share = 1
+        self._leads: dict[str, bool] = {}  # budget -> this process leads it (or follows)
         self._lock = threading.Lock()
         self._limiters = {name: RateLimiter(self._rate(name)) for name in self._budgets}
 
@@ -263,6 +273,25 @@ class Pacing:
             self._share = max(1, workers)
             self._apply()
 
+    def set_lead(self, api: str, leading: bool | None) -> None:
+        """Whether this process leads ``api``'s budget for the account's workers.
+
+        ``True``: it is the one that calls ``api`` for everyone (the tracker
+        holding the poll turn), and takes all of the budget but the followers'
+        parts; ``False``: another process leads, this one keeps
+        :data:`FOLLOWER_PART` of an even share; ``None``: an even share, as
+        every other budget. Without a lead, the one poller of several workers
+        paced its status calls at a worker's share and fell ever further behind
+        the pushes of all of them.
+        """
+        with self._lock:
+            name = self.budget_of(api)
+            if leading is None:
+                self._leads.pop(name, None)
+            else:
+                self._leads[name] = leading
+            self._limiters[name].set_rate(self._rate(name))
+
     def _apply(self) -> None:
         for name, limiter in self._limiters.items():
             limiter.set_rate(self._rate(name))
@@ -272,7 +301,11 @@ class Pacing:
         rate = budget.per_second
         if self._cap is not None:
             rate = min(rate, self._cap * budget.units_per_call)
-        return rate / self._share
+        leading = self._leads.get(name)
+        if leading is None or self._share == 1:
+            return rate / self._share
+        follower = rate / self._share * FOLLOWER_PART
+        return rate - (self._share - 1) * follower if leading else follower
 
 
 class RateShare:

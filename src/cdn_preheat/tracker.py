@@ -37,7 +37,7 @@ from cdn_preheat.clock import utcnow
 from cdn_preheat.errors import RateLimited, Transient
 from cdn_preheat.ledger.base import Ledger, Outcome, TaskRecord, UrlState
 from cdn_preheat.providers.base import Provider, TaskEntry, TaskState
-from cdn_preheat.ratelimit import call_with_retries
+from cdn_preheat.ratelimit import LEAD_SETTLE, call_with_retries
 from cdn_preheat.urlkey import match_urls, url_key
 
 log = logging.getLogger(__name__)
@@ -152,6 +152,8 @@ class Tracker:
         self._hold_until: dict[str, float] = {}  # tasks with results held (see _held)
         self._next_fresh: float | None = None  # when the next unread second is due
         self._in_window: set[str] = set()  # tasks a window has shown (the clocks agree)
+        self._leading_at: float | None = None  # when to take the status budget's lead
+        self._leading = False  # this tracker leads the status budget (see _lead)
 
     def poll_once(self) -> TrackReport:
         """One round over every open task, whether or not it is expected finished."""
@@ -218,13 +220,34 @@ class Tracker:
         force: bool,
         pushing: bool,
     ) -> None:
-        """Read the task log's seconds that are over and due, from where the last read ended."""
-        horizon = _whole_second(now if force else now - _seconds(self._lag) - SETTLE)
+        """Read the task log's seconds that are over and due, from where the last read ended.
+
+        While pushing, a second is due once it is over and the learned task time
+        has passed since (tasks may still be created in it until its end). Once
+        pushing is over, no task is added to a second that is over, so a second
+        is due as soon as the tasks it holds are expected finished: the last
+        second's tasks are read a task time after the last push, not up to a
+        second later.
+        """
+        lag = _seconds(self._lag)
+        if force:
+            horizon = _whole_second(now)
+        elif pushing:
+            horizon = _whole_second(now - lag - SETTLE)
+        else:
+            horizon = _whole_second(now) - SECOND  # the last second that is over
+            unready = [t.created_at for t in fresh if t.created_at + lag > now]
+            if unready:
+                horizon = min(horizon, _whole_second(min(unready)) - SECOND)
         readable = [t for t in fresh if t.created_at < horizon + SECOND]
         waiting = [t for t in fresh if t.created_at >= horizon + SECOND]
         if waiting:
             first = _whole_second(min(t.created_at for t in waiting))
-            ready = first + _seconds(self._lag) + SECOND
+            if pushing:
+                ready = first + lag + SECOND
+            else:  # its last task's time, once the second is over
+                last = max(t.created_at for t in waiting if t.created_at < first + SECOND)
+                ready = max(first + SECOND, last + lag)
             self._next_fresh = tick + max(0.0, (ready - now).total_seconds())
         if not readable:
             return
@@ -370,6 +393,8 @@ class Tracker:
         total = TrackReport()
         deadline: float | None = None
         worker = self.options.worker_id
+        held_since: float | None = None  # when this worker took the turn (monotonic)
+        self._lead(False)  # one worker polls for everyone: the others keep a little
         try:
             while not stop.is_set():
                 busy = pushing is not None and pushing.is_set()
@@ -379,7 +404,17 @@ class Tracker:
                 # back when this worker stops following, so only a dead holder costs
                 # the others a wait.
                 ttl = dt.timedelta(seconds=max(TURN_SECONDS, 2 * self._longest_pause() + 2))
-                if self.ledger.take_turn(self._turn, worker, self._clock(), ttl):
+                if not self.ledger.take_turn(self._turn, worker, self._clock(), ttl):
+                    if held_since is not None:  # another worker took it over
+                        held_since = None
+                        self._lead(False)
+                else:
+                    # The poller takes the status budget of the account's workers, once
+                    # the former poller's last calls have left the vendor's window.
+                    if held_since is None:
+                        held_since = time.monotonic()
+                        self._leading_at = held_since + LEAD_SETTLE
+                    self._take_lead_when_due()
                     round_ = self._round(pushing=busy)
                     total.done += round_.done
                     total.failed += round_.failed
@@ -398,8 +433,33 @@ class Tracker:
                     break
                 self._wait(stop, pushing)
         finally:
+            self._leading_at = None
+            self._lead(None)
             self.ledger.release_turn(self._turn, worker)
         return total
+
+    def _lead(self, leading: bool | None) -> None:
+        """Take (True), leave to another (False) or share evenly (None) the status budget.
+
+        Only where the status API has a budget of its own: one shared with the
+        pushes (a provider that declares a single budget) is never led.
+        """
+        pacing = self.provider.pacing
+        try:
+            if pacing.budget_of(self.provider.status_api) == pacing.budget_of(
+                self.provider.submit_api
+            ):
+                return
+        except KeyError:
+            return
+        pacing.set_lead(self.provider.status_api, leading)
+        self._leading = leading is True
+
+    def _take_lead_when_due(self) -> None:
+        """Lead the status budget once LEAD_SETTLE has passed since the turn was taken."""
+        if self._leading_at is not None and time.monotonic() >= self._leading_at:
+            self._leading_at = None
+            self._lead(True)
 
     def _wait(self, stop: threading.Event, pushing: threading.Event | None) -> None:
         """Until the next task or straggler is due (at most a poll interval), or a stop."""
@@ -495,6 +555,7 @@ class Tracker:
     ) -> list[TaskEntry] | None:
         """Every task log created from ``since`` to ``until`` (whole seconds; None: unsupported)."""
         report.polls += 1
+        self._take_lead_when_due()
         try:
             return call_with_retries(
                 lambda: self.provider.window_status(since, until),
@@ -515,6 +576,7 @@ class Tracker:
         repeats the requests that worked. A failed chunk is halved at once;
         single tasks get the retries.
         """
+        self._take_lead_when_due()
         if len(task_ids) == 1:
             return call_with_retries(
                 lambda: self.provider.task_status(task_ids),
