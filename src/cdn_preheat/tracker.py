@@ -16,7 +16,10 @@ Polling costs API calls, and every vendor limits its status API, so:
   next one (up to ``max_poll_interval``), so slow tasks are not read again and
   again;
 - of several workers sharing a ledger, one at a time polls (a ledger turn),
-  for everyone: the outcomes land in the shared ledger;
+  for everyone: the outcomes land in the shared ledger, and that poller leads
+  the status API's budget (the others keep a small part of theirs);
+- a second is read once its tasks are expected done: while pushing, a task
+  time after the second is over; after, a task time after its newest task;
 - every call is paced by the provider on its status API's own budget, and a
   page that fails is retried alone.
 """
