@@ -20,6 +20,7 @@ import pytest
 from cdn_preheat import Preheater, stopping
 from cdn_preheat.sandbox.server import Sandbox
 from cdn_preheat.scheduler import SchedulerOptions
+from scripted_origin import Reply, ScriptedOrigin
 
 ATTEMPTS = SchedulerOptions().max_retries  # the retry schedule of a provider query
 
@@ -138,6 +139,54 @@ def test_a_stop_ends_the_workers_rate_limited_round_and_the_worker(
     assert code == 0
     assert box.tencent.outcomes["rate_limited"] <= at_stop + 1
     assert box.tencent.received() == []
+
+
+def test_a_stop_while_the_credentials_check_retries_a_5xx_ends_preheat(
+    box: Sandbox, tmp_path: Path
+) -> None:
+    with preheater(box, tmp_path / "ledger.sqlite3") as engine:
+        box.tencent.inject("InternalError", times=10_000)
+        stop = threading.Event()
+        run = InThread(lambda: engine.preheat("demo-1", box.video_url("demo-1"), stop=stop))
+        wait_for(lambda: box.tencent.outcomes["invalid"] >= 2)  # the quota query, again
+        stop.set()
+        at_stop = box.tencent.outcomes["invalid"]
+        result = run.result()
+        status = engine.status()
+
+    assert result.video.interrupted and result.run is not None and result.run.interrupted
+    calls = box.tencent.outcomes["invalid"]
+    assert calls <= at_stop + 1
+    assert calls < ATTEMPTS
+    assert status.videos == ()  # nothing was written
+
+
+def test_a_stop_while_the_playlist_trickles_in_ends_preheat_and_queue_and_drain(
+    box: Sandbox, tmp_path: Path
+) -> None:
+    body = "#EXTM3U\n#EXT-X-TARGETDURATION:4\n" + "#EXTINF:4,\ns.ts\n" * 40
+    with ScriptedOrigin() as origin, preheater(box, tmp_path / "ledger.sqlite3") as engine:
+        origin.script("/slow.m3u8", Reply(body, drip=1.0))  # minutes to read
+        slow = origin.url("/slow.m3u8")
+        stop = threading.Event()
+        run = InThread(lambda: engine.preheat("slow", slow, stop=stop))
+        wait_for(lambda: origin.hits("/slow.m3u8") >= 1)
+        stop.set()
+        pushed = run.result()
+
+        again = threading.Event()
+        catalog = [("demo-1", box.video_url("demo-1")), ("slow", slow)]
+        both = InThread(lambda: engine.queue_and_drain(catalog, stop=again, follow=False))
+        wait_for(lambda: origin.hits("/slow.m3u8") >= 2 and len(box.tencent.received()) >= 1)
+        again.set()
+        videos, drained = both.result()
+
+    assert pushed.video.interrupted and pushed.run is not None and pushed.run.interrupted
+    by_id = {video.video_id: video for video in videos}
+    assert by_id["slow"].interrupted and by_id["slow"].queued == 0
+    assert not by_id["demo-1"].interrupted and by_id["demo-1"].queued > 0
+    assert drained.interrupted
+    assert drained.submitted == len(box.tencent.received_urls())
 
 
 def test_a_signal_sets_the_stop_a_library_caller_passed_while_its_run_lasts(

@@ -35,7 +35,14 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 from cdn_preheat import stopping
 from cdn_preheat._sync import run_coroutine
-from cdn_preheat.errors import ConfigError, InputError, PreheatError, ProviderError
+from cdn_preheat.errors import (
+    ConfigError,
+    InputError,
+    PreheatError,
+    ProviderError,
+    RateLimited,
+    Transient,
+)
 from cdn_preheat.ledger.base import UrlState, VideoState
 
 if TYPE_CHECKING:
@@ -650,21 +657,33 @@ class Preheater:
         :class:`AuthError` for wrong credentials (before anything is written).
         """
         observer = observer or _QUIET
-        plan = self._plan(
-            video_id, m3u8_url, reset, purge, head_first, dry_run, observer, wait_timeout
-        )
-        if plan.early is not None:
-            return plan.early  # already preheated: the playlist is not even fetched
-        options = self._expand_options(strict=strict, stop=stop)
-        try:
-            expansion = run_coroutine(stopping.until_stopped(_expand(m3u8_url, options), stop))
-        except stopping.Stopped:
-            return self._stopped_before_queueing(plan)
-        return self._push_expansion(
-            plan, expansion, follow=follow, wait_timeout=wait_timeout, verify=verify,
-            only_this_video=only_this_video, stop=stop, observer=observer,
-            poll_interval=poll_interval,
-        )  # fmt: skip
+        # Bound for the whole call: every wait wakes on the stop (and on a signal).
+        with stopping.bound(stop) as run_stop:
+            try:
+                plan = self._plan(
+                    video_id, m3u8_url, reset, purge, head_first, dry_run, observer, wait_timeout
+                )
+            except (RateLimited, Transient):
+                if not run_stop.is_set():
+                    raise
+                # The quota query's retries were cut short by the stop: nothing was written.
+                return self._stopped_before_queueing(
+                    _Plan(video_id, m3u8_url, None, dry_run=dry_run)
+                )
+            if plan.early is not None:
+                return plan.early  # already preheated: the playlist is not even fetched
+            options = self._expand_options(strict=strict, stop=run_stop)
+            try:
+                expansion = run_coroutine(
+                    stopping.until_stopped(_expand(m3u8_url, options), run_stop)
+                )
+            except stopping.Stopped:
+                return self._stopped_before_queueing(plan)
+            return self._push_expansion(
+                plan, expansion, follow=follow, wait_timeout=wait_timeout, verify=verify,
+                only_this_video=only_this_video, stop=run_stop, observer=observer,
+                poll_interval=poll_interval,
+            )  # fmt: skip
 
     def _plan(
         self,
@@ -788,6 +807,16 @@ class Preheater:
             )
         return result
 
+    def _credentials_checked(self, stop: threading.Event) -> bool:
+        """The quota asked (wrong credentials raise); False: the stop cut its retries short."""
+        try:
+            self._live_quota()
+        except (RateLimited, Transient):
+            if not stop.is_set():
+                raise
+            return False
+        return True
+
     def _live_quota(self) -> Any:
         """The provider's quota, riding out a flaky API; wrong credentials fail here."""
         from cdn_preheat.ratelimit import RateLimiter, call_with_retries
@@ -843,11 +872,14 @@ class Preheater:
         """
         sources = _sources(videos)
         head = _head_first(head_first)
-        if check_credentials:
-            self._live_quota()  # wrong credentials fail before anything is written
-        return run_coroutine(
-            _queue_sources(self, sources, head, strict, reset, observer or _QUIET, _inline, stop)
-        )
+        with stopping.bound(stop) as run_stop:
+            if check_credentials and not self._credentials_checked(run_stop):
+                return [QueueResult(s.video_id, s.m3u8_url, interrupted=True) for s in sources]
+            return run_coroutine(
+                _queue_sources(
+                    self, sources, head, strict, reset, observer or _QUIET, _inline, run_stop
+                )
+            )
 
     def drain(
         self,
@@ -899,13 +931,29 @@ class Preheater:
         the two calls one after the other; ``stop`` ends expansion, pushing and
         tracking together.
         """
+        with stopping.bound(stop) as bound_stop:
+            return self._queue_and_drain(
+                _sources(videos), _head_first(head_first), reset, strict, bound_stop, follow,
+                wait_timeout, observer or _QUIET, poll_interval,
+            )  # fmt: skip
+
+    def _queue_and_drain(
+        self,
+        sources: list[VideoSource],
+        head: HeadFirst | None,
+        reset: bool,
+        strict: bool,
+        stop: threading.Event,
+        follow: bool,
+        wait_timeout: float,
+        observer: Observer,
+        poll_interval: float,
+    ) -> tuple[list[QueueResult], DrainResult]:
         from cdn_preheat import pipeline
 
-        sources = _sources(videos)
-        head = _head_first(head_first)
-        self._live_quota()  # wrong credentials fail before anything is written
-        observer = observer or _QUIET
-        stop = stop or threading.Event()
+        if not self._credentials_checked(stop):
+            skipped = [QueueResult(s.video_id, s.m3u8_url, interrupted=True) for s in sources]
+            return skipped, DrainResult(interrupted=True)
         intake = pipeline.CatalogIntake(len(sources), self.ledger.counts().get(UrlState.PENDING, 0))
         queued_ids: list[str] = []
         results: list[QueueResult] = []
