@@ -1161,16 +1161,26 @@ def _fill_batch(db: sqlite3.Connection, items: Iterable[QueuedUrl]) -> None:
     )
 
 
+_SUBMITTED = (
+    "UPDATE urls SET state = 'submitted', task_id = ?, pushed_at = ?,"
+    " claim_id = NULL, worker = NULL, claimed_at = NULL, lease_until = NULL"
+    " WHERE claim_id = ? AND state = 'reserved'"
+)
+
+
 def _mark_submitted(
     db: sqlite3.Connection, claim: Claim, task_id: str, urls: Sequence[str], now: dt.datetime
 ) -> None:
-    db.executemany(
-        "UPDATE urls SET state = 'submitted', task_id = ?, pushed_at = ?,"
-        " claim_id = NULL, worker = NULL, claimed_at = NULL, lease_until = NULL"
-        " WHERE provider = ? AND area = ? AND url = ? AND claim_id = ?"
-        " AND state = 'reserved'",
-        ((task_id, _micros(now), claim.provider, claim.area, url, claim.claim_id) for url in urls),
-    )
+    pushed_at = _micros(now)
+    if tuple(urls) == claim.urls:
+        # The whole claim (the common case): its reserved rows are exactly its URLs,
+        # found by the claim id's index in one statement instead of one per URL.
+        db.execute(_SUBMITTED, (task_id, pushed_at, claim.claim_id))
+    else:
+        db.executemany(
+            _SUBMITTED + " AND provider = ? AND area = ? AND url = ?",
+            ((task_id, pushed_at, claim.claim_id, claim.provider, claim.area, url) for url in urls),
+        )
     _insert_task(db, task_id, claim.provider, claim.area, "push", len(urls), now)
     db.execute(
         "UPDATE tasks SET open = 1 WHERE provider = ? AND task_id = ?",
