@@ -39,3 +39,57 @@ def test_no_library_module_imports_the_cli() -> None:
         for path in library
     }
     assert {path: names for path, names in offenders.items() if names} == {}
+
+
+def _imports_from(path: Path) -> set[tuple[str, str]]:
+    """(module, name) of every ``from cdn_preheat... import name`` in the file."""
+    found: set[tuple[str, str]] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.update((node.module, alias.name) for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update((alias.name, "") for alias in node.names)
+    return {(module, name) for module, name in found if module.startswith("cdn_preheat")}
+
+
+# What the CLI's targets side may use: the public API, what renders it, and the
+# CLI's own signal handling and helpers. Building units, opening the ledger or a
+# provider, walking the ledger, probing: all behind ``TargetsPreheater``.
+TARGETS_CLI_MAY_IMPORT = {"cdn_preheat", "cdn_preheat.ui", "cdn_preheat.render",
+                          "cdn_preheat.stopping", "cdn_preheat.source"}  # fmt: skip
+CLI_HELPERS_NOT_FOR_TARGETS = {"open_ledger", "open_provider", "preheater"}
+
+
+def test_the_targets_cli_calls_the_public_api_only() -> None:
+    path = PACKAGE / "cli" / "_targets.py"
+    offenders = sorted(
+        f"{module}.{name}" if name else module
+        for module, name in _imports_from(path)
+        if not (
+            module in TARGETS_CLI_MAY_IMPORT
+            or (module == "cdn_preheat.cli._common" and name not in CLI_HELPERS_NOT_FOR_TARGETS)
+        )
+    )
+    assert offenders == []
+    public = set(cdn_preheat.__all__)
+    beyond = {
+        name
+        for module, name in _imports_from(path)
+        if module == "cdn_preheat"
+        and name not in public
+        and f"cdn_preheat.{name}" not in TARGETS_CLI_MAY_IMPORT  # ``from cdn_preheat import ui``
+    }
+    assert beyond == set()
+
+
+def test_no_cli_module_reaches_into_targets_past_its_public_names() -> None:
+    public = set(cdn_preheat.__all__)
+    offenders = {
+        str(path.relative_to(PACKAGE)): sorted(
+            name
+            for module, name in _imports_from(path)
+            if module == "cdn_preheat.targets" and name not in public
+        )
+        for path in (PACKAGE / "cli").rglob("*.py")
+    }
+    assert {path: names for path, names in offenders.items() if names} == {}

@@ -52,12 +52,14 @@ if TYPE_CHECKING:
     )
     from cdn_preheat.ledger.base import UrlState, VideoState
     from cdn_preheat.targets import (
+        Feasibility,
         TargetCounts,
         TargetPurge,
         TargetQuota,
         TargetsPreheater,
         TargetsPurge,
         TargetsRun,
+        TargetSummary,
         TargetsVerify,
         TargetVerify,
         UnitResult,
@@ -78,8 +80,9 @@ _WHERE = {
     ),
     "cdn_preheat.ledger.base": ("UrlState", "VideoState"),
     "cdn_preheat.targets": (
-        "TargetCounts", "TargetPurge", "TargetQuota", "TargetVerify", "TargetsPreheater",
-        "TargetsPurge", "TargetsRun", "TargetsVerify", "UnitResult",
+        "Feasibility", "TargetCounts", "TargetPurge", "TargetQuota", "TargetSummary",
+        "TargetVerify", "TargetsPreheater", "TargetsPurge", "TargetsRun", "TargetsVerify",
+        "UnitResult",
     ),
 }  # fmt: skip
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
@@ -94,6 +97,7 @@ __all__ = [
     "DomainError",
     "DrainResult",
     "FailedUrl",
+    "Feasibility",
     "InputError",
     "InvalidUrls",
     "LedgerError",
@@ -114,6 +118,7 @@ __all__ = [
     "TargetCounts",
     "TargetPurge",
     "TargetQuota",
+    "TargetSummary",
     "TargetVerify",
     "TargetsPreheater",
     "TargetsPurge",

@@ -466,7 +466,10 @@ class PoolProvider(Provider):
             task_retention=min(retentions) if retentions else None,
         )
         self.call_timeout = max(p.call_timeout for p in providers)
-        vars(self).update(submit_api=first.submit_api, status_api=first.status_api)
+        vars(self).update(
+            submit_api=first.submit_api,
+            status_api=first.status_api,
+        )
         self._pacing = _PoolPacing([p.pacing for p in providers])
         self._lock = threading.Lock()
         self._left: dict[str, float] = dict.fromkeys(self.members, math.inf)
@@ -1344,10 +1347,55 @@ class TargetsRun:
     videos: list[QueuedVideo]
     results: list[UnitResult]
     feasibility: list[Feasibility] | None = None
+    # ``preheat(verify=True)``: each video's verification on every target (None: not asked)
+    verified: list[TargetsVerify] | None = None
 
     @property
     def exit_code(self) -> int:
         return worst_exit(self.results)
+
+    def hit_ratios(self) -> dict[str, float | None] | None:
+        """Per target, the cached share of the probes over every verified video.
+
+        None when the run was not verified; a target's None: nothing of it probed.
+        """
+        if self.verified is None:
+            return None
+        cached: dict[str, int] = dict.fromkeys((r.name for r in self.results), 0)
+        total: dict[str, int] = dict.fromkeys((r.name for r in self.results), 0)
+        for checked in self.verified:
+            for target in checked.results:
+                cached[target.name] += target.report.overall.cached
+                total[target.name] += target.report.overall.total
+        return {name: (cached[name] / total[name] if total[name] else None) for name in total}
+
+
+@dataclass(frozen=True)
+class TargetSummary:
+    """One target's line after a push (or a queueing): what it did, what its queue holds.
+
+    The counts are the ledger's for the target's key when asked; ``pushed``,
+    ``requests`` and the like are this run's (0 when nothing ran);
+    ``quota_left`` is the run's last figure, else the quota its check read.
+    """
+
+    name: str
+    provider: str
+    area: str
+    members: tuple[str, ...]  # a pool's member targets
+    pushed: int
+    done: int
+    failed: int  # failed or invalid
+    pending: int  # pending or reserved
+    in_flight: int
+    quota_left: int | None
+    requests: int
+    wasted_requests: int
+    quota_exhausted: bool
+    pushed_by: dict[str, int] = field(default_factory=dict)
+    set_aside: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+    hit_ratio: float | None = None  # with a verified run (``TargetsRun.hit_ratios``)
 
 
 def live_quota(provider: Provider) -> Quota:
@@ -1646,6 +1694,9 @@ class TargetsPreheater:
     ``environ`` holds the variables the file names for the keys (default: the
     process environment). The ledger and the providers open on first use and
     close with :meth:`close`. Thread-safe as the ledger is: each call is independent.
+    ``read_only=True`` opens the ledger for looking only (:meth:`status`,
+    :meth:`quota`, :meth:`summary`, a dry run): no write lock, nothing written,
+    as :class:`cdn_preheat.api.Preheater` does.
     """
 
     def __init__(
@@ -1654,8 +1705,10 @@ class TargetsPreheater:
         *,
         environ: Mapping[str, str] | None = None,
         fetch_transport: Callable[[], httpx.AsyncBaseTransport] | None = None,
+        read_only: bool = False,
     ) -> None:
         self.settings = settings
+        self.read_only = read_only
         self._environ = environ
         # Makes the transport of every playlist fetch (``serve`` guards them against SSRF).
         self.fetch_transport = fetch_transport
@@ -1670,8 +1723,9 @@ class TargetsPreheater:
         *,
         environ: Mapping[str, str] | None = None,
         fetch_transport: Callable[[], httpx.AsyncBaseTransport] | None = None,
+        read_only: bool = False,
     ) -> TargetsPreheater:
-        return cls(settings, environ=environ, fetch_transport=fetch_transport)
+        return cls(settings, environ=environ, fetch_transport=fetch_transport, read_only=read_only)
 
     @property
     def units(self) -> list[Unit]:
@@ -1686,45 +1740,120 @@ class TargetsPreheater:
 
         with self._lock:
             if self._ledger is None:
-                self._ledger = open_ledger(self.settings)
+                self._ledger = open_ledger(self.settings, read_only=self.read_only)
             return self._ledger
+
+    def _writing(self, what: str) -> None:
+        from cdn_preheat.errors import InputError
+
+        if self.read_only:
+            raise InputError(f"{what} writes to the ledger; this TargetsPreheater is read-only.")
 
     def preheat(
         self,
         videos: Sequence[tuple[str, str] | VideoSource],
         *,
-        head_first: HeadFirst | None = None,
+        head_first: HeadFirst | str | None = None,
         wait: bool = True,
         wait_timeout: float = 600.0,
-        by: dt.datetime | None = None,
+        by: dt.datetime | str | None = None,
         dry_run: bool = False,
         reset: bool = False,
         purge: bool = False,
+        only_these: bool = False,
+        strict: bool = False,
+        verify: bool = False,
         stop: threading.Event | None = None,
         on_progress: Callable[[int], None] | None = None,
     ) -> TargetsRun:
         """Expand each video once, queue it for every target, push them side by side.
 
+        ``head_first``: a :class:`HeadFirst`, or its text (``"10"``, ``"60s"``,
+        ``"fifo"``: plain order); None: the default. ``by``: a deadline (or its
+        text, ``--by``): the run first reports per target whether its queue can
+        be warm by then (``run.feasibility``); with ``dry_run`` it stops there.
         ``reset``: forget the videos' records first and push them all again;
         ``purge`` (with ``reset``): purge their old URLs on every target before,
-        all or nothing (:func:`purge_before_republish`). ``on_progress(n)``: n
-        more URLs were pushed, on any target.
+        all or nothing (:func:`purge_before_republish`). ``only_these`` (one
+        video): push only its URLs, other queued videos stay queued.
+        ``verify``: then probe each target's own URLs of every video queued, a
+        sample each (``run.verified``, ``run.hit_ratios()``). ``on_progress(n)``:
+        n more URLs were pushed, on any target.
         """
+        from cdn_preheat.api import DEFAULT_VERIFY_SAMPLE
+        from cdn_preheat.clock import utcnow
         from cdn_preheat.pipeline import DEFAULT_HEAD_FIRST
+        from cdn_preheat.pipeline import HeadFirst as Head
         from cdn_preheat.source import VideoSource as Source
 
+        if isinstance(head_first, str):
+            head = Head.parse(head_first)
+        else:
+            head = head_first if head_first is not None else DEFAULT_HEAD_FIRST
+        deadline = parse_deadline(by, utcnow()) if isinstance(by, str) else by
+        if not dry_run:
+            self._writing("preheat")
         sources: list[VideoSource] = []
         for n, video in enumerate(videos, 1):
             if isinstance(video, tuple):
                 sources.append(Source(video[0], video[1], n))
             else:
                 sources.append(video)
-        return preheat(
-            self.ledger, self.units, sources, self.settings,
-            head_first=head_first if head_first is not None else DEFAULT_HEAD_FIRST,
-            wait=wait, wait_timeout=wait_timeout, by=by, dry_run=dry_run, reset=reset,
-            purge=purge, stop=stop, on_progress=on_progress,
+        units = self.units
+        run = preheat(
+            self.ledger, units, sources, self.settings,
+            head_first=head, wait=wait, wait_timeout=wait_timeout, by=deadline,
+            dry_run=dry_run, reset=reset, purge=purge, only_these=only_these, strict=strict,
+            stop=stop, on_progress=on_progress,
         )  # fmt: skip
+        if verify and not dry_run:
+            # Each target's own URLs at its own host, as ``verify`` reads them; a video
+            # whose playlist failed has nothing to probe.
+            run.verified = [
+                self.verify(video.video_id, sample=DEFAULT_VERIFY_SAMPLE, min_hit_ratio=0.0)
+                for video in run.videos
+                if video.error is None
+            ]
+        return run
+
+    def summary(self, run: TargetsRun | None = None) -> list[TargetSummary]:
+        """One line per target: ``run``'s outcome with the ledger's counts now.
+
+        Without ``run`` (after :meth:`queue`): the queue per target, nothing pushed.
+        """
+        units = self.units
+        results = run.results if run is not None else [UnitResult(u.name, u.key) for u in units]
+        ratios = (run.hit_ratios() if run is not None else None) or {}
+        by_key = self.ledger.counts_by_target()
+        rows = []
+        for unit, result in zip(units, results, strict=True):
+            counts = by_key.get(unit.key, {})
+            report = result.report
+            quota = unit.quota
+            rows.append(
+                TargetSummary(
+                    name=unit.name,
+                    provider=unit.members[0].spec.provider,
+                    area=unit.key[1],
+                    members=tuple(m.name for m in unit.members) if unit.is_pool else (),
+                    pushed=report.submitted if report else 0,
+                    done=counts.get(UrlState.DONE, 0),
+                    failed=counts.get(UrlState.FAILED, 0) + counts.get(UrlState.INVALID, 0),
+                    pending=counts.get(UrlState.PENDING, 0) + counts.get(UrlState.RESERVED, 0),
+                    in_flight=counts.get(UrlState.SUBMITTED, 0),
+                    quota_left=report.quota_left_today if report else (
+                        quota.available if quota else None
+                    ),
+                    requests=report.requests if report else 0,
+                    wasted_requests=report.wasted_requests if report else 0,
+                    quota_exhausted=bool(report and report.quota_exhausted),
+                    pushed_by=dict(result.pushed_by),
+                    set_aside=dict(result.set_aside),
+                    error=result.error,
+                    hit_ratio=ratios.get(unit.name),
+                )
+            )  # fmt: skip
+        return rows
 
     def queue(
         self,
@@ -1749,6 +1878,7 @@ class TargetsPreheater:
 
         if isinstance(head_first, str):
             head_first = Head.parse(head_first)
+        self._writing("queue")
 
         sources = [
             Source(video[0], video[1], n) if isinstance(video, tuple) else video
@@ -1764,7 +1894,8 @@ class TargetsPreheater:
 
     def status(self, video_id: str | None = None) -> list[TargetCounts]:
         """URL counts by state per target (a pool's also per member)."""
-        return status_by_unit(self.ledger, self.units, video_id)
+        units = self.units
+        return status_by_unit(self.ledger, units, video_id)
 
     def quota(self) -> list[TargetQuota]:
         """Each target's quota today, read from the providers side by side."""
@@ -1808,6 +1939,8 @@ class TargetsPreheater:
         probe answered; ``run["name"]`` is one target's :class:`TargetVerify`.
         ``requeue`` queues each target's missed URLs again, for that target only.
         """
+        if requeue:
+            self._writing("verify --requeue")
         return verify_targets(
             self.ledger, self.units, video_id, sample=sample, requeue=requeue,
             min_hit_ratio=min_hit_ratio, seed=seed, on_progress=on_progress,
@@ -1831,6 +1964,7 @@ class TargetsPreheater:
         spent) carries its sentence and exit code, the others are purged all
         the same. ``run.exit_code`` is the worst.
         """
+        self._writing("purge")
         return purge_targets(
             self.ledger, self.units, urls=urls, dirs=dirs, video_id=video_id, delete=delete,
             follow=follow, wait_timeout=wait_timeout, stop=stop,
@@ -1852,8 +1986,10 @@ class TargetsPreheater:
         ``on_error(target, sentence)``: a target's loop stopped on an error no
         pause cures (wrong keys); the others go on.
         """
+        self._writing("work")
+        units = self.units
         return run_unit_workers(
-            self.ledger, self.units, stop=stop, once=once, idle=idle, wait_timeout=wait_timeout,
+            self.ledger, units, stop=stop, once=once, idle=idle, wait_timeout=wait_timeout,
             wake=wake, on_error=on_error,
         )  # fmt: skip
 

@@ -365,3 +365,43 @@ def test_a_pool_is_verified_as_one_and_purged_on_every_member(
     assert all(t.result is not None and t.result.done == 1 for t in purged.results)
     for name in ACCOUNTS:
         assert purged_urls(sandbox, name) > used[name], name  # charged to its own account
+
+
+def test_a_read_only_preheater_looks_while_a_writer_holds_the_lock_and_writes_nothing(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    from cdn_preheat import TargetsPreheater as Public
+    from cdn_preheat.errors import InputError
+
+    run = Run(sandbox, tmp_path, ("tencent-b", "qiniu"))
+    urls = edge(sandbox, "demo-6")
+    with Public.from_settings(run.settings, environ=run.env) as targets:
+        outcome = targets.preheat([("demo-6", sandbox.video_url("demo-6"))], verify=True)
+        summary = {row.name: row for row in targets.summary(outcome)}
+    assert outcome.exit_code == 0
+    assert [row.done for row in summary.values()] == [len(urls)] * 2
+    assert all(row.pushed == len(urls) and row.hit_ratio == 1.0 for row in summary.values())
+    ratios = outcome.hit_ratios()
+    assert ratios == {"tencent-b": 1.0, "qiniu": 1.0}
+    assert outcome.verified is not None and [v.video_id for v in outcome.verified] == ["demo-6"]
+
+    settings = run.settings.model_copy(update={"cdn_preheat_lock_timeout": 3.0})
+    writer = sqlite3.connect(tmp_path / "ledger.sqlite3", isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # what a worker holds while it claims
+        with Public.from_settings(settings, environ=run.env, read_only=True) as looking:
+            status = {row.name: row.counts for row in looking.status("demo-6")}
+            assert status == {name: {UrlState.DONE: len(urls)} for name in ("tencent-b", "qiniu")}
+            quota = {row.name: row for row in looking.quota()}
+            assert quota["tencent-b"].error is None and quota["qiniu"].error is None
+            assert [row.pending for row in looking.summary()] == [0, 0]
+            with pytest.raises(InputError, match="read-only"):
+                looking.preheat([("demo-6", sandbox.video_url("demo-6"))], reset=True)
+            with pytest.raises(InputError, match="read-only"):
+                looking.purge(urls=[urls[0]])
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert len(run.new_urls("tencent-b")) == len(urls)  # the refused reset pushed nothing

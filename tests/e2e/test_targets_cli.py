@@ -277,3 +277,39 @@ def test_push_reset_purge_purges_every_target_then_pushes_or_touches_nothing(
         rows = {row["target"]: row for row in again.json()["targets"]}
         assert all(row["done"] == n for row in rows.values())
         assert cli("verify", "demo-1", "--all").code == 0
+
+
+def test_status_and_quota_per_target_answer_while_a_writer_holds_the_lock(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    with Sandbox(videos=1, segments=4, task_delay=0.1) as box:
+        env = box.targets_file(tmp_path / "targets.toml", ("tencent", "qiniu"))
+        cli = make_cli(box, tmp_path, COLUMNS=200, **env)
+        pushed = cli("push", "demo-1", box.video_url("demo-1"), "--verify")
+        assert pushed.code == 0, pushed.stderr
+        # push --verify shows the grid `verify` shows: a row per target, its own host
+        grid = pushed.stderr[pushed.stderr.index("demo-1: CDN cache per target") :]
+        assert [r.split("│")[1].strip() for r in grid.splitlines() if r.startswith("│")] == [
+            "tencent", "qiniu",
+        ]  # fmt: skip
+        assert "target qiniu: verify: 100.0% cached" in pushed.stderr
+        expected = cli.status()
+        writer = sqlite3.connect(tmp_path / "ledger.sqlite3", isolation_level=None)
+        try:
+            writer.execute("BEGIN IMMEDIATE")  # what a worker holds while it claims
+            writer.execute("UPDATE counters SET value = value + 1 WHERE name = 'seq'")
+            lock = {"CDN_PREHEAT_LOCK_TIMEOUT": "3"}
+            status = cli("status", "--json", extra_env=lock)
+            assert status.code == 0, status.stderr
+            assert status.json() == expected
+            assert [row["target"] for row in status.json()["targets"]] == ["tencent", "qiniu"]
+            quota = cli("quota", "--json", extra_env=lock)
+            assert quota.code == 0, quota.stderr
+            rows = quota.json()["targets"]
+            assert [row["target"] for row in rows] == ["tencent", "qiniu"]
+            assert all(row["reserved_in_flight"] == 0 and row["error"] is None for row in rows)
+        finally:
+            writer.execute("ROLLBACK")
+            writer.close()

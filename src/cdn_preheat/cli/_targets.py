@@ -11,14 +11,19 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from cdn_preheat.cli._common import EXIT_INTERRUPTED, open_ledger
+from cdn_preheat.cli._common import EXIT_INTERRUPTED
 
 if TYPE_CHECKING:
-    from cdn_preheat.config import Settings
-    from cdn_preheat.ledger.base import Ledger
-    from cdn_preheat.pipeline import QueuedVideo
+    from cdn_preheat import (
+        Feasibility,
+        Settings,
+        TargetsPreheater,
+        TargetsPurge,
+        TargetsRun,
+        TargetSummary,
+        TargetsVerify,
+    )
     from cdn_preheat.source import VideoSource
-    from cdn_preheat.targets import Feasibility, TargetsRun, Unit
 
 
 def wanted(settings: Settings, by: str | None) -> bool:
@@ -26,26 +31,25 @@ def wanted(settings: Settings, by: str | None) -> bool:
     return bool(settings.cdn_preheat_targets) or by is not None
 
 
-def open_units(settings: Settings) -> list[Unit]:
-    from cdn_preheat.targets import build_units, resolve_targets
+def engine(settings: Settings, *, read_only: bool = False) -> TargetsPreheater:
+    """The library's targets preheater; commands use it in a ``with`` block."""
+    from cdn_preheat import TargetsPreheater
 
-    return build_units(resolve_targets(settings))
+    return TargetsPreheater.from_settings(settings, read_only=read_only)
 
 
 def push_video(
     settings: Settings, video_id: str, m3u8_url: str, *, purge: bool, **options: Any
 ) -> None:
     """``push VIDEO URL`` over targets (``--reset --purge``: purge every target first)."""
-    from cdn_preheat.source import VideoSource
-
-    push_to_targets(settings, [VideoSource(video_id, m3u8_url, 1)], purge=purge, **options)
+    push_to_targets(settings, [(video_id, m3u8_url)], purge=purge, **options)
 
 
 def push_to_targets(
     settings: Settings,
-    sources: Sequence[VideoSource],
+    sources: Sequence[VideoSource | tuple[str, str]],
     *,
-    head_first: Any,
+    head_first: str,
     wait: bool,
     wait_timeout: float,
     reset: bool,
@@ -63,47 +67,19 @@ def push_to_targets(
     ``verify``: then probe each target's own URLs of the video(s) at its edge.
     """
     from cdn_preheat import ui
-    from cdn_preheat.clock import utcnow
     from cdn_preheat.stopping import on_signals
-    from cdn_preheat.targets import close_units, parse_deadline, preheat
 
-    deadline = parse_deadline(by, utcnow()) if by is not None else None
-    units = open_units(settings)
-    ledger = open_ledger(settings)
-    try:
+    with engine(settings) as targets:
         notice = "stopping: settling the batches in flight (press Ctrl-C again to quit at once)"
         with on_signals(notice) as stop, ui.progress("pushing", None) as advance:
-            run = preheat(
-                ledger, units, sources, settings,
-                head_first=head_first, wait=wait, wait_timeout=wait_timeout, reset=reset,
-                purge=purge, only_these=only_these, by=deadline, dry_run=dry_run,
-                strict=strict, stop=stop, on_progress=advance,
+            run = targets.preheat(
+                sources, head_first=head_first, wait=wait, wait_timeout=wait_timeout,
+                reset=reset, purge=purge, only_these=only_these, by=by, dry_run=dry_run,
+                strict=strict, verify=verify, stop=stop, on_progress=advance,
             )  # fmt: skip
-        ratios: dict[str, float | None] | None = None
-        if verify and not dry_run:
-            ratios = _verify(ledger, units, run)
-        render_run(
-            run, units, ledger, json_out=json_out, dry_run=dry_run, bad=bad, hit_ratios=ratios
-        )
-    finally:
-        ledger.close()
-        close_units(units)
+        summary = targets.summary(run)
+    render_run(run, summary, json_out=json_out, dry_run=dry_run, bad=bad)
     exit_for(run, dry_run=dry_run, bad=bad)
-
-
-def _verify(ledger: Ledger, units: Sequence[Unit], run: TargetsRun) -> dict[str, float | None]:
-    """Each target's cached ratio over the run's videos (None: nothing of it pushed)."""
-    from cdn_preheat.targets import verify_units
-
-    cached: dict[str, int] = dict.fromkeys((u.name for u in units), 0)
-    total: dict[str, int] = dict.fromkeys((u.name for u in units), 0)
-    for video in run.videos:
-        if video.error is not None:
-            continue
-        for name, report in verify_units(ledger, units, video.video_id).items():
-            cached[name] += report.overall.cached
-            total[name] += report.overall.total
-    return {name: (cached[name] / total[name] if total[name] else None) for name in total}
 
 
 def exit_for(run: TargetsRun, *, dry_run: bool, bad: Sequence[Any] = ()) -> None:
@@ -118,37 +94,30 @@ def exit_for(run: TargetsRun, *, dry_run: bool, bad: Sequence[Any] = ()) -> None
         raise typer.Exit(code)
 
 
-def _unit_rows(run: TargetsRun, units: Sequence[Unit], ledger: Ledger) -> list[dict[str, Any]]:
-    from cdn_preheat.ledger.base import UrlState
-
-    by_key = ledger.counts_by_target()
+def _summary_rows(summary: Sequence[TargetSummary], verified: bool) -> list[dict[str, Any]]:
     rows = []
-    for unit, result in zip(units, run.results, strict=True):
-        counts = by_key.get(unit.key, {})
-        report = result.report
-        quota = unit.quota
-        rows.append(
-            {
-                "target": unit.name,
-                "provider": unit.members[0].spec.provider,
-                "area": unit.key[1],
-                "members": [m.name for m in unit.members] if unit.is_pool else [],
-                "pushed": report.submitted if report else 0,
-                "done": counts.get(UrlState.DONE, 0),
-                "failed": counts.get(UrlState.FAILED, 0) + counts.get(UrlState.INVALID, 0),
-                "pending": counts.get(UrlState.PENDING, 0) + counts.get(UrlState.RESERVED, 0),
-                "in_flight": counts.get(UrlState.SUBMITTED, 0),
-                "quota_left": report.quota_left_today if report else (
-                    quota.available if quota else None
-                ),
-                "requests": report.requests if report else 0,
-                "wasted_requests": report.wasted_requests if report else 0,
-                "quota_exhausted": bool(report and report.quota_exhausted),
-                "pushed_by": result.pushed_by,
-                "set_aside": result.set_aside,
-                "error": result.error,
-            }
-        )  # fmt: skip
+    for t in summary:
+        row: dict[str, Any] = {
+            "target": t.name,
+            "provider": t.provider,
+            "area": t.area,
+            "members": list(t.members),
+            "pushed": t.pushed,
+            "done": t.done,
+            "failed": t.failed,
+            "pending": t.pending,
+            "in_flight": t.in_flight,
+            "quota_left": t.quota_left,
+            "requests": t.requests,
+            "wasted_requests": t.wasted_requests,
+            "quota_exhausted": t.quota_exhausted,
+            "pushed_by": t.pushed_by,
+            "set_aside": t.set_aside,
+            "error": t.error,
+        }
+        if verified:
+            row["hit_ratio"] = t.hit_ratio
+        rows.append(row)
     return rows
 
 
@@ -175,31 +144,27 @@ def _feasibility_rows(table: Sequence[Feasibility]) -> list[dict[str, Any]]:
 
 def render_run(
     run: TargetsRun,
-    units: Sequence[Unit],
-    ledger: Ledger,
+    summary: Sequence[TargetSummary],
     *,
     json_out: bool,
     dry_run: bool,
     bad: Sequence[Any] = (),
-    hit_ratios: dict[str, float | None] | None = None,
 ) -> None:
     from cdn_preheat import ui
 
-    targets = _unit_rows(run, units, ledger)
-    if hit_ratios is not None:
-        for row in targets:
-            row["hit_ratio"] = hit_ratios.get(row["target"])
+    targets = _summary_rows(summary, run.verified is not None)
     feasible = _feasibility_rows(run.feasibility) if run.feasibility is not None else None
     if json_out:
-        ui.print_json(
-            {
-                "videos": [_video(v) for v in run.videos],
-                "targets": targets,
-                "feasibility": feasible,
-                "dry_run": dry_run,
-                "bad_lines": [{"line": b.line, "reason": b.reason} for b in bad],
-            }
-        )
+        data: dict[str, Any] = {
+            "videos": [_video(v) for v in run.videos],
+            "targets": targets,
+            "feasibility": feasible,
+            "dry_run": dry_run,
+            "bad_lines": [{"line": b.line, "reason": b.reason} for b in bad],
+        }
+        if run.verified is not None:
+            data["verified"] = [verify_dict(checked) for checked in run.verified]
+        ui.print_json(data)
         return
     for video in run.videos:
         if video.error:
@@ -223,6 +188,8 @@ def render_run(
             for t in targets
         ],
     )  # fmt: skip
+    for checked in run.verified or ():
+        verify_grid(checked)  # the grid ``verify`` shows, one per video
     for row in targets:
         if row["pushed_by"]:
             split = ", ".join(f"{name} {count}" for name, count in row["pushed_by"].items())
@@ -263,7 +230,7 @@ def render_feasibility(rows: Sequence[dict[str, Any]]) -> None:
             ui.error(row["error"])
 
 
-def _video(video: QueuedVideo) -> dict[str, Any]:
+def _video(video: Any) -> dict[str, Any]:
     return {
         "video_id": video.video_id,
         "found": video.found,
@@ -277,15 +244,10 @@ def _video(video: QueuedVideo) -> dict[str, Any]:
     }
 
 
-def status_rows(settings: Settings, ledger: Ledger, video_id: str | None) -> list[dict[str, Any]]:
+def status_rows(settings: Settings, video_id: str | None) -> list[dict[str, Any]]:
     """Per target: URL counts by state (and, for a pool, URLs pushed per member)."""
-    from cdn_preheat.targets import close_units, status_by_unit
-
-    units = open_units(settings)
-    try:
-        rows = status_by_unit(ledger, units, video_id)
-    finally:
-        close_units(units)
+    with engine(settings, read_only=True) as targets:
+        rows = targets.status(video_id)
     return [
         {
             "target": row.name,
@@ -301,35 +263,21 @@ def status_rows(settings: Settings, ledger: Ledger, video_id: str | None) -> lis
 
 def quota_rows(settings: Settings) -> list[dict[str, Any]]:
     """Per target (a pool: its members' sum, and each member): the live quota, side by side."""
-    from cdn_preheat.clock import quota_day, utcnow
-    from cdn_preheat.targets import PoolProvider, check_units, close_units, live_quota
-
-    units = open_units(settings)
-    ledger = open_ledger(settings, read_only=True)
-    try:
-        check_units(units, live_quota)
-        rows = []
-        for unit in units:
-            offset = unit.settings.cdn_preheat_quota_utc_offset_hours
-            if offset is None:
-                offset = unit.provider.limits.quota_utc_offset_hours
-            day = quota_day(utcnow(), offset)
-            book = ledger.quota_day(*unit.key, day)
-            quota = unit.quota
-            row: dict[str, Any] = {
-                "target": unit.name,
-                "day": day,
-                "total": quota.total if quota else None,
-                "available": quota.available if quota else None,
-                "reserved_in_flight": book.inflight if book else 0,
-                "error": unit.explain(unit.error) if unit.error else None,
-            }
-            if isinstance(unit.provider, PoolProvider):
-                row["members"] = unit.provider.left()
-            rows.append(row)
-    finally:
-        ledger.close()
-        close_units(units)
+    with engine(settings, read_only=True) as targets:
+        found = targets.quota()
+    rows = []
+    for t in found:
+        row: dict[str, Any] = {
+            "target": t.name,
+            "day": t.day,
+            "total": t.total,
+            "available": t.available,
+            "reserved_in_flight": t.reserved_in_flight,
+            "error": t.error,
+        }
+        if t.members:  # a pool: what each member has left
+            row["members"] = t.members
+        rows.append(row)
     return rows
 
 
@@ -337,46 +285,29 @@ def queue_only(
     settings: Settings,
     sources: Sequence[VideoSource],
     *,
-    head_first: Any,
+    head_first: str,
     reset: bool,
     strict: bool,
     json_out: bool,
     bad: Sequence[Any],
 ) -> None:
     """``batch --queue-only`` over targets: queue for every target, leave it to workers."""
-    from cdn_preheat.app import expand_options
-    from cdn_preheat.targets import TargetsRun, UnitResult, close_units, queue_videos_for_units
+    from cdn_preheat import TargetsRun
 
-    units = open_units(settings)
-    ledger = open_ledger(settings)
-    try:
-        videos = queue_videos_for_units(
-            ledger, units, sources, expand_options(settings, strict=strict),
-            head_first=head_first, max_age=settings.cdn_preheat_max_age, reset=reset,
-        )  # fmt: skip
-        run = TargetsRun(videos, [UnitResult(u.name, u.key) for u in units])
-        render_run(run, units, ledger, json_out=json_out, dry_run=False, bad=bad)
-    finally:
-        ledger.close()
-        close_units(units)
+    with engine(settings) as targets:
+        videos = targets.queue(sources, head_first=head_first, reset=reset, strict=strict)
+        summary = targets.summary()
+    run = TargetsRun(videos, [])  # nothing ran: the queue is the workers'
+    render_run(run, summary, json_out=json_out, dry_run=False, bad=bad)
     exit_for(run, dry_run=False, bad=bad)
 
 
 def work_on_targets(settings: Settings, *, once: bool, idle: float, wait_timeout: float) -> int:
     """``worker`` with a targets file: every target's queue drained side by side."""
     from cdn_preheat.stopping import on_signals
-    from cdn_preheat.targets import close_units, run_unit_workers
 
-    units = open_units(settings)
-    ledger = open_ledger(settings)
-    try:
-        with on_signals() as stop:
-            return run_unit_workers(
-                ledger, units, stop=stop, once=once, idle=idle, wait_timeout=wait_timeout
-            )
-    finally:
-        ledger.close()
-        close_units(units)
+    with engine(settings) as targets, on_signals() as stop:
+        return targets.work(stop=stop, once=once, idle=idle, wait_timeout=wait_timeout)
 
 
 def verify_video(
@@ -391,9 +322,8 @@ def verify_video(
 ) -> None:
     """``verify VIDEO`` over targets: each target's own URLs at its host, a row each; exit."""
     from cdn_preheat import ui
-    from cdn_preheat.targets import TargetsPreheater
 
-    with TargetsPreheater.from_settings(settings) as targets, ui.progress("probing", None) as step:
+    with engine(settings) as targets, ui.progress("probing", None) as step:
         run = targets.verify(
             video_id, sample=sample, requeue=requeue, min_hit_ratio=min_hit_ratio, seed=seed,
             on_progress=step,
@@ -409,43 +339,43 @@ def _ratio(value: Any) -> dict[str, Any]:
             "edge_ratio": value.edge_ratio}  # fmt: skip
 
 
-def render_verify(run: Any, *, json_out: bool) -> None:
-    """One row per target: its probes' verdicts and whether it passed; JSON: the same and URLs."""
+def verify_dict(run: TargetsVerify) -> dict[str, Any]:
+    """A video's verification on every target, as ``verify --json`` prints it."""
+    return {
+        "video_id": run.video_id,
+        "passed": run.passed,
+        "targets": [
+            {
+                "target": t.name,
+                "provider": t.provider,
+                "cdn_host": t.cdn_host,
+                "overall": _ratio(t.report.overall),
+                "renditions": {k: _ratio(v) for k, v in t.report.by_rendition().items()},
+                "urls": [
+                    {
+                        "url": r.url,
+                        "edge": r.edge_ip,
+                        "status": r.status_code,
+                        "cache": str(r.status),
+                        "error": r.error,
+                    }
+                    for r in t.report.results
+                ],
+                "min_hit_ratio": t.gate.min_hit_ratio,
+                "passed": t.passed,
+                "reason": t.gate.reason or None,
+                "requeued": t.requeued,
+            }
+            for t in run.results
+        ],
+    }
+
+
+def verify_grid(run: TargetsVerify) -> None:
+    """One row per target: its probes' verdicts and whether it passed."""
     from cdn_preheat import ui
     from cdn_preheat.render import percent
 
-    if json_out:
-        ui.print_json(
-            {
-                "video_id": run.video_id,
-                "passed": run.passed,
-                "targets": [
-                    {
-                        "target": t.name,
-                        "provider": t.provider,
-                        "cdn_host": t.cdn_host,
-                        "overall": _ratio(t.report.overall),
-                        "renditions": {k: _ratio(v) for k, v in t.report.by_rendition().items()},
-                        "urls": [
-                            {
-                                "url": r.url,
-                                "edge": r.edge_ip,
-                                "status": r.status_code,
-                                "cache": str(r.status),
-                                "error": r.error,
-                            }
-                            for r in t.report.results
-                        ],
-                        "min_hit_ratio": t.gate.min_hit_ratio,
-                        "passed": t.passed,
-                        "reason": t.gate.reason or None,
-                        "requeued": t.requeued,
-                    }
-                    for t in run.results
-                ],
-            }
-        )
-        return
     rows = []
     for t in run.results:
         v = t.report.overall
@@ -455,6 +385,16 @@ def render_verify(run: Any, *, json_out: bool) -> None:
     headers = ["target", "provider", "host", "probed", "edge hit", "upper hit", "miss",
                "unknown", "error", "cached", "passed"]  # fmt: skip
     ui.grid(f"{run.video_id}: CDN cache per target", headers, rows)
+
+
+def render_verify(run: TargetsVerify, *, json_out: bool) -> None:
+    """One row per target: its probes' verdicts and whether it passed; JSON: the same and URLs."""
+    from cdn_preheat import ui
+
+    if json_out:
+        ui.print_json(verify_dict(run))
+        return
+    verify_grid(run)
     for t in run.results:
         if t.requeued:
             ui.note(f"target {t.name}: {t.requeued} URLs that missed are queued again.")
@@ -475,9 +415,8 @@ def purge_everywhere(
 ) -> None:
     """``purge`` over targets: every target (a pool: each member), a result each; exit."""
     from cdn_preheat.stopping import on_signals
-    from cdn_preheat.targets import TargetsPreheater
 
-    with TargetsPreheater.from_settings(settings) as targets, on_signals() as stop:
+    with engine(settings) as targets, on_signals() as stop:
         run = targets.purge(
             urls=urls, dirs=dirs, video_id=video_id, delete=delete, follow=wait,
             wait_timeout=wait_timeout, stop=stop,
@@ -487,7 +426,7 @@ def purge_everywhere(
         raise typer.Exit(run.exit_code)
 
 
-def render_purge(run: Any, *, json_out: bool) -> None:
+def render_purge(run: TargetsPurge, *, json_out: bool) -> None:
     from cdn_preheat import ui
     from cdn_preheat.render import purge_dict
 

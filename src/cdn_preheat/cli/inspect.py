@@ -30,11 +30,11 @@ def status(
     settings = load_settings()
     with preheater(settings, read_only=True) as engine:
         report = engine.status(video_id)
-        targets = None
-        if settings.cdn_preheat_targets:
-            from cdn_preheat.cli._targets import status_rows
+    targets = None
+    if settings.cdn_preheat_targets:
+        from cdn_preheat.cli._targets import status_rows
 
-            targets = status_rows(settings, engine.ledger, video_id)
+        targets = status_rows(settings, video_id)
     states = list(UrlState)
     if json_out:
         ui.print_json(

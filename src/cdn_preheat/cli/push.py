@@ -75,7 +75,7 @@ def push(
     head = HeadFirst.parse(head_first)
     if _targets.wanted(settings, by):
         _targets.push_video(
-            settings, video_id, m3u8_url, head_first=head, wait=wait, purge=purge,
+            settings, video_id, m3u8_url, head_first=head_first, wait=wait, purge=purge,
             verify=verify_after,
             wait_timeout=wait_timeout, reset=reset, only_these=not push_all, by=by,
             dry_run=dry_run, strict=strict, json_out=json_out,
@@ -147,13 +147,13 @@ def batch(
         ui.error(f"{file}:{line.line}: {line.reason}")
     if _targets.wanted(settings, by) and (push_now or dry_run):
         _targets.push_to_targets(
-            settings, sources, head_first=head, wait=wait, wait_timeout=wait_timeout,
+            settings, sources, head_first=head_first, wait=wait, wait_timeout=wait_timeout,
             reset=reset, only_these=False, by=by, dry_run=dry_run, strict=strict,
             json_out=json_out, bad=bad,
         )  # fmt: skip
         return
     if _targets.wanted(settings, by):
-        _targets.queue_only(settings, sources, head_first=head, reset=reset, strict=strict,
+        _targets.queue_only(settings, sources, head_first=head_first, reset=reset, strict=strict,
                             json_out=json_out, bad=bad)  # fmt: skip
         return
     with preheater(settings) as engine:
