@@ -44,6 +44,7 @@ from cdn_preheat.errors import (
 )
 from cdn_preheat.ledger.base import Ledger, PendingGroup, UrlState
 from cdn_preheat.providers.base import (
+    Features,
     Limits,
     Provider,
     ProviderSpec,
@@ -430,6 +431,26 @@ class _PoolPacing(Pacing):
             member.set_share(workers)
 
 
+# Features that describe a constraint rather than an ability: the pool has it when any
+# member has it (one member's daily quota makes the pool's spending a daily quota).
+_ANY_MEMBER = frozenset({"daily_quota"})
+
+
+def pool_features(members: Sequence[Features]) -> Features:
+    """What a pool can do: what every member can (a call goes to any one of them).
+
+    A pool is refused ``purge --delete`` unless every member's vendor deletes, and
+    follows tasks with one window call only when every member answers one.
+    """
+    import dataclasses
+
+    values: dict[str, bool] = {}
+    for item in dataclasses.fields(Features):
+        flags = [bool(getattr(features, item.name)) for features in members]
+        values[item.name] = any(flags) if item.name in _ANY_MEMBER else all(flags)
+    return Features(**values)
+
+
 def _tagged(member: str, task_id: str) -> str:
     return f"{member}/{task_id}"
 
@@ -469,6 +490,7 @@ class PoolProvider(Provider):
         vars(self).update(
             submit_api=first.submit_api,
             status_api=first.status_api,
+            features=pool_features([p.features for p in providers]),
         )
         self._pacing = _PoolPacing([p.pacing for p in providers])
         self._lock = threading.Lock()

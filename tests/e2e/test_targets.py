@@ -367,6 +367,43 @@ def test_a_pool_is_verified_as_one_and_purged_on_every_member(
         assert purged_urls(sandbox, name) > used[name], name  # charged to its own account
 
 
+def test_a_pool_can_do_what_every_member_can_and_nothing_more(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    from cdn_preheat.errors import InputError
+    from cdn_preheat.purge import PurgeOptions, purge
+
+    run = Run(sandbox, tmp_path, ACCOUNTS, pools=dict.fromkeys(ACCOUNTS, "p"))
+    [unit] = run.units()
+    pool = unit.provider
+    assert isinstance(pool, PoolProvider)
+    tencent = pool.members["tencent-b"].features
+    assert pool.features == tencent  # one vendor: its features, purge --delete included
+    folder = f"http://{sandbox.edge.netloc}/vod/pool-features/"
+    ledger = run.ledger()
+    try:
+        report = purge(ledger, pool, [], [folder], delete=True, options=PurgeOptions(wait=False))
+        assert report.submitted == 1 and report.failed == 0
+        [task] = report.tasks  # one task on each member, under its name
+        assert [part.split("/")[0] for part in task.split("|")] == list(ACCOUNTS)
+
+        # Members whose vendors differ (built by hand: a targets file refuses such a
+        # pool): only what both can do. Qiniu has no delete mode and no quota query.
+        (tmp_path / "mixed").mkdir()
+        mixed_run = Run(sandbox, tmp_path / "mixed", ("tencent-b", "qiniu"))
+        units = mixed_run.units()
+        mixed = PoolProvider("mixed", [(u.name, u.provider) for u in units])
+        assert tencent.purge_delete and tencent.quota_query
+        assert not mixed.features.purge_delete and not mixed.features.quota_query
+        assert mixed.features.window_status  # both answer a window of tasks
+        with pytest.raises(InputError, match="cannot delete cached copies"):
+            purge(ledger, mixed, [], [folder], delete=True)
+        close_units(units)
+    finally:
+        ledger.close()
+        close_units([unit])
+
+
 def test_a_read_only_preheater_looks_while_a_writer_holds_the_lock_and_writes_nothing(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
