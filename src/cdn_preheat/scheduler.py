@@ -65,6 +65,11 @@ DEFAULT_CONCURRENCY = 4
 MAX_IN_FLIGHT = 64
 # The batches whose round trip sizes the pushes in flight: the latest this many.
 ROUND_TRIP_SAMPLES = 32
+# Requests in flight per round trip's worth of the rate: the round trip is not the
+# whole of a worker's cycle (the ledger steps, the answer's processing, a starved
+# CPU), and a spare worker only waits in the limiter, holding one claim's lease.
+# With 1 (rate x round trip + 1), a loaded machine left each target ~20 % short.
+HEADROOM = 2.0
 
 # The time helpers live in clock.py; these names stay importable from here for
 # callers written before it.
@@ -90,16 +95,17 @@ def in_flight_needed(rate: float, round_trip: float, floor: int, cap: int = MAX_
     """How many pushes must be in flight for ``rate`` requests a second to go out.
 
     A push holds its worker ``round_trip`` seconds after the rate limiter lets it
-    go, so ``rate * round_trip`` workers are busy at the full rate; one more covers
-    the ledger steps between pushes and keeps a request waiting in the limiter, so
-    that the limiter, not the number in flight, is what sets the pace. Never below ``floor``
+    go, so ``rate * round_trip`` workers are busy at the full rate; twice that
+    (``HEADROOM``) plus one covers the rest of a worker's cycle and keeps requests
+    waiting in the limiter, so that the limiter, not the number in flight, is what
+    sets the pace. Never below ``floor``
     (where an automatic drain starts), never above ``cap``.
     """
     cap = max(1, cap)
     floor = min(max(1, floor), cap)
     if rate <= 0 or round_trip <= 0 or not math.isfinite(rate * round_trip):
         return floor
-    return max(floor, min(cap, math.ceil(rate * round_trip) + 1))
+    return max(floor, min(cap, math.ceil(HEADROOM * rate * round_trip) + 1))
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 At 20 requests a second, an API that takes half a second to answer needs ten
 requests in flight just to keep the rate; a fixed four would cap the account at
 8 requests a second. Unset, ``CDN_PREHEAT_CONCURRENCY`` starts at 4 and grows
-to ``ceil(rate x p90 round trip) + 1`` (at most 64); set, it is exactly that.
+to ``ceil(2 x rate x p90 round trip) + 1`` (at most 64); set, it is exactly that.
 
 The number in flight is counted where the requests arrive (the emulator's
 :class:`~cdn_preheat.sandbox.core.InFlight`) and by the scheduler itself, never
@@ -95,19 +95,18 @@ def _each_once(received: list[str], urls: list[str]) -> None:
 @pytest.mark.parametrize(
     ("rate", "round_trip", "floor", "cap", "needed"),
     [
-        (20, 0.05, 4, 64, 4),  # 1 busy worker: the floor
-        (20, 0.1, 4, 64, 4),  # 2 busy + 1
-        (20, 0.2, 4, 64, 5),  # the bench's slow target: 4 busy + 1
-        (20, 0.23, 4, 64, 6),  # the request and the ledger steps
-        (20, 0.5, 4, 64, 11),
+        (20, 0.055, 4, 64, 4),  # 1.1 busy workers, twice that + 1: the floor
+        (20, 0.11, 4, 64, 6),  # 2.2 busy: 4.4 -> 5, + 1
+        (20, 0.21, 4, 64, 10),  # the bench's slow target: 4.2 busy: 8.4 -> 9, + 1
+        (20, 0.49, 4, 64, 21),  # 9.8 busy: 19.6 -> 20, + 1
         (50, 3.0, 4, 64, 64),  # bounded
-        (20, 0.5, 4, 8, 8),
+        (20, 0.49, 4, 8, 8),
         (20, 0.0, 4, 64, 4),  # nothing seen yet
-        (0.5, 0.5, 1, 64, 2),  # a fractional rate
-        (20, 0.5, 10, 4, 4),  # a floor above the cap is the cap
+        (0.5, 0.49, 1, 64, 2),  # a fractional rate: 0.49 -> 1, + 1
+        (20, 0.49, 10, 4, 4),  # a floor above the cap is the cap
     ],
 )
-def test_in_flight_needed_is_the_rate_times_the_round_trip_plus_one(
+def test_in_flight_needed_is_twice_the_rate_times_the_round_trip_plus_one(
     rate: float, round_trip: float, floor: int, cap: int, needed: int
 ) -> None:
     assert in_flight_needed(rate, round_trip, floor, cap) == needed
@@ -129,12 +128,12 @@ def test_a_slow_account_gets_the_pushes_in_flight_its_rate_needs(tmp_path: Path)
 
 
 def test_a_fast_account_keeps_the_starting_concurrency(tmp_path: Path) -> None:
-    # At 5 requests/s a batch would have to take 0.6 s for a fifth worker to be
-    # needed; the emulator answers at once.
+    # At 2 requests/s a push would have to take 0.75 s for a fifth worker to be
+    # needed (2 x 2 x 0.75 + 1); the emulator answers at once.
     with Sandbox(videos=1, segments=40) as box:
-        urls = _urls(box, 20 * BATCH)
+        urls = _urls(box, 10 * BATCH)
         box.tencent.in_flight.reset()
-        report = _drain(box, tmp_path, urls, rate=5.0)
+        report = _drain(box, tmp_path, urls, rate=2.0)
         assert report.submitted == len(urls)
         assert report.peak_in_flight == DEFAULT_CONCURRENCY
         assert box.tencent.in_flight.peak <= DEFAULT_CONCURRENCY
