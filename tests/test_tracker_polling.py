@@ -23,7 +23,7 @@ from cdn_preheat.providers.tencent import TencentProvider
 from cdn_preheat.ratelimit import RateShare
 from cdn_preheat.sandbox.server import Sandbox
 from cdn_preheat.scheduler import SchedulerOptions
-from cdn_preheat.tracker import Tracker, TrackerOptions, TrackReport
+from cdn_preheat.tracker import FOLLOWER_PAUSE, Tracker, TrackerOptions, TrackReport
 
 URLS = 2000
 
@@ -228,3 +228,37 @@ def test_the_poller_of_several_workers_takes_their_status_budget_and_their_tasks
 
 def _s(seconds: float) -> dt.timedelta:
     return dt.timedelta(seconds=seconds)
+
+
+class _Pauses(threading.Event):
+    """A stop event that records the pauses asked of it, and is set after ``rounds``."""
+
+    def __init__(self, rounds: int) -> None:
+        super().__init__()
+        self.asked: list[float | None] = []
+        self._rounds = rounds
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.asked.append(timeout)
+        if len(self.asked) >= self._rounds:
+            self.set()
+        return self.is_set()
+
+
+def test_a_worker_that_is_not_the_poller_looks_often_once_its_pushing_is_over(
+    box: Sandbox, tmp_path: Path
+) -> None:
+    # It only waits for the poller to close the tasks: a poll interval between
+    # looks kept it (and the run) up to that long after the poller was done.
+    ledger = SqliteLedger(tmp_path / "ledger.db")
+    queue(box, ledger, 500)
+    provider = provider_for(box)
+    run_queue(ledger, provider, RunOptions(wait=False, scheduler=SchedulerOptions(batch_size=500)))
+    ledger.take_turn("poll/tencent/mainland", "the-poller", dt.datetime.now(dt.UTC), _s(60))
+    tracker = Tracker(ledger, provider, TrackerOptions(poll_interval=5.0, worker_id="me"))
+    stop = _Pauses(rounds=3)
+    tracker.follow(stop)
+    assert len(stop.asked) == 3
+    assert all(pause is not None and pause <= FOLLOWER_PAUSE for pause in stop.asked)
+    assert box.tencent.actions["DescribePushTasks"] == 0  # the poller's work, not its
+    assert len(ledger.open_tasks("tencent", "mainland")) == 1

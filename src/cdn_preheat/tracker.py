@@ -73,6 +73,9 @@ MIN_PAUSE = 0.1
 # prefetches 240 URLs a second, so a page of 1,000 takes 4.2 s to fill.
 MAX_WINDOW_WAIT = 5.0
 SECOND = dt.timedelta(seconds=1)
+# How often a worker that is not the poller looks at the open tasks once its own
+# pushing is over (a ledger read and a try at the turn).
+FOLLOWER_PAUSE = 0.2
 # A window query is worth it from this many tasks on; fewer are asked by id.
 MIN_WINDOW_TASKS = 2
 STATUS_ATTEMPTS = 8
@@ -434,7 +437,7 @@ class Tracker:
                 if deadline is not None and time.monotonic() >= deadline:
                     total.timed_out = True
                     break
-                self._wait(stop, pushing)
+                self._wait(stop, pushing, polling=held_since is not None)
         finally:
             self._leading_at = None
             self._lead(None)
@@ -464,9 +467,18 @@ class Tracker:
             self._leading_at = None
             self._lead(True)
 
-    def _wait(self, stop: threading.Event, pushing: threading.Event | None) -> None:
-        """Until the next task or straggler is due (at most a poll interval), or a stop."""
+    def _wait(
+        self, stop: threading.Event, pushing: threading.Event | None, *, polling: bool = True
+    ) -> None:
+        """Until the next task or straggler is due (at most a poll interval), or a stop.
+
+        A worker that is not the poller only looks whether the poller has closed
+        every task (or gave its turn up): once its own pushing is over, it looks
+        every FOLLOWER_PAUSE, so that it ends soon after the poller does.
+        """
         pause = self.options.poll_interval
+        if not polling and not (pushing is not None and pushing.is_set()):
+            pause = min(pause, FOLLOWER_PAUSE)
         due = list(self._next_ask.values())
         if self._next_fresh is not None:
             due.append(self._next_fresh)
