@@ -12,13 +12,11 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from cdn_preheat import ui
+from cdn_preheat import TargetsPreheater, TargetsRun, ui
 from cdn_preheat.config import load_settings
-from cdn_preheat.ledger.base import UrlState
 from cdn_preheat.render import percent
 from cdn_preheat.sandbox.server import Sandbox, TencentAccount
 from cdn_preheat.sandbox.tencent import TencentLimits
-from cdn_preheat.targets import TargetsPreheater, TargetsRun
 
 # The demo's accounts, by design: the sandbox's further accounts are Tencent's.
 DEMO_TARGETS = ("tencent", "tencent-b", "qiniu", "edgeone")
@@ -45,35 +43,18 @@ def run_targets_demo(*, videos: int = 3, db: Path | None = None) -> TargetsRun:
         with TargetsPreheater.from_settings(settings, environ=env) as targets:
             sources = [(f"demo-{n}", box.video_url(f"demo-{n}")) for n in range(1, videos + 1)]
             with ui.progress("preheating into 4 sandbox accounts", None) as advance:
-                run = targets.preheat(sources, on_progress=advance)
-            cached = dict.fromkeys(DEMO_TARGETS, 0)
-            probed = dict.fromkeys(DEMO_TARGETS, 0)
-            for video in run.videos:
-                if video.error is None:
-                    checked = targets.verify(video.video_id, sample=VERIFY_SAMPLE)
-                    for one in checked.results:
-                        cached[one.name] += one.report.overall.cached
-                        probed[one.name] += one.report.overall.total
-            by_target = {row.name: row.counts for row in targets.status()}
-            rows = []
-            for unit, result in zip(targets.units, run.results, strict=True):
-                counts = by_target.get(unit.name, {})
-                report = result.report
-                ratio = cached[unit.name] / probed[unit.name] if probed[unit.name] else None
-                rows.append(
-                    [
-                        unit.name,
-                        unit.members[0].spec.provider,
-                        unit.key[1],
-                        report.submitted if report else 0,
-                        counts.get(UrlState.DONE, 0),
-                        counts.get(UrlState.FAILED, 0) + counts.get(UrlState.INVALID, 0),
-                        "" if report is None else report.quota_left_today,
-                        report.requests if report else 0,
-                        percent(ratio),
-                        result.error or "ok",
-                    ]
+                run = targets.preheat(
+                    sources, on_progress=advance, verify=True, verify_sample=VERIFY_SAMPLE
                 )
+            summary = targets.summary(run)
+            rows = [
+                [
+                    t.name, t.provider, t.area, t.pushed, t.done, t.failed,
+                    "" if t.quota_left is None else t.quota_left, t.requests,
+                    percent(t.hit_ratio), t.error or "ok",
+                ]
+                for t in summary
+            ]  # fmt: skip
             ui.grid(
                 "demo targets",
                 ["target", "provider", "area/zone", "pushed", "done", "failed", "quota left",
@@ -83,7 +64,7 @@ def run_targets_demo(*, videos: int = 3, db: Path | None = None) -> TargetsRun:
             found = sum(v.found for v in run.videos)
             ui.note(
                 f"{len(run.videos)} videos, {found} URLs, expanded once each and preheated "
-                f'into {len(targets.units)} accounts; "cached": a sample of each account\'s '
+                f'into {len(summary)} accounts; "cached": a sample of each account\'s '
                 "own URLs probed at its own domain."
             )
     return run

@@ -1785,6 +1785,7 @@ class TargetsPreheater:
         only_these: bool = False,
         strict: bool = False,
         verify: bool = False,
+        verify_sample: int | None = None,
         stop: threading.Event | None = None,
         on_progress: Callable[[int], None] | None = None,
     ) -> TargetsRun:
@@ -1799,7 +1800,8 @@ class TargetsPreheater:
         all or nothing (:func:`purge_before_republish`). ``only_these`` (one
         video): push only its URLs, other queued videos stay queued.
         ``verify``: then probe each target's own URLs of every video queued, a
-        sample each (``run.verified``, ``run.hit_ratios()``). ``on_progress(n)``:
+        sample each (``verify_sample`` probes, default 20; ``run.verified``,
+        ``run.hit_ratios()``). ``on_progress(n)``:
         n more URLs were pushed, on any target.
         """
         from cdn_preheat.api import DEFAULT_VERIFY_SAMPLE
@@ -1829,10 +1831,11 @@ class TargetsPreheater:
             stop=stop, on_progress=on_progress,
         )  # fmt: skip
         if verify and not dry_run:
+            sample = verify_sample if verify_sample is not None else DEFAULT_VERIFY_SAMPLE
             # Each target's own URLs at its own host, as ``verify`` reads them; a video
             # whose playlist failed has nothing to probe.
             run.verified = [
-                self.verify(video.video_id, sample=DEFAULT_VERIFY_SAMPLE, min_hit_ratio=0.0)
+                self.verify(video.video_id, sample=sample, min_hit_ratio=0.0)
                 for video in run.videos
                 if video.error is None
             ]
