@@ -314,3 +314,49 @@ def test_edgeone_a_window_that_ends_before_it_starts_is_empty_and_costs_no_call(
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     assert provider.window_status(now, now - dt.timedelta(seconds=1)) == []
     assert box.edgeone.actions["DescribePrefetchTasks"] == 0
+
+
+def test_aliyun_tasks_merged_by_the_second_are_followed_to_done(tmp_path: Path) -> None:
+    """Alibaba merges the prefetches of one domain and second into one id per 500 URLs."""
+    limits = AliyunLimits(merge_task_ids=True)
+    with sandbox(aliyun_limits=limits) as running:
+        ledger = SqliteLedger(tmp_path / "ledger.db")
+        provider = provider_for(running, "aliyun")
+        queue(running, ledger, provider, 2000)
+        report = run_queue(ledger, provider, RunOptions())
+        assert report.submitted == 2000
+        assert all_done(ledger, 2000)
+        assert not ledger.open_tasks("aliyun", provider.area)
+        calls = running.aliyun.action_calls
+        assert calls["PushObjectCache"] == 20
+        task_ids = {call.task_id for call in running.aliyun.received}
+        # 20 pushes at 50 a second land in a few seconds: ids were shared.
+        assert len({part for ids in task_ids for part in ids.split(",")}) < 20
+        assert calls["DescribeRefreshTaskById"] <= math.ceil(2000 / 500)
+        assert running.aliyun.rate_refusals == {}
+
+
+@pytest.mark.parametrize("vendor", ["aliyun", "qiniu", "edgeone"])
+def test_every_url_ends_done_through_lost_answers_on_every_api(tmp_path: Path, vendor: str) -> None:
+    """A fifth of all answers lost, status and task-list pages included: a lost page of a
+    reconciliation is asked again alone, so the lost pushes are found and nothing stays
+    reserved."""
+    from cdn_preheat.sandbox.core import Faults
+
+    faults = Faults(lost_answer=0.2, seed=3)
+    limits = {
+        "aliyun_limits": AliyunLimits(),
+        "qiniu_limits": QiniuLimits(prefetch_quota=100_000),
+        "edgeone_limits": EdgeOneLimits(),
+    }
+    with sandbox(faults=faults, **limits) as running:
+        ledger = SqliteLedger(tmp_path / "ledger.db")
+        provider = provider_for(running, vendor)
+        queue(running, ledger, provider, 1000)
+        run_queue(ledger, provider, RunOptions())
+        faults.lost_answer = 0.0
+        run_queue(ledger, provider, RunOptions())  # what the faults left
+        assert all_done(ledger, 1000)
+        assert set(running.apis[vendor].received_urls()) == {
+            running.edge_url(f"/vod/demo-1/v0/seg{i}.ts") for i in range(1000)
+        }

@@ -102,6 +102,7 @@ ACTION_RATES = {
 }
 
 ObjectType = Literal["file", "directory", "preload"]
+MERGED_TASK_URLS = 500  # URLs a merged prefetch task id holds (see merge_task_ids)
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,13 @@ class AliyunLimits:
     # Whether task queries echo ObjectPath as submitted or normalise it; ObjectPath's
     # documented format is "加速域名/文件" (PushObjectCache), so "normalise" drops the scheme.
     url_echo: UrlEcho = "echo"
+    # PushObjectCache's PushTaskId: "If the tasks are set for the same accelerated domain
+    # name, submitted within the same second, and prefetch content from URLs ... the tasks
+    # IDs are merged into the same task ID"; past 500 in that second "every 500 task IDs are
+    # merged"; several are "separated by commas" (SDK models/_push_object_cache_response_body
+    # .py). True: one id per 500 URLs of a second, shared by the pushes of that second; False:
+    # one id per push (what a lone push in its second gets either way).
+    merge_task_ids: bool = False
     # Actions the RAM user's policy does not allow: 403 Forbidden.RAM, "User not
     # authorized to operate on the specified resource, or this API doesn't support RAM."
     # (Alibaba Cloud's common error codes; a sub-account may push without being
@@ -251,6 +259,8 @@ class AliyunEmulator(EmulatorBase):
         self._received: list[ReceivedCall] = []
         self._counters: Counter[str] = Counter()
         self._action_calls: Counter[str] = Counter()
+        # The preload task id URLs of this second join, and (second, URLs in it).
+        self._merging: tuple[str | None, tuple[dt.datetime, int]] = (None, (dt.datetime.min, 0))
         # Codes to answer the next calls of an action with (see inject).
         self._injected: dict[str, deque[str]] = {}
         self._actions: dict[str, Callable[[dict[str, str]], dict[str, Any]]] = {
@@ -653,20 +663,38 @@ class AliyunEmulator(EmulatorBase):
     def _new_task(
         self, action: str, object_type: ObjectType, urls: list[tuple[str, str | None]]
     ) -> str:
-        task_id = str(next(self._task_ids))
         now = self.clock.now()
         done_at = now + dt.timedelta(seconds=self.limits.task_delay)
+        if self.limits.merge_task_ids and object_type == "preload":
+            ids = self._merged_ids(now, len(urls))
+        else:
+            ids = [str(next(self._task_ids))] * len(urls)
         items = [
-            _TaskItem(task_id, url, object_type, now, done_at, failure) for url, failure in urls
+            _TaskItem(task_id, url, object_type, now, done_at, failure)
+            for task_id, (url, failure) in zip(ids, urls, strict=True)
         ]
+        task_id = ",".join(dict.fromkeys(ids))
         self._items.extend(items)
-        self._by_task[task_id] = items
+        for item in items:
+            self._by_task.setdefault(item.task_id, []).append(item)
         self._pending.extend(items)
         if object_type == "preload":
             self._queued_preloads += len(items)
         self._received.append(ReceivedCall(now, action, task_id, tuple(u for u, _ in urls)))
         self._settle_locked()
         return task_id
+
+    def _merged_ids(self, now: dt.datetime, count: int) -> list[str]:
+        """The task id of each of ``count`` URLs prefetched now: 500 a second share one."""
+        second = now.replace(microsecond=0)
+        ids = []
+        for _ in range(count):
+            current, used = self._merging
+            if current is None or used[0] != second or used[1] >= MERGED_TASK_URLS:
+                current, used = str(next(self._task_ids)), (second, 0)
+            self._merging = (current, (second, used[1] + 1))
+            ids.append(current)
+        return ids
 
     def _settle_locked(self) -> None:
         now = self.clock.now()
