@@ -5,7 +5,7 @@ Each batch follows the ledger protocol (docs/architecture.md, "The ledger protoc
 1. reserve quota in the ledger (atomic, shared by every worker);
 2. claim up to that many pending URLs with a lease;
 3. call the provider;
-4. record the task id (or release the URLs) and settle the reservation.
+4. record the task id (or release the URLs) and settle the reservation, in one ledger step.
 
 A worker killed between 2 and 4 leaves a reserved batch whose lease expires;
 the next run asks the provider's task list which of those URLs arrived
@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
@@ -85,6 +85,14 @@ def _by_host(urls: Sequence[str]) -> list[Sequence[str]]:
         parts = urlsplit(url)
         groups.setdefault(f"{parts.scheme.lower()}://{parts.netloc.lower()}", []).append(url)
     return list(groups.values())
+
+
+def _by_task(found: Mapping[str, str]) -> dict[str, list[str]]:
+    """task id -> its URLs, from URL -> task id."""
+    by_task: dict[str, list[str]] = {}
+    for url, task_id in found.items():
+        by_task.setdefault(task_id, []).append(url)
+    return by_task
 
 
 def default_worker_id() -> str:
@@ -410,13 +418,20 @@ class Scheduler:
                 len(claim.urls),
             )
             found = {}
-        recorded = self._record_found(claim, found)
         rest = [url for url in claim.urls if url not in found]
-        if rest:
-            self.ledger.release(claim, rest, None, count_attempt=False)
         # The dead worker never settled its reservation; the provider's own
-        # count (synced at the next refresh) already holds what arrived.
-        self.ledger.settle_quota(*self.quota_key(claim.claimed_at), len(claim.urls), 0)
+        # count (synced at the next refresh) already holds what arrived. One
+        # ledger step: killed half-way, nothing is released without its share.
+        self.ledger.settle_claim(
+            claim,
+            self._now(),
+            self.quota_key(claim.claimed_at)[2],
+            len(claim.urls),
+            0,
+            submitted=_by_task(found),
+            released=rest,
+        )
+        recorded = len(found)
         log.info(
             "reconciled %s: %d of %d URLs had reached the provider",
             claim.claim_id,
@@ -576,17 +591,18 @@ class Scheduler:
                 urls = self._after_transient(claim, urls, exc, attempt)
                 continue
             except InvalidUrls as exc:
-                self._mark_invalid(exc.invalid)
                 if exc.task_id is not None:
                     accepted = [u for u in urls if u not in exc.invalid]
-                    self._record(claim, SubmitResult(exc.task_id, tuple(accepted)), len(urls))
+                    self._record(
+                        claim, SubmitResult(exc.task_id, tuple(accepted), exc.invalid), len(urls)
+                    )
                     return []
                 refused = [u for u in urls if u in exc.invalid]
                 urls = [u for u in urls if u not in exc.invalid]
-                self._settle(len(refused), 0)
+                self._end(claim, len(refused), invalid=exc.invalid)
                 continue
             except BatchRefused as exc:
-                return self._split(urls, exc, per_host=exc.per_host)
+                return self._split(claim, urls, exc, per_host=exc.per_host)
             except DomainError as exc:
                 return self._split_hosts_or_stop(claim, urls, exc)
             except BatchTooLarge as exc:
@@ -637,10 +653,10 @@ class Scheduler:
             self._abandon(claim, urls)
             self._finish(error=exc)
             raise _Stop from exc
-        return self._split(urls, BatchRefused(str(exc), code=exc.code), per_host=True)
+        return self._split(claim, urls, BatchRefused(str(exc), code=exc.code), per_host=True)
 
     def _split(
-        self, urls: Sequence[str], exc: BatchRefused, *, per_host: bool
+        self, claim: Claim, urls: Sequence[str], exc: BatchRefused, *, per_host: bool
     ) -> list[Sequence[str]]:
         """Pieces of a refused request; a piece that cannot be split further is invalid.
 
@@ -655,32 +671,28 @@ class Scheduler:
         if per_host or len(urls) == 1:
             reason = str(exc)
             log.warning("%d URL(s) refused by the provider: %s", len(urls), reason)
-            self._mark_invalid(dict.fromkeys(urls, reason))
-            self._settle(len(urls), 0)
+            self._end(claim, len(urls), invalid=dict.fromkeys(urls, reason))
             return []
         half = len(urls) // 2
         return [urls[:half], urls[half:]]
 
     # Steps ----------------------------------------------------------------
     def _record(self, claim: Claim, result: SubmitResult, reserved: int) -> None:
-        now = self._now()
-        if self._limited:
-            # One ledger step: killed between the two, the reservation would
-            # stay in flight for the rest of the day with no claim to reconcile.
-            day = self.quota_key()[2]
-            self.ledger.mark_submitted_settling(
-                claim, result.task_id, result.accepted, now, day, reserved
-            )
-        else:
-            self.ledger.mark_submitted(claim, result.task_id, result.accepted, now)
-        if result.invalid:
-            self._mark_invalid(result.invalid)
+        # One ledger step: killed between separate ones, the reservation would
+        # stay in flight for the rest of the day with no claim to reconcile.
+        self._end(
+            claim,
+            reserved,
+            len(result.accepted),
+            submitted={result.task_id: result.accepted},
+            invalid=result.invalid,
+        )
         if result.quota is not None:
             self._sync_quota(result.quota)
         with self._lock:
             self._report.submitted += len(result.accepted)
             self._report.batches += 1
-        self._on_submitted(len(result.accepted) + len(result.invalid))
+        self._on_submitted(len(result.accepted))  # the invalid ones counted by _end
         log.info(
             "batch %s: %d URLs submitted as task %s",
             claim.claim_id,
@@ -691,8 +703,8 @@ class Scheduler:
     def _unsubmitted(self, claim: Claim, urls: Sequence[str]) -> list[str]:
         found = self._find_submitted(claim, urls)
         if found:
-            arrived = self._record_found(claim, found)
-            self._settle(arrived, arrived)
+            arrived = len(found)
+            self._end(claim, arrived, arrived, submitted=_by_task(found))
             with self._lock:
                 self._report.submitted += arrived
                 self._report.reconciled += arrived
@@ -712,19 +724,40 @@ class Scheduler:
         earlier = self.ledger.known_tasks(self.provider.name, set(found.values()))
         return {url: task_id for url, task_id in found.items() if task_id not in earlier}
 
-    def _record_found(self, claim: Claim, found: dict[str, str]) -> int:
-        by_task: dict[str, list[str]] = {}
-        for url, task_id in found.items():
-            by_task.setdefault(task_id, []).append(url)
-        for task_id, task_urls in by_task.items():
-            self.ledger.mark_submitted(claim, task_id, task_urls, self._now())
-        return len(found)
+    def _end(
+        self,
+        claim: Claim,
+        reserved: int,
+        used: int = 0,
+        *,
+        submitted: Mapping[str, Sequence[str]] | None = None,
+        invalid: Mapping[str, str] | None = None,
+        released: Sequence[str] = (),
+        error: str | None = None,
+        count_attempt: bool = False,
+    ) -> None:
+        """End URLs of the claim and settle their share of the reservation, in one ledger step.
 
-    def _mark_invalid(self, reasons: dict[str, str]) -> None:
-        self.ledger.mark_invalid(self.provider.name, self.provider.area, reasons, self._now())
-        with self._lock:
-            self._report.invalid += len(reasons)
-        self._on_submitted(len(reasons))
+        Never a release or a refusal followed by a separate settle: killed between
+        the two, the share would stay in flight for the rest of the day.
+        """
+        day = self.quota_key()[2] if self._limited and reserved else None
+        self.ledger.settle_claim(
+            claim,
+            self._now(),
+            day,
+            reserved,
+            used,
+            submitted=submitted,
+            invalid=invalid,
+            released=released,
+            error=error,
+            count_attempt=count_attempt,
+        )
+        if invalid:
+            with self._lock:
+                self._report.invalid += len(invalid)
+            self._on_submitted(len(invalid))
 
     def _back_off_batch(
         self, claim: Claim, urls: Sequence[str], exc: BatchTooLarge
@@ -751,14 +784,12 @@ class Scheduler:
     ) -> None:
         if attempt < self.options.max_retries or not urls:
             return
-        self.ledger.release(claim, urls, str(exc), count_attempt=True)
-        self._settle(len(urls), 0)
+        self._end(claim, len(urls), released=urls, error=str(exc), count_attempt=True)
         self._finish(error=exc)
         raise _Stop from exc
 
     def _abandon(self, claim: Claim, urls: Sequence[str]) -> None:
-        self.ledger.release(claim, urls, None, count_attempt=False)
-        self._settle(len(urls), 0)
+        self._end(claim, len(urls), released=urls)
 
     def _finish(self, *, quota_exhausted: bool = False, error: PreheatError | None = None) -> None:
         with self._lock:
@@ -827,10 +858,6 @@ class Scheduler:
         return self.ledger.claim_with_quota(
             name, area, key[2], self._batch_size, worker, now, lease, video_id=self._video_id
         )
-
-    def _settle(self, reserved: int, used: int) -> None:
-        if self._limited and reserved:
-            self.ledger.settle_quota(*self.quota_key(), reserved, used)
 
     def quota_key(self, when: dt.datetime | None = None) -> tuple[str, str, str]:
         day = quota_day(when or self._now(), self._utc_offset)

@@ -157,8 +157,8 @@ def test_workers_restarting_together_recover_each_dead_batch_once(tmp_path: Path
         assert found == [0, 0, 0]
 
         # The restarted workers push the rest together: each URL once, within quota.
-        ledger.release(live, live.urls, None, count_attempt=False)
-        ledger.settle_quota(P, A, day, len(live.urls), 0)
+        # The live one gives its batch back as the scheduler does: in one step.
+        ledger.settle_claim(live, now, day, len(live.urls), 0, released=live.urls)
         drains = [
             threading.Thread(
                 target=Scheduler(

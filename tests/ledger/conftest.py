@@ -128,12 +128,20 @@ CRASH_POINTS: dict[str, dict[str, tuple[str, str]]] = {
         "claimed, hold not trimmed": ("cdn_preheat.ledger.sqlite._claim_pending", "after"),
         "held, not submitted": ("cdn_preheat.ledger.sqlite._mark_submitted", "before"),
         "submitted, not settled": ("cdn_preheat.ledger.sqlite._mark_submitted", "after"),
+        "held, not released": ("cdn_preheat.ledger.sqlite._release", "before"),
+        "released, not settled": ("cdn_preheat.ledger.sqlite._release", "after"),
+        "held, not invalidated": ("cdn_preheat.ledger.sqlite._mark_invalid", "before"),
+        "invalidated, not settled": ("cdn_preheat.ledger.sqlite._mark_invalid", "after"),
     },
     "mongo": {
         "reserved, not claimed": ("_claim_as", "before"),
         "claimed, hold not trimmed": ("_claim_as", "after"),
         "held, not submitted": ("mark_submitted", "before"),
         "submitted, not settled": ("mark_submitted", "after"),
+        "held, not released": ("release", "before"),
+        "released, not settled": ("release", "after"),
+        "held, not invalidated": ("mark_invalid", "before"),
+        "invalidated, not settled": ("mark_invalid", "after"),
     },
 }
 

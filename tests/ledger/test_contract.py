@@ -14,6 +14,7 @@ from cdn_preheat.ledger.base import (
     Outcome,
     QueuedUrl,
     QuotaDay,
+    UrlRecord,
     UrlState,
     VideoState,
 )
@@ -998,13 +999,16 @@ def reconcile(ledger: Ledger, now: dt.datetime, arrived: dict[str, str]) -> None
     for claim in ledger.expired_claims(P, A, now):
         earlier = ledger.known_tasks(P, set(arrived.values()))
         found = {u: t for u, t in arrived.items() if u in claim.urls and t not in earlier}
-        for task_id in sorted(set(found.values())):
-            task_urls = [u for u in claim.urls if found.get(u) == task_id]
-            ledger.mark_submitted(claim, task_id, task_urls, now)
+        by_task = {
+            task_id: [u for u in claim.urls if found.get(u) == task_id]
+            for task_id in sorted(set(found.values()))
+        }
         rest = [u for u in claim.urls if u not in found]
-        if rest:
-            ledger.release(claim, rest, None, count_attempt=False)
-        ledger.settle_quota(P, A, DAY, len(claim.urls), len(found))
+        # One step, as Scheduler._recover does: a recovery killed half-way is
+        # itself recovered later, never settled twice.
+        ledger.settle_claim(
+            claim, now, DAY, len(claim.urls), len(found), submitted=by_task, released=rest
+        )
 
 
 @pytest.mark.parametrize("point", ["reserved, not claimed", "claimed, hold not trimmed"])
@@ -1060,6 +1064,172 @@ def test_a_kill_inside_mark_submitted_settling_settles_once(
     assert survivor.submitted_urls(P, ["task-1"]) == {"task-1": list(claim.urls)}
     assert [t.task_id for t in survivor.open_tasks(P, A)] == ["task-1"]
     assert survivor.claim_with_quota(P, A, DAY, 100, "worker-2", at(4), LEASE) == (None, 97)
+
+
+def records(ledger: Ledger, video_id: str) -> dict[str, UrlRecord]:
+    return {record.url: record for record in ledger.url_records(video_id)}
+
+
+def test_settle_claim_ends_every_url_as_told_and_settles_once(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "a", "b", "c", "d", "e")
+    ledger.sync_quota(P, A, DAY, 100, 0)
+    claim, _ = ledger.claim_with_quota(P, A, DAY, 5, "worker-1", T0, LEASE)
+    assert claim is not None
+    settles = ledger.quota_day(P, A, DAY).settles  # type: ignore[union-attr]
+
+    ledger.settle_claim(
+        claim,
+        at(1),
+        DAY,
+        4,
+        1,
+        submitted={"task-1": [url("a")]},
+        invalid={url("b"): "refused by the provider"},
+        released=[url("c"), url("d")],
+        error="rate limited",
+        count_attempt=True,
+    )
+
+    book = ledger.quota_day(P, A, DAY)
+    # e was not named: it stays reserved, and so does its share of the reservation.
+    assert book == QuotaDay(P, A, DAY, 100, 1, 1)
+    assert book is not None and book.settles == settles + 1
+    urls = records(ledger, "v1")
+    assert {u: r.state for u, r in urls.items()} == {
+        url("a"): UrlState.SUBMITTED,
+        url("b"): UrlState.INVALID,
+        url("c"): UrlState.PENDING,
+        url("d"): UrlState.PENDING,
+        url("e"): UrlState.RESERVED,
+    }
+    assert urls[url("a")].task_id == "task-1"
+    assert urls[url("b")].last_error == "refused by the provider"
+    assert [(urls[url(n)].attempts, urls[url(n)].last_error) for n in "cd"] == [
+        (1, "rate limited"),
+        (1, "rate limited"),
+    ]
+    assert ledger.submitted_urls(P, ["task-1"]) == {"task-1": [url("a")]}
+    assert [t.task_id for t in ledger.open_tasks(P, A)] == ["task-1"]
+    again, granted = ledger.claim_with_quota(P, A, DAY, 100, "worker-2", at(1), LEASE)
+    assert again is not None and (again.urls, granted) == ((url("c"), url("d")), 98)
+
+
+def test_settle_claim_releasing_without_counting_keeps_the_attempts(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "a", "b")
+    ledger.sync_quota(P, A, DAY, 100, 0)
+    claim, _ = ledger.claim_with_quota(P, A, DAY, 5, "worker-1", T0, LEASE)
+    assert claim is not None
+
+    ledger.settle_claim(claim, at(1), DAY, 2, 0, released=claim.urls)
+
+    assert ledger.quota_day(P, A, DAY) == QuotaDay(P, A, DAY, 100, 0, 0)
+    assert [(r.state, r.attempts, r.last_error) for r in ledger.url_records("v1")] == [
+        (UrlState.PENDING, 0, None),
+        (UrlState.PENDING, 0, None),
+    ]
+
+
+def test_settle_claim_without_a_day_leaves_the_book_alone(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "a", "b")
+    claim = claim_all(ledger)
+
+    ledger.settle_claim(
+        claim, at(1), None, 2, 0, invalid={url("a"): "refused"}, released=[url("b")]
+    )
+
+    assert ledger.quota_day(P, A, DAY) is None
+    assert states(ledger, "v1") == {url("a"): UrlState.INVALID, url("b"): UrlState.PENDING}
+
+
+def _two_claims(ledger: Ledger) -> tuple[Claim, Claim]:
+    """worker-1's claim of a, b, c; worker-2's of d, e, alive for the whole test."""
+    enqueue(ledger, "v1", "a", "b", "c", "d", "e")
+    ledger.sync_quota(P, A, DAY, 100, 0)
+    dying, _ = ledger.claim_with_quota(P, A, DAY, 3, "worker-1", T0, LEASE)
+    alive, _ = ledger.claim_with_quota(P, A, DAY, 2, "worker-2", T0, dt.timedelta(hours=1))
+    assert dying is not None and alive is not None
+    assert ledger.quota_day(P, A, DAY) == QuotaDay(P, A, DAY, 100, 0, 5)
+    return dying, alive
+
+
+@pytest.mark.parametrize("point", ["held, not released", "released, not settled"])
+def test_a_kill_inside_settle_claim_releasing_leaks_no_quota(
+    ledger: Ledger,
+    crash_at: Callable[[str], type[Exception]],
+    reopen: Callable[[], Ledger],
+    point: str,
+) -> None:
+    dying, _ = _two_claims(ledger)
+    # The provider refused the batch for now (or the run stops): the worker gives
+    # it back and dies doing so.
+    with pytest.raises(crash_at(point)):
+        ledger.settle_claim(dying, at(1), DAY, 3, 0, released=dying.urls, error="throttled")
+
+    survivor = reopen()
+    # While the dead worker's lease runs, its share stays reserved: nothing is lost.
+    reconcile(survivor, at(1), {})
+    assert survivor.quota_day(P, A, DAY) == QuotaDay(P, A, DAY, 100, 0, 5)
+
+    reconcile(survivor, at(4), {})
+    reconcile(survivor, at(6), {})  # a second recovery finds nothing more
+
+    # Exactly the dead worker's share came back; worker-2's stays in flight.
+    assert survivor.quota_day(P, A, DAY) == QuotaDay(P, A, DAY, 100, 0, 2)
+    assert [states(survivor, "v1")[url(n)] for n in "abc"] == [UrlState.PENDING] * 3
+    claim, granted = survivor.claim_with_quota(P, A, DAY, 100, "worker-3", at(6), LEASE)
+    assert claim is not None and (claim.urls, granted) == (dying.urls, 98)
+
+
+@pytest.mark.parametrize("point", ["held, not invalidated", "invalidated, not settled"])
+def test_a_kill_inside_settle_claim_refusing_settles_once(
+    ledger: Ledger,
+    backend: str,
+    crash_at: Callable[[str], type[Exception]],
+    reopen: Callable[[], Ledger],
+    point: str,
+) -> None:
+    dying, _ = _two_claims(ledger)
+    refused = {url("a"): "refused", url("b"): "refused"}
+    with pytest.raises(crash_at(point)):
+        ledger.settle_claim(dying, at(1), DAY, 3, 0, invalid=refused, released=[url("c")])
+
+    survivor = reopen()
+    reconcile(survivor, at(1), {})
+    assert survivor.quota_day(P, A, DAY) == QuotaDay(P, A, DAY, 100, 0, 5)
+    reconcile(survivor, at(4), {})
+    reconcile(survivor, at(6), {})
+
+    assert survivor.quota_day(P, A, DAY) == QuotaDay(P, A, DAY, 100, 0, 2)
+    # All or nothing: SQLite rolled the step back (a and b are pushed again and
+    # refused again); MongoDB rolled it forward from its journal.
+    refused_state = UrlState.PENDING if backend == "sqlite" else UrlState.INVALID
+    assert [states(survivor, "v1")[url(n)] for n in "abc"] == [
+        refused_state,
+        refused_state,
+        UrlState.PENDING,
+    ]
+
+
+@pytest.mark.parametrize("point", ["held, not released", "released, not settled"])
+def test_a_recovery_killed_half_way_is_recovered_once(
+    ledger: Ledger,
+    crash_at: Callable[[str], type[Exception]],
+    reopen: Callable[[], Ledger],
+    point: str,
+) -> None:
+    dying, _ = _two_claims(ledger)
+    # worker-1 died holding a, b, c; the first recovery dies too, releasing them.
+    with pytest.raises(crash_at(point)):
+        reconcile(ledger, at(3), {})
+
+    survivor = reopen()
+    for minutes in (4, 6, 8):
+        reconcile(survivor, at(minutes), {})
+
+    assert survivor.quota_day(P, A, DAY) == QuotaDay(P, A, DAY, 100, 0, 2)
+    assert [states(survivor, "v1")[url(n)] for n in "abc"] == [UrlState.PENDING] * 3
+    claim, granted = survivor.claim_with_quota(P, A, DAY, 100, "worker-3", at(8), LEASE)
+    assert claim is not None and (claim.urls, granted) == (dying.urls, 98)
 
 
 # Workers sharing an account's rate limits --------------------------------------

@@ -313,16 +313,54 @@ class Ledger(ABC):
         """
 
     @abstractmethod
+    def settle_claim(
+        self,
+        claim: Claim,
+        now: dt.datetime,
+        day: str | None,
+        reserved: int,
+        used: int,
+        *,
+        submitted: Mapping[str, Sequence[str]] | None = None,
+        invalid: Mapping[str, str] | None = None,
+        released: Sequence[str] = (),
+        error: str | None = None,
+        count_attempt: bool = False,
+    ) -> None:
+        """End URLs of ``claim`` and settle their share of the day's quota, atomically.
+
+        ``submitted`` (task id -> URLs) as :meth:`mark_submitted`, ``invalid``
+        (URL -> reason) as :meth:`mark_invalid`, ``released`` back to pending as
+        :meth:`release` (with ``error`` and ``count_attempt``); then ``reserved``
+        of ``day``'s reservation settled with ``used`` counted as reaching the
+        provider (``day`` None: no quota to settle). Every path that ends a
+        claimed URL uses it, so a URL never leaves ``reserved`` without its share
+        of the reservation leaving ``inflight`` in the same step.
+
+        A process killed half-way leaves either nothing done (the URLs stay
+        reserved: the claim's lease gives them and their share back) or, once
+        the lease has run out, :meth:`expired_claims` finishes the step (each URL
+        ends as asked, the reservation settled once).
+        """
+
+    @abstractmethod
     def release(
         self, claim: Claim, urls: Sequence[str], error: str | None, *, count_attempt: bool
     ) -> None:
-        """Reserved -> pending (the call failed or was never made)."""
+        """Reserved -> pending (the call failed or was never made).
+
+        Leaves the quota book alone: a claim holding a reservation ends its URLs
+        with :meth:`settle_claim` instead.
+        """
 
     @abstractmethod
     def mark_invalid(
         self, provider: str, area: str, reasons: Mapping[str, str], now: dt.datetime
     ) -> None:
-        """These URLs were refused by the provider: invalid, not retried."""
+        """These URLs were refused by the provider: invalid, not retried.
+
+        Leaves the quota book alone (see :meth:`settle_claim`).
+        """
 
     @abstractmethod
     def record_outcomes(
@@ -368,8 +406,10 @@ class Ledger(ABC):
     def expired_claims(self, provider: str, area: str, now: dt.datetime) -> list[Claim]:
         """Claims whose lease ran out without being submitted or released.
 
-        Recovers first what a killed :meth:`claim_with_quota` or
-        :meth:`mark_submitted_settling` left half-done under a lease that ran out.
+        Recovers first what a killed :meth:`claim_with_quota`,
+        :meth:`mark_submitted_settling` or :meth:`settle_claim` left half-done
+        under a lease that ran out; a claim whose settling is still within its
+        lease is not listed.
         """
 
     @abstractmethod

@@ -24,14 +24,18 @@ whose filter requires the hold to still exist applies once):
   lease; :meth:`MongoLedger.expired_claims` then gives back the hold minus
   the URLs still reserved under that claim id (the claim's own lease returns
   those, as for any claim a dead worker left).
-* ``mark_submitted_settling`` writes a journal entry (``settle_journal``: the
-  claim, task id and URLs), then a settle hold (``holds.<id>``: reserved and
-  used), marks the URLs submitted, settles the hold, and drops the entry.
+* ``settle_claim`` (and ``mark_submitted_settling``, its submitted-only form)
+  writes a journal entry (``settle_journal``: the claim, and what becomes of
+  its URLs: submitted under which task, invalid with which reason, released
+  with which error), then a settle hold (``holds.<id>``: reserved and used),
+  applies those changes to the URLs, settles the hold, and drops the entry.
   Killed after the hold was written, :meth:`MongoLedger.expired_claims` rolls
-  the step forward from the journal once the claim's lease ran out: the URLs
-  reached the provider, so they are marked submitted and settled once. A
-  journal entry without its hold (killed before the hold, or after the
-  settle) is only dropped.
+  the step forward from the journal once the claim's lease ran out: the
+  worker's decision stands (the URLs reached the provider, were refused, or
+  go back to the queue), and the hold is settled once. A journal entry
+  without its hold (killed before the hold, or after the settle) is only
+  dropped. While a claim has a journal entry, it is not listed as expired:
+  recovering its URLs then would settle their share a second time.
 
 A multi-document transaction would need a replica set; these work on any
 server and on mongomock, which the contract suite runs against.
@@ -650,20 +654,56 @@ class MongoLedger(Ledger):
         day: str,
         reserved: int,
     ) -> None:
-        """A journal entry, a settle hold, the URLs submitted, then the hold settled.
+        """``settle_claim`` with the URLs submitted (see the module)."""
+        self.settle_claim(claim, now, day, reserved, len(urls), submitted={task_id: urls})
+
+    def settle_claim(
+        self,
+        claim: Claim,
+        now: dt.datetime,
+        day: str | None,
+        reserved: int,
+        used: int,
+        *,
+        submitted: Mapping[str, Sequence[str]] | None = None,
+        invalid: Mapping[str, str] | None = None,
+        released: Sequence[str] = (),
+        error: str | None = None,
+        count_attempt: bool = False,
+    ) -> None:
+        """A journal entry, a settle hold, the URLs' end, then the hold settled.
 
         Killed after the hold was written, :meth:`expired_claims` finishes the
         step from the journal once the claim's lease ran out (see the module).
         """
+        end = _ClaimEnd(
+            [(task_id, list(urls)) for task_id, urls in (submitted or {}).items()],
+            dict(invalid or {}),
+            list(released),
+            error,
+            count_attempt,
+        )
+        if day is None:  # nothing to settle: each step is safe to repeat or leave
+            self._apply_end(claim, end, now)
+            return
         key = {"provider": claim.provider, "area": claim.area, "day": day}
         hold_id = uuid.uuid4().hex
         # A lease from now: the claim's may have been renewed since ``claim`` was read.
         until = max(claim.lease_until, now + (claim.lease_until - claim.claimed_at))
-        self._journal(hold_id, key, claim, task_id, urls, now, until)
-        self._hold_settle(key, hold_id, reserved, len(urls), until)
-        self.mark_submitted(claim, task_id, urls, now)
-        self._settle_hold(key, hold_id, reserved, len(urls))
+        self._journal(hold_id, key, claim, end, now, until)
+        self._hold_settle(key, hold_id, reserved, used, until)
+        self._apply_end(claim, end, now)
+        self._settle_hold(key, hold_id, reserved, used)
         self._forget(hold_id)
+
+    def _apply_end(self, claim: Claim, end: _ClaimEnd, now: dt.datetime) -> None:
+        """The URLs' part of :meth:`settle_claim`; each write applies once, however often made."""
+        for task_id, urls in end.submitted:
+            self.mark_submitted(claim, task_id, urls, now)
+        if end.invalid:
+            self.mark_invalid(claim.provider, claim.area, end.invalid, now)
+        if end.released:
+            self.release(claim, end.released, end.error, count_attempt=end.count_attempt)
 
     @_reconnecting()
     def _journal(
@@ -671,8 +711,7 @@ class MongoLedger(Ledger):
         hold_id: str,
         key: Doc,
         claim: Claim,
-        task_id: str,
-        urls: Sequence[str],
+        end: _ClaimEnd,
         now: dt.datetime,
         until: dt.datetime,
     ) -> None:
@@ -684,8 +723,12 @@ class MongoLedger(Ledger):
                 "worker": claim.worker,
                 "claimed_at": claim.claimed_at,
                 "lease_until": claim.lease_until,
-                "task_id": task_id,
-                "urls": list(urls),
+                # Lists, not maps: URLs and task ids may hold dots.
+                "submitted": [{"task_id": t, "urls": urls} for t, urls in end.submitted],
+                "invalid": [{"url": u, "reason": why} for u, why in end.invalid.items()],
+                "released": end.released,
+                "error": end.error,
+                "count_attempt": end.count_attempt,
                 "at": now,
                 "until": until,
             },
@@ -825,7 +868,12 @@ class MongoLedger(Ledger):
     def expired_claims(self, provider: str, area: str, now: dt.datetime) -> list[Claim]:
         """Finish or give back the holds of dead workers first, then list the claims."""
         self._recover_holds(provider, area, now)
-        return self._expired_claims(provider, area, now)
+        settling = self._settling_claims(provider, area)
+        return [
+            claim
+            for claim in self._expired_claims(provider, area, now)
+            if claim.claim_id not in settling
+        ]
 
     @_reconnecting()
     def _recover_holds(self, provider: str, area: str, now: dt.datetime) -> None:
@@ -864,7 +912,7 @@ class MongoLedger(Ledger):
                 self.journal.delete_one({"_id": entry["_id"]})
 
     def _finish_settle(self, key: Doc, hold_id: str, hold: Doc) -> None:
-        """Roll a dead worker's settle forward: its URLs reached the provider."""
+        """Roll a dead worker's settle forward: what it decided for its URLs stands."""
         entry = self.journal.find_one({"_id": hold_id})
         if entry is None:  # pragma: no cover - the journal is written before the hold
             self._settle_hold(key, hold_id, hold["n"], hold["used"])
@@ -873,16 +921,23 @@ class MongoLedger(Ledger):
             entry["claim_id"],
             key["provider"],
             key["area"],
-            tuple(entry["urls"]),
+            (),
             entry["worker"],
             _moment(entry["claimed_at"]),
             _moment(entry["lease_until"]),
         )
-        self.mark_submitted(claim, entry["task_id"], claim.urls, _moment(entry["at"]))
-        # Only what left the claim: URLs of the piece that were not accepted are
-        # still reserved under the claim, whose lease gives their share back.
-        self._settle_hold(key, hold_id, len(claim.urls), len(claim.urls))
+        end = _ClaimEnd.from_journal(entry)
+        self._apply_end(claim, end, _moment(entry["at"]))
+        # Only what left the claim: URLs of the piece that the step did not name
+        # are still reserved under the claim, whose lease gives their share back.
+        settled = min(int(hold["n"]), end.count())
+        self._settle_hold(key, hold_id, settled, min(int(hold["used"]), settled))
         self._forget(hold_id)
+
+    def _settling_claims(self, provider: str, area: str) -> set[str]:
+        """Claims with a settle still in its lease: their URLs are not for recovery yet."""
+        entries = self.journal.find({"provider": provider, "area": area}, {"claim_id": 1})
+        return {entry["claim_id"] for entry in entries}
 
     @_reconnecting()
     def _expired_claims(self, provider: str, area: str, now: dt.datetime) -> list[Claim]:
@@ -1488,6 +1543,34 @@ def _expired(doc: Doc, now: dt.datetime, max_age: dt.timedelta) -> bool:
     return (expires_at is not None and expires_at <= now) or (
         pushed_at is not None and pushed_at <= now - max_age
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class _ClaimEnd:
+    """What :meth:`MongoLedger.settle_claim` does to a claim's URLs (kept in its journal)."""
+
+    submitted: list[tuple[str, list[str]]]
+    invalid: dict[str, str]
+    released: list[str]
+    error: str | None
+    count_attempt: bool
+
+    @classmethod
+    def from_journal(cls, entry: Doc) -> _ClaimEnd:
+        if "task_id" in entry:  # written by mark_submitted_settling before settle_claim
+            submitted = [(entry["task_id"], list(entry["urls"]))]
+        else:
+            submitted = [(item["task_id"], list(item["urls"])) for item in entry["submitted"]]
+        return cls(
+            submitted,
+            {item["url"]: item["reason"] for item in entry.get("invalid") or []},
+            list(entry.get("released") or []),
+            entry.get("error"),
+            bool(entry.get("count_attempt")),
+        )
+
+    def count(self) -> int:
+        return sum(len(urls) for _, urls in self.submitted) + len(self.invalid) + len(self.released)
 
 
 def _claimed(claim: Claim, urls: list[str]) -> Doc:

@@ -559,44 +559,47 @@ class SqliteLedger(Ledger):
         day: str,
         reserved: int,
     ) -> None:
+        self.settle_claim(claim, now, day, reserved, len(urls), submitted={task_id: urls})
+
+    @_translated
+    def settle_claim(
+        self,
+        claim: Claim,
+        now: dt.datetime,
+        day: str | None,
+        reserved: int,
+        used: int,
+        *,
+        submitted: Mapping[str, Sequence[str]] | None = None,
+        invalid: Mapping[str, str] | None = None,
+        released: Sequence[str] = (),
+        error: str | None = None,
+        count_attempt: bool = False,
+    ) -> None:
+        """One transaction: a crash cannot separate the URLs' end from the settle."""
         with self._write() as db:
-            _mark_submitted(db, claim, task_id, urls, now)
-            _settle_quota(db, claim.provider, claim.area, day, reserved, len(urls))
+            for task_id, urls in (submitted or {}).items():
+                _mark_submitted(db, claim, task_id, urls, now)
+            if invalid:
+                _mark_invalid(db, claim.provider, claim.area, invalid)
+            if released:
+                _release(db, claim, released, error, count_attempt)
+            if day is not None:
+                _settle_quota(db, claim.provider, claim.area, day, reserved, used)
 
     @_translated
     def release(
         self, claim: Claim, urls: Sequence[str], error: str | None, *, count_attempt: bool
     ) -> None:
         with self._write() as db:
-            db.executemany(
-                "UPDATE urls SET state = 'pending',"
-                " claim_id = NULL, worker = NULL, claimed_at = NULL, lease_until = NULL,"
-                " attempts = attempts + ?, last_error = coalesce(?, last_error)"
-                " WHERE provider = ? AND area = ? AND url = ? AND claim_id = ?"
-                " AND state = 'reserved'",
-                (
-                    (int(count_attempt), error, claim.provider, claim.area, url, claim.claim_id)
-                    for url in urls
-                ),
-            )
+            _release(db, claim, urls, error, count_attempt)
 
     @_translated
     def mark_invalid(
         self, provider: str, area: str, reasons: Mapping[str, str], now: dt.datetime
     ) -> None:
         with self._write() as db:
-            tasks = set()
-            for url, reason in reasons.items():
-                row = db.execute(
-                    "UPDATE urls SET state = 'invalid', last_error = ?, claim_id = NULL,"
-                    " worker = NULL, claimed_at = NULL, lease_until = NULL"
-                    " WHERE provider = ? AND area = ? AND url = ?"
-                    " AND state IN ('pending', 'reserved', 'submitted') RETURNING task_id",
-                    (reason, provider, area, url),
-                ).fetchone()
-                if row is not None and row[0] is not None:
-                    tasks.add(row[0])
-            _close_finished_tasks(db, provider, tasks)
+            _mark_invalid(db, provider, area, reasons)
 
     @_translated
     def requeue(self, provider: str, area: str, urls: Sequence[str]) -> int:
@@ -1193,6 +1196,43 @@ def _mark_submitted(
         "UPDATE tasks SET open = 1 WHERE provider = ? AND task_id = ?",
         (claim.provider, task_id),
     )
+
+
+def _release(
+    db: sqlite3.Connection,
+    claim: Claim,
+    urls: Sequence[str],
+    error: str | None,
+    count_attempt: bool,
+) -> None:
+    db.executemany(
+        "UPDATE urls SET state = 'pending',"
+        " claim_id = NULL, worker = NULL, claimed_at = NULL, lease_until = NULL,"
+        " attempts = attempts + ?, last_error = coalesce(?, last_error)"
+        " WHERE provider = ? AND area = ? AND url = ? AND claim_id = ?"
+        " AND state = 'reserved'",
+        (
+            (int(count_attempt), error, claim.provider, claim.area, url, claim.claim_id)
+            for url in urls
+        ),
+    )
+
+
+def _mark_invalid(
+    db: sqlite3.Connection, provider: str, area: str, reasons: Mapping[str, str]
+) -> None:
+    tasks = set()
+    for url, reason in reasons.items():
+        row = db.execute(
+            "UPDATE urls SET state = 'invalid', last_error = ?, claim_id = NULL,"
+            " worker = NULL, claimed_at = NULL, lease_until = NULL"
+            " WHERE provider = ? AND area = ? AND url = ?"
+            " AND state IN ('pending', 'reserved', 'submitted') RETURNING task_id",
+            (reason, provider, area, url),
+        ).fetchone()
+        if row is not None and row[0] is not None:
+            tasks.add(row[0])
+    _close_finished_tasks(db, provider, tasks)
 
 
 def _claim_pending(
