@@ -23,6 +23,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import gc
+import logging
 import resource
 import sys
 import tempfile
@@ -233,6 +234,8 @@ def main() -> int:
         "--faults", default="", help="e.g. lost=0.05,drop=0.05 (5xx, drop, lost, rate)"
     )
     args = parser.parse_args()
+    # The engine's retry warnings (expected under --faults) would drown the tables.
+    logging.basicConfig(level=logging.ERROR)
     vendors = VENDORS if args.provider == "all" else (args.provider,)
     faults = _faults(args.faults)
     print(
