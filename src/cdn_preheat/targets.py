@@ -1830,14 +1830,15 @@ class TargetsPreheater:
             dry_run=dry_run, reset=reset, purge=purge, only_these=only_these, strict=strict,
             stop=stop, on_progress=on_progress,
         )  # fmt: skip
-        if verify and not dry_run:
+        if verify and not dry_run and not (stop is not None and stop.is_set()):
             sample = verify_sample if verify_sample is not None else DEFAULT_VERIFY_SAMPLE
             # Each target's own URLs at its own host, as ``verify`` reads them; a video
-            # whose playlist failed has nothing to probe.
+            # whose playlist failed (or that was never queued) has nothing to probe, and a
+            # stopped run probes nothing.
             run.verified = [
                 self.verify(video.video_id, sample=sample, min_hit_ratio=0.0)
                 for video in run.videos
-                if video.error is None
+                if video.error is None and self.ledger.get_video(video.video_id) is not None
             ]
         return run
 

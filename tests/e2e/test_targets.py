@@ -442,3 +442,17 @@ def test_a_read_only_preheater_looks_while_a_writer_holds_the_lock_and_writes_no
         writer.execute("ROLLBACK")
         writer.close()
     assert len(run.new_urls("tencent-b")) == len(urls)  # the refused reset pushed nothing
+
+
+def test_a_stopped_push_probes_nothing_after_it(sandbox: Sandbox, tmp_path: Path) -> None:
+    import threading
+
+    run = Run(sandbox, tmp_path, ("tencent-b", "qiniu"))
+    stop = threading.Event()
+    stop.set()  # Ctrl-C came before the push: the run settles, nothing is verified
+    with TargetsPreheater.from_settings(run.settings, environ=run.env) as targets:
+        outcome = targets.preheat([("demo-5", sandbox.video_url("demo-5"))], verify=True,
+                                  stop=stop)  # fmt: skip
+        assert all(r.report is not None and r.report.interrupted for r in outcome.results)
+        assert outcome.verified is None and outcome.hit_ratios() is None
+        assert all(row.hit_ratio is None for row in targets.summary(outcome))
