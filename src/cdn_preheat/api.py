@@ -1117,6 +1117,7 @@ class Preheater:
         min_hit_ratio: float = 1.0,
         seed: int = 0,
         observer: Observer | None = None,
+        stop: threading.Event | None = None,
     ) -> VerifyResult:
         """Ask the edge (a one-byte GET per URL) whether the video's files are cached.
 
@@ -1125,10 +1126,11 @@ class Preheater:
         these edges (each URL on each). ``vendor``: which cache header to read
         (default: the provider's). ``requeue``: queue the URLs no CDN layer
         held again. ``result.passed`` when the cached ratio reaches
-        ``min_hit_ratio`` and every probe was answered.
+        ``min_hit_ratio`` and every probe was answered. ``stop``: set it to end the
+        probes at once; ``result.report.interrupted``, with the probes answered.
         """
         targets, options = self._verify_plan(video_id, sample, edge_ips, vendor, seed)
-        report = run_coroutine(_probe(targets, options, observer or _QUIET))
+        report = run_coroutine(_probe(targets, options, observer or _QUIET, stop))
         return self._verify_result(video_id, report, requeue, min_hit_ratio)
 
     def _verify_plan(
@@ -1540,11 +1542,16 @@ async def _expand(url: str, options: ExpandOptions) -> Expansion:
     return await expand_playlist(url, options)
 
 
-async def _probe(targets: Sequence[VerifyTarget], options: Any, observer: Observer) -> VerifyReport:
+async def _probe(
+    targets: Sequence[VerifyTarget],
+    options: Any,
+    observer: Observer,
+    stop: threading.Event | None = None,
+) -> VerifyReport:
     from cdn_preheat.verify import probe_count, verify_urls_async
 
     observer.probing(probe_count(targets, options))
-    return await verify_urls_async(targets, options=options, on_progress=observer.probed)
+    return await verify_urls_async(targets, options=options, on_progress=observer.probed, stop=stop)
 
 
 class _Offload(Protocol):

@@ -208,6 +208,7 @@ def report_verify(
                 for r in report.results
             ],
             "requeued": requeued,
+            "interrupted": getattr(report, "interrupted", False),
         }
         if gate is not None:
             data["min_hit_ratio"] = gate.min_hit_ratio

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from cdn_preheat import stopping
 from cdn_preheat.cachestatus import UNKNOWN, CacheStatus, CacheVerdict, parse_cache_status
 from cdn_preheat.edgehttp import (
     BROWSER_ACCEPT_ENCODING,
@@ -119,6 +121,9 @@ class HitRatio:
 @dataclass(frozen=True)
 class VerifyReport:
     results: tuple[ProbeResult, ...]
+    # Stopped before every probe was answered: ``results`` holds those that were.
+    interrupted: bool = False
+    planned: int | None = None  # probes there were to make (when interrupted)
 
     @property
     def overall(self) -> HitRatio:
@@ -192,7 +197,11 @@ async def verify_urls_async(
     *,
     options: VerifyOptions | None = None,
     on_progress: Progress | None = None,
+    stop: threading.Event | None = None,
 ) -> VerifyReport:
+    """Probe every URL (on every pinned edge). Once ``stop`` (default: the run's,
+    :func:`stopping.current`, which a signal sets) is set the probes in flight are
+    cancelled and the report holds those answered (``interrupted``)."""
     options = options or VerifyOptions()
     targets = [VerifyTarget(u) if isinstance(u, str) else u for u in urls]
     edges: tuple[EdgeAddress | None, ...] = options.edge_ips or (None,)
@@ -219,7 +228,13 @@ async def verify_urls_async(
     async with edge_client(
         concurrency=workers, timeout=options.timeout, verify_tls=options.verify_tls
     ) as client:
-        await asyncio.gather(*(worker(client) for _ in range(workers)))
+        try:
+            await stopping.until_stopped(
+                asyncio.gather(*(worker(client) for _ in range(workers))), stop
+            )
+        except stopping.Stopped:
+            answered = tuple(r for r in results if r is not None)
+            return VerifyReport(answered, interrupted=True, planned=len(probes))
     return VerifyReport(tuple(r for r in results if r is not None))
 
 

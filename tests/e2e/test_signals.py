@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import signal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from support import (
@@ -256,3 +257,32 @@ def test_batch_over_targets_stopped_while_expanding_exits_130_at_once(tmp_path: 
     summary = json.loads(proc.stdout)
     videos = {video["video_id"]: video for video in summary["videos"]}
     assert videos["slow"]["interrupted"] is True
+
+
+def test_verify_all_stopped_while_probing_shows_what_was_answered_and_exits_130(
+    tmp_path: Path,
+) -> None:
+    with Sandbox(videos=1, segments=10, task_delay=0.05) as box, ScriptedOrigin() as edge:
+        cli = make_cli(box, tmp_path)
+        pushed = cli("push", "demo-1", box.video_url("demo-1"))
+        assert pushed.code == 0, pushed.stderr
+        urls = expected_urls(cli, "demo-1")
+        # A pinned edge that answers the first URL at once and every other one in a minute.
+        first, *rest = (urlsplit(url).path for url in urls)
+        edge.script(
+            first,
+            Reply(b"x", content_type="video/mp2t", headers={"X-Cache-Lookup": "Hit From Disktank"}),
+        )
+        for path in rest:
+            edge.script(path, Reply(b"x", content_type="video/mp2t", delay=60))
+        proc = Proc(cli, "verify", "demo-1", "--all", "--edge", edge.netloc, "--json")
+        wait_until(lambda: len(edge.requests) >= 2 or proc.poll() is not None)
+        assert proc.poll() is None, proc.stderr
+        proc.signal(signal.SIGINT)
+        assert proc.wait(60) == 130, proc.stderr
+
+    assert "Traceback" not in proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["interrupted"] is True
+    assert len(report["urls"]) < len(urls)  # the answered probes only
+    assert "interrupted" in proc.stderr

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cdn_preheat.cli._common import JsonOption, app, load_settings, preheater
+from cdn_preheat.cli._common import EXIT_INTERRUPTED, JsonOption, app, load_settings, preheater
 
 
 @app.command()
@@ -64,11 +64,22 @@ def verify(
             min_hit_ratio=min_hit_ratio, seed=seed, json_out=json_out,
         )  # fmt: skip
         return
-    with preheater(settings) as engine, Bars() as bars:
+    from cdn_preheat.stopping import STOP
+
+    # Ctrl-C/SIGTERM ends the probes at once; what was answered is shown, exit 130.
+    with preheater(settings) as engine, Bars(signals=True) as bars:
         result = engine.verify(
             video_id, sample=None if all_urls else sample, edge_ips=edge or (), vendor=vendor,
-            requeue=requeue, min_hit_ratio=min_hit_ratio, seed=seed, observer=bars,
+            requeue=requeue, min_hit_ratio=min_hit_ratio, seed=seed, observer=bars, stop=STOP,
         )  # fmt: skip
     render.report_verify(video_id, result.report, result.requeued, json_out, result.gate)
+    if result.report.interrupted:
+        from cdn_preheat import ui
+
+        ui.note(
+            f"interrupted: {len(result.report.results)} of {result.report.planned} probes were"
+            " answered; the figures above are theirs."
+        )
+        raise typer.Exit(EXIT_INTERRUPTED)
     if not result.passed:
         raise typer.Exit(1)
