@@ -1210,6 +1210,42 @@ def test_a_kill_inside_settle_claim_refusing_settles_once(
     ]
 
 
+@pytest.mark.parametrize("point", ["held, not submitted", "submitted, not settled"])
+def test_a_kill_recording_a_partly_refused_batch_settles_once(
+    ledger: Ledger,
+    backend: str,
+    crash_at: Callable[[str], type[Exception]],
+    reopen: Callable[[], Ledger],
+    point: str,
+) -> None:
+    dying, _ = _two_claims(ledger)
+    # The provider took a and c as task-1 and refused b in the same answer
+    # (Qiniu's invalidUrls); the worker dies recording it.
+    with pytest.raises(crash_at(point)):
+        ledger.settle_claim(
+            dying,
+            at(1),
+            DAY,
+            3,
+            2,
+            submitted={"task-1": [url("a"), url("c")]},
+            invalid={url("b"): "refused"},
+        )
+
+    survivor = reopen()
+    arrived = {url("a"): "task-1", url("c"): "task-1"}
+    reconcile(survivor, at(1), arrived)
+    assert survivor.quota_day(P, A, DAY) == QuotaDay(P, A, DAY, 100, 0, 5)
+    reconcile(survivor, at(4), arrived)
+    reconcile(survivor, at(6), arrived)
+
+    assert survivor.quota_day(P, A, DAY) == QuotaDay(P, A, DAY, 100, 2, 2)
+    assert survivor.submitted_urls(P, ["task-1"]) == {"task-1": [url("a"), url("c")]}
+    # SQLite rolled back (b is pushed again); MongoDB rolled forward (b refused).
+    refused_state = UrlState.PENDING if backend == "sqlite" else UrlState.INVALID
+    assert states(survivor, "v1")[url("b")] is refused_state
+
+
 @pytest.mark.parametrize("point", ["held, not released", "released, not settled"])
 def test_a_recovery_killed_half_way_is_recovered_once(
     ledger: Ledger,
