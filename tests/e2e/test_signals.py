@@ -286,3 +286,23 @@ def test_verify_all_stopped_while_probing_shows_what_was_answered_and_exits_130(
     assert report["interrupted"] is True
     assert len(report["urls"]) < len(urls)  # the answered probes only
     assert "interrupted" in proc.stderr
+
+
+def test_after_a_killed_batch_the_next_run_does_not_report_success(tmp_path: Path) -> None:
+    with Sandbox(videos=2, segments=60, task_delay=0.2, faults=Faults(latency=0.3)) as box:
+        cli = make_cli(
+            box,
+            tmp_path,
+            CDN_PREHEAT_BATCH_SIZE=BATCH,
+            CDN_PREHEAT_CONCURRENCY=THREADS,
+            CDN_PREHEAT_LEASE_SECONDS=600,
+        )
+        catalog = write_catalog(cli, ["demo-1", "demo-2"])
+        proc = Proc(cli, "batch", str(catalog))
+        wait_until(lambda: len(box.tencent.received()) >= 1)
+        proc.kill()
+        assert cli.status()["total"]["reserved"] > 0  # the dead run's claims
+        again = cli("batch", str(catalog))
+        assert again.code == 1, again.stderr
+        assert "reserved" in again.stderr and "CDN_PREHEAT_LEASE_SECONDS" in again.stderr
+        assert duplicates(box.tencent.received_urls()) == {}
