@@ -348,7 +348,9 @@ def _rounds(
         if tracked is not None and tracked.timed_out:
             report.tracking_timed_out = True
             break
-        if report.quota_exhausted or not ledger.counts(video_id).get(UrlState.PENDING, 0):
+        if report.quota_exhausted or not ledger.has_pending(
+            scheduler.provider.name, scheduler.provider.area, video_id
+        ):
             break
 
 

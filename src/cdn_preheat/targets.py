@@ -995,16 +995,20 @@ def queue_videos_for_units(
 class ScopedLedger:
     """The shared ledger as one unit's run sees it: counts are that unit's only.
 
-    ``run_queue`` asks "is anything still pending?" to end its rounds; another
-    target's queue must not keep this one's run going.
+    ``run_queue`` reports the pending URLs of its own target, read from that
+    target's rows only (the other targets' rows of a shared ledger are not read).
     """
 
     def __init__(self, ledger: Ledger, key: tuple[str, str]) -> None:
         self._ledger = ledger
         self._key = key
 
-    def counts(self, video_id: str | None = None) -> dict[UrlState, int]:
-        return dict(self._ledger.counts_by_target(video_id).get(self._key, {}))
+    def counts(
+        self, video_id: str | None = None, *, target: tuple[str, str] | None = None
+    ) -> dict[UrlState, int]:
+        if target not in (None, self._key):
+            raise ValueError(f"a ledger scoped to {self._key} counts no other target's URLs")
+        return self._ledger.counts(video_id, target=self._key)
 
     @property
     def unscoped(self) -> Ledger:

@@ -1358,3 +1358,50 @@ def test_pending_groups_follow_claim_order(ledger: Ledger) -> None:
         ("v2", 2, 1),
     ]
     assert ledger.pending_groups("nobody", A) == []
+
+
+def test_counts_of_one_target_leave_the_other_targets_rows_out(ledger: Ledger) -> None:
+    enqueue(ledger, "v1", "a", "b")
+    ledger.enqueue("v1", "tencent-b", A, queued("a", "c"), T0, MAX_AGE)  # same URL, other target
+    ledger.enqueue("v2", "tencent-b", A, queued("d"), T0, MAX_AGE)
+    ledger.enqueue("v1", P, "global", queued("e"), T0, MAX_AGE)  # same provider, other area
+    ledger.mark_skipped("v1", "tencent-b", A, {url("x"): "foreign host x"})
+    ledger.mark_skipped("v1", P, A, {url("y"): "foreign host y"})
+    submit_all(ledger, "t1")  # P/A's two URLs
+
+    assert ledger.counts(target=(P, A)) == {UrlState.SUBMITTED: 2, UrlState.SKIPPED: 1}
+    assert ledger.counts(target=("tencent-b", A)) == {UrlState.PENDING: 3, UrlState.SKIPPED: 1}
+    assert ledger.counts("v1", target=("tencent-b", A)) == {
+        UrlState.PENDING: 2,
+        UrlState.SKIPPED: 1,
+    }
+    assert ledger.counts("v2", target=(P, A)) == {}
+    assert ledger.counts(target=("qiniu", "global")) == {}
+    # The same figures as the per-target view of every target at once.
+    for key, figures in ledger.counts_by_target().items():
+        assert ledger.counts(target=key) == figures
+    for key, figures in ledger.counts_by_target("v1").items():
+        assert ledger.counts("v1", target=key) == figures
+
+
+def test_has_pending_asks_about_one_target_and_video(ledger: Ledger) -> None:
+    assert not ledger.has_pending(P, A)
+    enqueue(ledger, "v1", "a", "b")
+    ledger.enqueue("v2", "tencent-b", A, queued("c"), T0, MAX_AGE)
+    ledger.enqueue("v3", "tencent-b", A, queued("d"), T0, MAX_AGE)
+    assert ledger.has_pending(P, A) and ledger.has_pending(P, A, "v1")
+    assert not ledger.has_pending(P, A, "v2")  # v2's URL is another target's
+    assert not ledger.has_pending(P, "global") and not ledger.has_pending("qiniu", A)
+
+    claim = ledger.claim(P, A, 1, "worker-1", T0, LEASE)  # reserved is not pending
+    assert claim is not None
+    assert ledger.has_pending(P, A, "v1")
+    submit_all(ledger, "t1")  # the rest: nothing of P/A pending now
+    assert not ledger.has_pending(P, A) and not ledger.has_pending(P, A, "v1")
+
+    assert ledger.has_pending("tencent-b", A, "v3")
+    other = ledger.claim("tencent-b", A, 1, "worker-1", T0, LEASE)  # the first: v2's URL
+    assert other is not None
+    ledger.mark_submitted(other, "t2", other.urls, T0)
+    assert ledger.has_pending("tencent-b", A) and ledger.has_pending("tencent-b", A, "v3")
+    assert not ledger.has_pending("tencent-b", A, "v2")

@@ -453,8 +453,21 @@ class Ledger(ABC):
         """Every URL of the video, in queue order."""
 
     @abstractmethod
-    def counts(self, video_id: str | None = None) -> dict[UrlState, int]:
-        """URL counts by state, for one video or the whole ledger."""
+    def counts(
+        self, video_id: str | None = None, *, target: tuple[str, str] | None = None
+    ) -> dict[UrlState, int]:
+        """URL counts by state, for one video or the whole ledger.
+
+        ``target`` (provider, area): that target's URLs only (its skipped ones
+        too), without reading the other targets' rows of a shared ledger.
+        """
+
+    @abstractmethod
+    def has_pending(self, provider: str, area: str, video_id: str | None = None) -> bool:
+        """Whether a URL of this provider and area (and video) is pending: is a round left?
+
+        Reads the pending URLs only, not the whole queue.
+        """
 
     @abstractmethod
     def counts_by_target(

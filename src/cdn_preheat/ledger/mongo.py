@@ -1094,9 +1094,14 @@ class MongoLedger(Ledger):
             for doc in skipped
         ]
 
-    def _video_url_docs(self, video_id: str, state: Doc | None = None) -> Iterator[Doc]:
+    def _video_url_docs(
+        self, video_id: str, state: Doc | None = None, target: tuple[str, str] | None = None
+    ) -> Iterator[Doc]:
         by_target: dict[tuple[str, str], list[str]] = defaultdict(list)
-        for link in self.links.find({"video_id": video_id}, {"provider": 1, "area": 1, "url": 1}):
+        linked: Doc = {"video_id": video_id}
+        if target is not None:
+            linked |= {"provider": target[0], "area": target[1]}  # the "link" index's prefix
+        for link in self.links.find(linked, {"provider": 1, "area": 1, "url": 1}):
             by_target[link["provider"], link["area"]].append(link["url"])
         for (provider, area), urls in by_target.items():
             for chunk in _chunks(urls):
@@ -1106,19 +1111,38 @@ class MongoLedger(Ledger):
                 yield from self.urls.find(where)
 
     @_reconnecting()
-    def counts(self, video_id: str | None = None) -> dict[UrlState, int]:
+    def counts(
+        self, video_id: str | None = None, *, target: tuple[str, str] | None = None
+    ) -> dict[UrlState, int]:
         result: dict[UrlState, int] = defaultdict(int)
+        # A target matches the prefix of the unique (provider, area, url) index.
+        mine: Doc = {} if target is None else {"provider": target[0], "area": target[1]}
         if video_id is None:
-            for row in self.urls.aggregate([{"$group": {"_id": "$state", "n": {"$sum": 1}}}]):
+            for row in self.urls.aggregate(
+                [{"$match": mine}, {"$group": {"_id": "$state", "n": {"$sum": 1}}}]
+            ):
                 result[UrlState(row["_id"])] = row["n"]
-            skipped = self.skipped.count_documents({})
+            skipped = self.skipped.count_documents(mine)
         else:
-            for doc in self._video_url_docs(video_id):
+            for doc in self._video_url_docs(video_id, target=target):
                 result[UrlState(doc["state"])] += 1
-            skipped = self.skipped.count_documents({"video_id": video_id})
+            skipped = self.skipped.count_documents({"video_id": video_id, **mine})
         if skipped:
             result[UrlState.SKIPPED] = skipped
         return dict(result)
+
+    @_reconnecting()
+    def has_pending(self, provider: str, area: str, video_id: str | None = None) -> bool:
+        pending = {"provider": provider, "area": area, "state": UrlState.PENDING.value}
+        if video_id is None:  # the "claim" partial index: pending URLs only
+            return self.urls.find_one(pending, {"_id": 1}) is not None
+        links = self.links.find(
+            {"video_id": video_id, "provider": provider, "area": area}, {"_id": 0, "url": 1}
+        )
+        for chunk in _chunks(link["url"] for link in links):
+            if self.urls.find_one({**pending, "url": {"$in": chunk}}, {"_id": 1}) is not None:
+                return True
+        return False
 
     @_reconnecting()
     def counts_by_target(

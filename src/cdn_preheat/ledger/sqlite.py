@@ -179,6 +179,28 @@ _SELECT_URLS = (
 )
 _SELECT_VIDEO_URLS = _SELECT_URLS + " JOIN video_urls l ON l.url_id = u.id WHERE l.video_id = ?"
 
+# ``counts``: (the URLs by state, the skipped URLs) by (for a video, for a target).
+_COUNTS = {
+    (False, False): (
+        "SELECT state, count(*) FROM urls GROUP BY state",
+        "SELECT count(*) FROM skipped_urls",
+    ),
+    (False, True): (
+        "SELECT state, count(*) FROM urls WHERE provider = ? AND area = ? GROUP BY state",
+        "SELECT count(*) FROM skipped_urls WHERE provider = ? AND area = ?",
+    ),
+    (True, False): (
+        "SELECT u.state, count(*) FROM video_urls l JOIN urls u ON u.id = l.url_id"
+        " WHERE l.video_id = ? GROUP BY u.state",
+        "SELECT count(*) FROM skipped_urls WHERE video_id = ?",
+    ),
+    (True, True): (
+        "SELECT u.state, count(*) FROM video_urls l CROSS JOIN urls u ON u.id = l.url_id"
+        " WHERE l.video_id = ? AND u.provider = ? AND u.area = ? GROUP BY u.state",
+        "SELECT count(*) FROM skipped_urls WHERE video_id = ? AND provider = ? AND area = ?",
+    ),
+}
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -799,24 +821,42 @@ class SqliteLedger(Ledger):
         ]
 
     @_translated
-    def counts(self, video_id: str | None = None) -> dict[UrlState, int]:
+    def counts(
+        self, video_id: str | None = None, *, target: tuple[str, str] | None = None
+    ) -> dict[UrlState, int]:
+        # With a target, ``provider = ? AND area = ?`` reads that target's range of
+        # the (provider, area, url) index only; with a video too, the CROSS JOIN
+        # keeps the video's links as the outer loop (the planner would otherwise
+        # walk the whole target's range and look each row's link up).
+        args = (() if video_id is None else (video_id,)) + (() if target is None else target)
+        urls, skipped_urls = _COUNTS[video_id is not None, target is not None]
         with self._read() as db:
-            if video_id is None:
-                rows = db.execute("SELECT state, count(*) FROM urls GROUP BY state").fetchall()
-                (skipped,) = db.execute("SELECT count(*) FROM skipped_urls").fetchone()
-            else:
-                rows = db.execute(
-                    "SELECT u.state, count(*) FROM video_urls l JOIN urls u ON u.id = l.url_id"
-                    " WHERE l.video_id = ? GROUP BY u.state",
-                    (video_id,),
-                ).fetchall()
-                (skipped,) = db.execute(
-                    "SELECT count(*) FROM skipped_urls WHERE video_id = ?", (video_id,)
-                ).fetchone()
+            rows = db.execute(urls, args).fetchall()
+            (skipped,) = db.execute(skipped_urls, args).fetchone()
         result = {UrlState(state): count for state, count in rows}
         if skipped:
             result[UrlState.SKIPPED] = skipped
         return result
+
+    @_translated
+    def has_pending(self, provider: str, area: str, video_id: str | None = None) -> bool:
+        # Both forms search the urls_claim partial index (pending rows only) and
+        # stop at the first row found.
+        with self._read() as db:
+            if video_id is None:
+                (found,) = db.execute(
+                    "SELECT EXISTS (SELECT 1 FROM urls WHERE provider = ? AND area = ?"
+                    " AND state = 'pending')",
+                    (provider, area),
+                ).fetchone()
+            else:
+                (found,) = db.execute(
+                    "SELECT EXISTS (SELECT 1 FROM urls u JOIN video_urls l ON l.url_id = u.id"
+                    " WHERE u.provider = ? AND u.area = ? AND u.state = 'pending'"
+                    " AND l.video_id = ?)",
+                    (provider, area, video_id),
+                ).fetchone()
+        return bool(found)
 
     @_translated
     def counts_by_target(
