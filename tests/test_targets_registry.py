@@ -222,3 +222,22 @@ def test_an_unregistered_provider_is_refused_naming_the_registered_ones(tmp_path
         f"The targets file {path} (CDN_PREHEAT_TARGETS): target 'acme': provider input should "
         "be one of tencent, aliyun, qiniu, edgeone, http."
     )
+
+
+def test_a_scoped_ledger_counts_its_own_target_only(tmp_path: Path) -> None:
+    from cdn_preheat.ledger.base import QueuedUrl, UrlState
+    from cdn_preheat.ledger.sqlite import SqliteLedger
+    from cdn_preheat.targets import scoped
+
+    ledger = SqliteLedger(tmp_path / "ledger.db")
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    for key, names in [(("tencent", "mainland"), "ab"), (("tencent-b", "mainland"), "abc")]:
+        items = [QueuedUrl(f"https://cdn.example.com/{n}", "segment") for n in names]
+        ledger.enqueue("v1", *key, items, now, dt.timedelta(days=1))
+    view = scoped(ledger, ("tencent-b", "mainland"))
+    assert view.counts() == {UrlState.PENDING: 3}
+    assert view.counts("v1") == {UrlState.PENDING: 3}
+    assert view.counts(target=("tencent-b", "mainland")) == {UrlState.PENDING: 3}
+    with pytest.raises(ValueError, match="no other target"):
+        view.counts(target=("tencent", "mainland"))
+    ledger.close()
