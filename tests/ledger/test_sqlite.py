@@ -92,3 +92,30 @@ def test_naive_datetimes_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         ledger.put_video("v1", "https://o/v1.m3u8", 3, dt.datetime(2024, 5, 1))
     ledger.close()
+
+
+def test_submitted_urls_reads_by_the_task_not_every_url_of_the_provider(tmp_path: Path) -> None:
+    # The tracker asks this for every page of results it reads: a scan of all the
+    # provider's URLs made each page cost more as the catalog grew. Counted in
+    # SQLite's virtual machine steps (a progress handler), never in time.
+    ledger = SqliteLedger(tmp_path / "ledger.db")
+    now = dt.datetime.now(dt.UTC)
+    items = [QueuedUrl(f"https://cdn.example.com/seg{i}.ts", "segment") for i in range(20_000)]
+    ledger.enqueue("v", "tencent", "mainland", items, now, dt.timedelta(days=1))
+    claimed = []
+    while claim := ledger.claim("tencent", "mainland", 500, "w", now, dt.timedelta(minutes=5)):
+        claimed.append(claim)
+    for n, claim in enumerate(claimed):
+        ledger.mark_submitted(claim, f"task-{n}", claim.urls, now)
+    steps = [0]
+
+    def count() -> int:
+        steps[0] += 1
+        return 0
+
+    ledger._db.set_progress_handler(count, 100)
+    found = ledger.submitted_urls("tencent", ["task-0"])
+    ledger._db.set_progress_handler(None, 0)
+    assert len(found["task-0"]) == 500
+    # By the task index: steps for its 500 rows; a scan of 20,000 takes far more.
+    assert steps[0] * 100 < 20_000 * 5

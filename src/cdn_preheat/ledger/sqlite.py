@@ -792,8 +792,12 @@ class SqliteLedger(Ledger):
     @_translated
     def submitted_urls(self, provider: str, task_ids: Iterable[str]) -> dict[str, list[str]]:
         with self._read() as db:
+            # "+provider": by the task index, not the (provider, ...) key, which the
+            # planner preferred and which scanned every URL of the provider: a
+            # tracker asks this for every page it reads, so the cost grew with the
+            # catalog (26 ms a page at 100,000 URLs, 0.5 ms by the task index).
             rows = db.execute(
-                "SELECT task_id, url FROM urls WHERE state = 'submitted' AND provider = ?"
+                "SELECT task_id, url FROM urls WHERE state = 'submitted' AND +provider = ?"
                 " AND task_id IN (SELECT value FROM json_each(?)) ORDER BY seq",
                 (provider, json.dumps(sorted(set(task_ids)))),
             ).fetchall()
