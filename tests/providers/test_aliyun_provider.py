@@ -241,6 +241,32 @@ def test_find_submitted_pages_through_many_tasks(account: Account) -> None:
     assert provider.find_submitted([url("/v/1/seg0.ts")], since) == {url("/v/1/seg0.ts"): oldest}
 
 
+def test_find_submitted_reads_past_the_pages_that_pushes_arriving_meanwhile_add(
+    account: Account,
+) -> None:
+    """Other batches push while the list is read: the oldest tasks move to a later page.
+
+    The list comes newest first; a count taken from the first page alone stopped one
+    page short and missed the oldest task, so a lost push was pushed again.
+    """
+    provider = account.provider()
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    oldest = provider.submit([url("/v/2/seg0.ts")]).task_id
+    for start in range(1, 151, 50):
+        provider.submit([url(f"/v/2/seg{i}.ts") for i in range(start, start + 50)])
+    read = provider._tasks_page  # the real call over HTTP, with another batch pushed after it
+
+    def page_then_push(window: tuple[dt.datetime, dt.datetime], page: int, **kw: object) -> object:
+        body = read(window, page, **kw)  # type: ignore[arg-type]
+        if page == 1:
+            provider.submit([url(f"/v/2/more{i}.ts") for i in range(100)])
+        return body
+
+    provider._tasks_page = page_then_push  # type: ignore[method-assign]
+    assert provider.find_submitted([url("/v/2/seg0.ts")], since) == {url("/v/2/seg0.ts"): oldest}
+    assert account.api.action_calls["DescribeRefreshTasks"] == 3  # 151 tasks, then 251
+
+
 def test_find_submitted_pages_at_describe_refresh_tasks_own_rate(make_account) -> None:
     """5 calls a second (help.aliyun.com/document_detail/91158.html), in a real 1 s window.
 

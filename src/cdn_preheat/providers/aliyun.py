@@ -300,11 +300,20 @@ class AliyunProvider(Provider):
 
         wanted = {url_key(url): url for url in urls}
         first = self._tasks_page(window, 1)
-        pages = math.ceil(int(first.total_count or 0) / TASKS_PAGE_SIZE)
+        total = int(first.total_count or 0)
         tasks: list[Any] = _page_tasks(first)
-        if pages - 1 <= len(wanted):
-            for page in range(2, pages + 1):
-                tasks += _page_tasks(self._tasks_page(window, page))
+        if math.ceil(total / TASKS_PAGE_SIZE) - 1 <= len(wanted):
+            # Pushes that arrive while the pages are read join the list (newest first,
+            # as the emulator and the console list them) and push the oldest tasks onto
+            # later pages: read on to the count the latest page gives, so none of the
+            # tasks there at the start falls off the end unread. A task read twice
+            # costs nothing (newest per URL).
+            page = 1
+            while page * TASKS_PAGE_SIZE < total:
+                page += 1
+                body = self._tasks_page(window, page)
+                tasks += _page_tasks(body)
+                total = max(total, int(body.total_count or 0))
         else:
             for url in wanted.values():
                 tasks += _page_tasks(self._tasks_page(window, 1, object_path=url))
