@@ -744,12 +744,15 @@ class Scheduler:
         The provider's task list also holds earlier pushes of the same URLs (an
         attempt that ended ``fail``, a preheat that expired); taking one of those
         for this claim's push would close the URL without pushing it again. Those
-        tasks are in the ledger already, and a lost answer's task never is.
+        tasks are in the ledger already, recorded with the URL's push. A task id
+        the ledger knows only from other URLs is not one: Alibaba merges the
+        pushes of one second under one PushTaskId, so another batch's answer may
+        have recorded the id of this claim's lost push first.
         """
         since = claim.claimed_at - RECONCILE_MARGIN
         found = self._retrying(lambda: self.provider.find_submitted(urls, since))
-        earlier = self.ledger.known_tasks(self.provider.name, set(found.values()))
-        return {url: task_id for url, task_id in found.items() if task_id not in earlier}
+        earlier = self.ledger.earlier_pushes(self.provider.name, claim.area, found)
+        return {url: task_id for url, task_id in found.items() if url not in earlier}
 
     def _end(
         self,

@@ -76,3 +76,47 @@ def test_a_push_whose_answer_was_lost_is_found_not_pushed_again(
     assert records and sorted(received) == sorted(record.url for record in records)
     assert duplicates(received) == {}  # every lost push was found in the task list
     assert {record.state for record in records} == {UrlState.DONE}
+
+
+def test_alibaba_merged_task_ids_each_url_reaches_the_cdn_once(tmp_path: Path) -> None:
+    """Pushes of one second share one PushTaskId (SDK, PushObjectCacheResponseBody).
+
+    A lost push's id is then recorded first by another batch's answer: it is still
+    this batch's push, found in the task list, not pushed again.
+    """
+    from cdn_preheat.sandbox.aliyun import AliyunLimits
+
+    limits = AliyunLimits(task_delay=0.1, merge_task_ids=True)
+    faults = Faults(lost_answer=0.3, seed=4)
+    with Sandbox(videos=1, variants=1, segments=24, aliyun_limits=limits, faults=faults) as box:
+        env = {k.lower(): v for k, v in box.client_env("aliyun").items()}
+        settings = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            **env,
+            cdn_preheat_db=str(tmp_path / "ledger.sqlite3"),
+            cdn_preheat_batch_size=3,
+            cdn_preheat_max_attempts=1,
+        )
+        ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+        provider = make_provider(settings)
+        api = box.apis["aliyun"]
+        try:
+            expansion = expand(box.video_url("demo-1"), expand_options(settings))
+            pipeline.queue_expansion(
+                ledger, provider.name, provider.area, "demo-1", expansion,
+                head_first=None, max_age=settings.cdn_preheat_max_age,
+            )  # fmt: skip
+            report = pipeline.run_queue(ledger, provider, run_options(settings, poll_interval=0.05))
+            received = api.received_urls()
+            records = ledger.url_records("demo-1")
+            shared = [call.task_id for call in api.received if call.action == "PushObjectCache"]
+        finally:
+            provider.close()
+            ledger.close()
+
+    assert api.counters.get("fault:lost_answer", 0) + api.counters.get("lost_answer", 0) > 0
+    assert len(shared) > len(set(shared))  # some pushes did share an id
+    assert report.stopped_by is None
+    assert records and sorted(received) == sorted(record.url for record in records)
+    assert duplicates(received) == {}
+    assert {record.state for record in records} == {UrlState.DONE}

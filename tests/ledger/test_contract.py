@@ -531,6 +531,27 @@ def test_tasks_are_listed_oldest_first_per_kind(ledger: Ledger) -> None:
     assert [t.task_id for t in ledger.open_tasks(P, A)] == ["t2"]
 
 
+DAYS = dt.timedelta(days=1)
+
+
+def test_earlier_pushes_are_the_urls_recorded_under_the_task(ledger: Ledger) -> None:
+    """A failed push of "a" is an earlier push of "a"; a merged id another batch
+    recorded ("b"'s task, Alibaba's PushTaskId of one second) is not one of "c"."""
+    enqueue(ledger, "v1", "a", "b")
+    first = claim_all(ledger, T0)
+    ledger.mark_submitted(first, "t-1", first.urls, T0)
+    ledger.record_outcomes(
+        P, A, [Outcome(url("a"), "t-1", UrlState.FAILED, "origin")], at(2), DAYS, 3
+    )
+    enqueue(ledger, "v2", "c", now=at(3))
+
+    found = {url("a"): "t-1", url("c"): "t-1", url("z"): "t-1", url("b"): "t-9"}
+    assert ledger.earlier_pushes(P, A, found) == {url("a")}
+    assert ledger.earlier_pushes(P, A, {url("b"): "t-1"}) == {url("b")}
+    assert ledger.earlier_pushes(P, "overseas", {url("b"): "t-1"}) == set()
+    assert ledger.earlier_pushes(P, A, {}) == set()
+
+
 def test_known_tasks_are_those_recorded_for_the_provider(ledger: Ledger) -> None:
     enqueue(ledger, "v1", "a")
     submit_all(ledger, "push-1")

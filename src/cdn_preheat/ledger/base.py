@@ -428,6 +428,18 @@ class Ledger(ABC):
         """
 
     @abstractmethod
+    def earlier_pushes(self, provider: str, area: str, found: Mapping[str, str]) -> set[str]:
+        """The URLs of ``found`` (URL -> task id) already recorded pushed under that task.
+
+        Reconciliation uses it: the provider's newest task for a URL is an earlier
+        push (a failed attempt, an expired preheat) when the ledger recorded the
+        task no later than the URL's last push, so the URL went under it then. A
+        task recorded for other URLs only is not one: vendors that merge pushes
+        under one id (Alibaba's PushTaskId, pushes of one second) hand the id of a
+        lost push to another batch's answer first.
+        """
+
+    @abstractmethod
     def close_task(self, task_id: str, provider: str) -> None:
         """The task has no URL left in progress."""
 

@@ -631,8 +631,9 @@ class MongoLedger(Ledger):
     def mark_submitted(
         self, claim: Claim, task_id: str, urls: Sequence[str], now: dt.datetime
     ) -> None:
+        moved = 0
         for chunk in _chunks(urls):
-            self.urls.update_many(
+            moved += self.urls.update_many(
                 _claimed(claim, chunk),
                 {
                     "$set": {
@@ -642,8 +643,16 @@ class MongoLedger(Ledger):
                     },
                     "$unset": _CLAIM_FIELDS,
                 },
-            )
+            ).modified_count
         self._insert_task(task_id, claim.provider, claim.area, "push", len(urls), now)
+        if moved:
+            # URLs newly under a task closed already (an id another batch's answer
+            # recorded, its URLs since finished: Alibaba's merged PushTaskId): it is
+            # followed again, as the SQLite ledger does.
+            self.tasks.update_one(
+                {"provider": claim.provider, "task_id": task_id, "open": False},
+                {"$set": {"open": True}, "$unset": {"closed_at": ""}},
+            )
 
     def mark_submitted_settling(
         self,
@@ -1001,6 +1010,25 @@ class MongoLedger(Ledger):
                 "task_id", {"provider": provider, "task_id": {"$in": chunk}}
             )
         }
+
+    @_reconnecting()
+    def earlier_pushes(self, provider: str, area: str, found: Mapping[str, str]) -> set[str]:
+        recorded: dict[str, dt.datetime] = {}
+        for chunk in _chunks(sorted(set(found.values()))):
+            query = {"provider": provider, "task_id": {"$in": chunk}}
+            for doc in self.tasks.find(query, {"task_id": 1, "created_at": 1}):
+                if (created := _aware(doc.get("created_at"))) is not None:
+                    recorded[str(doc["task_id"])] = created
+        earlier = set()
+        wanted = [url for url, task_id in found.items() if task_id in recorded]
+        for chunk in _chunks(wanted):
+            query = {"provider": provider, "area": area, "url": {"$in": chunk}}
+            for doc in self.urls.find(query, {"url": 1, "pushed_at": 1}):
+                pushed = _aware(doc.get("pushed_at"))
+                url = str(doc["url"])
+                if pushed is not None and pushed >= recorded[found[url]]:
+                    earlier.add(url)
+        return earlier
 
     @_reconnecting()
     def close_task(self, task_id: str, provider: str) -> None:

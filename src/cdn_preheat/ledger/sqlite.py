@@ -756,6 +756,20 @@ class SqliteLedger(Ledger):
         return {row[0] for row in rows}
 
     @_translated
+    def earlier_pushes(self, provider: str, area: str, found: Mapping[str, str]) -> set[str]:
+        if not found:
+            return set()
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT f.key FROM json_each(?) f"
+                " JOIN urls u ON u.provider = ? AND u.area = ? AND u.url = f.key"
+                " JOIN tasks t ON t.provider = u.provider AND t.task_id = f.value"
+                " WHERE u.pushed_at >= t.created_at",
+                (json.dumps(dict(found)), provider, area),
+            ).fetchall()
+        return {row[0] for row in rows}
+
+    @_translated
     def close_task(self, task_id: str, provider: str) -> None:
         with self._write() as db:
             db.execute(
