@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
@@ -116,21 +116,6 @@ def in_flight_needed(rate: float, round_trip: float, floor: int, cap: int = MAX_
     return max(floor, min(cap, math.ceil(HEADROOM * rate * round_trip) + 1))
 
 
-def claim_lead(claim_times: Iterable[float]) -> float:
-    """How long before its place in the push budget a thread claims: the p90 of the last claims.
-
-    A claim that outlasts the lead sends its push late, and every call a window
-    after it goes that much later too; a batch claimed far ahead waits in this
-    process while other processes on the account may have places free sooner.
-    Between ``CLAIM_LEAD_SECONDS`` and ``MAX_CLAIM_LEAD_SECONDS``.
-    """
-    ordered = sorted(claim_times)
-    if not ordered:
-        return CLAIM_LEAD_SECONDS
-    p90 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
-    return min(MAX_CLAIM_LEAD_SECONDS, max(CLAIM_LEAD_SECONDS, p90))
-
-
 @dataclass(frozen=True)
 class SchedulerOptions:
     # Pushes in flight (CDN_PREHEAT_CONCURRENCY): exactly this many. None: automatic,
@@ -211,11 +196,7 @@ INTAKE_WAIT_SECONDS = 0.2
 
 # How long before its place in the push budget a thread claims its batch: time
 # for the claim (one ledger write) to be done when the place comes (see _push_turn).
-# At least the shortest, and at most the longest; in between, the p90 of the last
-# claims (a ledger shared by busy processes answers a claim in 10-400 ms).
 CLAIM_LEAD_SECONDS = 0.05
-MAX_CLAIM_LEAD_SECONDS = 0.25
-CLAIM_SAMPLES = 20
 
 
 class _Stop(Exception):
@@ -273,7 +254,6 @@ class Scheduler:
         self._workers: list[Future[None]] = []
         self._pool: ThreadPoolExecutor | None = None
         self._dry = False  # the last claim came back short or empty (see _push_turn)
-        self._claim_times: deque[float] = deque(maxlen=CLAIM_SAMPLES)  # seconds, see _lead
 
     # Public ---------------------------------------------------------------
     def drain(
@@ -516,10 +496,7 @@ class Scheduler:
                 with self._push_turn():
                     if self._stop.is_set() or self._cancel.is_set():
                         return
-                    claiming = time.monotonic()
                     claim, granted = self._claim()
-                    with self._lock:
-                        self._claim_times.append(time.monotonic() - claiming)
                     self._dry = claim is None or len(claim.urls) < self._batch_size
                     if granted == 0:
                         self._finish(quota_exhausted=True)
@@ -552,18 +529,14 @@ class Scheduler:
         window while other workers on the account, with places free sooner, ran
         out of URLs: the last second of a run held one worker's backlog (~5 % of
         the push span with 4 workers). So a thread takes its place first and
-        claims once the place is a claim's time off (:meth:`_lead`); the batch
-        goes to whichever worker calls next. Once a claim comes back short or
-        empty (the queue is running dry), threads claim first again: a place
-        would be waited for only to find nothing to push.
+        claims once the place is ``CLAIM_LEAD_SECONDS`` off; the batch goes to
+        whichever worker calls next. Once a claim comes back short or empty
+        (the queue is running dry), threads claim first again: a place would
+        be waited for only to find nothing to push.
         """
         if self._dry:
             return contextlib.nullcontext()
-        return self.provider.pacing.reserved(self.provider.submit_api, lead=self._lead())
-
-    def _lead(self) -> float:
-        with self._lock:
-            return claim_lead(self._claim_times)
+        return self.provider.pacing.reserved(self.provider.submit_api, lead=CLAIM_LEAD_SECONDS)
 
     def _may_push(self, intake: Intake) -> bool:
         """While URLs are still queued: whether the day's quota covers them all."""

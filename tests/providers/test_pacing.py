@@ -27,13 +27,7 @@ from cdn_preheat.sandbox.aliyun import AliyunLimits
 from cdn_preheat.sandbox.qiniu import QiniuLimits
 from cdn_preheat.sandbox.server import Sandbox
 from cdn_preheat.sandbox.tencent import TencentLimits
-from cdn_preheat.scheduler import (
-    CLAIM_LEAD_SECONDS,
-    MAX_CLAIM_LEAD_SECONDS,
-    Scheduler,
-    SchedulerOptions,
-    claim_lead,
-)
+from cdn_preheat.scheduler import CLAIM_LEAD_SECONDS, Scheduler, SchedulerOptions
 
 THREADS = 6
 
@@ -154,7 +148,7 @@ def test_a_batch_is_claimed_only_once_its_push_may_go(
     # one worker's limiter while the other workers on the account, with places free
     # sooner, had run out of URLs. Each wait of the push limiter records how many
     # URLs are reserved at that moment: the only thread claims nothing before its
-    # place is at most a lead (MAX_CLAIM_LEAD_SECONDS at most) off: it claims in it.
+    # place is at most CLAIM_LEAD_SECONDS off (it claims in that lead).
     provider = TencentProvider(settings_from(box.client_env("tencent")))
     ledger = SqliteLedger(tmp_path / "ledger.db")
     urls = [segment(box, n) for n in range(8)]
@@ -165,7 +159,7 @@ def test_a_batch_is_claimed_only_once_its_push_may_go(
     real_sleep = stopping.sleep
 
     def sleep(seconds: float, stop: threading.Event | None = None) -> bool:
-        if seconds > MAX_CLAIM_LEAD_SECONDS:
+        if seconds > CLAIM_LEAD_SECONDS:
             reserved_while_waiting.append(ledger.counts().get(UrlState.RESERVED, 0))
         return real_sleep(seconds, stop)
 
@@ -177,11 +171,3 @@ def test_a_batch_is_claimed_only_once_its_push_may_go(
     assert reserved_while_waiting  # the pushes did wait for their places
     assert set(reserved_while_waiting) == {0}
     assert box.tencent.rate_refusals == {}
-
-
-def test_the_claim_lead_follows_what_claims_take_within_bounds() -> None:
-    assert claim_lead([]) == CLAIM_LEAD_SECONDS
-    assert claim_lead([0.002] * 20) == CLAIM_LEAD_SECONDS  # an idle ledger: the floor
-    busy = [0.01] * 17 + [0.12, 0.13, 0.4]  # a shared ledger under load: its p90
-    assert claim_lead(busy) == 0.13
-    assert claim_lead([1.0] * 20) == MAX_CLAIM_LEAD_SECONDS
