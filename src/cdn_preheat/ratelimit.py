@@ -73,8 +73,8 @@ class RateLimiter:
     A fractional ``rate`` (``2.5``) allows ``floor(rate)`` calls per
     ``floor(rate) / rate`` seconds.
 
-    A caller that must prepare a call before it goes (the scheduler claims a
-    batch from the ledger) can take its place in the window first
+    A caller that must prepare a call before it goes (a ledger claim, say) can
+    take its place in the window first
     (:meth:`reserve`, :meth:`reserved`) and prepare it only once the place is
     near, instead of preparing work that then waits a whole window.
 

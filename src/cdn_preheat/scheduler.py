@@ -14,7 +14,6 @@ the next run asks the provider's task list which of those URLs arrived
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import math
@@ -194,10 +193,6 @@ class Intake(Protocol):
 # How long a drain with an intake waits for more URLs before it looks again.
 INTAKE_WAIT_SECONDS = 0.2
 
-# How long before its place in the push budget a thread claims its batch: time
-# for the claim (one ledger write) to be done when the place comes (see _push_turn).
-CLAIM_LEAD_SECONDS = 0.05
-
 
 class _Stop(Exception):
     """Internal: end this worker's loop."""
@@ -253,7 +248,6 @@ class Scheduler:
         self._round_trips: deque[float] = deque(maxlen=ROUND_TRIP_SAMPLES)
         self._workers: list[Future[None]] = []
         self._pool: ThreadPoolExecutor | None = None
-        self._dry = False  # the last claim came back short or empty (see _push_turn)
 
     # Public ---------------------------------------------------------------
     def drain(
@@ -281,7 +275,6 @@ class Scheduler:
         self._video_id = video_id
         self._intake = intake
         self._claimed = 0
-        self._dry = False
         self._stop = threading.Event()
         self._cancel = stop
         self._report = DrainReport()
@@ -493,26 +486,22 @@ class Scheduler:
                 if intake is not None and intake.more_coming() and not self._may_push(intake):
                     intake.wait(INTAKE_WAIT_SECONDS)  # the quota waits for the whole queue
                     continue
-                with self._push_turn():
-                    if self._stop.is_set() or self._cancel.is_set():
-                        return
-                    claim, granted = self._claim()
-                    self._dry = claim is None or len(claim.urls) < self._batch_size
-                    if granted == 0:
-                        self._finish(quota_exhausted=True)
-                        return
-                    if claim is None:
-                        if intake is not None and intake.more_coming():
-                            intake.wait(INTAKE_WAIT_SECONDS)
-                            continue
-                        return
-                    with self._lock:
-                        self._claimed += len(claim.urls)
-                    self._hold(claim)
-                    try:
-                        self._push(claim)
-                    finally:
-                        self._unhold(claim)
+                claim, granted = self._claim()
+                if granted == 0:
+                    self._finish(quota_exhausted=True)
+                    return
+                if claim is None:
+                    if intake is not None and intake.more_coming():
+                        intake.wait(INTAKE_WAIT_SECONDS)
+                        continue
+                    return
+                with self._lock:
+                    self._claimed += len(claim.urls)
+                self._hold(claim)
+                try:
+                    self._push(claim)
+                finally:
+                    self._unhold(claim)
         except _Stop:
             return
         except PreheatError as exc:
@@ -521,22 +510,6 @@ class Scheduler:
             if not retired:
                 with self._lock:
                     self._live -= 1
-
-    def _push_turn(self) -> contextlib.AbstractContextManager[object]:
-        """This thread's place in the push budget, taken before it claims a batch.
-
-        Claimed first, a batch waited in its own worker's limiter for up to a
-        window while other workers on the account, with places free sooner, ran
-        out of URLs: the last second of a run held one worker's backlog (~5 % of
-        the push span with 4 workers). So a thread takes its place first and
-        claims once the place is ``CLAIM_LEAD_SECONDS`` off; the batch goes to
-        whichever worker calls next. Once a claim comes back short or empty
-        (the queue is running dry), threads claim first again: a place would
-        be waited for only to find nothing to push.
-        """
-        if self._dry:
-            return contextlib.nullcontext()
-        return self.provider.pacing.reserved(self.provider.submit_api, lead=CLAIM_LEAD_SECONDS)
 
     def _may_push(self, intake: Intake) -> bool:
         """While URLs are still queued: whether the day's quota covers them all."""

@@ -9,17 +9,12 @@ emulator, never how long anything took.
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from contract_env import settings_from
 
-from cdn_preheat import stopping
-from cdn_preheat.ledger.base import QueuedUrl, UrlState
-from cdn_preheat.ledger.sqlite import SqliteLedger
 from cdn_preheat.providers.aliyun import AliyunProvider
 from cdn_preheat.providers.qiniu import QiniuProvider
 from cdn_preheat.providers.tencent import TencentProvider
@@ -27,7 +22,6 @@ from cdn_preheat.sandbox.aliyun import AliyunLimits
 from cdn_preheat.sandbox.qiniu import QiniuLimits
 from cdn_preheat.sandbox.server import Sandbox
 from cdn_preheat.sandbox.tencent import TencentLimits
-from cdn_preheat.scheduler import CLAIM_LEAD_SECONDS, Scheduler, SchedulerOptions
 
 THREADS = 6
 
@@ -139,35 +133,3 @@ def test_make_provider_applies_cdn_preheat_rate(box: Sandbox) -> None:
 
     provider = make_provider(settings_from({**box.client_env("tencent"), "CDN_PREHEAT_RATE": "3"}))
     assert provider.pacing.rate("DescribePushTasks") == 3
-
-
-def test_a_batch_is_claimed_only_once_its_push_may_go(
-    box: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Claimed before its place in the push budget came, a batch waited a window in
-    # one worker's limiter while the other workers on the account, with places free
-    # sooner, had run out of URLs. Each wait of the push limiter records how many
-    # URLs are reserved at that moment: the only thread claims nothing before its
-    # place is at most CLAIM_LEAD_SECONDS off (it claims in that lead).
-    provider = TencentProvider(settings_from(box.client_env("tencent")))
-    ledger = SqliteLedger(tmp_path / "ledger.db")
-    urls = [segment(box, n) for n in range(8)]
-    now = dt.datetime.now(dt.UTC)
-    ledger.enqueue("v", "tencent", "mainland", [QueuedUrl(u, "segment") for u in urls], now,
-                   dt.timedelta(days=1))  # fmt: skip
-    reserved_while_waiting: list[int] = []
-    real_sleep = stopping.sleep
-
-    def sleep(seconds: float, stop: threading.Event | None = None) -> bool:
-        if seconds > CLAIM_LEAD_SECONDS:
-            reserved_while_waiting.append(ledger.counts().get(UrlState.RESERVED, 0))
-        return real_sleep(seconds, stop)
-
-    monkeypatch.setattr(stopping, "sleep", sleep)
-    # 2 requests a second, a URL each: the third push waits for its place.
-    options = SchedulerOptions(concurrency=1, batch_size=1, rate=2)
-    report = Scheduler(ledger, provider, options).drain()
-    assert report.submitted == len(urls)
-    assert reserved_while_waiting  # the pushes did wait for their places
-    assert set(reserved_while_waiting) == {0}
-    assert box.tencent.rate_refusals == {}
