@@ -145,7 +145,7 @@ class Settings(BaseSettings):
     cdn_preheat_rate: float | None = Field(default=None, gt=0, description="requests/s cap")
     cdn_preheat_batch_size: int | None = Field(default=None, ge=1)
     # Pushes in flight; None: automatic, from 4 up to what the rate and the API's
-    # observed round trip need (scheduler.in_flight_needed: twice rate x p90, + 1), at most 64.
+    # observed round trip need (scheduler.in_flight_needed: 1.5 x rate x median, + 1), at most 64.
     cdn_preheat_concurrency: int | None = Field(default=None, ge=1, le=64)
     cdn_preheat_lease_seconds: float = Field(default=120.0, gt=0)
     # Deadline of one CDN API call; never more than half the lease (see api_deadline).

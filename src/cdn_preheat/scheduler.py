@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import socket
+import statistics
 import threading
 import time
 from collections import deque
@@ -67,8 +68,11 @@ ROUND_TRIP_SAMPLES = 32
 # Requests in flight per round trip's worth of the rate: the round trip is not the
 # whole of a worker's cycle (the ledger steps, the answer's processing, a starved
 # CPU), and a spare worker only waits in the limiter, holding one claim's lease.
-# With 1 (rate x round trip + 1), a loaded machine left each target ~20 % short.
-HEADROOM = 2.0
+# With 1 (rate x round trip + 1), a loaded machine left each target ~20 % short;
+# with 2 and the p90, a 50 ms account got 8-12 threads, and every thread past
+# what the rate needs cost throughput (bench/push.py --workers 1 --concurrency
+# 4/6/8/12: 93.9/93.0/90.3/82.3 % of the ceiling), so 1.5 times the median.
+HEADROOM = 1.5
 
 # The time helpers live in clock.py; these names stay importable from here for
 # callers written before it.
@@ -102,8 +106,8 @@ def in_flight_needed(rate: float, round_trip: float, floor: int, cap: int = MAX_
     """How many pushes must be in flight for ``rate`` requests a second to go out.
 
     A push holds its worker ``round_trip`` seconds after the rate limiter lets it
-    go, so ``rate * round_trip`` workers are busy at the full rate; twice that
-    (``HEADROOM``) plus one covers the rest of a worker's cycle and keeps requests
+    go, so ``rate * round_trip`` workers are busy at the full rate; 1.5 times
+    that (``HEADROOM``) plus one covers the rest of a worker's cycle and keeps requests
     waiting in the limiter, so that the limiter, not the number in flight, is what
     sets the pace. Never below ``floor``
     (where an automatic drain starts), never above ``cap``.
@@ -331,7 +335,7 @@ class Scheduler:
     def _observed(self, seconds: float) -> None:
         """A push was answered ``seconds`` after the rate limiter let it go: resize the pool.
 
-        The p90 of the latest round trips sizes it (in_flight_needed) once every
+        The median of the latest round trips sizes it (in_flight_needed) once every
         starting worker has pushed once, so a cold first request (connections, the
         SDK's first call) does not decide alone. Only the API's time counts: time a
         worker spends on the ledger is not spent in parallel (one connection, or one
@@ -342,17 +346,16 @@ class Scheduler:
             self._round_trips.append(seconds)
             if len(self._round_trips) < self._floor:
                 return
-            ordered = sorted(self._round_trips)
-            p90 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
-            wanted = in_flight_needed(self._request_rate(), p90, self._floor, self._cap)
+            typical = statistics.median(self._round_trips)
+            wanted = in_flight_needed(self._request_rate(), typical, self._floor, self._cap)
             if wanted == self._wanted:
                 return
             log.info(
-                "%s: %d pushes in flight (%.0f requests/s, round trip p90 %.0f ms)",
+                "%s: %d pushes in flight (%.0f requests/s, round trip median %.0f ms)",
                 self.provider.name,
                 wanted,
                 self._request_rate(),
-                p90 * 1000,
+                typical * 1000,
             )
             self._wanted = wanted
         self._spawn()
