@@ -86,12 +86,17 @@ def test_a_failed_page_is_retried_alone_not_the_whole_scan(box: Sandbox, tmp_pat
     box.tencent.settle()
     real = provider._client.DescribePushTasks
     offsets: list[int] = []
+    # The emulator's injected answer goes to whichever request arrives next; with a
+    # window's pages asked side by side that could be page 3. One call at a time
+    # here, so the injection is page 2's (the retry rule is what is tested).
+    one_at_a_time = threading.Lock()
 
     def second_page_fails_once(request: Any) -> Any:
-        offsets.append(request.Offset)
-        if request.Offset == 1000 and offsets.count(1000) == 1:
-            box.tencent.inject("RequestLimitExceeded")
-        return real(request)
+        with one_at_a_time:
+            offsets.append(request.Offset)
+            if request.Offset == 1000 and offsets.count(1000) == 1:
+                box.tencent.inject("RequestLimitExceeded")
+            return real(request)
 
     provider._client.DescribePushTasks = second_page_fails_once  # type: ignore[method-assign]
     start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
