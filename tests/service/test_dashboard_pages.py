@@ -176,3 +176,21 @@ def test_quota_bars_and_video_progress_per_target(
     # One domain for every account here: each target's probes are its own rows, at that host.
     assert '<span class="state done">passed</span>' in checked["tencent"]
     assert f'<td class="num">{urls}</td>' in checked["premiere"]  # edge hits: every URL
+
+
+def test_a_daily_limit_known_before_todays_use_renders(
+    engine: ServiceEngine, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Qiniu has no quota API: the ledger learns the limit, and today's use may not
+    # be known yet. The page once multiplied None there and answered 500.
+    async def learned_limit_only() -> list[dict[str, object]]:
+        return [
+            {"provider": "qiniu", "area": "global", "day": "2026-12-02", "total": 20000,
+             "available": None, "used_today": None, "reserved_in_flight": 0},
+        ]  # fmt: skip
+
+    monkeypatch.setattr(engine, "quota", learned_limit_only)
+    page = client.get("/")
+    assert page.status_code == 200
+    assert "20000 a day; used today not known yet" in page.text
+    assert 'class="used"' not in page.text  # no bar drawn from an unknown use
