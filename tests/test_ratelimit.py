@@ -219,92 +219,12 @@ class FakeTime:
         return False
 
 
-def fake_limiter(rate: float) -> tuple[RateLimiter, FakeTime]:
-    fake = FakeTime()
-    return RateLimiter(rate, clock=fake.clock, sleep=fake.sleep), fake
-
-
-def test_a_reserved_place_counts_as_a_call_until_it_is_given_back() -> None:
-    limiter, fake = fake_limiter(2)
-    held = limiter.reserve()
-    limiter.acquire()
-    start = fake.now
-    limiter.acquire()  # the window holds the reserved place and a call
-    assert fake.now - start >= 1.0
-    held.cancel()  # never used: nothing went out in it
-    limiter, fake = fake_limiter(2)
-    limiter.reserve().cancel()
-    limiter.acquire()
-    limiter.acquire()
-    assert fake.sleeps == []  # the cancelled place left room for both
-
-
-def test_a_reservation_returns_its_lead_early_and_its_call_goes_at_the_place() -> None:
-    limiter, fake = fake_limiter(1)
-    limiter.acquire()
-    first = fake.now
-    reservation = limiter.reserve(lead=0.25)
-    # Back a quarter of a second before the place (work such as a claim fits in it).
-    assert reservation.start - fake.now == pytest.approx(0.25)
-    assert reservation.start - first >= 1.0
-    reservation.use()
-    assert fake.now == pytest.approx(reservation.start)
-    with pytest.raises(RuntimeError, match="once"):
-        reservation.use()
-
-
-def test_a_late_use_queues_behind_the_calls_that_went_meanwhile() -> None:
-    limiter, fake = fake_limiter(2)
-    held = limiter.reserve()  # due now, but the caller is slow to use it
-    limiter.acquire()
-    went = []
-    for _ in range(2):  # both wait a window behind the two places taken at the start
-        limiter.acquire()
-        went.append(fake.now)
-    # A window later, going in the old place would make three calls in one second
-    # with the two that went meanwhile; the late call waits a window behind them.
-    held.use()
-    assert fake.now - max(went) >= 1.0
-
-
-def lease(limiter: RateLimiter) -> float:
-    """When a call reserved now could go (the reservation is given back)."""
-    reservation = limiter.reserve(lead=3600)  # back at once, however far the place
-    reservation.cancel()
-    return reservation.start
-
-
-def test_acquire_on_the_reserving_thread_takes_the_reserved_place() -> None:
-    limiter, fake = fake_limiter(1)
-    limiter.acquire()
-    fake.now += 1.5  # that call's window is over
-    with limiter.reserved() as reservation:
-        elsewhere: list[float] = []
-        # Another thread holds no reservation: its call queues behind the reserved place.
-        other = threading.Thread(target=lambda: elsewhere.append(lease(limiter)))
-        other.start()
-        other.join()
-        went = fake.now
-        limiter.acquire()  # takes the place: no wait, no second place
-    assert fake.now == went
-    assert elsewhere[0] - went >= 1.0
-    with pytest.raises(RuntimeError):
-        reservation.use()
-    with limiter.reserved():
-        pass  # not used: given back on leaving
-    start = fake.now
-    limiter.acquire()
-    # Behind the reserved place that went and the other thread's, not the cancelled one.
-    assert fake.now - start < 1.0
-
-
-def test_a_pacing_reservation_is_for_a_full_request_and_a_smaller_one_spends_less() -> None:
+def test_a_smaller_call_spends_less_of_a_budget_counted_in_units() -> None:
     pacing = Pacing({"urls": Budget(40, units_per_call=20)}, {"prefetch": "urls"})
     limiter = pacing.limiter("prefetch")
     fake = FakeTime()
     limiter._clock, limiter._sleep = fake.clock, fake.sleep
-    with pacing.reserved("prefetch"):
-        pacing.acquire("prefetch", 5)  # a batch of 5 URLs takes the 20-URL place
+    pacing.acquire("prefetch", 5)  # a batch of 5 URLs spends 5 of the 40 a second
     pacing.acquire("prefetch", 20)
     pacing.acquire("prefetch", 15)  # 5 + 20 + 15 fit in the 40 a second
     assert fake.sleeps == []

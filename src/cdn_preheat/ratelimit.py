@@ -13,13 +13,11 @@ of live workers (:class:`RateShare`, heartbeats in the ledger).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar, cast
 
@@ -73,11 +71,6 @@ class RateLimiter:
     A fractional ``rate`` (``2.5``) allows ``floor(rate)`` calls per
     ``floor(rate) / rate`` seconds.
 
-    A caller that must prepare a call before it goes (a ledger claim, say) can
-    take its place in the window first
-    (:meth:`reserve`, :meth:`reserved`) and prepare it only once the place is
-    near, instead of preparing work that then waits a whole window.
-
     ``clock`` and ``sleep`` (returns True when the wait was cut short by a
     stop) are the machine's monotonic clock and :func:`stopping.sleep` (looked
     up at each wait); tests drive the limiter with fakes.
@@ -100,15 +93,13 @@ class RateLimiter:
         self._sleep = sleep
         # Calls of the last two windows in the order they were scheduled, each
         # [release time, sequence, units]; the time is corrected later to when
-        # the call really went out (see acquire). A reserved call's time is when
-        # it may go until it does.
+        # the call really went out (see acquire).
         self._log: deque[list[float]] = deque()
         self._sequence = 0
         self._hold_until = 0.0
         self._fastest = float("inf")  # the shortest round trip seen (see acquire)
         self._answered = 0
         self._lock = threading.Lock()
-        self._held = threading.local()  # this thread's reservation (see reserved)
         self._set(rate)
 
     @property
@@ -143,25 +134,8 @@ class RateLimiter:
         (``answered`` for the first ``rate`` calls, before any trip is known to
         be typical). A late send thus pushes the calls a window after it back
         instead of putting one too many into the vendor's window.
-
-        On a thread that holds a reservation of this limiter (:meth:`reserved`),
-        the call takes the reserved place instead of a new one.
         """
-        held: Reservation | None = getattr(self._held, "reservation", None)
-        if held is not None:
-            self._held.reservation = None
-            return held.use(units)
-        return self.reserve(units).use(units)
-
-    def reserve(self, units: int = 1, *, lead: float = 0.0) -> Reservation:
-        """Take the next place in the window; return once it is at most ``lead`` seconds off.
-
-        The place counts as a call from now on (every later caller queues
-        behind it). :meth:`Reservation.use` makes the call, after waiting out
-        what is left of the lead; :meth:`Reservation.cancel` gives the place
-        back when there is nothing to call after all.
-        """
-        units = self._units(units)
+        units = min(max(1, units), self._burst)
         with self._lock:
             self._sequence += 1
             slot = [0.0, float(self._sequence), float(units)]
@@ -171,42 +145,21 @@ class RateLimiter:
                 self._log.popleft()
             slot[0] = self._earliest(now, slot)
             self._log.append(slot)
-        self._wait(slot, lead)
-        return Reservation(self, slot)
+        self._wait(slot)
+        return self._went(slot)
 
-    @contextmanager
-    def reserved(self, units: int = 1, *, lead: float = 0.0) -> Iterator[Reservation]:
-        """:meth:`reserve` a place for this thread's next :meth:`acquire`; cancel it if unused.
-
-        For a caller whose call is made further down (a provider's ``submit``
-        paces itself): the first ``acquire`` on this thread within the block
-        takes the reserved place.
-        """
-        reservation = self.reserve(units, lead=lead)
-        self._held.reservation = reservation
-        try:
-            yield reservation
-        finally:
-            if getattr(self._held, "reservation", None) is reservation:
-                self._held.reservation = None
-            reservation.cancel()
-
-    def _units(self, units: int) -> int:
-        with self._lock:
-            return min(max(1, units), self._burst)
-
-    def _wait(self, slot: list[float], lead: float) -> None:
-        """Sleep until ``slot`` may go in ``lead`` seconds (0: now); a stop ends the wait."""
+    def _wait(self, slot: list[float]) -> None:
+        """Sleep until ``slot`` may go; a stop ends the wait."""
         while True:
-            delay = slot[0] - lead - self._clock()
+            delay = slot[0] - self._clock()
             if delay > 0 and (self._sleep or stopping.sleep)(delay):
                 return  # stopping (Ctrl-C): no wait; the caller checks the stop before calling
             with self._lock:
                 # Calls answered while we slept may have moved later (see done).
                 woke = self._clock()
                 start = self._earliest(woke, slot)
-                if start <= woke + lead:
-                    slot[0] = start if lead else max(slot[0], woke)
+                if start <= woke:
+                    slot[0] = max(slot[0], woke)
                     return
                 slot[0] = start
 
@@ -232,11 +185,6 @@ class RateLimiter:
 
         return done
 
-    def _drop(self, slot: list[float]) -> None:
-        """Give a place that was never used back: nothing went out in it."""
-        with self._lock, contextlib.suppress(ValueError):
-            self._log.remove(slot)  # sequences are unique: this is the slot itself
-
     def _earliest(self, now: float, slot: list[float]) -> float:
         """When ``slot`` fits in the window behind every call scheduled before it."""
         start = max(now, self._hold_until)
@@ -257,52 +205,6 @@ class RateLimiter:
             self._hold_until = max(self._hold_until, self._clock() + seconds)
             self._margin = min(self._margin + 0.02, MAX_MARGIN)
             self._window = self._period * (1.0 + self._margin)
-
-
-class Reservation:
-    """A place taken in a :class:`RateLimiter`'s window for a call not made yet."""
-
-    def __init__(self, limiter: RateLimiter, slot: list[float]) -> None:
-        self._limiter = limiter
-        self._slot = slot
-        self._reserved_at = slot[0]  # when the place was due to go
-        self._state = "reserved"  # then "used" or "cancelled"
-
-    @property
-    def start(self) -> float:
-        """When the call may go (the limiter's clock)."""
-        return self._slot[0]
-
-    def use(self, units: int | None = None) -> Callable[[], None]:
-        """Wait out the rest of the place's lead and make the call; its ``done``.
-
-        ``units``: what the call spends, if less than was reserved (a smaller
-        batch). A call that needs more than was reserved, or comes more than
-        half a window after its place was due (the calls a window after that
-        place may already have gone), gives the place back and waits for a new
-        one, so a late use never crowds the vendor's window.
-        """
-        limiter = self._limiter
-        if self._state != "reserved":
-            raise RuntimeError("a reservation is used once")
-        wanted = limiter._units(units or int(self._slot[2]))
-        with limiter._lock:
-            late = limiter._clock() - self._reserved_at > limiter._period / 2
-            fits = wanted <= self._slot[2]
-            if fits and not late:
-                self._slot[2] = float(wanted)
-        if not fits or late:
-            self.cancel()
-            return limiter.reserve(wanted).use(wanted)
-        self._state = "used"
-        limiter._wait(self._slot, 0.0)
-        return limiter._went(self._slot)
-
-    def cancel(self) -> None:
-        """Give the place back unless it was used (nothing went out in it)."""
-        if self._state == "reserved":
-            self._state = "cancelled"
-            self._limiter._drop(self._slot)
 
 
 @dataclass(frozen=True)
@@ -370,17 +272,6 @@ class Pacing:
         Call the returned ``done`` when the call has been answered.
         """
         return self.limiter(api).acquire(units)
-
-    def reserved(
-        self, api: str, *, lead: float = 0.0
-    ) -> contextlib.AbstractContextManager[Reservation]:
-        """Hold a place for this thread's next call of ``api`` (:meth:`RateLimiter.reserved`).
-
-        The place is for a full request (the budget's ``units_per_call``); a
-        smaller one spends less of it. Returns once the place is ``lead`` off.
-        """
-        budget = self._budgets[self.budget_of(api)]
-        return self.limiter(api).reserved(budget.units_per_call, lead=lead)
 
     def penalise(self, api: str, seconds: float) -> None:
         self.limiter(api).penalise(seconds)
