@@ -175,6 +175,27 @@ def percent(ratio: float | None) -> str:
     return "-" if ratio is None else f"{ratio:.0%}"
 
 
+def ratio_dict(value: Any) -> dict[str, Any]:
+    """One verdict tally of ``verify --json`` (overall, a rendition, an edge)."""
+    return {"hits": value.hits, "upper": value.upper, "misses": value.misses,
+            "unknown": value.unknown, "errors": value.errors, "ratio": value.ratio,
+            "edge_ratio": value.edge_ratio}  # fmt: skip
+
+
+def probe_dicts(report: Any) -> list[dict[str, Any]]:
+    """Each probe of a verification, as ``verify --json`` lists them."""
+    return [
+        {
+            "url": r.url,
+            "edge": r.edge_ip,
+            "status": r.status_code,
+            "cache": str(r.status),
+            "error": r.error,
+        }
+        for r in report.results
+    ]
+
+
 def report_verify(
     video_id: str, report: Any, requeued: int, json_out: bool, gate: Any = None
 ) -> None:
@@ -185,28 +206,14 @@ def report_verify(
     layer of the CDN) and ``miss``; the ratio counts both hits as cached.
     """
 
-    def ratio(value: Any) -> dict[str, Any]:
-        return {"hits": value.hits, "upper": value.upper, "misses": value.misses,
-                "unknown": value.unknown, "errors": value.errors, "ratio": value.ratio,
-                "edge_ratio": value.edge_ratio}  # fmt: skip
-
     if json_out:
         data: dict[str, Any] = {
             "video_id": video_id,
-            "overall": ratio(report.overall),
-            "renditions": {k: ratio(v) for k, v in report.by_rendition().items()},
+            "overall": ratio_dict(report.overall),
+            "renditions": {k: ratio_dict(v) for k, v in report.by_rendition().items()},
             # Keyed by pinned edge address; "" when DNS chose the edge.
-            "edges": {k: ratio(v) for k, v in report.by_edge().items()},
-            "urls": [
-                {
-                    "url": r.url,
-                    "edge": r.edge_ip,
-                    "status": r.status_code,
-                    "cache": str(r.status),
-                    "error": r.error,
-                }
-                for r in report.results
-            ],
+            "edges": {k: ratio_dict(v) for k, v in report.by_edge().items()},
+            "urls": probe_dicts(report),
             "requeued": requeued,
             "interrupted": getattr(report, "interrupted", False),
         }

@@ -333,14 +333,10 @@ def verify_video(
         raise typer.Exit(run.exit_code)
 
 
-def _ratio(value: Any) -> dict[str, Any]:
-    return {"hits": value.hits, "upper": value.upper, "misses": value.misses,
-            "unknown": value.unknown, "errors": value.errors, "ratio": value.ratio,
-            "edge_ratio": value.edge_ratio}  # fmt: skip
-
-
 def verify_dict(run: TargetsVerify) -> dict[str, Any]:
     """A video's verification on every target, as ``verify --json`` prints it."""
+    from cdn_preheat.render import probe_dicts, ratio_dict
+
     return {
         "video_id": run.video_id,
         "passed": run.passed,
@@ -349,18 +345,9 @@ def verify_dict(run: TargetsVerify) -> dict[str, Any]:
                 "target": t.name,
                 "provider": t.provider,
                 "cdn_host": t.cdn_host,
-                "overall": _ratio(t.report.overall),
-                "renditions": {k: _ratio(v) for k, v in t.report.by_rendition().items()},
-                "urls": [
-                    {
-                        "url": r.url,
-                        "edge": r.edge_ip,
-                        "status": r.status_code,
-                        "cache": str(r.status),
-                        "error": r.error,
-                    }
-                    for r in t.report.results
-                ],
+                "overall": ratio_dict(t.report.overall),
+                "renditions": {k: ratio_dict(v) for k, v in t.report.by_rendition().items()},
+                "urls": probe_dicts(t.report),
                 "min_hit_ratio": t.gate.min_hit_ratio,
                 "passed": t.passed,
                 "reason": t.gate.reason or None,
