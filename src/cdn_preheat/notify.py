@@ -124,13 +124,21 @@ def video_settled(
 
 
 def quota_spent(ledger: Ledger, provider: str, area: str, day: str, now: dt.datetime) -> str | None:
-    """Queue a ``quota.exhausted`` event (once per provider, area and day) if it is due."""
+    """Queue a ``quota.exhausted`` event (once per provider, area and day) if it is due.
+
+    Due once the day's quota is spent *and settled*: nothing left, nothing in
+    flight. A batch holding the last of the quota (reserved, its push not yet
+    answered) has not spent it yet: its claim may still end released (the call
+    failed, the quota comes back) and its URLs are neither queued nor pushed.
+    Once every reservation is settled the count is the ledger's pending URLs of
+    that provider and area only: a URL reserved then is in a worker's hands
+    (a claim taken without quota), not queued.
+    """
     quota = ledger.quota_day(provider, area, day)
-    if quota is None or quota.remaining != 0:
+    if quota is None or quota.remaining != 0 or quota.inflight:
         return None
     # The queue of this provider and area (with targets: this target's, docs/targets.md).
-    counts = ledger.counts_by_target().get((provider, area), {})
-    queued = counts.get(UrlState.PENDING, 0) + counts.get(UrlState.RESERVED, 0)
+    queued = ledger.counts(target=(provider, area)).get(UrlState.PENDING, 0)
     if not queued:
         return None
     payload = {

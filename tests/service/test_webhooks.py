@@ -176,6 +176,41 @@ def test_quota_exhausted_once_a_day_while_work_is_queued(ledger: SqliteLedger) -
     assert notify.quota_spent(ledger, P, A, "2026-12-03", T0) is None  # no bookkeeping yet
 
 
+def test_quota_exhausted_waits_for_the_spending_batch_and_counts_pending_urls_only(
+    ledger: SqliteLedger,
+) -> None:
+    """The probe runs between the claim that takes the last of the quota and its settling.
+
+    The interleaving is forced step by step on the ledger, as the scheduler goes:
+    claim_with_quota spends what is left, the probe looks, the claim settles, the
+    probe looks again. While the batch is in flight nothing is spent yet; after,
+    the event counts the URLs still pending, not those the batch pushed.
+    """
+    day = "2026-12-02"
+    queue_video(ledger, "film-6", n=5)
+    ledger.sync_quota(P, A, day, 12, 10)  # 2 left
+    claim, granted = ledger.claim_with_quota(P, A, day, 100, "w", T0, LEASE)
+    assert claim is not None and granted == 2 and len(claim.urls) == 2
+    book = ledger.quota_day(P, A, day)
+    assert book is not None and book.remaining == 0 and book.inflight == 2
+    assert notify.quota_spent(ledger, P, A, day, T0) is None  # in flight: not spent yet
+
+    # The push failed: the batch goes back, its quota too; nothing was spent.
+    ledger.settle_claim(claim, T0, day, 2, 0, released=claim.urls, error="timeout")
+    assert notify.quota_spent(ledger, P, A, day, T0) is None
+    assert webhook_events(ledger) == []
+
+    # Claimed again, and this time pushed: now the day is spent, 3 URLs still queued.
+    claim, granted = ledger.claim_with_quota(P, A, day, 100, "w", T0, LEASE)
+    assert claim is not None and granted == 2
+    assert notify.quota_spent(ledger, P, A, day, T0) is None
+    ledger.settle_claim(claim, T0, day, 2, 2, submitted={"task-1": claim.urls})
+    assert notify.quota_spent(ledger, P, A, day, T0) is not None
+    [payload] = webhook_events(ledger)
+    assert payload["quota"] == {"provider": P, "area": A, "day": day, "limit": 12,
+                                "used": 12, "queued": 3}  # fmt: skip
+
+
 def test_no_event_without_queued_work_when_the_quota_is_spent(ledger: SqliteLedger) -> None:
     queue_video(ledger, "film-5")
     finish(ledger, "film-5", T0)
