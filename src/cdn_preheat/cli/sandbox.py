@@ -32,6 +32,13 @@ def sandbox(
     rate: Annotated[
         str, typer.Option(help="Request rate per vendor, e.g. tencent=20,aliyun=50,qiniu=240.")
     ] = "",
+    rate_counting: Annotated[
+        str,
+        typer.Option(
+            help="How every API counts its rate: sliding (any one second), fixed (each"
+            " second of the clock) or bucket (a token bucket of a second's worth).",
+        ),
+    ] = "sliding",
     targets: Annotated[
         Path | None,
         typer.Option(
@@ -53,11 +60,13 @@ def sandbox(
         Sandbox,
         parse_faults,
         parse_per_vendor,
+        parse_rate_counting,
         run_forever,
     )
 
     injected = parse_faults(faults, latency_ms=latency_ms, slow_ms=slow_ms)
     quotas, rates = parse_per_vendor(quota, "--quota"), parse_per_vendor(rate, "--rate")
+    counting = parse_rate_counting(rate_counting)
     accounts = {}
     if targets is not None:
         from cdn_preheat.sandbox.server import TencentAccount
@@ -66,6 +75,7 @@ def sandbox(
     box = Sandbox.from_settings(
         load_settings(), videos=videos, segments=segments, first_port=port, faults=injected,
         tencent_accounts=accounts, edge_per_account=targets is not None,
+        rate_counting=counting,
     )  # fmt: skip
     box.set_limits(quota=quotas, rate=rates)
     box.fill_demo_bucket(DEMO_BUCKET)

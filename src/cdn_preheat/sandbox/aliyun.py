@@ -45,6 +45,7 @@ from cdn_preheat.sandbox.core import (
     FaultKind,
     Faults,
     Layer,
+    RateCounting,
     RateWindows,
     Reply,
     Request,
@@ -121,6 +122,8 @@ class AliyunLimits:
     action_rates: Mapping[str, int] = field(default_factory=lambda: dict(ACTION_RATES))
     # Tests stretch the window so a rate check does not depend on timing.
     rate_window_seconds: float = 1.0
+    # How the rate is counted (sandbox/core.py RateCounting: no source settles it).
+    rate_counting: RateCounting = "sliding"
     # The documented default is 1,000 URLs a day (PushObjectCache page); the sandbox
     # account has it raised, as accounts can ask for, so demos run to the end.
     preload_quota: int = 100_000
@@ -252,7 +255,9 @@ class AliyunEmulator(EmulatorBase):
         self._pending: deque[_TaskItem] = deque()
         self._queued_preloads = 0  # preload URLs of _pending
         self._used: Counter[tuple[str, str]] = Counter()  # (day, quota kind) -> used
-        self._rate = RateWindows(self.limits.rate_window_seconds)
+        self._rate = RateWindows(
+            self.limits.rate_window_seconds, counting=self.limits.rate_counting
+        )
         # Calls refused by their API's rate window (not injected faults), by action.
         self.rate_refusals: Counter[str] = Counter()
         self._nonces: OrderedDict[str, None] = OrderedDict()
@@ -331,7 +336,7 @@ class AliyunEmulator(EmulatorBase):
             for call in self.received
             if call.action == "PushObjectCache"
         ]
-        return received_document("aliyun", accepted, self.counters)
+        return received_document("aliyun", accepted, self.counters, self.limits.rate_counting)
 
     @property
     def counters(self) -> dict[str, int]:
@@ -459,7 +464,7 @@ class AliyunEmulator(EmulatorBase):
             self.limits.calls_per_second,
             self.limits.action_rates.get(action, self.limits.calls_per_second),
         )
-        self._rate.window = self.limits.rate_window_seconds
+        self._rate.tune(self.limits.rate_window_seconds, self.limits.rate_counting)
         if not self._rate.allow(action, budget):
             self.rate_refusals[action] += 1
             # Alibaba's flow-control answer; the old error table lists Throttling, 503

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
+import math
 import random
 import socket
 import threading
@@ -66,27 +67,99 @@ class SandboxClock:
         self.advance(midnight - local + dt.timedelta(seconds=1))
 
 
+# How an emulator counts "N requests a second". No vendor document names the algorithm;
+# what they say:
+# - Tencent Cloud ("API 频率限制说明", cloud.tencent.com/document/product/1278/109059):
+#   with the default 20 次/秒 "每一秒钟的前20次请求都能成功到达业务后端。之后的请求则会因超出
+#   频率限制被云 API 拦截", and "限频的时间窗口是以请求到达服务器的时间计算,而不是客户端发出的
+#   时间". Counted on arrival (the emulators count when they handle a request), and a
+#   burst within a second is accepted; whether "each second" is the clock's second
+#   (fixed windows) or any second (a sliding one) is not said.
+# - Alibaba Cloud ("流量控制与配额管理", help.aliyun.com/document_detail/2391389.html):
+#   "请求速率:5/1(s),指每1秒钟,最多允许请求接口5次". ECS's own page
+#   (help.aliyun.com/zh/ecs/developer-reference/api-throttling) describes clock-aligned
+#   windows for its per-minute limits ("在第T分钟时被流量控制,则该接口需要在第T+1分钟时才会被
+#   允许继续调用"); the CDN pages say nothing.
+# - Qiniu (developer.qiniu.com/fusion/13367): "url/dir 总量每秒 ≤ 240", nothing more.
+# No source settles this, so the sandbox offers the plausible readings:
+# - "sliding": at most N in any one second (the default: the strictest reading of
+#   "at most N each second");
+# - "fixed": at most N in each second of the clock, [k, k+1) -- 2N may pass across a
+#   boundary;
+# - "bucket": a token bucket holding N (full at the start) refilled at N a second.
+# Every sequence of arrivals a sliding window accepts, the other two accept (a clock
+# second is one of the sliding window's seconds; any span of L seconds holds at most
+# N x (floor(L) + 1) <= N + N x L of them, which a full bucket admits). A spacing rule
+# (a leaky bucket without burst, a call every 1/N s) or a bucket that starts empty is
+# left out: both refuse two calls in a row, which every source's "N each second"
+# accepts.
+RateCounting = Literal["sliding", "fixed", "bucket"]
+RATE_COUNTINGS: tuple[RateCounting, ...] = ("sliding", "fixed", "bucket")
+
+
 class RateWindows:
-    """Sliding windows per key (an API, or a budget several APIs share), as vendors count.
+    """Each key's (an API, or a budget several APIs share) rate, counted as a vendor might.
 
     ``allow(key, limit, units)`` admits a request spending ``units`` (1 for a
-    call; Qiniu counts URLs) when the last ``window`` seconds hold no more
-    than ``limit - units`` of that key; refused requests are not counted. The
-    window runs on the machine's monotonic clock by default (SDKs send in
-    real time), and tests stretch it (``window``) so that "N calls in a
-    window" does not depend on how fast a test runs.
+    call; Qiniu counts URLs) when ``counting`` (:data:`RateCounting`) lets it:
+
+    - ``sliding`` (the default): the last ``window`` seconds hold no more than
+      ``limit - units``;
+    - ``fixed``: the current window of the clock (``floor((now + phase) /
+      window)``, aligned to the wall clock's seconds unless ``phase`` is given)
+      holds no more than ``limit - units``;
+    - ``bucket``: a bucket of ``limit`` tokens, full when the key is first seen
+      and refilled at ``limit / window`` a second, holds ``units`` tokens.
+
+    Refused requests are not counted: no document says they are (a limiter that
+    counted them would only refuse further a client it already refused). The
+    clock is the machine's monotonic one by default (SDKs send in real time), and
+    tests stretch the window (``window``) so that "N calls in a window" does not
+    depend on how fast a test runs.
     """
 
-    def __init__(self, window: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        window: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        counting: RateCounting = "sliding",
+        phase: float | None = None,
+    ) -> None:
+        if counting not in RATE_COUNTINGS:
+            raise ValueError(f"unknown rate counting {counting!r}")
         self.window = window
-        self._clock = clock
+        self.counting: RateCounting = counting
+        self.clock = clock
+        # Fixed windows start on the wall clock's seconds (the monotonic clock's own
+        # zero is arbitrary).
+        self.phase = time.time() - time.monotonic() if phase is None else phase
         self._hits: dict[str, deque[tuple[float, int]]] = {}
         self._totals: dict[str, int] = {}
+        self._fixed: dict[str, tuple[int, int]] = {}  # key -> (window number, units in it)
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, when)
         self._lock = threading.Lock()
 
-    def allow(self, key: str, limit: float, units: int = 1) -> bool:
-        now = self._clock()
+    def tune(self, window: float, counting: RateCounting) -> None:
+        """Follow an emulator's (mutable) limits; a new way of counting starts afresh."""
+        if counting not in RATE_COUNTINGS:
+            raise ValueError(f"unknown rate counting {counting!r}")
         with self._lock:
+            self.window = window
+            if counting != self.counting:
+                self.counting = counting
+                self._hits.clear()
+                self._totals.clear()
+                self._fixed.clear()
+                self._buckets.clear()
+
+    def allow(self, key: str, limit: float, units: int = 1) -> bool:
+        now = self.clock()
+        with self._lock:
+            if self.counting == "fixed":
+                return self._allow_fixed(key, limit, units, now)
+            if self.counting == "bucket":
+                return self._allow_bucket(key, limit, units, now)
             hits = self._hits.setdefault(key, deque())
             total = self._totals.get(key, 0)
             while hits and hits[0][0] <= now - self.window:
@@ -97,6 +170,28 @@ class RateWindows:
             hits.append((now, units))
             self._totals[key] = total + units
             return True
+
+    def _allow_fixed(self, key: str, limit: float, units: int, now: float) -> bool:
+        number = math.floor((now + self.phase) / self.window)
+        current, total = self._fixed.get(key, (number, 0))
+        if current != number:
+            total = 0
+        if total + units > limit:
+            self._fixed[key] = (number, total)
+            return False
+        self._fixed[key] = (number, total + units)
+        return True
+
+    def _allow_bucket(self, key: str, limit: float, units: int, now: float) -> bool:
+        tokens, when = self._buckets.get(key, (limit, now))
+        tokens = min(limit, tokens + max(0.0, now - when) * limit / self.window)
+        # A hair of tolerance: after a full burst, exactly a window later the refill is
+        # ``limit`` tokens in exact arithmetic, which a sliding window admits too.
+        if tokens + 1e-9 < units:
+            self._buckets[key] = (tokens, now)
+            return False
+        self._buckets[key] = (tokens - units, now)
+        return True
 
 
 # How an emulator writes back the URLs it was given. The vendors do not document
@@ -241,14 +336,18 @@ RECEIVED_PATH = "/_sandbox/received"
 
 
 def received_document(
-    vendor: str, accepted: list[dict[str, Any]], outcomes: Mapping[str, int]
+    vendor: str,
+    accepted: list[dict[str, Any]],
+    outcomes: Mapping[str, int],
+    rate_counting: RateCounting,
 ) -> bytes:
-    """The JSON body of ``GET /_sandbox/received``."""
+    """The JSON body of ``GET /_sandbox/received`` (and how the API counts its rate)."""
     document = {
         "vendor": vendor,
         "accepted": accepted,
         "urls": sum(len(item.get("urls", ())) for item in accepted),
         "outcomes": dict(outcomes),
+        "rate_counting": rate_counting,
     }
     return json.dumps(document).encode()
 
@@ -531,7 +630,7 @@ class EmulatorSpec:
 
     ``build(shared, credentials, limits)`` makes it (``limits`` None: the
     emulator's sandbox defaults); ``limits_type`` is the dataclass of its
-    limits, whose ``task_delay`` the sandbox may override; ``client_env``
+    limits, whose ``task_delay`` and ``rate_counting`` the sandbox may override; ``client_env``
     gives the variables that point a client at it; ``set_limits`` sets its daily
     prefetch quota and request rate (``sandbox --quota/--rate``).
 
@@ -551,13 +650,17 @@ class EmulatorSpec:
     prefetch_layer: Callable[[str, str], Layer]
     default_limits: Callable[[], Any] | None = None
 
-    def limits(self, given: Any, task_delay: float | None) -> Any:
-        """``given`` (or the defaults), with ``task_delay`` when one is set."""
+    def limits(
+        self, given: Any, task_delay: float | None, rate_counting: RateCounting | None = None
+    ) -> Any:
+        """``given`` (or the defaults), with ``task_delay`` and ``rate_counting`` when set."""
         limits = given
         if limits is None:
             limits = self.default_limits() if self.default_limits else self.limits_type()
         if task_delay is not None:
             limits = dataclasses.replace(limits, task_delay=task_delay)
+        if rate_counting is not None:
+            limits = dataclasses.replace(limits, rate_counting=rate_counting)
         return limits
 
 

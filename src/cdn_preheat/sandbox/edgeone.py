@@ -45,6 +45,7 @@ from cdn_preheat.sandbox.core import (
     EmulatorSpec,
     Faults,
     Layer,
+    RateCounting,
     RateWindows,
     Reply,
     Request,
@@ -94,6 +95,8 @@ class EdgeOneLimits:
     requests_per_second: int = 20
     action_rates: dict[str, int] = field(default_factory=dict)
     rate_window_seconds: float = 1.0
+    # How the rate is counted (sandbox/core.py RateCounting: no source settles it).
+    rate_counting: RateCounting = "sliding"
     # Which code a call over the rate earns: teo's own LimitExceeded.RateLimitExceeded
     # ("单位时间内接口请求频率达到限制", errorcodes.py) or API 3.0's common
     # RequestLimitExceeded; no document says which the gateway sends.
@@ -180,7 +183,9 @@ class EdgeOneEmulator(CountedOutcomes, EmulatorBase):
         self.actions: Counter[str] = Counter()
         self.rate_refusals: Counter[str] = Counter()
         self._lock = threading.RLock()
-        self._rate = RateWindows(self.limits.rate_window_seconds)
+        self._rate = RateWindows(
+            self.limits.rate_window_seconds, counting=self.limits.rate_counting
+        )
         self._random = random.Random(self.limits.seed)
         self._sequence = itertools.count()
         self._numbers = itertools.count(1)
@@ -234,7 +239,7 @@ class EdgeOneEmulator(CountedOutcomes, EmulatorBase):
         ]
         with self._lock:
             outcomes = dict(self.outcomes)
-        return received_document(self.name, accepted, outcomes)
+        return received_document(self.name, accepted, outcomes, self.limits.rate_counting)
 
     def inject(self, code: str, times: int = 1) -> None:
         """Answer the next ``times`` authenticated calls with this error code."""
@@ -296,7 +301,7 @@ class EdgeOneEmulator(CountedOutcomes, EmulatorBase):
                 "UnauthorizedOperation.CamUnauthorized", f"CAM does not allow teo:{action}."
             )
         limit = self.limits.action_rates.get(action, self.limits.requests_per_second)
-        self._rate.window = self.limits.rate_window_seconds
+        self._rate.tune(self.limits.rate_window_seconds, self.limits.rate_counting)
         if not self._rate.allow(action, limit):
             with self._lock:
                 self.rate_refusals[action] += 1

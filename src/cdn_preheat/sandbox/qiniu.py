@@ -55,6 +55,7 @@ from cdn_preheat.sandbox.core import (
     Faults,
     Layer,
     LoopbackServer,
+    RateCounting,
     RateWindows,
     Reply,
     Request,
@@ -122,6 +123,8 @@ class QiniuLimits:
     # any rate; a number enforces that many calls a second (403024), to test both.
     list_calls_per_second: int | None = None
     rate_window_seconds: float = 1.0  # tests stretch it to count without timing
+    # How the rate is counted (sandbox/core.py RateCounting: no source settles it).
+    rate_counting: RateCounting = "sliding"
     prefetch_quota: int = 100
     refresh_url_quota: int = 500
     refresh_dir_quota: int = 10
@@ -194,7 +197,9 @@ class QiniuEmulator(CountedOutcomes, EmulatorBase):
         self._lock = threading.Lock()
         self._tasks: list[_Task] = []
         self._used: Counter[tuple[str, str]] = Counter()  # (kind, China day) -> count
-        self._rate = RateWindows(self.limits.rate_window_seconds)
+        self._rate = RateWindows(
+            self.limits.rate_window_seconds, counting=self.limits.rate_counting
+        )
         # Requests refused by a rate window (not injected faults), by route.
         self.rate_refusals: Counter[str] = Counter()
         self.calls: Counter[str] = Counter()
@@ -244,7 +249,7 @@ class QiniuEmulator(CountedOutcomes, EmulatorBase):
         ]
         with self._lock:
             outcomes = dict(self.outcomes)
-        return received_document("qiniu", accepted, outcomes)
+        return received_document("qiniu", accepted, outcomes, self.limits.rate_counting)
 
     def settle(self) -> None:
         """Finish every task whose delay has passed (also done on each request)."""
@@ -294,7 +299,7 @@ class QiniuEmulator(CountedOutcomes, EmulatorBase):
         with self._lock:
             self.calls[route] += 1
         if route.endswith("/list") and self.limits.list_calls_per_second is not None:
-            self._rate.window = self.limits.rate_window_seconds
+            self._rate.tune(self.limits.rate_window_seconds, self.limits.rate_counting)
             if not self._rate.allow(route, self.limits.list_calls_per_second):
                 with self._lock:
                     self.rate_refusals[route] += 1
@@ -453,7 +458,7 @@ class QiniuEmulator(CountedOutcomes, EmulatorBase):
 
     def _within_rate(self, count: int) -> bool:
         """Record ``count`` URLs/dirs in the shared one-second window, if they fit."""
-        self._rate.window = self.limits.rate_window_seconds
+        self._rate.tune(self.limits.rate_window_seconds, self.limits.rate_counting)
         if self._rate.allow("urls", self.limits.urls_per_second, count):
             return True
         self.rate_refusals["urls"] += 1

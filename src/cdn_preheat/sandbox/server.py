@@ -27,10 +27,12 @@ from cdn_preheat.errors import InputError
 from cdn_preheat.providers import provider_spec
 from cdn_preheat.sandbox.aliyun import AliyunEmulator, AliyunLimits
 from cdn_preheat.sandbox.core import (
+    RATE_COUNTINGS,
     EdgeCache,
     Emulator,
     Faults,
     LoopbackServer,
+    RateCounting,
     SandboxClock,
     Shared,
     emulator_specs,
@@ -121,10 +123,13 @@ class Sandbox:
         ports: dict[str, int] | None = None,
         first_port: int = 0,
         task_delay: float | None = None,
+        rate_counting: RateCounting | None = None,
         tencent_accounts: dict[str, TencentAccount] | None = None,
         edge_per_account: bool = False,
     ) -> None:
-        """``task_delay``, when given, overrides every emulator's own (seconds to done).
+        """``task_delay``, when given, overrides every emulator's own (seconds to done);
+        ``rate_counting`` likewise how every emulator counts its rates (``sliding``,
+        ``fixed`` or ``bucket``: :data:`~cdn_preheat.sandbox.core.RateCounting`).
 
         ``limits`` and ``credentials`` set any emulator's by provider name (the
         ``tencent_limits``-style keywords are the same for the vendors they name:
@@ -189,7 +194,7 @@ class Sandbox:
         self.apis: dict[str, Emulator] = {}
         for name, spec in self.emulators.items():
             self.credentials[name] = given_credentials.get(name) or spec.credentials
-            vendor_limits = spec.limits(given_limits.get(name), task_delay)
+            vendor_limits = spec.limits(given_limits.get(name), task_delay, rate_counting)
             own_shared = shared_for(name, name)
             self.apis[name] = spec.build(own_shared, self.credentials[name], vendor_limits)
         # Further accounts: name -> (vendor, emulator); their keys are in credentials.
@@ -202,7 +207,7 @@ class Sandbox:
             own = dataclasses.replace(
                 shared_for(name, "tencent"), faults=account.faults or self.faults
             )
-            limits_of = tencent.limits(account.limits, task_delay)
+            limits_of = tencent.limits(account.limits, task_delay, rate_counting)
             self.apis[name] = tencent.build(own, self.credentials[name], limits_of)
             self.accounts[name] = ("tencent", self.apis[name])
         for api in self.apis.values():
@@ -457,6 +462,14 @@ def parse_per_vendor(text: str, option: str) -> dict[str, int]:
             )
         values[name.strip()] = number
     return values
+
+
+def parse_rate_counting(text: str) -> RateCounting:
+    """``sliding``, ``fixed`` or ``bucket`` (:data:`RATE_COUNTINGS`); InputError otherwise."""
+    for counting in RATE_COUNTINGS:
+        if text.strip().lower() == counting:
+            return counting
+    raise InputError(f"--rate-counting takes one of {', '.join(RATE_COUNTINGS)}, not {text!r}.")
 
 
 def run_forever(

@@ -38,6 +38,7 @@ from cdn_preheat.sandbox.core import (
     EmulatorSpec,
     Faults,
     Layer,
+    RateCounting,
     RateWindows,
     Reply,
     Request,
@@ -87,6 +88,8 @@ class TencentLimits:
     requests_per_second: int = 20  # per action
     action_rates: dict[str, int] = field(default_factory=dict)  # per-action overrides
     rate_window_seconds: float = 1.0  # tests stretch it to count without timing
+    # How the rate is counted (sandbox/core.py RateCounting: no source settles it).
+    rate_counting: RateCounting = "sliding"
     task_delay: float = 0.5  # seconds on the sandbox clock from process to done
     fail_rate: float = 0.0  # share of existing URLs whose prefetch ends in "fail"
     seed: int = 0
@@ -197,7 +200,9 @@ class TencentEmulator(CountedOutcomes, EmulatorBase):
         # Calls refused by an API's own rate window (not injected faults), by action.
         self.rate_refusals: Counter[str] = Counter()
         self._lock = threading.RLock()
-        self._rate = RateWindows(self.limits.rate_window_seconds)
+        self._rate = RateWindows(
+            self.limits.rate_window_seconds, counting=self.limits.rate_counting
+        )
         self._random = random.Random(self.limits.seed)
         self._sequence = itertools.count()  # ties in the due-heap
         self._task_numbers = itertools.count(1)
@@ -255,7 +260,7 @@ class TencentEmulator(CountedOutcomes, EmulatorBase):
         ]
         with self._lock:
             outcomes = dict(self.outcomes)
-        return received_document(self.name, accepted, outcomes)
+        return received_document(self.name, accepted, outcomes, self.limits.rate_counting)
 
     def inject(self, code: str, times: int = 1) -> None:
         """Answer the next ``times`` authenticated calls with this error code."""
@@ -318,7 +323,7 @@ class TencentEmulator(CountedOutcomes, EmulatorBase):
                 f"The sub-account has no CAM policy allowing cdn:{action}.",
             )
         limit = self.limits.action_rates.get(action, self.limits.requests_per_second)
-        self._rate.window = self.limits.rate_window_seconds
+        self._rate.tune(self.limits.rate_window_seconds, self.limits.rate_counting)
         if not self._rate.allow(action, limit):
             # TencentCloud API 3.0's common code for a call over its limit (the SDK's
             # tencentcloud/common/retry.py retries exactly "RequestLimitExceeded").
