@@ -17,7 +17,6 @@ from cdn_preheat.errors import (
     RateLimited,
     Transient,
 )
-from cdn_preheat.ledger.base import UrlState
 from cdn_preheat.pipeline import RunReport, refresh_states, run_queue
 from cdn_preheat.retrying import backoff_delay
 
@@ -45,6 +44,19 @@ def _fatal(error: PreheatError) -> bool:
     """
     # Exit code 2: credentials, permissions, area, settings, input.
     return error.exit_code == 2 or isinstance(error, AuthError | DomainError | LedgerError)
+
+
+def _work_left(ledger: Ledger, provider: Provider) -> bool:
+    """Whether a round now has something to do on this provider and area's queue.
+
+    Pending URLs (``has_pending`` stops at the first row), or a batch reserved
+    by a worker whose lease ran out during the round that just ended (it died):
+    the next round's drain recovers it (``Scheduler.reconcile_expired``) and
+    pushes what never arrived, rather than leaving it reserved for an idle wait.
+    Another provider's URLs in the same ledger are not this worker's work.
+    """
+    name, area = provider.name, provider.area
+    return ledger.has_pending(name, area) or bool(ledger.expired_claims(name, area, utcnow()))
 
 
 def run_worker(
@@ -124,7 +136,7 @@ def _run_worker(
             pause = seconds_until_next_day(utcnow(), offset) + RESET_MARGIN_SECONDS
             log.info("daily quota spent; sleeping %.0f s until it resets", pause)
             stop.wait(pause)
-        elif not ledger.counts().get(UrlState.PENDING, 0):
+        elif not _work_left(ledger, provider):
             if wake is None:
                 stop.wait(idle)
             else:
