@@ -16,7 +16,14 @@ import pytest
 
 from cdn_preheat.errors import RateLimited, Transient
 from cdn_preheat.ledger.sqlite import SqliteLedger
-from cdn_preheat.ratelimit import Budget, Pacing, RateLimiter, RateShare, call_with_retries
+from cdn_preheat.ratelimit import (
+    SPREAD,
+    Budget,
+    Pacing,
+    RateLimiter,
+    RateShare,
+    call_with_retries,
+)
 
 
 def _release_times(limiter: RateLimiter, calls: int, threads: int) -> list[float]:
@@ -224,9 +231,32 @@ def test_a_smaller_call_spends_less_of_a_budget_counted_in_units() -> None:
     limiter = pacing.limiter("prefetch")
     fake = FakeTime()
     limiter._clock, limiter._sleep = fake.clock, fake.sleep
+    start = fake.now
     pacing.acquire("prefetch", 5)  # a batch of 5 URLs spends 5 of the 40 a second
     pacing.acquire("prefetch", 20)
     pacing.acquire("prefetch", 15)  # 5 + 20 + 15 fit in the 40 a second
-    assert fake.sleeps == []
+    # Only spread (SPREAD of an even spacing per unit), never a window's wait.
+    assert sum(fake.sleeps) == pytest.approx(SPREAD * (20 + 15) / 40)
     pacing.acquire("prefetch", 1)
-    assert fake.sleeps != []
+    assert fake.now - start >= limiter._window - 1e-9  # the 41st URL waits for the window
+
+
+def test_a_windows_calls_are_spread_not_released_at_one_instant() -> None:
+    # Released together, a window's calls arrive together: a busy API answers the
+    # burst late, and the limiter, counting each late answer as a late arrival,
+    # started every window that much later (4 workers lost 10-15 % of the rate).
+    limiter = RateLimiter(20)
+    fake = FakeTime()
+    limiter._clock, limiter._sleep = fake.clock, fake.sleep
+    stamps = []
+    for _ in range(60):
+        limiter.acquire()()
+        stamps.append(fake.now)
+    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    assert min(gaps) >= SPREAD / 20 - 1e-9
+    assert min(gaps) >= 0.02  # an even spacing is 50 ms: never a burst
+    # The spread does not set the pace: the window rule does, 20 calls a window.
+    spans = [stamps[i + 20] - stamps[i] for i in range(len(stamps) - 20)]
+    assert min(spans) >= limiter._window - 1e-9
+    assert stamps[19] - stamps[0] == pytest.approx(19 * SPREAD / 20)  # the first window
+    assert stamps[40] - stamps[0] == pytest.approx(2 * limiter._window)
