@@ -8,6 +8,7 @@ asserts how fast anything ran.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import threading
 import time
 from pathlib import Path
@@ -252,7 +253,7 @@ def test_a_windows_calls_are_spread_not_released_at_one_instant() -> None:
     for _ in range(60):
         limiter.acquire()()
         stamps.append(fake.now)
-    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert min(gaps) >= SPREAD / 20 - 1e-9
     assert min(gaps) >= 0.02  # an even spacing is 50 ms: never a burst
     # The spread does not set the pace: the window rule does, 20 calls a window.
