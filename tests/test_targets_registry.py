@@ -241,3 +241,27 @@ def test_a_scoped_ledger_counts_its_own_target_only(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no other target"):
         view.counts(target=("tencent", "mainland"))
     ledger.close()
+
+
+class OneRequestAcme(AcmeProvider):
+    """Answers find_request apart from find_submitted, to see which one a wrapper asks."""
+
+    def find_request(self, urls: Sequence[str], since: dt.datetime) -> dict[str, str]:
+        return dict.fromkeys(urls, f"req-{self.config.region}")
+
+
+def test_target_and_pool_wrappers_ask_their_members_find_request() -> None:
+    """A lost push of a target or pool is looked up with the member's own find_request
+    (one request: Alibaba's two-call lookup), not its find_submitted (the whole list)."""
+    from cdn_preheat.targets import PoolProvider
+
+    def member(region: str) -> OneRequestAcme:
+        return OneRequestAcme(AcmeConfig(key_id="i", key_secret="s", region=region))
+
+    since = dt.datetime.now(dt.UTC)
+    keyed = KeyedProvider(member("eu"), "acme-eu")
+    assert keyed.find_request(["u"], since) == {"u": "req-eu"}
+    assert keyed.find_submitted(["u"], since) == {}
+    pool = PoolProvider("p", [("a", member("eu")), ("b", member("us"))])
+    assert pool.find_request(["u"], since) == {"u": "a/req-eu"}
+    assert pool.find_submitted(["u"], since) == {}

@@ -677,7 +677,8 @@ class Scheduler:
         )
 
     def _unsubmitted(self, claim: Claim, urls: Sequence[str]) -> list[str]:
-        found = self._find_submitted(claim, urls)
+        """What of ``urls``, one request sent without an answer, did not reach the provider."""
+        found = self._find_submitted(claim, urls, one_request=True)
         if found:
             arrived = len(found)
             self._end(claim, arrived, arrived, submitted=_by_task(found))
@@ -687,8 +688,13 @@ class Scheduler:
             self._on_submitted(arrived)
         return [url for url in urls if url not in found]
 
-    def _find_submitted(self, claim: Claim, urls: Sequence[str]) -> dict[str, str]:
+    def _find_submitted(
+        self, claim: Claim, urls: Sequence[str], *, one_request: bool = False
+    ) -> dict[str, str]:
         """The URLs of ``urls`` that this claim's lost request delivered, by task id.
+
+        ``one_request``: ``urls`` are one submit call's (``Provider.find_request``);
+        else, as after a crash, they may be several calls', or none sent.
 
         The provider's task list also holds earlier pushes of the same URLs (an
         attempt that ended ``fail``, a preheat that expired); taking one of those
@@ -699,7 +705,8 @@ class Scheduler:
         have recorded the id of this claim's lost push first.
         """
         since = claim.claimed_at - RECONCILE_MARGIN
-        found = self._retrying(lambda: self.provider.find_submitted(urls, since))
+        find = self.provider.find_request if one_request else self.provider.find_submitted
+        found = self._retrying(lambda: find(urls, since))
         earlier = self.ledger.earlier_pushes(self.provider.name, claim.area, found)
         return {url: task_id for url, task_id in found.items() if url not in earlier}
 

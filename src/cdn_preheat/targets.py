@@ -394,6 +394,9 @@ class KeyedProvider(Provider):
     def find_submitted(self, urls: Sequence[str], since: dt.datetime) -> dict[str, str]:
         return self.inner.find_submitted(urls, since)
 
+    def find_request(self, urls: Sequence[str], since: dt.datetime) -> dict[str, str]:
+        return self.inner.find_request(urls, since)
+
     def purge_urls(self, urls: Sequence[str]) -> str:
         return self.inner.purge_urls(urls)
 
@@ -670,6 +673,17 @@ class PoolProvider(Provider):
             if member in self.broken:
                 continue
             for url, task_id in provider.find_submitted(urls, since).items():
+                found.setdefault(url, _tagged(member, task_id))
+        return found
+
+    def find_request(self, urls: Sequence[str], since: dt.datetime) -> dict[str, str]:
+        # submit() hands a request to one member (a member that refused it for its
+        # quota or its keys did not take it): each member took all of it or none.
+        found: dict[str, str] = {}
+        for member, provider in self.members.items():
+            if member in self.broken:
+                continue
+            for url, task_id in provider.find_request(urls, since).items():
                 found.setdefault(url, _tagged(member, task_id))
         return found
 

@@ -313,6 +313,102 @@ def test_find_submitted_beyond_three_days_is_unreconcilable(make_account, old_st
     assert provider.find_submitted([url("/v/1/seg0.ts")], recent) != {}
 
 
+def batch(n: int, size: int = 100) -> list[str]:
+    """``size`` URLs of their own (the origin need not have them: a failed task is a task)."""
+    return [url(f"/v/1/seg{i}.ts?b={n}") for i in range(size)]
+
+
+def test_find_request_finds_a_lost_push_with_two_calls_not_a_page_per_100_tasks(
+    account: Account,
+) -> None:
+    """One URL by ObjectPath, then the URLs of its task by id: 2 calls, whatever the list.
+
+    find_submitted reads the list, 100 tasks a page at 5 calls a second (or one call
+    per URL): 11 calls here, and more the more was pushed since the claim.
+    """
+    provider = account.provider()
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    for n in range(10):
+        provider.submit(batch(n))
+    lost = batch(99)
+    task_id = provider.submit(lost).task_id  # its answer "lost": ask what arrived
+    calls = account.api.action_calls
+    assert provider.find_request(lost, since) == dict.fromkeys(lost, task_id)
+    after = account.api.action_calls
+    assert after["DescribeRefreshTasks"] - calls.get("DescribeRefreshTasks", 0) == 1
+    assert after["DescribeRefreshTaskById"] - calls.get("DescribeRefreshTaskById", 0) == 1
+    assert provider.find_submitted(lost, since) == dict.fromkeys(lost, task_id)
+    assert account.api.action_calls["DescribeRefreshTasks"] == 1 + 11  # the list: 1,100 tasks
+
+
+def test_find_request_of_a_request_never_taken_costs_one_call(account: Account) -> None:
+    provider = account.provider()
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    for n in range(5):
+        provider.submit(batch(n))
+    assert provider.find_request(batch(7), since) == {}  # dropped before it arrived
+    assert account.api.action_calls["DescribeRefreshTasks"] == 1
+    assert "DescribeRefreshTaskById" not in account.api.action_calls
+
+
+def test_find_request_reports_an_earlier_push_and_the_newest_one(account: Account) -> None:
+    """An earlier push of the same URLs is reported (the caller's ledger knows it for an
+    earlier push); once the lost one arrived, its task is the newest of each URL."""
+    provider = account.provider()
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    urls = batch(1, size=20)
+    earlier = provider.submit(urls).task_id
+    assert provider.find_request(urls, since) == dict.fromkeys(urls, earlier)
+    newest = provider.submit(urls).task_id
+    assert provider.find_request(urls, since) == dict.fromkeys(urls, newest)
+    # Each time one ObjectPath query; the second reads both ids in one call.
+    assert account.api.action_calls["DescribeRefreshTasks"] == 2
+    assert account.api.action_calls["DescribeRefreshTaskById"] == 2
+
+
+def test_find_request_looks_up_a_url_submit_would_send(account: Account) -> None:
+    """A URL submit() refuses locally never left: looked up, it would say "not taken"."""
+    provider = account.provider()
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    good = batch(2, size=10)
+    bad = f"http://{EDGE}/v/1/" + "x" * 1100 + ".ts"  # longer than ObjectPath's 1,024
+    result = provider.submit([bad, *good])
+    assert provider.find_request([bad, *good], since) == dict.fromkeys(good, result.task_id)
+
+
+def test_find_request_finds_a_push_under_two_merged_task_ids(make_account) -> None:
+    """Pushes of one second share an id, 500 URLs an id (SDK PushObjectCacheResponseBody):
+    a push that crosses the 500th URL of its second answers "id1,id2". Each id's URLs
+    are found by looking up one URL the first id did not hold."""
+    account = make_account(instant(merge_task_ids=True))
+    provider = account.provider()
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    for n in range(4):
+        provider.submit(batch(n))
+    provider.submit(batch(4, size=50))
+    lost = batch(5)
+    answer = provider.submit(lost).task_id  # "id1,id2" unless a new second began
+    ids = answer.split(",")
+    found = provider.find_request(lost, since)
+    assert set(found) == set(lost) and set(found.values()) == set(ids)
+    assert account.api.action_calls["DescribeRefreshTasks"] == len(ids)
+    assert account.api.action_calls["DescribeRefreshTaskById"] == len(ids)
+
+
+def test_find_request_reads_the_list_for_urls_past_its_lookups(account: Account) -> None:
+    """URLs each under an id of its own (earlier pushes, one URL each): after
+    REQUEST_PROBES lookups, the rest is read as find_submitted reads it."""
+    from cdn_preheat.providers.aliyun import REQUEST_PROBES
+
+    provider = account.provider()
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    urls = batch(3, size=REQUEST_PROBES + 3)
+    ids = [provider.submit([u]).task_id for u in urls]
+    assert provider.find_request(urls, since) == dict(zip(urls, ids, strict=True))
+    # The lookups, then the list's one page (7 tasks) for the last three.
+    assert account.api.action_calls["DescribeRefreshTasks"] == REQUEST_PROBES + 1
+
+
 def test_status_polling_stays_under_describe_refresh_task_by_id_rate(make_account) -> None:
     """30 calls a second (help.aliyun.com/document_detail/448062.htm), 10 ids a call."""
     account = make_account(instant())

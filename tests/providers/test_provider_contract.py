@@ -232,6 +232,18 @@ def test_find_submitted_finds_only_what_was_submitted(provider_env: ProviderEnv)
     assert found == {sent[0]: first, sent[1]: first, sent[2]: second}
 
 
+def test_find_request_finds_one_request_taken_and_nothing_of_one_not_taken(
+    provider_env: ProviderEnv,
+) -> None:
+    """find_request: the URLs of one submit call whose answer was lost (issue 10 item 5)."""
+    provider = provider_env.provider
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    taken, never = provider_env.urls(3), provider_env.urls(2, video="demo-2")
+    task_id = provider.submit(taken).task_id
+    assert provider.find_request(taken, since) == dict.fromkeys(taken, task_id)
+    assert provider.find_request(never, since) == {}
+
+
 def test_another_provider_finds_the_submission_where_it_asks_the_vendor(
     provider_env: ProviderEnv,
 ) -> None:

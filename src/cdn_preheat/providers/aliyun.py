@@ -66,6 +66,9 @@ TASKS_PAGE_SIZE = 100  # DescribeRefreshTasks PageSize: "最大 100"
 # A task query (one request of ids, one page of a list) that draws a rate-limit or
 # transient answer is asked again alone this many times before the call fails.
 PAGE_ATTEMPTS = 8
+# URLs of one lost request looked up one by one (find_request) before the rest is read
+# as a list: each lookup that finds a task settles every URL of that task's id.
+REQUEST_PROBES = 4
 # "只能查询最近 3 天内的数据": DescribeRefreshTasks and DescribeRefreshTaskById only
 # reach back 3 days (help.aliyun.com/document_detail/91158.html, 448062.htm).
 TASK_RETENTION = dt.timedelta(days=3)
@@ -298,26 +301,59 @@ class AliyunProvider(Provider):
         if since.replace(microsecond=0) >= window[1].replace(microsecond=0):
             return {}  # asked about the future: nothing can have arrived
 
-        wanted = {url_key(url): url for url in urls}
-        first = self._tasks_page(window, 1)
-        total = int(first.total_count or 0)
-        tasks: list[Any] = _page_tasks(first)
-        if math.ceil(total / TASKS_PAGE_SIZE) - 1 <= len(wanted):
-            # Pushes that arrive while the pages are read join the list (newest first,
-            # as the emulator and the console list them) and push the oldest tasks onto
-            # later pages: read on to the count the latest page gives, so none of the
-            # tasks there at the start falls off the end unread. A task read twice
-            # costs nothing (newest per URL).
-            page = 1
-            while page * TASKS_PAGE_SIZE < total:
-                page += 1
-                body = self._tasks_page(window, page)
-                tasks += _page_tasks(body)
-                total = max(total, int(body.total_count or 0))
+        return _newest_per_url(self._scan(window, urls), {url_key(url): url for url in urls})
+
+    def find_request(self, urls: Sequence[str], since: dt.datetime) -> dict[str, str]:
+        """Which URLs of one PushObjectCache call whose answer was lost Alibaba took.
+
+        Alibaba takes a call whole or refuses it whole: it answers one PushTaskId for
+        the call or one error code, and PushObjectCacheResponseBody (SDK
+        models/_push_object_cache_response_body.py) has no field that would name paths
+        taken apart from paths refused. So one URL tells about the request: its tasks
+        since ``since`` (DescribeRefreshTasks by ObjectPath, "used as a condition for
+        exact matching", SDK DescribeRefreshTasksRequest.object_path), and, when it has
+        some, every URL of those tasks by id (DescribeRefreshTaskById, up to 10 ids a
+        call at 30 a second, SDK DescribeRefreshTaskByIdRequest.task_id). A URL with no
+        task means the request was not taken; the tasks other URLs have are earlier
+        pushes', which the caller tells apart with its ledger. Pushes of one second may
+        share ids, 500 URLs an id, so one call's URLs may sit under two ids ("id1,id2",
+        SDK PushObjectCacheResponseBody.push_task_id): a URL still unseen is looked up
+        the same way. Two calls for a lost push, one for a dropped one, where reading
+        the task list took a call per 100 tasks pushed since the claim.
+        """
+        now = utcnow()
+        since = self._reconcilable(since, now, "Alibaba Cloud CDN keeps prefetch tasks")
+        window = (since, now + CLOCK_MARGIN)
+        if since.replace(microsecond=0) >= window[1].replace(microsecond=0):
+            return {}  # asked about the future: nothing can have arrived
+        # What submit() sent: the URLs it refuses locally never left.
+        sent = {url_key(url): url for url in urls if _object_path_problem(url) is None}
+        oldest = since.replace(microsecond=0)
+        tasks: list[Any] = []
+        unseen = dict(sent)
+        for _ in range(REQUEST_PROBES):
+            if not unseen:
+                return _newest_per_url(tasks, sent)
+            probe = next(iter(unseen.values()))
+            own = self._all_pages(window, probe)
+            ids = sorted({str(task.task_id) for task in own})
+            if not ids:
+                break  # this URL has no task since the claim: the request was not taken
+            tasks += own
+            tasks += [
+                task
+                for task in self._tasks_by_id(ids)
+                if (_parse_time(task.creation_time) or oldest) >= oldest
+            ]
+            unseen.pop(url_key(probe))
+            for task in tasks:
+                unseen.pop(url_key(str(task.object_path)), None)
         else:
-            for url in wanted.values():
-                tasks += _page_tasks(self._tasks_page(window, 1, object_path=url))
-        return _newest_per_url(tasks, wanted)
+            if unseen:
+                # Many URLs each under ids of their own (earlier pushes): ask the rest as
+                # find_submitted does, by the list or per URL, whichever is fewer calls.
+                tasks += self._scan(window, list(unseen.values()))
+        return _newest_per_url(tasks, sent)
 
     def describe_domain(self, host: str) -> DomainInfo | None:
         """DescribeUserDomains, exact match on the name.
@@ -376,11 +412,17 @@ class AliyunProvider(Provider):
     def _describe_tasks(self, task_ids: Sequence[str]) -> list[TaskEntry]:
         # PushTaskId may hold several comma-separated ids; report under the id we were given.
         asked = {part.strip(): tid for tid in task_ids for part in tid.split(",") if part.strip()}
-        parts = list(asked)
-        entries: list[TaskEntry] = []
-        for start in range(0, len(parts), TASK_IDS_PER_QUERY):
+        return [
+            _entry(task, asked.get(str(task.task_id), str(task.task_id)))
+            for task in self._tasks_by_id(list(asked))
+        ]
+
+    def _tasks_by_id(self, ids: Sequence[str]) -> list[Any]:
+        """Every URL's task of these task ids: DescribeRefreshTaskById, 10 ids a call."""
+        tasks: list[Any] = []
+        for start in range(0, len(ids), TASK_IDS_PER_QUERY):
             request = cdn_models.DescribeRefreshTaskByIdRequest(
-                task_id=",".join(parts[start : start + TASK_IDS_PER_QUERY])
+                task_id=",".join(ids[start : start + TASK_IDS_PER_QUERY])
             )
             # One request of 10 ids retried alone: the requests before it are not
             # asked again, and the tracker need not split the chunk to get past it.
@@ -389,9 +431,37 @@ class AliyunProvider(Provider):
                 self._client.describe_refresh_task_by_id_with_options,
                 request,
             )
-            for task in body.tasks or []:
-                entries.append(_entry(task, asked.get(str(task.task_id), str(task.task_id))))
-        return entries
+            tasks += body.tasks or []
+        return tasks
+
+    def _scan(self, window: tuple[dt.datetime, dt.datetime], urls: Sequence[str]) -> list[Any]:
+        """The prefetch tasks of the window that may be ``urls``': the window's list, or
+        each URL's by ObjectPath (exact match), whichever takes fewer calls."""
+        first = self._tasks_page(window, 1)
+        total = int(first.total_count or 0)
+        if math.ceil(total / TASKS_PAGE_SIZE) - 1 > len(set(map(url_key, urls))):
+            return [task for url in urls for task in self._all_pages(window, url)]
+        return self._all_pages(window, None, first)
+
+    def _all_pages(
+        self, window: tuple[dt.datetime, dt.datetime], object_path: str | None, first: Any = None
+    ) -> list[Any]:
+        """Every page of the window's list (of one URL's tasks, given ``object_path``)."""
+        body = first if first is not None else self._tasks_page(window, 1, object_path=object_path)
+        total = int(body.total_count or 0)
+        tasks: list[Any] = _page_tasks(body)
+        # Pushes that arrive while the pages are read join the list (newest first, as
+        # the emulator and the console list them) and push the oldest tasks onto later
+        # pages: read on to the count the latest page gives, so none of the tasks there
+        # at the start falls off the end unread. A task read twice costs nothing
+        # (newest per URL).
+        page = 1
+        while page * TASKS_PAGE_SIZE < total:
+            page += 1
+            body = self._tasks_page(window, page, object_path=object_path)
+            tasks += _page_tasks(body)
+            total = max(total, int(body.total_count or 0))
+        return tasks
 
     def _tasks_page(
         self, window: tuple[dt.datetime, dt.datetime], page: int, object_path: str | None = None

@@ -243,6 +243,15 @@ class Provider(ABC):
         Used after a crash to reconcile batches whose outcome was not recorded.
         """
 
+    def find_request(self, urls: Sequence[str], since: dt.datetime) -> dict[str, str]:
+        """Which of one unanswered request's ``urls`` the provider took: url -> task id.
+
+        ``urls`` are exactly those of one :meth:`submit` call whose answer was lost
+        (or timed out): a vendor that takes a request whole or refuses it whole may
+        answer from a few of them. By default, :meth:`find_submitted`.
+        """
+        return self.find_submitted(urls, since)
+
     @abstractmethod
     def purge_urls(self, urls: Sequence[str]) -> str:
         """Refresh these URLs (at most ``limits.purge_batch_size``); the task id."""

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 # The provider methods that are CDN API calls.
 _CALLS = (
-    "quota", "submit", "task_status", "window_status", "find_submitted",
+    "quota", "submit", "task_status", "window_status", "find_submitted", "find_request",
     "purge_urls", "purge_dirs", "purge_status",
 )  # fmt: skip
 OUTCOMES = ("ok", "rate-limited", "transient", "error")
