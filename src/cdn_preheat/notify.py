@@ -18,12 +18,19 @@ running or not, and no scan has to find transitions among every video.
 The quota event has no video; the service's delivery loop checks the day's
 quota per provider and area, with targets per target (:func:`quota_spent`).
 
+Over targets (docs/targets.md) every event names the targets it is about in
+``targets``: a video's event every target the video is queued for (its record
+has their entries, as ``GET /v1/videos/{id}`` does), ``quota.exhausted`` the
+target whose quota was spent. Whoever refreshes a video's state in such a run
+passes the description of its targets (:data:`DescribeTargets`).
+
 Delivery (signing, retries) is in ``cdn_preheat.service.webhooks``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cdn_preheat.ledger.base import UrlState, VideoRecord, VideoState
@@ -38,6 +45,10 @@ QUOTA_EXHAUSTED = "quota.exhausted"  # the day's quota is spent with work queued
 EVENT_TYPES = (VIDEO_DONE, VIDEO_FAILED, QUOTA_EXHAUSTED)
 
 ERRORS_IN_RECORD = 20
+
+# With targets (docs/targets.md): a video id -> its entries per target, as
+# ``GET /v1/videos/{id}`` lists them (``cdn_preheat.targets.target_entries``).
+DescribeTargets = Callable[[str], list[dict[str, Any]]]
 
 
 def iso(moment: dt.datetime) -> str:
@@ -57,6 +68,26 @@ def record_counts(counts: dict[UrlState, int]) -> dict[str, int]:
     }
 
 
+def target_state(counts: dict[str, int]) -> str:
+    """A video's state on one target (record counts), by the rule of its overall state."""
+    if counts["pending"]:
+        return "queued"
+    if counts["submitted"]:
+        return "submitted"
+    if not counts["done"] and (counts["failed"] or counts["invalid"]):
+        return "failed"
+    if not any(counts.values()):
+        return "queued"  # nothing recorded for this target yet (added to the file later)
+    return "done"
+
+
+def progress(counts: dict[str, int]) -> float:
+    """The share of a target's URLs that reached an end (done, failed or invalid)."""
+    total = sum(counts[name] for name in ("pending", "submitted", "done", "failed", "invalid"))
+    finished = counts["done"] + counts["failed"] + counts["invalid"]
+    return round(finished / total, 4) if total else 0.0
+
+
 def video_record(
     ledger: Ledger,
     video: VideoRecord,
@@ -64,15 +95,19 @@ def video_record(
     counts: dict[UrlState, int] | None = None,
     state: VideoState | None = None,
     updated_at: dt.datetime | None = None,
+    targets: DescribeTargets | None = None,
 ) -> dict[str, Any]:
-    """A video as ``GET /v1/videos/{id}`` returns it (and webhook events carry it)."""
+    """A video as ``GET /v1/videos/{id}`` returns it (and webhook events carry it).
+
+    ``targets``: a run over targets; the record has their entries under ``targets``.
+    """
     if counts is None:
         counts = ledger.counts(video.video_id)
     errors = [
         {"url": failure.url, "reason": failure.last_error or str(failure.state)}
         for failure in ledger.failures(video.video_id, limit=ERRORS_IN_RECORD)
     ]
-    return {
+    record = {
         "video_id": video.video_id,
         "m3u8_url": video.m3u8_url,
         "state": str(state or video.state),
@@ -81,6 +116,9 @@ def video_record(
         "updated_at": iso(updated_at or video.updated_at),
         "errors": errors,
     }
+    if targets is not None:
+        record["targets"] = targets(video.video_id)
+    return record
 
 
 def finished_type(state: VideoState, counts: dict[UrlState, int]) -> str | None:
@@ -102,11 +140,16 @@ def video_settled(
     state: VideoState,
     counts: dict[UrlState, int],
     now: dt.datetime,
+    *,
+    targets: DescribeTargets | None = None,
 ) -> str | None:
     """Queue the event for a video about to be recorded in ``state``; its id, if one is due.
 
     Called before the state is written, so that a crash in between leaves the
     old state and the next refresh enqueues the same (deduplicated) event.
+    ``targets``: the run is over targets; the event names every target the video
+    is queued for (``targets``) and its record has each one's entry, as the
+    video's route shows them.
     """
     kind = finished_type(state, counts)
     if kind is None:
@@ -115,16 +158,29 @@ def video_settled(
     if previous is None or previous.state in (state, VideoState.LEGACY):
         return None
     key = f"{video_id}\n{kind}\n{iso(previous.updated_at)}"
-    payload = {
-        "type": kind,
-        "video": video_record(ledger, previous, counts=counts, state=state, updated_at=now),
-    }
+    record = video_record(
+        ledger, previous, counts=counts, state=state, updated_at=now, targets=targets
+    )
+    payload: dict[str, Any] = {"type": kind, "video": record}
+    if targets is not None:
+        payload["targets"] = [entry["name"] for entry in record["targets"]]
     event, _ = ledger.enqueue_event(TOPIC, key, payload, now)
     return event.event_id
 
 
-def quota_spent(ledger: Ledger, provider: str, area: str, day: str, now: dt.datetime) -> str | None:
+def quota_spent(
+    ledger: Ledger,
+    provider: str,
+    area: str,
+    day: str,
+    now: dt.datetime,
+    *,
+    target: bool = False,
+) -> str | None:
     """Queue a ``quota.exhausted`` event (once per provider, area and day) if it is due.
+
+    ``target``: ``provider`` is a target's (or pool's) name, its ledger key; the
+    event names it in ``targets``, as every event of a run over targets does.
 
     Due once the day's quota is spent *and settled*: nothing left, nothing in
     flight. A batch holding the last of the quota (reserved, its push not yet
@@ -141,7 +197,7 @@ def quota_spent(ledger: Ledger, provider: str, area: str, day: str, now: dt.date
     queued = ledger.counts(target=(provider, area)).get(UrlState.PENDING, 0)
     if not queued:
         return None
-    payload = {
+    payload: dict[str, Any] = {
         "type": QUOTA_EXHAUSTED,
         "video": None,
         "quota": {
@@ -154,6 +210,8 @@ def quota_spent(ledger: Ledger, provider: str, area: str, day: str, now: dt.date
             "queued": queued,
         },
     }
+    if target:
+        payload["targets"] = [provider]
     event, _ = ledger.enqueue_event(
         TOPIC, f"{provider}/{area}\n{QUOTA_EXHAUSTED}\n{day}", payload, now
     )

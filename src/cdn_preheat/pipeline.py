@@ -205,7 +205,17 @@ def queue_expansion(
     return summary
 
 
-def refresh_video_state(ledger: Ledger, video_id: str, now: dt.datetime | None = None) -> None:
+def refresh_video_state(
+    ledger: Ledger,
+    video_id: str,
+    now: dt.datetime | None = None,
+    *,
+    targets: notify.DescribeTargets | None = None,
+) -> None:
+    """Record the video's state from its URL counts; a finished video gets its event.
+
+    ``targets``: a run over targets, whose events name them (:mod:`cdn_preheat.notify`).
+    """
     counts = ledger.counts(video_id)
     waiting = counts.get(UrlState.PENDING, 0) + counts.get(UrlState.RESERVED, 0)
     if not waiting:
@@ -224,7 +234,7 @@ def refresh_video_state(ledger: Ledger, video_id: str, now: dt.datetime | None =
         state = VideoState.DONE
     now = now or utcnow()
     # A video that just finished gets its webhook event (outbox) before the state is written.
-    notify.video_settled(ledger, video_id, state, counts, now)
+    notify.video_settled(ledger, video_id, state, counts, now, targets=targets)
     ledger.set_video_state(video_id, state, now)
 
 
@@ -430,10 +440,12 @@ def _quota_left(ledger: Ledger, scheduler: Scheduler) -> int | None:
     return None if quota is None else quota.remaining
 
 
-def refresh_states(ledger: Ledger, video_ids: Sequence[str]) -> None:
+def refresh_states(
+    ledger: Ledger, video_ids: Sequence[str], *, targets: notify.DescribeTargets | None = None
+) -> None:
     now = utcnow()
     for video_id in video_ids:
-        refresh_video_state(ledger, video_id, now)
+        refresh_video_state(ledger, video_id, now, targets=targets)
 
 
 class _Counted(Protocol):

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from cdn_preheat import redact
+from cdn_preheat import notify, redact
 from cdn_preheat._sync import run_coroutine
 from cdn_preheat.errors import (
     AuthError,
@@ -1188,6 +1188,36 @@ def status_by_unit(
     return rows
 
 
+def target_entries(ledger: Ledger, units: Sequence[Unit], video_id: str) -> list[dict[str, Any]]:
+    """The video on each unit as ``GET /v1/videos/{id}`` lists it (webhook events too).
+
+    Counts by state, state, progress and a pool's URLs pushed per member; the
+    service adds the ``error`` its worker met.
+    """
+    rows = []
+    for unit, row in zip(units, status_by_unit(ledger, units, video_id), strict=True):
+        counts = notify.record_counts(row.counts)
+        entry: dict[str, Any] = {
+            "name": row.name,
+            "provider": unit.members[0].spec.provider,
+            "area": row.key[1],
+            "state": notify.target_state(counts),
+            "counts": counts,
+            "progress": notify.progress(counts),
+        }
+        if row.members:
+            entry["members"] = [
+                {"name": member, "pushed": row.pushed_by.get(member, 0)} for member in row.members
+            ]
+        rows.append(entry)
+    return rows
+
+
+def describe_targets(ledger: Ledger, units: Sequence[Unit]) -> notify.DescribeTargets:
+    """The units' description for the webhook events of a run (:mod:`cdn_preheat.notify`)."""
+    return functools.partial(target_entries, ledger, list(units))
+
+
 # Feasibility before a deadline ----------------------------------------------------------
 @dataclass(frozen=True)
 class ColdVideo:
@@ -1515,7 +1545,10 @@ def preheat(
     )
     from cdn_preheat.pipeline import refresh_states
 
-    refresh_states(ledger, [v.video_id for v in videos if v.error is None])
+    refresh_states(
+        ledger, [v.video_id for v in videos if v.error is None],
+        targets=describe_targets(ledger, units),
+    )  # fmt: skip
     return TargetsRun(videos, results, table)
 
 
@@ -1652,6 +1685,7 @@ def run_unit_workers(
     from cdn_preheat.worker import run_worker
 
     codes: dict[str, int] = {}
+    describe = describe_targets(ledger, units)
     # Each loop clears the wake it waited on: one shared event would let the first
     # loop to wake swallow it for the others, so each has its own, set from ``wake``.
     wakes = {unit.name: threading.Event() for unit in units}
@@ -1670,6 +1704,7 @@ def run_unit_workers(
                 scoped(ledger, unit.key), unit.provider, unit.settings, stop=stop, once=once,
                 idle=idle, wait_timeout=wait_timeout,
                 wake=wakes[unit.name] if wake is not None else None,
+                targets=describe,
             )  # fmt: skip
         except PreheatError as exc:
             sentence = unit.explain(exc)

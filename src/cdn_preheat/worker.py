@@ -23,6 +23,7 @@ from cdn_preheat.retrying import backoff_delay
 if TYPE_CHECKING:
     from cdn_preheat.config import Settings
     from cdn_preheat.ledger.base import Ledger
+    from cdn_preheat.notify import DescribeTargets
     from cdn_preheat.providers.base import Provider
 
 log = logging.getLogger(__name__)
@@ -69,11 +70,14 @@ def run_worker(
     idle: float = 30.0,
     wait_timeout: float = 600.0,
     wake: threading.Event | None = None,
+    targets: DescribeTargets | None = None,
 ) -> int:
     """Run until ``stop`` is set (or one round with ``once``); the process exit code.
 
     ``wake``: set it when work arrives (``serve`` does when a video is queued)
     to end a wait at an empty queue at once; whoever sets ``stop`` sets it too.
+    ``targets``: one loop of a run over targets (their description, for the
+    webhook events of the videos it finishes: :mod:`cdn_preheat.notify`).
 
     Rate-limit, transient and unknown provider answers never end it: it pauses
     (a growing pause, cut short by ``stop``) and goes on. ``stop`` and ``wake``
@@ -81,7 +85,9 @@ def run_worker(
     pause ends on it as on ``stop``.
     """
     with stopping.bound(stop, also=[wake]):
-        return _run_worker(ledger, provider, settings, stop, once, idle, wait_timeout, wake)
+        return _run_worker(
+            ledger, provider, settings, stop, once, idle, wait_timeout, wake, targets
+        )
 
 
 def _run_worker(
@@ -93,6 +99,7 @@ def _run_worker(
     idle: float,
     wait_timeout: float,
     wake: threading.Event | None,
+    targets: DescribeTargets | None,
 ) -> int:
     options = run_options(settings, wait=True, wait_timeout=wait_timeout)
     offset = provider.limits.quota_utc_offset_hours  # resolved by make_provider
@@ -105,7 +112,7 @@ def _run_worker(
             # A targets worker's ledger is scoped to its target; a video's state is
             # over every target (done once done everywhere).
             whole: Ledger = getattr(ledger, "unscoped", ledger)
-            refresh_states(whole, [v.video_id for v in whole.list_videos()])
+            refresh_states(whole, [v.video_id for v in whole.list_videos()], targets=targets)
         except PreheatError as exc:
             error = exc
         else:

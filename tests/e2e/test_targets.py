@@ -456,3 +456,42 @@ def test_a_stopped_push_probes_nothing_after_it(sandbox: Sandbox, tmp_path: Path
         assert all(r.report is not None and r.report.interrupted for r in outcome.results)
         assert outcome.verified is None and outcome.hit_ratios() is None
         assert all(row.hit_ratio is None for row in targets.summary(outcome))
+
+
+def test_every_webhook_event_of_a_targets_run_names_its_targets(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """The push path and the worker path alike: ``targets`` names, ``video.targets`` entries."""
+    import threading
+
+    from cdn_preheat import notify
+
+    names = ("tencent", *ACCOUNTS)
+    run = Run(sandbox, tmp_path, names, pools=dict.fromkeys(ACCOUNTS, "premiere"))
+    units = ["tencent", "premiere"]  # a pool is one target of the run
+    with TargetsPreheater.from_settings(run.settings, environ=run.env) as targets:
+        pushed = targets.preheat([("demo-6", sandbox.video_url("demo-6"))])  # push's own path
+        assert pushed.exit_code == 0, [r.error for r in pushed.results]
+        targets.queue([("demo-7", sandbox.video_url("demo-7"))])  # a worker finishes this one
+        assert targets.work(stop=threading.Event(), once=True) == 0
+        events = {e.payload["video"]["video_id"]: e.payload  # type: ignore[index]
+                  for e in targets.ledger.list_events(notify.TOPIC)}  # fmt: skip
+        statuses = {video: targets.status(video) for video in ("demo-6", "demo-7")}
+    assert sorted(events) == ["demo-6", "demo-7"]
+    for video_id, event in events.items():
+        n = len(edge(sandbox, video_id))
+        assert event["type"] == "video.done" and event["targets"] == units, event
+        entries = {entry["name"]: entry for entry in event["video"]["targets"]}
+        assert list(entries) == units
+        for entry in entries.values():
+            assert entry["state"] == "done" and entry["progress"] == 1.0, entry
+            assert entry["counts"]["done"] == n and entry["counts"]["pending"] == 0, entry
+            assert entry["provider"] == "tencent" and entry["area"] in ("mainland", "pool")
+        members = entries["premiere"]["members"]
+        assert [m["name"] for m in members] == list(ACCOUNTS)
+        [_, pool] = statuses[video_id]
+        assert {m["name"]: m["pushed"] for m in members} == {
+            member: pool.pushed_by.get(member, 0) for member in ACCOUNTS
+        }
+        assert sum(m["pushed"] for m in members) == n
+        assert "members" not in entries["tencent"]

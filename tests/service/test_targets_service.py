@@ -89,6 +89,10 @@ def test_a_video_queued_through_the_api_reaches_done_on_every_target(
             done = [d.body for d in receiver.deliveries if d.body["type"] == "video.done"]
             assert len(done) == 1 and done[0]["video"]["video_id"] == "demo-1"
             assert done[0]["video"]["counts"]["done"] == len(urls) * len(UNITS)
+            # It names the targets, and its record has their entries as the route shows them.
+            assert done[0]["targets"] == UNITS
+            shown = [{k: v for k, v in t.items() if k != "error"} for t in record["targets"]]
+            assert done[0]["video"]["targets"] == shown
 
             again = client.post("/v1/videos", json=body)  # preheated on every target
             assert again.status_code == 200 and again.json()["targets"] == record["targets"]
@@ -236,6 +240,7 @@ def test_quota_exhausted_is_sent_for_the_target_that_spent_it(
     assert len(spent) == 1
     assert spent[0]["quota"]["provider"] == "tencent-d" and spent[0]["quota"]["limit"] == 3
     assert spent[0]["quota"]["queued"] == len(urls) - 3  # that target's queue only
+    assert spent[0]["targets"] == ["tencent-d"]  # the target it is about, by name
     target = by_name(record["targets"])["tencent-d"]
     assert target["counts"]["done"] + target["counts"]["submitted"] == 3
     assert target["counts"]["pending"] == len(urls) - 3

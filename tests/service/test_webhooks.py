@@ -211,6 +211,16 @@ def test_quota_exhausted_waits_for_the_spending_batch_and_counts_pending_urls_on
                                 "used": 12, "queued": 3}  # fmt: skip
 
 
+def test_quota_exhausted_of_a_target_names_it(ledger: SqliteLedger) -> None:
+    day = "2026-12-02"
+    queue_video(ledger, "film-7")
+    ledger.exhaust_quota(P, A, day)
+    assert notify.quota_spent(ledger, P, A, day, T0, target=True) is not None
+    [payload] = webhook_events(ledger)
+    assert payload["targets"] == [P] and payload["video"] is None
+    assert payload["quota"]["provider"] == P and payload["quota"]["queued"] == 2  # type: ignore[index]
+
+
 def test_no_event_without_queued_work_when_the_quota_is_spent(ledger: SqliteLedger) -> None:
     queue_video(ledger, "film-5")
     finish(ledger, "film-5", T0)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio.to_thread
 
+from cdn_preheat import notify
 from cdn_preheat.errors import InputError, PreheatError
 from cdn_preheat.ledger.base import UrlState, VideoRecord, VideoState
 from cdn_preheat.service.settings import ServiceSettings
@@ -90,24 +91,9 @@ def _counts(raw: dict[UrlState, int]) -> dict[str, int]:
     return counts
 
 
-def target_state(counts: dict[str, int]) -> str:
-    """A video's state on one target, by the rule of its overall state (pipeline)."""
-    if counts["pending"]:
-        return "queued"
-    if counts["submitted"]:
-        return "submitted"
-    if not counts["done"] and (counts["failed"] or counts["invalid"]):
-        return "failed"
-    if not any(counts.values()):
-        return "queued"  # nothing recorded for this target yet (added to the file later)
-    return "done"
-
-
-def progress(counts: dict[str, int]) -> float:
-    """The share of a target's URLs that reached an end (done, failed or invalid)."""
-    total = sum(counts[name] for name in ("pending", "submitted", "done", "failed", "invalid"))
-    finished = counts["done"] + counts["failed"] + counts["invalid"]
-    return round(finished / total, 4) if total else 0.0
+# A video's state and progress on one target: the rule webhook events use too.
+target_state = notify.target_state
+progress = notify.progress
 
 
 def encode_cursor(record: VideoRecord) -> str:
@@ -247,26 +233,20 @@ class ServiceEngine:
     def _targets_of(self, video_id: str) -> list[dict[str, Any]]:
         """The video on each target: counts by state, state, progress, a pool's members."""
         assert self.targets is not None
-        units = self.units
-        rows = []
-        for unit, row in zip(units, self.targets.status(video_id), strict=True):
-            counts = _counts(row.counts)
-            entry: dict[str, Any] = {
-                "name": row.name,
-                "provider": unit.members[0].spec.provider,
-                "area": row.key[1],
-                "state": target_state(counts),
-                "counts": counts,
-                "progress": progress(counts),
-                "error": self.target_errors.get(row.name),
-            }
-            if row.members:
-                entry["members"] = [
-                    {"name": member, "pushed": row.pushed_by.get(member, 0)}
-                    for member in row.members
-                ]
-            rows.append(entry)
+        from cdn_preheat.targets import target_entries
+
+        rows = target_entries(self.targets.ledger, self.units, video_id)
+        for row in rows:
+            row["error"] = self.target_errors.get(row["name"])
         return rows
+
+    def describe_targets(self) -> notify.DescribeTargets | None:
+        """With targets: their description for the webhook events of a video (notify)."""
+        if self.targets is None:
+            return None
+        from cdn_preheat.targets import describe_targets
+
+        return describe_targets(self.targets.ledger, self.units)
 
     def _video_sync(self, video_id: str) -> VideoView | None:
         record = self.ledger.get_video(video_id)
@@ -353,7 +333,7 @@ class ServiceEngine:
             raise InputError(error)
 
         def settled() -> VideoView:
-            pipeline.refresh_video_state(ledger, video_id)
+            pipeline.refresh_video_state(ledger, video_id, targets=self.describe_targets())
             view = self._video_sync(video_id)
             assert view is not None
             return view

@@ -12,7 +12,9 @@ the lease runs out it is sent again with the same id: at least once.
 
 Body: ``{"id", "type", "created_at", "video", ...}`` (``video`` is the record
 as ``GET /v1/videos/{id}`` returns it; ``quota.exhausted`` carries ``quota``
-and ``video: null``). Header ``X-CDN-Preheat-Signature: t=UNIX,v1=HEX``,
+and ``video: null``; with targets every event also has ``targets``, the names
+of the targets it is about: see :mod:`cdn_preheat.notify`). Header
+``X-CDN-Preheat-Signature: t=UNIX,v1=HEX``,
 HEX = HMAC-SHA256(secret, f"{t}.{body}"), the scheme Stripe documents
 (https://docs.stripe.com/webhooks#verify-manually), so receivers can reuse
 their verification code and reject replays by ``t``.
@@ -304,12 +306,18 @@ class OutboxRunner:
 
 
 def quota_probe(
-    ledger: Ledger, targets: Callable[[dt.datetime], Iterable[tuple[str, str, str]]]
+    ledger: Ledger,
+    targets: Callable[[dt.datetime], Iterable[tuple[str, str, str]]],
+    *,
+    named: bool = False,
 ) -> Callable[[dt.datetime], object]:
-    """A probe making ``quota.exhausted`` for each (provider, area, day) ``targets(now)`` names."""
+    """A probe making ``quota.exhausted`` for each (provider, area, day) ``targets(now)`` names.
+
+    ``named``: the providers are targets (``CDN_PREHEAT_TARGETS``); each event names its own.
+    """
 
     def probe(now: dt.datetime) -> object:
-        return [notify.quota_spent(ledger, *target, now) for target in targets(now)]
+        return [notify.quota_spent(ledger, *key, now, target=named) for key in targets(now)]
 
     return probe
 
@@ -370,7 +378,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine.ledger,
         {notify.TOPIC: Topic(sender)},
         poll=float(getattr(app.state, "outbox_poll", 1.0)),
-        probes=[quota_probe(engine.ledger, quota_targets(engine))],
+        probes=[
+            quota_probe(engine.ledger, quota_targets(engine), named=engine.targets is not None)
+        ],
         on_outcome=(lambda _topic, outcome: count(outcome)) if callable(count) else None,
     )
     app.state.webhook_runner = runner
