@@ -21,6 +21,7 @@ from cdn_preheat.ledger.sqlite import SqliteLedger
 from cdn_preheat.pipeline import RunOptions, run_queue
 from cdn_preheat.providers.tencent import TencentProvider
 from cdn_preheat.ratelimit import RateShare
+from cdn_preheat.sandbox.core import RATE_COUNTINGS, RateCounting
 from cdn_preheat.sandbox.server import Sandbox
 from cdn_preheat.scheduler import SchedulerOptions
 from cdn_preheat.tracker import FOLLOWER_PAUSE, Tracker, TrackerOptions, TrackReport
@@ -29,10 +30,12 @@ URLS = 2000
 
 
 @pytest.fixture
-def box() -> Iterator[Sandbox]:
+def box(rate_counting: RateCounting) -> Iterator[Sandbox]:
     # The origin has every URL queued: a prefetch of a missing file ends "invalid",
     # which Tencent also says of a passing 5xx, so it would be pushed once more.
-    with Sandbox(videos=1, variants=1, segments=2600, task_delay=0.2) as sandbox:
+    with Sandbox(
+        videos=1, variants=1, segments=2600, task_delay=0.2, rate_counting=rate_counting
+    ) as sandbox:
         yield sandbox
 
 
@@ -49,6 +52,7 @@ def queue(box: Sandbox, ledger: SqliteLedger, count: int) -> list[str]:
     return urls
 
 
+@pytest.mark.parametrize("rate_counting", RATE_COUNTINGS)
 def test_polling_asks_at_most_one_status_call_per_500_urls(box: Sandbox, tmp_path: Path) -> None:
     ledger = SqliteLedger(tmp_path / "ledger.db")
     queue(box, ledger, URLS)
@@ -178,6 +182,7 @@ def test_while_pushing_a_second_is_read_once_it_is_over_and_its_tasks_can_be_don
     assert newest_second and newest_second <= still_open
 
 
+@pytest.mark.parametrize("rate_counting", RATE_COUNTINGS)
 def test_the_poller_of_several_workers_takes_their_status_budget_and_their_tasks(
     box: Sandbox, tmp_path: Path
 ) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from support import Proc, assert_all_done, duplicates, expected_urls, make_cli, write_catalog
 
-from cdn_preheat.sandbox.core import Faults
+from cdn_preheat.sandbox.core import RATE_COUNTINGS, Faults, RateCounting
 from cdn_preheat.sandbox.server import Sandbox
 
 
@@ -42,10 +43,15 @@ def test_three_workers_never_exceed_the_quota_nor_push_a_url_twice(tmp_path: Pat
         assert_all_done(cli, urls)
 
 
-def test_four_workers_share_the_accounts_rate_without_a_push_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("rate_counting", RATE_COUNTINGS)
+def test_four_workers_share_the_accounts_rate_without_a_push_refused(
+    tmp_path: Path, rate_counting: RateCounting
+) -> None:
     # 4 x 101 URLs in batches of 10: about 40 pushes, two seconds at Tencent's 20 a second,
     # so the four processes push at the same time. Nobody divided the rate by hand.
-    with Sandbox(videos=4, variants=1, segments=99, task_delay=0.2) as box:
+    with Sandbox(
+        videos=4, variants=1, segments=99, task_delay=0.2, rate_counting=rate_counting
+    ) as box:
         cli = make_cli(box, tmp_path, CDN_PREHEAT_BATCH_SIZE=10)
         videos = ["demo-1", "demo-2", "demo-3", "demo-4"]
         urls = expected_urls(cli, *videos)

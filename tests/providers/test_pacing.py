@@ -1,6 +1,7 @@
 """Each provider paces every API on that API's own budget, as the vendors count.
 
-The emulators enforce each API's documented limit in a sliding window; these
+The emulators enforce each API's documented limit (counted in a sliding window,
+clock-aligned windows or a token bucket: the rate tests run on each); these
 tests call a provider from several threads, faster than any one budget allows,
 and count what the emulator refused for rate. They assert counts from the
 emulator, never how long anything took.
@@ -19,6 +20,7 @@ from cdn_preheat.providers.aliyun import AliyunProvider
 from cdn_preheat.providers.qiniu import QiniuProvider
 from cdn_preheat.providers.tencent import TencentProvider
 from cdn_preheat.sandbox.aliyun import AliyunLimits
+from cdn_preheat.sandbox.core import RATE_COUNTINGS, RateCounting
 from cdn_preheat.sandbox.qiniu import QiniuLimits
 from cdn_preheat.sandbox.server import Sandbox
 from cdn_preheat.sandbox.tencent import TencentLimits
@@ -33,8 +35,9 @@ def hammer(calls: int, call: Callable[[int], object]) -> None:
 
 
 @pytest.fixture
-def box() -> Iterator[Sandbox]:
+def box(rate_counting: RateCounting) -> Iterator[Sandbox]:
     with Sandbox(
+        rate_counting=rate_counting,
         videos=2,
         segments=40,
         tencent_limits=TencentLimits(task_delay=0),
@@ -48,6 +51,7 @@ def segment(box: Sandbox, n: int) -> str:
     return box.edge_url(f"/vod/demo-{n % 2 + 1}/v0/seg{n // 2 % 40}.ts")
 
 
+@pytest.mark.parametrize("rate_counting", RATE_COUNTINGS)
 def test_tencent_status_polling_never_draws_a_rate_limit_answer(box: Sandbox) -> None:
     provider = TencentProvider(settings_from(box.client_env("tencent")))
     task = provider.submit([segment(box, 0)]).task_id
@@ -56,6 +60,7 @@ def test_tencent_status_polling_never_draws_a_rate_limit_answer(box: Sandbox) ->
     assert box.tencent.rate_refusals == {}
 
 
+@pytest.mark.parametrize("rate_counting", RATE_COUNTINGS)
 def test_tencent_pushes_and_status_calls_each_use_their_own_budget(box: Sandbox) -> None:
     provider = TencentProvider(settings_from(box.client_env("tencent")))
     task = provider.submit([segment(box, 0)]).task_id
@@ -80,6 +85,7 @@ def test_tencent_declares_a_budget_for_every_api_it_calls(box: Sandbox) -> None:
     assert all(b.per_second == 20 and "228" in b.source for b in provider.budgets.values())
 
 
+@pytest.mark.parametrize("rate_counting", RATE_COUNTINGS)
 def test_aliyun_status_polling_keeps_to_describe_refresh_task_by_id_30_a_second(
     box: Sandbox,
 ) -> None:
@@ -90,6 +96,7 @@ def test_aliyun_status_polling_keeps_to_describe_refresh_task_by_id_30_a_second(
     assert box.aliyun.rate_refusals == {}
 
 
+@pytest.mark.parametrize("rate_counting", RATE_COUNTINGS)
 def test_aliyun_reconciliation_pages_keep_to_describe_refresh_tasks_5_a_second(
     box: Sandbox,
 ) -> None:
@@ -100,6 +107,7 @@ def test_aliyun_reconciliation_pages_keep_to_describe_refresh_tasks_5_a_second(
     assert box.aliyun.rate_refusals == {}
 
 
+@pytest.mark.parametrize("rate_counting", RATE_COUNTINGS)
 def test_qiniu_prefetch_keeps_to_240_urls_a_second(box: Sandbox) -> None:
     provider = QiniuProvider(settings_from(box.client_env("qiniu")))
     urls = [box.edge_url(f"/vod/demo-1/v{v}/seg{i}.ts") for v in range(3) for i in range(40)]
@@ -109,6 +117,7 @@ def test_qiniu_prefetch_keeps_to_240_urls_a_second(box: Sandbox) -> None:
     assert box.qiniu.rate_refusals == {}
 
 
+@pytest.mark.parametrize("rate_counting", RATE_COUNTINGS)
 def test_qiniu_task_queries_keep_to_an_enforced_query_limit(box: Sandbox) -> None:
     # Qiniu documents no limit for /v2/tune/prefetch/list; this emulator enforces 10/s.
     provider = QiniuProvider(settings_from(box.client_env("qiniu")))

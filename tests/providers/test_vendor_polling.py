@@ -25,6 +25,7 @@ from cdn_preheat.providers.base import Provider, TaskState
 from cdn_preheat.providers.edgeone import EdgeOneProvider
 from cdn_preheat.providers.qiniu import QiniuProvider
 from cdn_preheat.sandbox.aliyun import AliyunLimits
+from cdn_preheat.sandbox.core import RATE_COUNTINGS, RateCounting
 from cdn_preheat.sandbox.edgeone import EdgeOneLimits
 from cdn_preheat.sandbox.qiniu import QiniuLimits
 from cdn_preheat.sandbox.server import Sandbox
@@ -42,8 +43,9 @@ def sandbox(**limits: Any) -> Sandbox:
 
 
 @pytest.fixture
-def box() -> Iterator[Sandbox]:
+def box(rate_counting: RateCounting) -> Iterator[Sandbox]:
     with sandbox(
+        rate_counting=rate_counting,
         qiniu_limits=QiniuLimits(prefetch_quota=100_000, list_calls_per_second=10),
         aliyun_limits=AliyunLimits(),
         edgeone_limits=EdgeOneLimits(),
@@ -71,6 +73,7 @@ def all_done(ledger: SqliteLedger, count: int) -> bool:
 # -- Qiniu: the prefetch query by startTime/endTime ------------------------------
 
 
+@pytest.mark.parametrize("rate_counting", RATE_COUNTINGS)
 def test_qiniu_polling_asks_by_time_window_at_most_one_call_per_500_urls(
     box: Sandbox, tmp_path: Path
 ) -> None:
@@ -190,6 +193,7 @@ def test_qiniu_a_failed_page_of_a_window_is_asked_again_alone(tmp_path: Path) ->
 # -- Alibaba Cloud: DescribeRefreshTaskById, 10 task ids a call --------------------
 
 
+@pytest.mark.parametrize("rate_counting", RATE_COUNTINGS)
 def test_aliyun_polling_asks_at_most_one_call_per_500_urls(box: Sandbox, tmp_path: Path) -> None:
     ledger = SqliteLedger(tmp_path / "ledger.db")
     provider = provider_for(box, "aliyun")
@@ -252,6 +256,7 @@ def test_aliyun_a_failed_page_of_describe_refresh_tasks_is_retried_alone(box: Sa
 # -- EdgeOne: DescribePrefetchTasks by StartTime/EndTime ---------------------------
 
 
+@pytest.mark.parametrize("rate_counting", RATE_COUNTINGS)
 def test_edgeone_polling_asks_at_most_one_call_per_500_urls(box: Sandbox, tmp_path: Path) -> None:
     ledger = SqliteLedger(tmp_path / "ledger.db")
     provider = provider_for(box, "edgeone")
@@ -292,6 +297,7 @@ def test_edgeone_a_failed_page_is_retried_alone_not_the_whole_scan(
     assert offsets == [0, 100, 100, 200]  # page 2 again, page 1 not
 
 
+@pytest.mark.parametrize("rate_counting", RATE_COUNTINGS)
 def test_edgeone_status_polling_keeps_to_describe_prefetch_tasks_20_a_second(
     box: Sandbox,
 ) -> None:
