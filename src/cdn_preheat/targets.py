@@ -51,6 +51,7 @@ from cdn_preheat.providers.base import (
     Quota,
     SubmitResult,
     TaskEntry,
+    TaskState,
 )
 from cdn_preheat.ratelimit import Budget, Pacing
 
@@ -463,6 +464,21 @@ def _untag(task_id: str) -> tuple[str, str]:
     return (member, raw) if sep else ("", task_id)
 
 
+def _pooled_entry(task_id: str, url: str, found: Sequence[TaskEntry], members: int) -> TaskEntry:
+    """One URL of a pool's purge from its members' entries (``members`` tasks in all)."""
+    import dataclasses
+
+    states = [entry.state for entry in found]
+    if len(found) < members or TaskState.PROCESSING in states:
+        state, reason = TaskState.PROCESSING, None
+    elif all(s is TaskState.DONE for s in states):
+        state, reason = TaskState.DONE, None
+    else:
+        unfinished = next(e for e in found if e.state is not TaskState.DONE)
+        state, reason = unfinished.state, unfinished.reason
+    return dataclasses.replace(found[0], task_id=task_id, url=url, state=state, reason=reason)
+
+
 class PoolProvider(Provider):
     """Several accounts serving one CDN host, pushed as one: their quotas add up.
 
@@ -696,10 +712,29 @@ class PoolProvider(Provider):
         )
 
     def purge_status(self, task_ids: Sequence[str]) -> list[TaskEntry]:
-        split = [part for task_id in task_ids for part in task_id.split("|")]
+        """Each pool task as one: one entry per URL under the id the purge returned.
+
+        A pool's purge is one task per member (``MEMBER/ID|MEMBER/ID``); a URL is
+        done once every member's task says done, failed (the first member's
+        reason) once every member has settled and one did not finish it, and
+        processing while any member is. A task with a member whose list has no
+        entry yet has none either (the follower waits for it, as for one account).
+        """
+        parts = {task_id: task_id.split("|") for task_id in task_ids}
+        by_part: dict[str, list[TaskEntry]] = {}
+        for member, raw in self._by_member([p for ps in parts.values() for p in ps]):
+            for entry in self._retag(member, self.members[member].purge_status(raw)):
+                by_part.setdefault(entry.task_id, []).append(entry)
         entries: list[TaskEntry] = []
-        for member, raw in self._by_member(split):
-            entries += self._retag(member, self.members[member].purge_status(raw))
+        for task_id, own in parts.items():
+            if any(not by_part.get(part) for part in own):
+                continue
+            per_url: dict[str, list[TaskEntry]] = {}
+            for part in own:
+                for entry in by_part[part]:
+                    per_url.setdefault(entry.url, []).append(entry)
+            for url, found in per_url.items():
+                entries.append(_pooled_entry(task_id, url, found, len(own)))
         return entries
 
     def close(self) -> None:

@@ -495,3 +495,60 @@ def test_every_webhook_event_of_a_targets_run_names_its_targets(
         }
         assert sum(m["pushed"] for m in members) == n
         assert "members" not in entries["tencent"]
+
+
+def test_a_purge_through_a_pool_is_followed_to_its_end_on_every_member(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """The pool as one provider (its own purge, as a caller of the contract uses it).
+
+    One request is a task on each member under one id; its status is one entry per
+    URL, done once done on every member, so following it ends as for one account.
+    """
+    from cdn_preheat import purge as purging
+    from cdn_preheat.providers.base import TaskState
+
+    run = Run(sandbox, tmp_path, ACCOUNTS, pools=dict.fromkeys(ACCOUNTS, "p"))
+    urls = edge(sandbox, "demo-8")[:3]
+    used = {name: purged_urls(sandbox, name) for name in ACCOUNTS}
+    [unit] = units = run.units()
+    ledger = run.ledger()
+    try:
+        assert isinstance(unit.provider, PoolProvider)
+        options = purging.PurgeOptions(wait=True, timeout=30.0, poll_interval=0.2)
+        report = purging.purge(ledger, unit.provider, urls, [], options=options)
+        assert not report.timed_out, report
+        assert (report.submitted, report.done, report.failed, report.processing) == (3, 3, 0, 0)
+        [task] = report.tasks
+        assert ledger.open_tasks("p", "pool", purging.TASK_KIND) == []  # closed once followed
+        entries = unit.provider.purge_status([task])
+        assert sorted(e.url for e in entries) == sorted(urls)
+        assert {(e.task_id, e.state) for e in entries} == {(task, TaskState.DONE)}
+    finally:
+        ledger.close()
+        close_units(units)
+    for name in ACCOUNTS:  # each member purged them (a URL is done once done on both)
+        assert purged_urls(sandbox, name) > used[name], name
+
+
+def test_a_pools_purge_entry_is_done_once_done_on_every_member() -> None:
+    """The rule of PoolProvider.purge_status for one URL, member entries by member entries."""
+    from cdn_preheat.providers.base import TaskEntry, TaskState
+    from cdn_preheat.targets import _pooled_entry
+
+    url, task = "https://cdn.example.com/a.ts", "b/1|c/2"
+
+    def entry(member: str, state: TaskState, reason: str | None = None) -> TaskEntry:
+        return TaskEntry(f"{member}/x", url, state, reason)
+
+    done, processing = TaskState.DONE, TaskState.PROCESSING
+    merged = _pooled_entry(task, url, [entry("b", done), entry("c", done)], 2)
+    assert (merged.task_id, merged.url, merged.state, merged.reason) == (task, url, done, None)
+    assert _pooled_entry(task, url, [entry("b", done)], 2).state is processing  # c: not yet
+    assert _pooled_entry(task, url, [entry("b", done), entry("c", processing)], 2).state is (
+        processing
+    )
+    failed = _pooled_entry(
+        task, url, [entry("b", done), entry("c", TaskState.FAILED, "origin timeout")], 2
+    )
+    assert (failed.state, failed.reason) == (TaskState.FAILED, "origin timeout")
