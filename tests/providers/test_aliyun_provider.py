@@ -522,6 +522,28 @@ def test_faults_map_to_retryable_errors(make_account, faults, expected, code) ->
     assert_secret_hidden(info.value)
 
 
+@pytest.mark.parametrize(
+    ("faults", "timed_out"),
+    [
+        # Taken, answered after the deadline: the request may have taken effect.
+        (Faults(late_answer=1.0, slow_seconds=1.0), True),
+        # Hung up on before it ran: the client knows it was not a timeout.
+        (Faults(drop=1.0), False),
+    ],
+)
+def test_a_call_past_its_deadline_is_a_timed_out_transient(make_account, faults, timed_out) -> None:
+    """The scheduler gives a timed-out push one more deadline to take effect before it
+    looks the push up: the SDK's read timeout must say so (Transient.timed_out)."""
+    account = make_account(faults=faults)
+    base = settings(account.server.url)
+    provider = AliyunProvider(base.model_copy(update={"cdn_preheat_api_timeout": 0.3}))
+    assert provider.call_timeout == 0.3
+    with pytest.raises(Transient) as info:
+        provider.submit([url("/v/1/seg0.ts")])
+    assert info.value.timed_out is timed_out
+    assert_secret_hidden(info.value)
+
+
 def test_unreachable_endpoint_is_transient() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

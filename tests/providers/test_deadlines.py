@@ -29,3 +29,19 @@ def test_qiniu_requests_time_out() -> None:
     # qiniu/http/__init__.py passes config.get_default("connection_timeout") to requests.
     timeout = qiniu.config.get_default("connection_timeout")
     assert isinstance(timeout, int | float) and 0 < timeout <= 30
+
+
+def test_aliyun_calls_keep_to_the_api_deadline() -> None:
+    """CDN_PREHEAT_API_TIMEOUT (within half the lease) is Alibaba's read deadline too, and
+    the scheduler's call_timeout: a call must not outlive its claim's lease."""
+    provider = AliyunProvider(
+        settings(
+            aliyun_access_key_id="LTAIx",
+            aliyun_access_key_secret="k",
+            cdn_preheat_api_timeout=2.5,
+            cdn_preheat_lease_seconds=4,
+        )
+    )
+    assert provider.call_timeout == 2.0  # half the lease
+    assert provider._runtime.read_timeout == 2000
+    assert provider._runtime.connect_timeout <= 2000

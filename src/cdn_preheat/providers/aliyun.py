@@ -26,7 +26,7 @@ from alibabacloud_cdn20180510 import models as cdn_models
 from alibabacloud_cdn20180510.client import Client
 from alibabacloud_tea_openapi import utils_models as openapi_models
 from darabonba.runtime import RuntimeOptions
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from Tea.exceptions import TeaException, UnretryableException
 
 from cdn_preheat.clock import utcnow
@@ -60,7 +60,6 @@ AliyunArea = Literal["domestic", "overseas"]
 
 DEFAULT_ENDPOINT = "cdn.aliyuncs.com"
 CONNECT_TIMEOUT_MS = 5_000
-READ_TIMEOUT_MS = 20_000
 TASK_IDS_PER_QUERY = 10  # DescribeRefreshTaskById takes at most 10 ids
 TASKS_PAGE_SIZE = 100  # DescribeRefreshTasks PageSize: "最大 100"
 # A task query (one request of ids, one page of a list) that draws a rate-limit or
@@ -162,6 +161,7 @@ class AliyunConfig(BaseModel):
     endpoint: str | None = None  # e.g. http://127.0.0.1:8091 (the sandbox)
     area: AliyunArea = "domestic"
     l2_preload: bool = False
+    call_timeout: float = Field(default=15.0, gt=0)  # seconds; see Settings.api_deadline
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AliyunConfig:
@@ -171,6 +171,7 @@ class AliyunConfig(BaseModel):
             endpoint=settings.aliyun_endpoint,
             area=settings.aliyun_area,
             l2_preload=settings.aliyun_l2_preload,
+            call_timeout=settings.api_deadline,
         )
 
 
@@ -207,13 +208,18 @@ class AliyunProvider(Provider):
         self.area = area or config.area
         self._l2_preload = config.l2_preload if l2_preload is None else l2_preload
         endpoint, protocol = _endpoint(config.endpoint)
+        # A call's deadline (the SDK's read timeout, in ms) is the scheduler's call_timeout:
+        # shorter than a claim's lease, so no call outlives the lease it was sent under.
+        self.call_timeout = config.call_timeout
+        read_timeout = max(1, round(config.call_timeout * 1000))
+        connect_timeout = min(CONNECT_TIMEOUT_MS, read_timeout)
         sdk_config = openapi_models.Config(
             access_key_id=require_secret(config.access_key_id, "ALIYUN_ACCESS_KEY_ID"),
             access_key_secret=require_secret(config.access_key_secret, "ALIYUN_ACCESS_KEY_SECRET"),
             endpoint=endpoint,
             protocol=protocol,
-            connect_timeout=CONNECT_TIMEOUT_MS,
-            read_timeout=READ_TIMEOUT_MS,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
         )
         # With no Config.retry_options this SDK tries once; autoretry=False also
         # turns off the older Tea runtime's retries, should that code path run.
@@ -221,8 +227,8 @@ class AliyunProvider(Provider):
         self._runtime = RuntimeOptions(
             autoretry=False,
             max_attempts=0,
-            connect_timeout=CONNECT_TIMEOUT_MS,
-            read_timeout=READ_TIMEOUT_MS,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
         )
 
     def quota(self) -> Quota:
@@ -527,6 +533,12 @@ def map_error(exc: Exception, action: str, urls: Sequence[str] = ()) -> Provider
                 f"Alibaba Cloud CDN {action}: the gateway refused the request line as too "
                 "long (HTTP 414); sending fewer URLs at once."
             )
+        if _read_timed_out(exc.inner_exception):
+            # Sent, and no answer within the deadline: it may still take effect.
+            return Transient(
+                f"Alibaba Cloud CDN {action} got no answer within its deadline; will retry.",
+                timed_out=True,
+            )
         return Transient(f"Alibaba Cloud CDN {action} failed in transit ({inner}); will retry.")
     if not isinstance(exc, TeaException):
         return None
@@ -566,6 +578,20 @@ def map_error(exc: Exception, action: str, urls: Sequence[str] = ()) -> Provider
     if status is not None and status >= 500:
         return Transient(f"{said} (HTTP {status}); will retry.", code=code)
     return ProviderError(f"{said}: {exc.message}", code=code)
+
+
+def _read_timed_out(error: BaseException | None) -> bool:
+    """Whether the SDK's transport error is a read timeout: the request was sent.
+
+    darabonba wraps the transport's exception (requests' ReadTimeout, "Read timed
+    out") in a RetryError whose cause or context is that exception.
+    """
+    seen = 0
+    while error is not None and seen < 8:
+        if type(error).__name__ == "ReadTimeout" or "Read timed out" in str(error):
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
 
 
 def _endpoint(override: str | None) -> tuple[str, str]:
