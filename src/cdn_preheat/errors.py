@@ -14,7 +14,8 @@ and prints ``str(error)``, which is one sentence without secrets.
         │   └── PermissionDenied  the key works but lacks a permission: name it
         ├── AreaMismatch     the configured area is not where the domain is served (exit 2)
         ├── ZoneNotFound     the configured zone (EdgeOne EO_ZONE_ID) is not the account's (exit 2)
-        ├── DomainError      the URL's host is not a domain of this CDN account
+        ├── DomainError      the URL's host is not a domain of this CDN account (exit 2
+        │                    when it stops a run: CDN_HOST or --domain is wrong)
         ├── QuotaExhausted   the daily quota is spent: stop for today (exit 3)
         ├── RateLimited      too many requests: back off and retry
         ├── BatchTooLarge    the request carried more URLs than allowed
@@ -104,7 +105,14 @@ class ZoneNotFound(ProviderError):
 
 
 class DomainError(ProviderError):
-    """The URL's host is not a domain configured on this CDN account."""
+    """The URL's host is not a domain configured on this CDN account.
+
+    The scheduler isolates refused foreign hosts and goes on; what reaches a
+    caller is ``CDN_HOST`` or ``--domain`` itself refused: a setting or argument
+    to fix, so exit 2 like every configuration error (the README's rule).
+    """
+
+    exit_code = 2
 
 
 class QuotaExhausted(ProviderError):

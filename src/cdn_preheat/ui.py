@@ -10,6 +10,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -97,7 +98,7 @@ def table(title: str, rows: Mapping[str, Any]) -> None:
     grid.add_column(justify="right")
     for key, value in rows.items():
         grid.add_row(key, "-" if value is None else str(value))
-    err.print(grid)
+    _print_whole(grid)
 
 
 def grid(title: str, headers: list[str], rows: list[list[Any]]) -> None:
@@ -107,4 +108,19 @@ def grid(title: str, headers: list[str], rows: list[list[Any]]) -> None:
         view.add_column(header, justify="left" if index == 0 else "right")
     for row in rows:
         view.add_row(*("-" if v is None else str(v) for v in row))
-    err.print(view)
+    _print_whole(view)
+
+
+def _print_whole(view: Table) -> None:
+    """A table on stderr, every cell whole when stderr is not a terminal.
+
+    Rich fits a table to the console, 80 columns when stderr is a pipe or a log
+    file: video ids and URLs would be cut ("demo…"). There no one resizes a
+    window, so the table takes the width its cells need; a terminal keeps its own.
+    """
+    if err.is_terminal:
+        err.print(view)
+        return
+    needed = Measurement.get(err, err.options.update_width(100_000), view).maximum
+    # A console of that width: Console.print(width=) never goes past the console's.
+    Console(stderr=True, highlight=False, width=max(needed, err.width)).print(view)

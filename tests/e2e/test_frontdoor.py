@@ -98,6 +98,45 @@ def test_a_negative_sample_is_exit_2(cli: Cli) -> None:
     assert "Traceback" not in run.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["verify", "demo-1", "--sample", "-5"], "invalid value for '--sample'"),
+        (["push"], "missing argument 'video_id'"),
+        (["push", "demo-1", "--nope"], "no such option: --nope"),
+        (["status", "demo-1", "demo-2"], "unexpected extra argument"),
+    ],
+    ids=["negative-sample", "missing-argument", "unknown-option", "extra-argument"],
+)
+def test_a_usage_error_is_one_sentence_naming_the_commands_help(
+    cli: Cli, args: list[str], words: str
+) -> None:
+    run = cli(*args)
+    assert run.code == 2
+    message = one_sentence(run)
+    assert words in message
+    assert message.endswith(f"; see 'cdn-preheat {args[0]} --help'.")
+    assert "Usage:" not in run.stderr  # Click's usage block, not a sentence
+    assert cli.sandbox.tencent.received_urls() == []
+
+
+def test_the_old_form_without_a_url_second_says_what_it_needs(cli: Cli) -> None:
+    run = cli("ep-101", "not-a-url")
+    assert run.code == 2
+    assert one_sentence(run) == (
+        "error: no such command 'ep-101'; the old form VIDEO_ID M3U8_URL needs an http(s)"
+        " URL second, not 'not-a-url'."
+    )
+    assert ledger_videos(cli) == []
+
+
+def test_the_command_alone_still_shows_the_help(cli: Cli) -> None:
+    run = cli()
+    assert run.code == 2
+    assert "Usage: cdn-preheat" in run.stdout + run.stderr
+    assert "push" in run.stdout + run.stderr
+
+
 # Item 9: errors are one sentence with the promised exit code -------------------
 BAD_SETTINGS = {
     "headers-not-json": ({"TENCENT_HEADERS": "{not json"}, "TENCENT_HEADERS"),
@@ -186,6 +225,49 @@ def test_a_directory_in_place_of_the_ledger_is_exit_2(cli: Cli) -> None:
     run = cli("status")
     assert run.code == 2
     assert "CDN_PREHEAT_DB" in one_sentence(run)
+
+
+@pytest.mark.parametrize("command", ["status", "push"])
+def test_a_ledger_path_that_is_not_a_regular_file_is_exit_2(cli: Cli, command: str) -> None:
+    args = ["push", "demo-1", cli.sandbox.video_url("demo-1")] if command == "push" else [command]
+    run = cli(*args, extra_env={"CDN_PREHEAT_DB": "/dev/null"})
+    assert run.code == 2, run.stderr
+    assert "/dev/null is not a regular file; set CDN_PREHEAT_DB" in one_sentence(run)
+    assert cli.sandbox.tencent.received_urls() == []
+
+
+@pytest.mark.parametrize("command", ["status", "quota"])
+def test_an_empty_ledger_file_reads_as_an_empty_ledger_and_stays_empty(
+    cli: Cli, command: str
+) -> None:
+    path = cli.workdir / "ledger.sqlite3"
+    path.touch()  # e.g. a volume prepared with `touch`, or a push killed at once
+    run = cli(command, "--json")
+    assert run.code == 0, run.stderr
+    if command == "status":
+        assert run.json()["videos"] == []
+    else:
+        assert run.json()["reserved_in_flight"] == 0
+    assert path.stat().st_size == 0
+    assert cli("push", "demo-1", cli.sandbox.video_url("demo-1")).code == 0
+    assert ledger_videos(cli) == ["demo-1"]
+
+
+def test_a_cdn_host_the_account_does_not_have_is_exit_2_and_the_urls_stay_queued(
+    cli: Cli,
+) -> None:
+    run = cli(
+        "push", "demo-1", cli.sandbox.video_url("demo-1"),
+        extra_env={"CDN_HOST": "not-ours.example.com"},
+    )  # fmt: skip
+    assert run.code == 2, run.stderr
+    assert "Traceback" not in run.stderr
+    message = run.stderr.strip().splitlines()[-1]  # after the run's summary
+    assert message.startswith("error: not-ours.example.com is not a CDN domain"), message
+    assert "CDN_HOST" in message
+    total = cli.status("demo-1")["total"]
+    assert total["pending"] > 0
+    assert total["reserved"] == total["invalid"] == total["done"] == 0
 
 
 def test_an_id_with_digits_close_to_a_command_is_still_the_old_form(cli: Cli) -> None:
@@ -353,7 +435,7 @@ def test_stats_and_logs_errors_name_the_domain_asked_about(cli: Cli, command: st
     day = "2026-11-30"
     args = ["--from", day, "--to", day] if command == "stats" else ["--date", day]
     run = cli(command, "--domain", "not-ours.example.com", *args)
-    assert run.code == 1
+    assert run.code == 2  # a wrong --domain is bad input (README: exit 2)
     message = one_sentence(run)
     assert "not-ours.example.com" in message
     assert cli.sandbox.edge.netloc not in message  # CDN_HOST was not asked about
@@ -402,6 +484,17 @@ def test_quota_on_qiniu_shows_what_the_ledger_learned(tmp_path: Path) -> None:
         assert data["source"] == "ledger"
         assert data["total"] == box.qiniu.limits.prefetch_quota
         assert data["available"] == box.qiniu.limits.prefetch_quota - pushed
+
+
+def test_tables_keep_every_cell_whole_when_stderr_is_not_a_terminal(cli: Cli) -> None:
+    video_id = "premiere-2026-12-24-" + "x" * 40
+    assert cli("push", video_id, cli.sandbox.video_url("demo-1")).code == 0
+    env = {name: value for name, value in cli.env.items() if name != "COLUMNS"}
+    run = Cli(cli.sandbox, cli.workdir, env)("status")  # a pipe, as in a log file
+    assert run.code == 0, run.stderr
+    assert "…" not in run.stderr
+    assert video_id in run.stderr
+    assert all(name in run.stderr for name in ("pending", "reserved", "submitted", "invalid"))
 
 
 def test_the_progress_bar_goes_on_while_the_tasks_are_followed(cli: Cli) -> None:

@@ -16,7 +16,7 @@ import difflib
 import importlib
 import logging
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -61,6 +61,10 @@ def _root(
 
 ROOT_FLAGS = ("--debug",)
 
+# Click's exceptions, from where Typer takes them: Typer 0.2x carries its own copy
+# of Click (typer._click), older Typer uses Click itself.
+_click: Any = importlib.import_module(typer.BadParameter.__module__)
+
 
 def _legacy_form(args: list[str]) -> list[str]:
     """``cdn-preheat VIDEO_ID M3U8_URL [--reset]`` (the old main.py) means ``push``.
@@ -86,6 +90,12 @@ def _legacy_form(args: list[str]) -> list[str]:
         raise InputError(f"no such command {first!r}; did you mean {options}?")
     if len(rest) >= 2 and _is_http_url(rest[1]):
         return [*args[:flags], "push", *rest]
+    if len(rest) >= 2 and not rest[1].startswith("-"):
+        # Meant as the old form, but the second word is no playlist URL.
+        raise InputError(
+            f"no such command {first!r}; the old form VIDEO_ID M3U8_URL needs an http(s)"
+            f" URL second, not {rest[1]!r}."
+        )
     return args
 
 
@@ -108,7 +118,18 @@ def main(argv: list[str] | None = None) -> None:
     raw = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in raw[: next((i for i, a in enumerate(raw) if a not in ROOT_FLAGS), 0)]
     try:
-        app(args=_legacy_form(raw), prog_name="cdn-preheat")
+        # Not standalone: Click's usage errors come here, to print as one sentence
+        # like every other error (standalone, Click prints its usage block).
+        code = app(args=_legacy_form(raw), prog_name="cdn-preheat", standalone_mode=False)
+    except _click.NoArgsIsHelpError as exc:
+        exc.show()  # `cdn-preheat` alone: the help, exit 2
+        sys.exit(exc.exit_code)
+    except _click.UsageError as exc:
+        _fail(redact.redact(_usage_sentence(exc)), exc.exit_code, debug=debug or State.debug)
+    except _click.ClickException as exc:
+        _fail(redact.redact(exc.format_message()), exc.exit_code, debug=debug or State.debug)
+    except typer.Abort:  # end of input at a prompt
+        _fail("aborted.", 1, debug=debug or State.debug)
     except PreheatError as exc:
         _fail(redact.redact(str(exc)), exc.exit_code, debug=debug or State.debug)
     except KeyboardInterrupt:
@@ -121,6 +142,16 @@ def main(argv: list[str] | None = None) -> None:
             1,
             debug=debug or State.debug,
         )
+    # A command's return value is not an exit code; typer.Exit(n) returns n here.
+    sys.exit(code if isinstance(code, int) and not isinstance(code, bool) else 0)
+
+
+def _usage_sentence(exc: Any) -> str:
+    """Click's usage error as one sentence, naming the command's --help."""
+    text = " ".join(exc.format_message().split()).rstrip(".")
+    text = text[:1].lower() + text[1:]
+    path = exc.ctx.command_path if exc.ctx is not None else "cdn-preheat"
+    return f"{text}; see '{path} --help'."
 
 
 def _fail(message: str, code: int, *, debug: bool) -> None:

@@ -266,6 +266,12 @@ class SqliteLedger(Ledger):
             raise ConfigError(
                 f"The ledger path {self.path} is a directory; set CDN_PREHEAT_DB to a file path."
             )
+        if not missing and not self.path.is_file():
+            # /dev/null, a FIFO, a socket: SQLite would fail on it with no clear reason.
+            raise ConfigError(
+                f"The ledger path {self.path} is not a regular file; set CDN_PREHEAT_DB to a"
+                " file path."
+            )
         try:
             if read_only and missing:
                 target: str | Path = ":memory:"
@@ -286,7 +292,14 @@ class SqliteLedger(Ledger):
             if read_only and missing:
                 self._db.executescript(_SCHEMA)
             elif read_only:
-                self._check_identity()
+                if not self._check_identity():
+                    # An empty file (created, never written): an empty ledger, as
+                    # a missing one; the file itself stays as it is.
+                    self._db.close()
+                    self._db = sqlite3.connect(
+                        ":memory:", isolation_level=None, check_same_thread=False
+                    )
+                    self._db.executescript(_SCHEMA)
             else:
                 self._open()
         except BaseException:
