@@ -64,6 +64,9 @@ WINDOW_MARGIN = dt.timedelta(seconds=2)
 SETTLE = dt.timedelta(seconds=1)
 # Logs a window page holds (Tencent DescribePushTasks Limit, providers/tencent.py).
 PAGE_LOGS = 1000
+# Once pushing is over, a backlog is read this many logs (20 pages) at a time: each
+# part is recorded before the next is asked for.
+READ_LOGS = 20 * PAGE_LOGS
 # Outcomes recorded in one ledger write (a full Tencent task).
 OUTCOMES_PER_WRITE = 500
 # The shortest pause between looks (a stop or the end of pushing is seen this soon).
@@ -257,18 +260,7 @@ class Tracker:
             self._next_fresh = tick + max(0.0, (ready - now).total_seconds())
         if not readable:
             return
-        logs = sum(t.url_count for t in readable)
-        oldest = min(t.created_at for t in readable)
-        overdue = (now - oldest).total_seconds() >= self._lag + MAX_WINDOW_WAIT
-        if not (force or not pushing or logs >= PAGE_LOGS or overdue):
-            self._next_fresh = tick  # look again next time; more logs may fill the page
-            return
-        if pushing and not force and logs > PAGE_LOGS:
-            # A page's worth now, the rest next round: a window just over a page costs
-            # two calls, the second nearly empty (Qiniu's 20-URL tasks overshoot a page).
-            horizon = _page_horizon(readable, horizon)
-            self._next_fresh = tick
-        start = _whole_second(oldest - WINDOW_MARGIN)
+        start = _whole_second(min(t.created_at for t in readable) - WINDOW_MARGIN)
         if self._read_until is not None and self._read_until > start:
             start = self._read_until
         if start > horizon:
@@ -276,6 +268,30 @@ class Tracker:
             # doubles): nothing new yet. EdgeOne refuses an end before the start.
             self._next_fresh = tick + (start - horizon).total_seconds()
             return
+        # Open tasks of seconds read already (a window missed them: the vendor's clock
+        # ahead of ours) wait to be covered; what fills the next window, and whether it
+        # is worth a call yet, is the tasks of the seconds from ``start`` on. Counted
+        # with the others, they made the page "full" and cut it at their own second,
+        # before ``start``: no window was read again while pushing went on.
+        unread = [t for t in readable if t.created_at >= start]
+        logs = sum(t.url_count for t in unread)
+        if pushing and not force:
+            oldest = min((t.created_at for t in unread), default=None)
+            overdue = oldest is not None and (
+                (now - oldest).total_seconds() >= self._lag + MAX_WINDOW_WAIT
+            )
+            if logs < PAGE_LOGS and not overdue:
+                if unread:
+                    self._next_fresh = tick  # look again next time; more may fill the page
+                return
+        cap = PAGE_LOGS if pushing else READ_LOGS
+        if not force and logs > cap:
+            # A page's worth now while pushing, the rest next round: a window just over a
+            # page costs two calls, the second nearly empty (Qiniu's 20-URL tasks
+            # overshoot a page). After pushing, READ_LOGS at a time, so that a backlog is
+            # recorded as it is read and a page that fails costs a part of it only.
+            horizon = _page_horizon(unread, horizon, cap)
+            self._next_fresh = tick
         entries = self._window(start, horizon, report)
         if entries is None:  # the provider cannot list by time
             self._windows = False
@@ -342,7 +358,10 @@ class Tracker:
         """Tasks the reads so far left open: when each is asked next (a pause that doubles)."""
         for task in self.ledger.open_tasks(self.provider.name, self.provider.area):
             task_id = task.task_id
-            if task_id not in asked and (task_id in self._next_ask or not self._covered(task)):
+            shown = task_id in self._in_window  # read, and left open (processing, held)
+            if task_id not in asked and (
+                task_id in self._next_ask or not (shown or self._covered(task))
+            ):
                 continue  # not read yet, or its pause is not over
             pause = self._pause.get(task_id)
             pause = self._lag if pause is None else min(pause * 2, self._longest_pause())
@@ -615,8 +634,10 @@ def _seconds(value: float) -> dt.timedelta:
     return dt.timedelta(seconds=value)
 
 
-def _page_horizon(tasks: Sequence[TaskRecord], horizon: dt.datetime) -> dt.datetime:
-    """The last whole second up to ``horizon`` whose tasks, with all before, fit a page.
+def _page_horizon(
+    tasks: Sequence[TaskRecord], horizon: dt.datetime, logs: int = PAGE_LOGS
+) -> dt.datetime:
+    """The last whole second up to ``horizon`` whose tasks, with all before, fit ``logs``.
 
     At least the first second, however many logs it holds.
     """
@@ -625,10 +646,10 @@ def _page_horizon(tasks: Sequence[TaskRecord], horizon: dt.datetime) -> dt.datet
         second = _whole_second(task.created_at)
         by_second[second] = by_second.get(second, 0) + task.url_count
     seconds = sorted(by_second)
-    last, logs = seconds[0], 0
+    last, held = seconds[0], 0
     for second in seconds:
-        logs += by_second[second]
-        if logs > PAGE_LOGS:
+        held += by_second[second]
+        if held > logs:
             break
         last = second
     return min(last, horizon)
