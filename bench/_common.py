@@ -38,6 +38,9 @@ class SandboxSpec:
     # Further Tencent accounts (name, seconds added to each of its API requests), each
     # with the limits above and its own keys: several targets (docs/targets.md).
     accounts: tuple[tuple[str, float], ...] = ()
+    # How the emulators count each API's rate: sliding, fixed or bucket
+    # (cdn_preheat.sandbox.core.RateCounting; no vendor document settles it).
+    rate_counting: str = "sliding"
 
 
 def _serve(spec: SandboxSpec, conn: Connection) -> None:
@@ -45,7 +48,7 @@ def _serve(spec: SandboxSpec, conn: Connection) -> None:
         with contextlib.suppress(OSError):
             os.nice(spec.nice)
     from cdn_preheat.sandbox.core import Faults
-    from cdn_preheat.sandbox.server import Sandbox
+    from cdn_preheat.sandbox.server import Sandbox, parse_rate_counting
     from cdn_preheat.sandbox.tencent import TencentLimits
 
     limits = TencentLimits(
@@ -67,6 +70,7 @@ def _serve(spec: SandboxSpec, conn: Connection) -> None:
         tencent_limits=limits,
         faults=Faults(latency=spec.latency),
         tencent_accounts=accounts,
+        rate_counting=parse_rate_counting(spec.rate_counting),
     )
     if not spec.sandbox_gc:
         # The emulator stands in for a remote API and lives for one run. It keeps

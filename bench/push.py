@@ -4,6 +4,7 @@
     python bench/push.py --urls 40000 --old-urls 4000 --concurrency 8   # fixed, not automatic
     python bench/push.py --workers 1 2 4   # worker processes sharing one account and ledger
     python bench/push.py --targets 3       # one queue fanned out to 3 accounts, side by side
+    python bench/push.py --rate-counting bucket   # the emulator counts rates another way
 
 The sandbox (in its own process) enforces 500 URLs a request and 20
 requests a second, and adds 50 ms to every API request. The URLs (edge-host
@@ -286,9 +287,11 @@ def main_workers(args: argparse.Namespace) -> int:
         push_batch=BATCH, requests_per_second=RATE,
         push_per_day=10 * args.urls * len(args.workers), task_delay=args.task_delay,
         latency=LATENCY, nice=-args.sandbox_priority, sandbox_gc=args.sandbox_gc,
+        rate_counting=args.rate_counting,
     )  # fmt: skip
     print(
-        f"{args.urls:,} URLs per run at {BATCH} URLs/request, {RATE} requests/s per API,"
+        f"{args.urls:,} URLs per run at {BATCH} URLs/request, {RATE} requests/s per API"
+        f" counted {_counted(args)},"
         f" {LATENCY * 1000:.0f} ms per API request, tasks done after {args.task_delay:g} s;"
         f" worker processes {args.workers}, each with scheduler concurrency {_shown(args)},"
         f" on one SQLite ledger; nobody divides the rate by hand; {machine_load()}"
@@ -388,13 +391,14 @@ def main_targets(args: argparse.Namespace) -> int:
         videos=videos_for(args.urls, 4, 1000), variants=4, segments=1000, push_batch=BATCH,
         requests_per_second=RATE, push_per_day=10 * args.urls, task_delay=3600.0,
         latency=latencies[0], accounts=tuple(zip(names[1:], latencies[1:], strict=True)),
-        nice=-args.sandbox_priority, sandbox_gc=args.sandbox_gc,
+        nice=-args.sandbox_priority, sandbox_gc=args.sandbox_gc, rate_counting=args.rate_counting,
     )  # fmt: skip
     ceiling = CEILING * args.targets
     print(
         f"{args.urls:,} URLs queued once for each of {args.targets} targets (Tencent accounts"
         f" with {', '.join(f'{lat * 1000:.0f}' for lat in latencies)} ms per API request),"
-        f" {BATCH} URLs/request, {RATE} requests/s per account; scheduler concurrency"
+        f" {BATCH} URLs/request, {RATE} requests/s per account counted {_counted(args)};"
+        f" scheduler concurrency"
         f" {_shown(args)} per target; pushing only; {machine_load()}"
     )
     with SandboxProcess(spec) as sandbox, tempfile.TemporaryDirectory() as tmp:
@@ -504,6 +508,14 @@ def delta(after: dict[str, int], before: dict[str, int]) -> Counter[str]:
     return +result
 
 
+def _counted(args: argparse.Namespace) -> str:
+    return {
+        "sliding": "in any one second",
+        "fixed": "in each second of the clock",
+        "bucket": "by a token bucket of a second's worth",
+    }[args.rate_counting]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--urls", type=int, default=200_000)
@@ -546,6 +558,13 @@ def main() -> int:
         help="instead: the queue fanned out to N targets (Tencent accounts whose API"
         " latencies are 50, 100, 200 ms, ...), pushed side by side; --urls per target",
     )
+    parser.add_argument(
+        "--rate-counting",
+        choices=["sliding", "fixed", "bucket"],
+        default="sliding",
+        help="how the emulator counts each API's rate: in any one second (default), in"
+        " each second of the clock, or a token bucket of a second's worth",
+    )
     args = parser.parse_args()
     if args.workers:
         return main_workers(args)
@@ -555,10 +574,11 @@ def main() -> int:
     spec = SandboxSpec(
         videos=1, variants=4, segments=1000, push_batch=BATCH, requests_per_second=RATE,
         push_per_day=10 * (args.urls + args.old_urls), task_delay=3600.0, latency=LATENCY,
-        nice=-args.sandbox_priority, sandbox_gc=args.sandbox_gc,
+        nice=-args.sandbox_priority, sandbox_gc=args.sandbox_gc, rate_counting=args.rate_counting,
     )  # fmt: skip
     print(
-        f"{args.urls:,} URLs at {BATCH} URLs/request, {RATE} requests/s, {LATENCY * 1000:.0f} ms"
+        f"{args.urls:,} URLs at {BATCH} URLs/request, {RATE} requests/s counted"
+        f" {_counted(args)}, {LATENCY * 1000:.0f} ms"
         f" per API request; scheduler concurrency {_shown(args)};"
         f" sandbox priority +{args.sandbox_priority},"
         f" sandbox GC on {args.sandbox_gc};"
