@@ -139,3 +139,26 @@ def test_another_providers_queue_is_not_this_workers_work(box: Sandbox, tmp_path
         assert box.tencent.received()[mark:] == []
     finally:
         ledger.close()
+
+
+def test_worker_once_settles_a_batch_whose_worker_died_during_its_round(
+    box: Sandbox, tmp_path: Path
+) -> None:
+    """``worker --once`` does not exit 0 leaving a batch it could settle reserved."""
+    urls = [box.edge_url(f"/vod/demo-2/v0/seg{i}.ts") for i in range(6)]
+    settings = settings_for(box)
+    provider = TencentProvider(settings)
+    ledger = DiesDuringTheRound(tmp_path / "ledger.sqlite3")
+    ledger.offset_hours = provider.limits.quota_utc_offset_hours
+    mark = len(box.tencent.received())
+    try:
+        queue(ledger, "demo-2", urls, provider.name, provider.area)
+        code = run_worker(ledger, provider, settings, stop=threading.Event(), once=True)
+        assert code == 0
+        assert ledger.dead is not None and sorted(ledger.dead.urls) == sorted(urls)
+        counts = ledger.counts(target=(provider.name, provider.area))
+        assert counts == {UrlState.DONE: len(urls)}, counts
+        pushed = [u for push in box.tencent.received()[mark:] for u in push.urls]
+        assert sorted(pushed) == sorted(urls)
+    finally:
+        ledger.close()

@@ -55,9 +55,20 @@ def _work_left(ledger: Ledger, provider: Provider) -> bool:
     the next round's drain recovers it (``Scheduler.reconcile_expired``) and
     pushes what never arrived, rather than leaving it reserved for an idle wait.
     Another provider's URLs in the same ledger are not this worker's work.
+    ``--once`` goes round again for such a dead batch too (not for pending URLs
+    its rounds left, which the next run pushes), so it never exits 0 leaving a
+    batch it could settle reserved.
     """
-    name, area = provider.name, provider.area
-    return ledger.has_pending(name, area) or bool(ledger.expired_claims(name, area, utcnow()))
+    return ledger.has_pending(provider.name, provider.area) or _dead_batches(ledger, provider)
+
+
+def _dead_batches(ledger: Ledger, provider: Provider) -> bool:
+    """Whether a claim of this provider and area has a lease that ran out (its worker died).
+
+    A round takes each over with a fresh lease (``renew_lease``) and settles it,
+    so a recovery that has to wait is not found here again until that lease ends.
+    """
+    return bool(ledger.expired_claims(provider.name, provider.area, utcnow()))
 
 
 def run_worker(
@@ -129,6 +140,8 @@ def _run_worker(
             ):
                 raise error
             spent = report is not None and report.quota_exhausted and report.pending
+            if not spent and error is None and _dead_batches(ledger, provider):
+                continue  # a worker died during the round: its batch is this run's to settle
             return EXIT_QUOTA if spent else 0
         if error is not None:
             troubled += 1
