@@ -61,11 +61,13 @@ SPREAD = 0.5
 class RateLimiter:
     """At most ``rate`` calls in any one-second window, across all threads.
 
-    Providers count requests in a sliding second (the sandbox emulators do
-    exactly that), so this keeps a log of the last ``rate`` release times and
-    lets a call go when the call ``rate`` places before it went out more than
-    ``1 + margin`` seconds ago. Compared with spacing calls exactly ``1/rate``
-    apart, which it replaced:
+    No vendor documents how it counts "N a second"; a sliding second is the
+    strictest plausible reading (the clock's seconds and a full token bucket
+    of ``rate`` accept whatever it accepts: ``sandbox.core.RateCounting``, and
+    the sandbox emulators count in it by default), so this keeps a log of the
+    last ``rate`` release times and lets a call go when the call ``rate``
+    places before it went out more than ``1 + margin`` seconds ago. Compared
+    with spacing calls exactly ``1/rate`` apart, which it replaced:
 
     - the window is checked against when calls *actually* went out (a thread
       that woke late pushes the calls a second after it back), so a late

@@ -7,6 +7,7 @@ window to an hour so that nothing depends on how fast the test runs.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -242,3 +243,29 @@ def test_sandbox_command_refuses_an_unknown_counting(tmp_path: Path) -> None:
     )
     assert run.returncode == 2 and "--rate-counting" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+OPTION = ("--rate-counting", "bucket")
+
+
+@pytest.mark.slow
+def test_sandbox_command_applies_the_counting_to_every_api(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cdn_preheat", "sandbox", *("--videos", "1"), *OPTION],
+        cwd=tmp_path,
+        env=base_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line, process.stderr.read() if process.stderr else ""
+        endpoints = json.loads(line)
+        for vendor in ("tencent", "aliyun", "qiniu", "edgeone"):
+            document = httpx.get(f"{endpoints[vendor]}/_sandbox/received", timeout=10).json()
+            assert document["rate_counting"] == "bucket", vendor
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
