@@ -142,6 +142,21 @@ def test_an_unreachable_server_never_shows_the_password() -> None:
     ledger.close()
 
 
+def test_the_unreachable_sentence_keeps_its_parentheses_balanced() -> None:
+    ledger = MongoLedger.from_uri("mongodb://127.0.0.1:1/cdn_preheat", timeout=0.05, retries=0)
+    with pytest.raises(LedgerError) as caught:
+        ledger.get_video("v1")
+    ledger.close()
+    message = str(caught.value)
+    assert "Connection refused" in message
+    assert "configured timeouts" not in message
+    depth = 0
+    for char in message:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        assert depth >= 0, message
+    assert depth == 0, message
+
+
 def test_a_malformed_uri_is_a_config_error_without_the_password() -> None:
     with pytest.raises(ConfigError) as caught:
         MongoLedger.from_uri("mongodb://preheat:S3cr3t@/?replicaSet=")

@@ -279,6 +279,9 @@ class MongoLedger(Ledger):
     # Plumbing -------------------------------------------------------------
     def _unreachable(self, exc: ConnectionFailure, attempts: int) -> LedgerError:
         detail = _redacted(str(exc).split(",")[0], self._secrets)
+        # PyMongo appends "(configured timeouts: ..., ...)"; cut at its first comma it
+        # would leave the sentence's parenthesis unbalanced, and says nothing of use.
+        detail = detail.split(" (configured timeouts:")[0]
         return LedgerError(
             f"{self.where} is unreachable after {attempts} attempt{'s' * (attempts != 1)}"
             f" ({type(exc).__name__}: "
