@@ -393,6 +393,8 @@ def describe_validation_error(exc: ValidationError) -> str:
     for error in exc.errors():
         name = ".".join(str(part) for part in error["loc"]).upper() or "configuration"
         message = str(error["msg"]).removeprefix("Value error, ").rstrip(".")
+        if error["type"] == "dict_type":  # JSON, but not an object ("[1, 2]", "3")
+            message = f'it must be a JSON object, e.g. {name}=\'{{"Name": "value"}}\''
         sentences.append(f"{name} is invalid: {message}.")
     return " ".join(sentences)
 

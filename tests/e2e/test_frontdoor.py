@@ -175,6 +175,19 @@ def test_a_bad_setting_is_exit_2_with_or_without_debug(cli: Cli, case: str, debu
     assert cli.sandbox.tencent.received_urls() == []
 
 
+@pytest.mark.parametrize("value", ["[1, 2]", "3", '"x"'])
+def test_headers_that_are_json_but_not_an_object_say_so(cli: Cli, value: str) -> None:
+    run = cli(
+        "push", "demo-1", cli.sandbox.video_url("demo-1"), extra_env={"TENCENT_HEADERS": value}
+    )
+    assert run.code == 2
+    assert one_sentence(run) == (
+        "error: TENCENT_HEADERS is invalid: it must be a JSON object,"
+        """ e.g. TENCENT_HEADERS='{"Name": "value"}'."""
+    )
+    assert cli.sandbox.tencent.received_urls() == []
+
+
 def test_a_dotenv_that_is_not_utf8_is_exit_2(cli: Cli) -> None:
     (cli.workdir / ".env").write_bytes(b"CDN_HOST=\xff\xfe\n")
     run = cli("status")
