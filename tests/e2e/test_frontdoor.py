@@ -297,7 +297,7 @@ def with_userinfo(url: str) -> str:
     return url.replace("://", f"://bob:{PLAYLIST_PASSWORD}@", 1)
 
 
-@pytest.mark.parametrize("provider", ["tencent", "qiniu", "aliyun"])
+@pytest.mark.parametrize("provider", ["tencent", "qiniu", "aliyun", "edgeone"])
 def test_debug_never_prints_keys_signatures_or_playlist_credentials(
     sandbox: Sandbox, tmp_path: Path, provider: str
 ) -> None:
