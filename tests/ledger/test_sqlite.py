@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cdn_preheat.errors import LedgerError
-from cdn_preheat.ledger.base import QueuedUrl
+from cdn_preheat.ledger.base import QueuedUrl, UrlState
 from cdn_preheat.ledger.sqlite import SqliteLedger
 
 T0 = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
@@ -119,3 +119,49 @@ def test_submitted_urls_reads_by_the_task_not_every_url_of_the_provider(tmp_path
     assert len(found["task-0"]) == 500
     # By the task index: steps for its 500 rows; a scan of 20,000 takes far more.
     assert steps[0] * 100 < 20_000 * 5
+
+
+def _steps(ledger: SqliteLedger, call: object) -> int:
+    """SQLite virtual-machine steps (in thousands) a ledger call takes: a count, not a time."""
+    count = 0
+
+    def step() -> int:
+        nonlocal count
+        count += 1
+        return 0
+
+    ledger._db.set_progress_handler(step, 1000)
+    try:
+        call()  # type: ignore[operator]
+    finally:
+        ledger._db.set_progress_handler(None, 1000)
+    return count
+
+
+def test_earlier_pushes_looks_each_found_url_up_by_index(tmp_path: Path) -> None:
+    """Reconciling a lost push asks the ledger about its ~100 URLs: the work must follow
+    those URLs, not the ledger's size. json_each has no statistics, so SQLite put it
+    innermost and scanned every URL of the provider times every task: with 10,000 URLs
+    and 100 tasks, about as many steps as a run's whole push took (CPU-bound under
+    lost answers, bench/polling.py)."""
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+
+    def fill(count: int) -> dict[str, str]:
+        base = ledger.counts().get(UrlState.DONE, 0) + ledger.counts().get(UrlState.SUBMITTED, 0)
+        urls = [QueuedUrl(f"https://x/{base + i}.ts", "s") for i in range(count)]
+        ledger.enqueue(f"v{base}", "p", "a", urls, T0, dt.timedelta(days=1))
+        found = {}
+        while (claim := ledger.claim("p", "a", 100, "w", T0, dt.timedelta(minutes=1))) is not None:
+            task = f"t-{claim.urls[0]}"
+            ledger.mark_submitted(claim, task, claim.urls, T0)
+            found = dict.fromkeys(claim.urls, task)
+        return found  # the last batch's URLs under their task
+
+    small = fill(200)
+    few = _steps(ledger, lambda: ledger.earlier_pushes("p", "a", small))
+    large = fill(9800)
+    many = _steps(ledger, lambda: ledger.earlier_pushes("p", "a", large))
+    assert ledger.earlier_pushes("p", "a", large) == set(large)
+    # 50 times the URLs and tasks in the ledger, the same 100 URLs asked about.
+    assert many <= 2 * few + 5, (few, many)
+    ledger.close()

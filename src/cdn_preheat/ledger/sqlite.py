@@ -773,10 +773,14 @@ class SqliteLedger(Ledger):
         if not found:
             return set()
         with self._read() as db:
+            # CROSS JOIN keeps this order: each found URL, then its row and its task by
+            # their unique indexes. json_each has no statistics, and with plain JOINs
+            # SQLite put it innermost, scanning every URL of the provider times every
+            # task (400 million steps at 10,000 URLs, for one lost batch).
             rows = db.execute(
                 "SELECT f.key FROM json_each(?) f"
-                " JOIN urls u ON u.provider = ? AND u.area = ? AND u.url = f.key"
-                " JOIN tasks t ON t.provider = u.provider AND t.task_id = f.value"
+                " CROSS JOIN urls u ON u.provider = ? AND u.area = ? AND u.url = f.key"
+                " CROSS JOIN tasks t ON t.provider = u.provider AND t.task_id = f.value"
                 " WHERE u.pushed_at >= t.created_at",
                 (json.dumps(dict(found)), provider, area),
             ).fetchall()
