@@ -73,7 +73,9 @@ def read_videos(lines: Iterable[str]) -> Iterator[VideoSource | BadLine]:
         text = raw.strip().lstrip("\ufeff")
         if not text or text.startswith("#"):
             continue
-        if text.startswith("{"):
+        if text.startswith(("{", "[")):
+            # "[" too: a JSON array is a JSON line that is not an object, not a CSV
+            # line whose id is "[1" (no video id starts with a bracket).
             yield _json_line(text, number)
             continue
         try:
@@ -84,6 +86,10 @@ def read_videos(lines: Iterable[str]) -> Iterator[VideoSource | BadLine]:
         if number == 1 and [f.strip().lower() for f in fields[:2]] == ["video_id", "m3u8_url"]:
             continue
         if len(fields) != 2:
-            yield BadLine(number, f"expected 2 fields video_id,m3u8_url, found {len(fields)}")
+            hint = ""
+            if len(fields) == 1 and len(text.split()) == 2:
+                # Pasted from a spreadsheet or a shell: a tab or spaces between the two.
+                hint = " (separate them with a comma, not a tab or spaces)"
+            yield BadLine(number, f"expected 2 fields video_id,m3u8_url, found {len(fields)}{hint}")
             continue
         yield _check(fields[0], fields[1], number)

@@ -91,6 +91,21 @@ def test_a_batch_line_with_a_control_character_id_is_reported(cli: Cli) -> None:
     assert ledger_videos(cli) == ["demo-1"]
 
 
+def test_batch_lines_that_are_json_arrays_or_tab_separated_say_what_is_wrong(cli: Cli) -> None:
+    good = cli.sandbox.video_url("demo-1")
+    lines = ["[1, 2]", f"ep-1\t{good}", f"ep-2 {good}", f"demo-1,{good}"]
+    (cli.workdir / "videos.csv").write_text("\n".join(lines) + "\n")
+    run = cli("batch", "videos.csv")
+    assert run.code == 2
+    assert "videos.csv:1: expected a JSON object with video_id and m3u8_url" in run.stderr
+    for number in (2, 3):
+        assert (
+            f"videos.csv:{number}: expected 2 fields video_id,m3u8_url, found 1"
+            " (separate them with a comma, not a tab or spaces)"
+        ) in run.stderr
+    assert ledger_videos(cli) == ["demo-1"]  # the good line is queued and pushed
+
+
 def test_a_negative_sample_is_exit_2(cli: Cli) -> None:
     run = cli("verify", "demo-1", "--sample", "-5")
     assert run.code == 2
