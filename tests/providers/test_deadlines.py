@@ -45,3 +45,22 @@ def test_aliyun_calls_keep_to_the_api_deadline() -> None:
     assert provider.call_timeout == 2.0  # half the lease
     assert provider._runtime.read_timeout == 2000
     assert provider._runtime.connect_timeout <= 2000
+
+
+def test_edgeone_requests_keep_to_the_api_deadline_with_or_without_an_endpoint() -> None:
+    from cdn_preheat.providers.edgeone import EdgeOneProvider
+
+    for endpoint in (None, "http://127.0.0.1:9"):
+        provider = EdgeOneProvider(
+            settings(
+                tencent_secret_id="AKIDx",
+                tencent_secret_key="k",
+                eo_zone_id="zone-x",
+                eo_endpoint=endpoint,
+                cdn_preheat_api_timeout=2.5,
+                cdn_preheat_lease_seconds=4,
+            )
+        )
+        # tencentcloud-sdk-python: HttpProfile.reqTimeout is passed to requests as timeout=.
+        assert provider.call_timeout == 2.0  # half the lease
+        assert provider._client.profile.httpProfile.reqTimeout == 2.0
