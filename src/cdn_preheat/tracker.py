@@ -82,8 +82,13 @@ FOLLOWER_PAUSE = 0.2
 # A window query is worth it from this many tasks on; fewer are asked by id.
 MIN_WINDOW_TASKS = 2
 STATUS_ATTEMPTS = 8
-# How long a poller's turn lasts without renewal (renewed every round).
-TURN_SECONDS = 30.0
+# How long a poller's turn lasts without renewal: a holder that died (killed, its
+# machine gone) is replaced this soon, as a worker that stopped beating leaves the
+# rate share (RateShare's ttl). A thread of the holder renews it every TURN_RENEW,
+# whatever its rounds take (a round of many pages at a shared rate took longer than
+# a turn renewed once a round could last, 30 s).
+TURN_SECONDS = 5.0
+TURN_RENEW = 1.0
 
 
 def _default_worker_id() -> str:
@@ -163,6 +168,9 @@ class Tracker:
         self._in_window: set[str] = set()  # tasks a window has shown (the clocks agree)
         self._leading_at: float | None = None  # when to take the status budget's lead
         self._leading = False  # this tracker leads the status budget (see _lead)
+        self._held_since: float | None = None  # when this worker took the turn (monotonic)
+        # The turn and the lead change from the follow loop and the turn's renewal.
+        self._turn_lock = threading.Lock()
 
     def poll_once(self) -> TrackReport:
         """One round over every open task, whether or not it is expected finished."""
@@ -417,29 +425,17 @@ class Tracker:
         stop = stop or threading.Event()
         total = TrackReport()
         deadline: float | None = None
-        worker = self.options.worker_id
-        held_since: float | None = None  # when this worker took the turn (monotonic)
+        turn = _Turn(self.ledger, self._turn, self.options.worker_id, self._clock, self._lost)
         self._lead(False)  # one worker polls for everyone: the others keep a little
         try:
             while not stop.is_set():
                 busy = pushing is not None and pushing.is_set()
                 if deadline is None and not busy:
                     deadline = time.monotonic() + self.options.timeout
-                # Long enough for a round of many pages at a shared status rate; given
-                # back when this worker stops following, so only a dead holder costs
-                # the others a wait.
-                ttl = dt.timedelta(seconds=max(TURN_SECONDS, 2 * self._longest_pause() + 2))
-                if not self.ledger.take_turn(self._turn, worker, self._clock(), ttl):
-                    if held_since is not None:  # another worker took it over
-                        held_since = None
-                        self._lead(False)
+                if not turn.take():
+                    self._lost()  # another worker holds it (or took it over)
                 else:
-                    # The poller takes the status budget of the account's workers, once
-                    # the former poller's last calls have left the vendor's window.
-                    if held_since is None:
-                        held_since = time.monotonic()
-                        self._leading_at = held_since + LEAD_SETTLE
-                    self._take_lead_when_due()
+                    self._took()
                     round_ = self._round(pushing=busy)
                     total.done += round_.done
                     total.failed += round_.failed
@@ -456,12 +452,33 @@ class Tracker:
                 if deadline is not None and time.monotonic() >= deadline:
                     total.timed_out = True
                     break
-                self._wait(stop, pushing, polling=held_since is not None)
+                self._wait(stop, pushing, polling=self._held_since is not None)
         finally:
-            self._leading_at = None
-            self._lead(None)
-            self.ledger.release_turn(self._turn, worker)
+            turn.stop()
+            with self._turn_lock:
+                self._held_since = self._leading_at = None
+                self._lead(None)
+            turn.release()
         return total
+
+    def _took(self) -> None:
+        """This worker holds the turn: it leads the status budget once LEAD_SETTLE passed.
+
+        The lead waits for the former poller's last calls to leave the vendor's window.
+        """
+        with self._turn_lock:
+            if self._held_since is None:
+                self._held_since = time.monotonic()
+                self._leading_at = self._held_since + LEAD_SETTLE
+        self._take_lead_when_due()
+
+    def _lost(self) -> None:
+        """Another worker holds the turn (or its renewal failed): follow, at once."""
+        with self._turn_lock:
+            if self._held_since is None:
+                return
+            self._held_since = self._leading_at = None
+            self._lead(False)
 
     def _lead(self, leading: bool | None) -> None:
         """Take (True), leave to another (False) or share evenly (None) the status budget.
@@ -482,9 +499,10 @@ class Tracker:
 
     def _take_lead_when_due(self) -> None:
         """Lead the status budget once LEAD_SETTLE has passed since the turn was taken."""
-        if self._leading_at is not None and time.monotonic() >= self._leading_at:
-            self._leading_at = None
-            self._lead(True)
+        with self._turn_lock:  # not after the renewal found the turn lost
+            if self._leading_at is not None and time.monotonic() >= self._leading_at:
+                self._leading_at = None
+                self._lead(True)
 
     def _wait(
         self, stop: threading.Event, pushing: threading.Event | None, *, polling: bool = True
@@ -624,6 +642,81 @@ class Tracker:
             pass  # the provider held the status budget back on a rate-limit answer
         half = len(task_ids) // 2
         return self._status(task_ids[:half]) + self._status(task_ids[half:])
+
+
+class _Turn:
+    """This worker's poll turn in the ledger, renewed by a thread of its own while held.
+
+    The follow loop takes it (or learns another worker holds it) once a round;
+    the thread renews it every TURN_RENEW, so it lapses TURN_SECONDS after its
+    holder stops (dies), however long a round takes. A renewal that finds the
+    turn gone, or cannot reach the ledger for half a turn, calls ``lost`` at
+    once, so that the former holder stops leading the status budget before the
+    next one takes the lead.
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        name: str,
+        holder: str,
+        clock: Callable[[], dt.datetime],
+        lost: Callable[[], None],
+    ) -> None:
+        self._ledger, self._name, self._holder = ledger, name, holder
+        self._clock, self._on_lost = clock, lost
+        self._lock = threading.Lock()
+        self._held = False
+        self._renewed = 0.0  # when the ledger last said it is ours (monotonic)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def take(self) -> bool:
+        """Take or renew the turn; whether this worker holds it."""
+        held = self._ledger.take_turn(
+            self._name, self._holder, self._clock(), _seconds(TURN_SECONDS)
+        )
+        with self._lock:
+            self._held = held
+            if held:
+                self._renewed = time.monotonic()
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._renew, name="poll-turn", daemon=True
+                    )
+                    self._thread.start()
+        return held
+
+    def _renew(self) -> None:
+        while not self._stop.wait(TURN_RENEW):
+            with self._lock:
+                if not self._held:
+                    continue
+            try:
+                held = self._ledger.take_turn(
+                    self._name, self._holder, self._clock(), _seconds(TURN_SECONDS)
+                )
+            except Exception:  # the ledger busy or gone for a moment: try again
+                log.warning("could not renew the poll turn", exc_info=True)
+                with self._lock:
+                    if time.monotonic() - self._renewed < TURN_SECONDS / 2:
+                        continue
+                    held = False
+            with self._lock:
+                if held:
+                    self._renewed = time.monotonic()
+                    continue
+                self._held = False
+            self._on_lost()
+
+    def stop(self) -> None:
+        """No more renewals (the follow loop is over)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=TURN_SECONDS)
+
+    def release(self) -> None:
+        self._ledger.release_turn(self._name, self._holder)
 
 
 def _whole_second(moment: dt.datetime) -> dt.datetime:
