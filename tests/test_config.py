@@ -41,6 +41,27 @@ def test_dotenv_file_is_read(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.store_kind == "sqlite"
 
 
+@pytest.mark.parametrize(
+    "value",
+    ["cdn example.com", "cdn.example.com?x=1", "bob@cdn.example.com", "cdn.example.com/vod"],
+)
+def test_a_cdn_host_that_is_no_host_name_is_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("CDN_HOST", value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert str(caught.value) == "CDN_HOST is invalid: must be a host name such as cdn.example.com."
+
+
+@pytest.mark.parametrize("value", ["cdn.example.com:8080", "https://cdn.example.com/", "[::1]:81"])
+def test_a_cdn_host_with_a_port_or_as_a_url_is_kept_as_its_host(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("CDN_HOST", value)
+    assert load_settings().cdn_host == value.removeprefix("https://").rstrip("/")
+
+
 def test_malformed_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CDN_PROVIDER", "akamai")
     with pytest.raises(ConfigError) as caught:

@@ -225,7 +225,9 @@ class Settings(BaseSettings):
         value = value.strip()
         # The old script's users sometimes wrote a URL here; keep only the host.
         netloc = urlsplit(value).netloc if "://" in value else value.rstrip("/")
-        if not netloc or "/" in netloc:
+        # A space, a query or a user@ is no host name: without this the CDN would be
+        # asked about "a b" and answer that the account has no such domain.
+        if not netloc or any(char.isspace() or char in "/?#@\\" for char in netloc):
             raise ValueError("must be a host name such as cdn.example.com")
         return netloc.lower()
 
