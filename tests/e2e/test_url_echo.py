@@ -76,4 +76,6 @@ def test_results_close_the_rows_they_belong_to(tmp_path: Path, kind: str, echo: 
         # Crash recovery matches them too, under the submitted spelling.
         since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
         assert set(provider.find_submitted(urls, since)) == set(urls)
+        # And the lookup of a lost request's (Alibaba: URLs by ObjectPath, then their ids).
+        assert set(provider.find_request(urls, since)) == set(urls)
         ledger.close()
