@@ -143,6 +143,11 @@ def _untag(task_id: str) -> tuple[str, str]:
     return (member, raw) if sep else ("", task_id)
 
 
+def member_of(task_id: str) -> str:
+    """The member that pushed a pool's task (its id ``MEMBER/TASKID``); "" if untagged."""
+    return _untag(task_id)[0]
+
+
 def _pooled_entry(task_id: str, url: str, found: Sequence[TaskEntry], members: int) -> TaskEntry:
     """One URL of a pool's purge from its members' entries (``members`` tasks in all)."""
     import dataclasses

@@ -19,7 +19,7 @@ from cdn_preheat.providers.base import Provider
 from cdn_preheat.targets.pool import KeyedProvider, PoolProvider
 from cdn_preheat.targets.queueing import map_host
 from cdn_preheat.targets.results import worst_code
-from cdn_preheat.targets.units import _side_by_side
+from cdn_preheat.targets.units import side_by_side
 
 if TYPE_CHECKING:
     from cdn_preheat.api import PurgeResult
@@ -149,7 +149,7 @@ def purge_targets(
             code = 1
         found[target.name] = TargetPurge(target.name, kind, host, result, error, code, pool)
 
-    _side_by_side([(t.name, functools.partial(one, t, p, pool)) for t, p, pool in jobs])
+    side_by_side([(t.name, functools.partial(one, t, p, pool)) for t, p, pool in jobs])
     return TargetsPurge(tuple(found[target.name] for target, _, _ in jobs))
 
 

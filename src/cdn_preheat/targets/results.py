@@ -29,15 +29,6 @@ class UnitResult:
     set_aside: dict[str, str] = field(default_factory=dict)
 
 
-def worst_exit(results: Sequence[UnitResult]) -> int:
-    """The run's exit code: a configuration error (2) before quota (3) before others (1)."""
-    codes = {r.exit_code for r in results if r.exit_code}
-    for code in (2, 3, 1):
-        if code in codes:
-            return code
-    return max(codes, default=0)
-
-
 def worst_code(codes: Iterable[int]) -> int:
     """A configuration error (2) before quota (3) before others (1); 0 when all are 0."""
     present = {code for code in codes if code}
@@ -45,6 +36,11 @@ def worst_code(codes: Iterable[int]) -> int:
         if code in present:
             return code
     return max(present, default=0)
+
+
+def worst_exit(results: Sequence[UnitResult]) -> int:
+    """The run's exit code: a configuration error (2) before quota (3) before others (1)."""
+    return worst_code(result.exit_code for result in results)
 
 
 @dataclass

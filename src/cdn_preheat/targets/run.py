@@ -16,7 +16,7 @@ from cdn_preheat.ledger.base import Ledger, UrlState
 from cdn_preheat.targets.pool import PoolProvider
 from cdn_preheat.targets.results import UnitResult, worst_exit
 from cdn_preheat.targets.status import describe_targets
-from cdn_preheat.targets.units import _side_by_side
+from cdn_preheat.targets.units import side_by_side
 
 if TYPE_CHECKING:
     from cdn_preheat.config import Settings
@@ -112,7 +112,7 @@ def run_units(
             result.pushed_by = dict(unit.provider.pushed)
             _note_set_aside(unit, unit.provider, result)
 
-    _side_by_side(
+    side_by_side(
         [(u.name, functools.partial(run, u, r)) for u, r in zip(units, results, strict=True)]
     )
     return results
@@ -196,7 +196,7 @@ def run_unit_workers(
                 on_error(unit.name, sentence)
 
     try:
-        _side_by_side([(unit.name, functools.partial(work, unit)) for unit in units])
+        side_by_side([(unit.name, functools.partial(work, unit)) for unit in units])
     finally:
         halt.set()
         if forwarder is not None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from cdn_preheat import notify
 from cdn_preheat.ledger.base import Ledger, UrlState
-from cdn_preheat.targets.pool import _untag
+from cdn_preheat.targets.pool import member_of
 
 if TYPE_CHECKING:
     from cdn_preheat.targets.units import Unit
@@ -44,7 +44,7 @@ def status_by_unit(
                         continue
                     seen.add(record.url)
                     if record.task_id and record.state is not UrlState.PENDING:
-                        pushed[_untag(record.task_id)[0]] += 1
+                        pushed[member_of(record.task_id)] += 1
         rows.append(
             TargetCounts(
                 unit.name,

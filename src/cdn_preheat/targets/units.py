@@ -124,7 +124,7 @@ def check_units(units: Sequence[Unit], live_quota: Callable[[Provider], Quota]) 
         else:
             unit.error = None  # checked again (a long-lived service): it answers now
 
-    _side_by_side([(unit.name, functools.partial(check, unit)) for unit in units])
+    side_by_side([(unit.name, functools.partial(check, unit)) for unit in units])
 
 
 def live_quota(provider: Provider) -> Quota:
@@ -134,7 +134,7 @@ def live_quota(provider: Provider) -> Quota:
     return call_with_retries(provider.quota, attempts=8)
 
 
-def _side_by_side(jobs: Sequence[tuple[str, Callable[[], None]]]) -> None:
+def side_by_side(jobs: Sequence[tuple[str, Callable[[], None]]]) -> None:
     """Run each job in its own thread and wait for all (one job: in this thread)."""
     if len(jobs) == 1:
         jobs[0][1]()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cdn_preheat.ledger.base import Ledger
-from cdn_preheat.targets.units import _side_by_side
+from cdn_preheat.targets.units import side_by_side
 
 if TYPE_CHECKING:
     from cdn_preheat.targets.units import Unit
@@ -135,5 +135,5 @@ def verify_targets(
             gate(report, min_hit_ratio), requeued,
         )  # fmt: skip
 
-    _side_by_side([(unit.name, functools.partial(one, unit)) for unit in units])
+    side_by_side([(unit.name, functools.partial(one, unit)) for unit in units])
     return TargetsVerify(video_id, tuple(found[unit.name] for unit in units))
