@@ -1,4 +1,4 @@
-"""A vendor is one module and one registry line: targets.py learns it from its SPEC.
+"""A vendor is one module and one registry line: the targets package learns it from its SPEC.
 
 The provider below lives in this test only. Registering its ``ProviderSpec`` is all
 it takes for a targets file to name it: its key variables, its areas (default and
