@@ -750,10 +750,16 @@ class Preheater:
             from cdn_preheat.ledger import open_ledger
 
             queued = pipeline.describe_expansion(plan.video_id, expansion)
+            try:
+                # Its name and area say which rows a push would check; building it
+                # makes no request. Without keys a dry run still answers, per video.
+                target: tuple[str, str] | None = (self.provider.name, self.provider.area)
+            except ConfigError:
+                target = None
             store = self._ledger or open_ledger(self.settings, read_only=True)
             try:
                 max_age = self.settings.cdn_preheat_max_age
-                pipeline.count_would_push(store, queued, expansion, max_age)
+                pipeline.count_would_push(store, queued, expansion, max_age, target=target)
             finally:
                 if store is not self._ledger:
                     store.close()

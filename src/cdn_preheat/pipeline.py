@@ -157,11 +157,16 @@ def count_would_push(
     expansion: Expansion,
     max_age: dt.timedelta,
     now: dt.datetime | None = None,
+    *,
+    target: tuple[str, str] | None = None,
 ) -> None:
     """For a dry run: how many of the expansion's URLs a push would send.
 
-    Those the ledger holds as done for this video, and not yet expired, are not
-    sent again; everything else is (queued ones included: the push sends them).
+    Those the ledger holds as done and not yet expired are not sent again;
+    everything else is (queued ones included: the push sends them). With
+    ``target`` (provider, area) that is every done URL of the target, whichever
+    video brought it, as ``enqueue`` counts; without (no provider could be
+    built, e.g. no keys), this video's own done URLs.
     """
     now = now or utcnow()
     video = ledger.get_video(summary.video_id)
@@ -169,11 +174,15 @@ def count_would_push(
         summary.already_preheated = True
         summary.would_push = 0
         return
-    fresh = {
-        record.url
-        for record in (ledger.url_records(summary.video_id) if video is not None else [])
-        if record.state is UrlState.DONE and (record.expires_at is None or record.expires_at > now)
-    }
+    if target is not None:
+        fresh = ledger.done_urls(*target, (item.url for item in expansion.urls), now, max_age)
+    else:
+        fresh = {
+            record.url
+            for record in (ledger.url_records(summary.video_id) if video is not None else [])
+            if record.state is UrlState.DONE
+            and (record.expires_at is None or record.expires_at > now)
+        }
     summary.already_done = sum(1 for item in expansion.urls if item.url in fresh) if fresh else 0
     summary.would_push = summary.found - summary.already_done
 

@@ -458,6 +458,32 @@ def test_dry_run_json_says_how_many_urls_a_push_would_send(cli: Cli) -> None:
     assert again["already_preheated"] is True
 
 
+def test_dry_run_counts_urls_another_video_already_preheated(cli: Cli) -> None:
+    # A re-upload under a new id, or renditions shared between titles: the push
+    # sends none of the URLs already done, so the dry run must not say it would.
+    url = cli.sandbox.video_url("demo-1")
+    assert cli("push", "demo-1", url).code == 0
+    ledger = (cli.workdir / "ledger.sqlite3").read_bytes()
+    dry = cli("push", "ep-101", url, "--dry-run", "--json")
+    assert dry.code == 0, dry.stderr
+    assert dry.json()["would_push"] == 0
+    assert dry.json()["already_done"] == dry.json()["found"] > 0
+    assert (cli.workdir / "ledger.sqlite3").read_bytes() == ledger  # read only
+    pushes = len(cli.sandbox.tencent.received())
+    real = cli("push", "ep-101", url, "--json")
+    assert real.code == 0, real.stderr
+    assert real.json()["pushed"] == 0 and len(cli.sandbox.tencent.received()) == pushes
+
+
+def test_a_dry_run_needs_no_keys(cli: Cli) -> None:
+    env = {k: v for k, v in cli.env.items() if not k.startswith("TENCENT_")}
+    run = Cli(cli.sandbox, cli.workdir, env)(
+        "push", "demo-1", cli.sandbox.video_url("demo-1"), "--dry-run", "--json"
+    )
+    assert run.code == 0, run.stderr
+    assert run.json()["would_push"] == run.json()["found"] > 0
+
+
 @pytest.mark.parametrize("command", ["stats", "logs"])
 def test_stats_and_logs_errors_name_the_domain_asked_about(cli: Cli, command: str) -> None:
     day = "2026-11-30"

@@ -200,6 +200,39 @@ def test_done_url_is_queued_again_after_max_age(ledger: Ledger) -> None:
     assert claim.urls == (url("a"),)
 
 
+def test_done_urls_are_the_targets_fresh_done_urls_whichever_video_brought_them(
+    ledger: Ledger,
+) -> None:
+    enqueue(ledger, "v1", "a", "b")
+    submit_all(ledger, "task-1")
+    done = [Outcome(url(name), "task-1", UrlState.DONE) for name in ("a", "b")]
+    ledger.record_outcomes(P, A, done, T0, MAX_AGE, 3)
+    enqueue(ledger, "v1", "c")  # pending
+    ledger.enqueue("v1", P, "overseas", queued("a"), T0, MAX_AGE)
+    asked = [url(name) for name in ("a", "b", "c", "never-seen", "a")]
+
+    # Asked for another video's URLs: what enqueue would count as already done.
+    assert ledger.done_urls(P, A, asked, at(1), MAX_AGE) == {url("a"), url("b")}
+    assert ledger.done_urls(P, "overseas", asked, at(1), MAX_AGE) == set()  # pending there
+    assert ledger.done_urls("qiniu", A, asked, at(1), MAX_AGE) == set()
+    later = T0 + MAX_AGE + dt.timedelta(seconds=1)
+    assert ledger.done_urls(P, A, asked, later, MAX_AGE) == set()  # expired
+    assert ledger.done_urls(P, A, asked, at(120), dt.timedelta(hours=1)) == set()
+    assert ledger.done_urls(P, A, [], at(1), MAX_AGE) == set()
+    result = ledger.enqueue("v2", P, A, queued("a", "b", "c"), at(1), MAX_AGE)
+    assert result.already_done == 2
+
+
+def test_done_urls_reads_a_long_list_in_chunks(ledger: Ledger) -> None:
+    names = [f"s{i}" for i in range(600)]  # past one chunk of the SQLite query (500)
+    enqueue(ledger, "v1", *names)
+    submit_all(ledger, "task-1")
+    outcomes = [Outcome(url(name), "task-1", UrlState.DONE) for name in names[::2]]
+    ledger.record_outcomes(P, A, outcomes, T0, MAX_AGE, 3)
+    found = ledger.done_urls(P, A, (url(name) for name in names), at(1), MAX_AGE)
+    assert found == {url(name) for name in names[::2]}
+
+
 def test_a_shorter_max_age_applies_to_urls_already_done(ledger: Ledger) -> None:
     enqueue(ledger, "v1", "a")
     submit_all(ledger, "task-1")

@@ -465,6 +465,19 @@ class Ledger(ABC):
         """Every URL of the video, in queue order."""
 
     @abstractmethod
+    def done_urls(
+        self,
+        provider: str,
+        area: str,
+        urls: Iterable[str],
+        now: dt.datetime,
+        max_age: dt.timedelta,
+    ) -> set[str]:
+        """Of ``urls``, those done and not expired on the target, whichever video they
+        came with: what ``enqueue`` would count as already done (a dry run's answer).
+        Reads only."""
+
+    @abstractmethod
     def counts(
         self, video_id: str | None = None, *, target: tuple[str, str] | None = None
     ) -> dict[UrlState, int]:

@@ -1105,6 +1105,24 @@ class MongoLedger(Ledger):
         return found
 
     @_reconnecting()
+    def done_urls(
+        self,
+        provider: str,
+        area: str,
+        urls: Iterable[str],
+        now: dt.datetime,
+        max_age: dt.timedelta,
+    ) -> set[str]:
+        target = {"provider": provider, "area": area, "state": UrlState.DONE.value}
+        fields = {"url": 1, "expires_at": 1, "pushed_at": 1}
+        found: set[str] = set()
+        for chunk in _chunks(dict.fromkeys(urls)):
+            for doc in self.urls.find({**target, "url": {"$in": chunk}}, fields):
+                if not _expired(doc, now, max_age):
+                    found.add(doc["url"])
+        return found
+
+    @_reconnecting()
     def url_records(self, video_id: str) -> list[UrlRecord]:
         """The video's URLs in queue order, then its skipped URLs."""
         docs = sorted(self._video_url_docs(video_id), key=lambda doc: doc["seq"])

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import wraps
-from itertools import groupby
+from itertools import groupby, islice
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -835,6 +835,28 @@ class SqliteLedger(Ledger):
         found: dict[str, list[str]] = {}
         for task_id, url in rows:
             found.setdefault(task_id, []).append(url)
+        return found
+
+    @_translated
+    def done_urls(
+        self,
+        provider: str,
+        area: str,
+        urls: Iterable[str],
+        now: dt.datetime,
+        max_age: dt.timedelta,
+    ) -> set[str]:
+        found: set[str] = set()
+        unique = iter(dict.fromkeys(urls))
+        with self._read() as db:
+            while chunk := list(islice(unique, 500)):
+                rows = db.execute(
+                    "SELECT url FROM urls WHERE provider = ? AND area = ?"
+                    " AND url IN (SELECT value FROM json_each(?)) AND state = 'done'"
+                    " AND NOT (ifnull(expires_at <= ?, 0) OR ifnull(pushed_at <= ?, 0))",
+                    (provider, area, json.dumps(chunk), _micros(now), _micros(now - max_age)),
+                )
+                found.update(row[0] for row in rows)
         return found
 
     @_translated
