@@ -25,10 +25,12 @@ from cdn_preheat.config import Settings
 from cdn_preheat.ledger.base import QueuedUrl
 from cdn_preheat.ledger.sqlite import SqliteLedger
 from cdn_preheat.pipeline import RunOptions, run_queue
+from cdn_preheat.providers.base import Provider
 from cdn_preheat.providers.tencent import TencentProvider
 from cdn_preheat.ratelimit import RateShare
 from cdn_preheat.sandbox.server import Sandbox
 from cdn_preheat.scheduler import SchedulerOptions
+from cdn_preheat.targets import PoolProvider
 from cdn_preheat.tracker import TURN_RENEW, TURN_SECONDS, Tracker, TrackerOptions
 
 TURN = "poll/tencent/mainland"
@@ -103,7 +105,7 @@ class Following:
     """``Tracker.follow`` of one worker in a thread, with its own stop."""
 
     def __init__(
-        self, ledger: SqliteLedger, provider: TencentProvider, worker: str,
+        self, ledger: SqliteLedger, provider: Provider, worker: str,
         pushing: threading.Event,
     ) -> None:  # fmt: skip
         options = TrackerOptions(poll_interval=0.1, worker_id=worker)
@@ -208,6 +210,7 @@ KILLED_POLLER = """
 import os, sys, threading
 from cdn_preheat.config import Settings
 from cdn_preheat.ledger.sqlite import SqliteLedger
+from cdn_preheat.providers.base import Provider
 from cdn_preheat.providers.tencent import TencentProvider
 from cdn_preheat.tracker import Tracker, TrackerOptions
 
@@ -265,3 +268,39 @@ def test_a_poller_killed_holding_the_turn_is_replaced_once_a_turn_has_lapsed(
     assert not tracked.timed_out
     assert tracked.done == 1000
     assert not ledger.open_tasks("tencent", "mainland")
+
+
+def test_the_poller_of_a_pool_leads_the_status_budget_of_every_member(
+    box: Sandbox, tmp_path: Path
+) -> None:
+    # A pool's pacing has one budget for every API (its members pace themselves), so
+    # the poller never led: it polled each member at a worker's share while all the
+    # workers pushed. Two accounts here (two members on the emulator's one).
+    ledger = SqliteLedger(tmp_path / "ledger.db")
+    pools = {
+        worker: PoolProvider("pool", [("a", provider_for(box)), ("b", provider_for(box))])
+        for worker in ("poller", "pusher")
+    }
+    shares = [RateShare(ledger, "pool", w, pool.pacing).start() for w, pool in pools.items()]
+
+    def rates(worker: str) -> list[float]:
+        return [member.pacing.rate(STATUS) for member in pools[worker].members.values()]
+
+    try:
+        assert rates("poller") == rates("pusher") == [EVEN, EVEN]
+        pushing = threading.Event()
+        pushing.set()
+        ledger.take_turn("poll/pool/pool", "poller", dt.datetime.now(dt.UTC), _s(TURN_SECONDS))
+        other = Following(ledger, pools["pusher"], "pusher", pushing)
+        poller = Following(ledger, pools["poller"], "poller", pushing)
+        led = until(lambda: rates("poller") == [LEAD, LEAD])
+        followed = rates("pusher")
+        pushing.clear()
+        poller.thread.join(timeout=30)
+        other.thread.join(timeout=30)
+        assert led and followed == [FOLLOW, FOLLOW]
+        assert rates("poller") == rates("pusher") == [EVEN, EVEN]  # done following
+    finally:
+        pushing.clear()
+        for share in shares:
+            share.stop()

@@ -310,8 +310,11 @@ class Pacing:
             self._share = max(1, workers)
             self._apply()
 
-    def set_lead(self, api: str, leading: bool | None) -> None:
+    def set_lead(self, api: str, leading: bool | None, *, apart_from: str | None = None) -> None:
         """Whether this process leads ``api``'s budget for the account's workers.
+
+        ``apart_from``: only where ``api`` has a budget of its own, not the one
+        this API draws on (a status API that shares the pushes' budget is never led).
 
         ``True``: it is the one that calls ``api`` for everyone (the tracker
         holding the poll turn), and takes all of the budget but the followers'
@@ -323,6 +326,8 @@ class Pacing:
         """
         with self._lock:
             name = self.budget_of(api)
+            if apart_from is not None and self.budget_of(apart_from) == name:
+                return
             if leading is None:
                 self._leads.pop(name, None)
             else:

@@ -486,15 +486,11 @@ class Tracker:
         Only where the status API has a budget of its own: one shared with the
         pushes (a provider that declares a single budget) is never led.
         """
-        pacing = self.provider.pacing
+        provider = self.provider
         try:
-            if pacing.budget_of(self.provider.status_api) == pacing.budget_of(
-                self.provider.submit_api
-            ):
-                return
+            provider.pacing.set_lead(provider.status_api, leading, apart_from=provider.submit_api)
         except KeyError:
             return
-        pacing.set_lead(self.provider.status_api, leading)
         self._leading = leading is True
 
     def _take_lead_when_due(self) -> None:

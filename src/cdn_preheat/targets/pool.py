@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import math
@@ -112,6 +113,14 @@ class _PoolPacing(Pacing):
         super().set_share(workers)
         for member in self._members:
             member.set_share(workers)
+
+    def set_lead(self, api: str, leading: bool | None, *, apart_from: str | None = None) -> None:
+        # The pool's one poller asks each member for its tasks: it leads each member's
+        # status budget (where that budget is the member's own), or it polls every
+        # member at a worker's share while all of them push.
+        for member in self._members:
+            with contextlib.suppress(KeyError):
+                member.set_lead(api, leading, apart_from=apart_from)
 
 
 # Features that describe a constraint rather than an ability: the pool has it when any
