@@ -230,3 +230,26 @@ def test_sandbox_command_refuses_a_bad_option_in_one_sentence(tmp_path: Path) ->
         check=False,
     )
     assert run.returncode == 2 and "--faults" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_sandbox_command_on_a_port_in_use_says_so_in_one_sentence(tmp_path: Path) -> None:
+    process, endpoints = start_sandbox(tmp_path)
+    try:
+        taken = int(endpoints["origin"].rsplit(":", 1)[1])
+        run = subprocess.run(
+            [sys.executable, "-m", "cdn_preheat", "sandbox", "--port", str(taken)],
+            cwd=tmp_path,
+            env=base_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert run.returncode == 2, run.stderr
+        assert run.stderr == (
+            f"error: a port from {taken} to {taken + 5} is already in use (another sandbox?);"
+            " choose another --port, or 0 for any free ones.\n"
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -50,6 +50,20 @@ def test_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
     assert not (tmp_path / "ledger.sqlite3").exists()
 
 
+def test_a_port_in_use_is_exit_2_with_a_sentence_not_uvicorns_3(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = _run(tmp_path, "--port", str(port), "--no-worker", env=_env(tmp_path, {}))
+    assert done.returncode == 2, done.stderr  # 3 is the README's "quota spent"
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == f"error: cannot listen on 127.0.0.1:{port}; is the port in use?"
+    assert "Traceback" not in done.stderr
+
+
 def test_beyond_loopback_needs_allowed_origins() -> None:
     service = ServiceSettings(cdn_preheat_api_tokens=TOKEN)
     with pytest.raises(ConfigError, match="needs CDN_PREHEAT_ALLOWED_ORIGINS"):

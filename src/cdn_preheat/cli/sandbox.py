@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -72,11 +74,12 @@ def sandbox(
         from cdn_preheat.sandbox.server import TencentAccount
 
         accounts = {"tencent-b": TencentAccount()}
-    box = Sandbox.from_settings(
-        load_settings(), videos=videos, segments=segments, first_port=port, faults=injected,
-        tencent_accounts=accounts, edge_per_account=targets is not None,
-        rate_counting=counting,
-    )  # fmt: skip
+    with _listening(port):
+        box = Sandbox.from_settings(
+            load_settings(), videos=videos, segments=segments, first_port=port,
+            faults=injected, tencent_accounts=accounts, edge_per_account=targets is not None,
+            rate_counting=counting,
+        )  # fmt: skip
     box.set_limits(quota=quotas, rate=rates)
     box.fill_demo_bucket(DEMO_BUCKET)
 
@@ -88,7 +91,26 @@ def sandbox(
             extra = box.targets_file(targets, DEMO_TARGETS)  # public sandbox keys only
         ui.print_json({**endpoints, "qiniu_bucket": DEMO_BUCKET, **extra})
 
-    run_forever(box, ready)
+    with _listening(port):
+        run_forever(box, ready)
+
+
+@contextmanager
+def _listening(port: int) -> Iterator[None]:
+    """A port already taken (another sandbox, say) is one sentence, exit 2."""
+    import errno
+
+    from cdn_preheat.errors import ConfigError
+
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise ConfigError(
+            f"a port from {port} to {port + 5} is already in use (another sandbox?);"
+            " choose another --port, or 0 for any free ones."
+        ) from None
 
 
 @app.command()

@@ -180,7 +180,13 @@ class _Server:
         self.server.should_exit = True
 
     def run(self) -> None:
-        self.server.run()
+        try:
+            self.server.run()
+        except SystemExit:
+            # uvicorn exits with its STARTUP_FAILURE, 3, when it cannot bind: the
+            # README's "quota spent" code. serve() says what happened instead (exit 2).
+            if self.server.started:
+                raise
 
 
 class _quiet_signals:
