@@ -350,3 +350,39 @@ def test_a_task_a_window_showed_still_processing_is_asked_again_by_itself(
     assert report.done == 500
     assert not ledger.open_tasks("tencent", "mainland")
     assert box.tencent.actions["DescribePushTasks"] == 2
+
+
+def test_a_poller_that_took_the_turn_over_reads_no_window_across_a_gap_between_open_tasks(
+    tmp_path: Path,
+) -> None:
+    # It knows nothing of what the former poller read: the open tasks are all it
+    # has. A window from the oldest (a result held, 20 s before the others) to the
+    # newest read every log in between, closed long ago: a page per 1,000 of them.
+    with Sandbox(videos=1, variants=1, segments=6000, task_delay=0.2) as box:
+        ledger = SqliteLedger(tmp_path / "ledger.db")
+        provider = provider_for(box)
+        s0 = box.clock.now().replace(microsecond=0) + _s(10)
+        missing = box.edge_url("/vod/demo-1/v0/seg99999.ts")  # the origin answers 404
+        push_in_second(box, ledger, provider, [*segments(box, 0, 499), missing], s0)
+        push_in_second(box, ledger, provider, segments(box, 500, 5000), s0 + _s(10))
+        box.clock.advance(_s(5))
+        # The former poller read them; the held result keeps the first task open.
+        former_now = s0 + _s(15)
+        former = Tracker(
+            ledger, provider, TrackerOptions(poll_interval=0.2), clock=lambda: former_now
+        )
+        while former._round(pushing=False).polls:
+            pass
+        (held,) = ledger.open_tasks("tencent", "mainland")
+        assert held.created_at < s0 + _s(1)
+        push_in_second(box, ledger, provider, segments(box, 5500, 500), s0 + _s(20))
+        box.clock.advance(_s(5))
+        before = box.tencent.actions["DescribePushTasks"]
+        now = s0 + _s(25)
+        tracker = Tracker(ledger, provider, TrackerOptions(poll_interval=0.2), clock=lambda: now)
+        for _ in range(3):
+            tracker._round(pushing=False)
+        assert ledger.counts().get(UrlState.DONE, 0) == 499 + 5000 + 500
+        assert [t.task_id for t in ledger.open_tasks("tencent", "mainland")] == [held.task_id]
+        # One page around the held task, one around the new one.
+        assert box.tencent.actions["DescribePushTasks"] - before == 2

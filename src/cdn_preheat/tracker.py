@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import logging
 import os
 import socket
@@ -76,6 +77,8 @@ MIN_PAUSE = 0.1
 # prefetches 240 URLs a second, so a page of 1,000 takes 4.2 s to fill.
 MAX_WINDOW_WAIT = 5.0
 SECOND = dt.timedelta(seconds=1)
+# Unread tasks further apart than this are read in separate windows (see _run_end).
+RUN_GAP = 2 * WINDOW_MARGIN + SECOND
 # How often a worker that is not the poller looks at the open tasks once its own
 # pushing is over (a ledger read and a try at the turn).
 FOLLOWER_PAUSE = 0.2
@@ -282,8 +285,16 @@ class Tracker:
         # with the others, they made the page "full" and cut it at their own second,
         # before ``start``: no window was read again while pushing went on.
         unread = [t for t in readable if t.created_at >= start]
+        # A window spans no gap between the tasks it is for: the seconds of a gap hold
+        # no open task (read by the poller before this one took the turn over, or no
+        # push then), and a page of them costs as much as one of open tasks.
+        end = None if force else _run_end(unread)
+        if end is not None and end < horizon:
+            horizon = end
+            unread = [t for t in unread if t.created_at < horizon + SECOND]
+            self._next_fresh = tick  # the tasks after the gap, next round
         logs = sum(t.url_count for t in unread)
-        if pushing and not force:
+        if pushing and not force and end is None:
             oldest = min((t.created_at for t in unread), default=None)
             overdue = oldest is not None and (
                 (now - oldest).total_seconds() >= self._lag + MAX_WINDOW_WAIT
@@ -742,6 +753,19 @@ def _page_horizon(
             break
         last = second
     return min(last, horizon)
+
+
+def _run_end(tasks: Sequence[TaskRecord]) -> dt.datetime | None:
+    """The end of the window for the first run of ``tasks`` before a gap (None: no gap).
+
+    A gap is longer than the margins on both of its sides cover (RUN_GAP); the
+    window ends WINDOW_MARGIN after the run's last task, where its log may be.
+    """
+    times = sorted(t.created_at for t in tasks)
+    for before, after in itertools.pairwise(times):
+        if after - before > RUN_GAP:
+            return _whole_second(before + WINDOW_MARGIN)
+    return None
 
 
 def _clusters(tasks: Sequence[TaskRecord]) -> list[list[TaskRecord]]:
