@@ -4,8 +4,8 @@ The CLI turns the first SIGINT or SIGTERM into :data:`STOP`; the scheduler, the
 tracker, the rate limiter and the ledger's reconnect backoff all wait on an
 event instead of sleeping, so the run winds down at once: batches in flight are
 settled, nothing more is claimed, and the command prints its summary and exits
-130. A second signal raises ``KeyboardInterrupt`` at once (what is still in
-flight stays reserved until its lease expires; the next run reconciles it).
+130. A second signal ends the process at once (``os._exit(130)``: what is still
+in flight stays reserved until its lease expires; the next run reconciles it).
 
 A library caller stops a run with an event of its own (``Preheater.drain(stop=)``).
 While the run lasts it is *bound* (:func:`bound`): setting :data:`STOP` (a
@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import os
 import signal
 import sys
 import threading
@@ -160,7 +161,21 @@ def on_signals(notice: str | None = None) -> Iterator[threading.Event]:
 
     def handler(signum: int, frame: FrameType | None) -> None:
         if STOP.is_set():
-            raise KeyboardInterrupt
+            # The second signal: quit now. A KeyboardInterrupt would not: the
+            # interpreter still joins the pushing threads, whose calls may take a
+            # whole API deadline. What they hold stays reserved until its lease
+            # expires, and the next run reconciles it.
+            with contextlib.suppress(Exception):
+                if sys.stderr.isatty():
+                    sys.stderr.write("\x1b[?25h\n")  # a progress bar hid the cursor
+            sys.stderr.write(
+                "interrupted again: quitting now; the batches in flight stay reserved until"
+                " their lease (CDN_PREHEAT_LEASE_SECONDS) expires.\n"
+            )
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os._exit(130)
         STOP.set()
         if notice:
             sys.stderr.write(f"{notice}\n")

@@ -306,3 +306,27 @@ def test_after_a_killed_batch_the_next_run_does_not_report_success(tmp_path: Pat
         assert again.code == 1, again.stderr
         assert "reserved" in again.stderr and "CDN_PREHEAT_LEASE_SECONDS" in again.stderr
         assert duplicates(box.tencent.received_urls()) == {}
+
+
+def test_a_second_signal_quits_without_waiting_for_the_batches_in_flight(tmp_path: Path) -> None:
+    # Every API answer 8 s late: a push claimed is a push in flight for that long.
+    with Sandbox(videos=1, segments=60, task_delay=0.2, faults=Faults(latency=8.0)) as box:
+        cli = make_cli(box, tmp_path, CDN_PREHEAT_BATCH_SIZE=BATCH, CDN_PREHEAT_CONCURRENCY=THREADS)
+        proc = Proc(cli, "push", "demo-1", box.video_url("demo-1"))
+        wait_until(
+            lambda: cli.status()["total"]["reserved"] > 0 or proc.poll() is not None, timeout=60
+        )
+        assert proc.poll() is None, proc.stderr
+        proc.signal(signal.SIGINT)
+        wait_until(lambda: "stopping:" in proc.stderr or proc.poll() is not None)
+        proc.signal(signal.SIGINT)
+        assert proc.wait(60) == 130, proc.stderr
+        # Quit at once: the batches in flight were left to their lease, not settled
+        # (the first signal alone waits for their answers and settles them).
+        assert cli.status()["total"]["reserved"] > 0
+        assert "Traceback" not in proc.stderr
+        assert "quitting now" in proc.stderr
+        box.faults.latency = 0.0
+        # The next run finds the dead run's reservation, as after a kill.
+        again = cli("push", "demo-1", box.video_url("demo-1"))
+        assert again.code == 1 and "reserved" in again.stderr, again.stderr
