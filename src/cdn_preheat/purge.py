@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from cdn_preheat import stopping
 from cdn_preheat.clock import utcnow
-from cdn_preheat.errors import InputError, QuotaExhausted
+from cdn_preheat.errors import BatchRefused, InputError, InvalidUrls, QuotaExhausted
 from cdn_preheat.ledger.base import Ledger, UrlState
 from cdn_preheat.providers.base import Provider, TaskEntry, TaskState
 from cdn_preheat.ratelimit import RateLimiter, call_with_retries
@@ -161,6 +161,15 @@ def _purge(
         try:
             # A purge is idempotent, so a request whose answer was lost may be repeated.
             task_id = call_with_retries(request, limiter, attempts=options.max_retries)
+        except (BatchRefused, InvalidUrls) as exc:
+            if isinstance(exc, BatchRefused) and not exc.per_host:
+                raise
+            if isinstance(exc, InvalidUrls) and exc.task_id is not None:
+                raise  # the rest was accepted as a task: not a refusal of the input
+            # URLs on a host the account does not have (Tencent's host codes, every
+            # target in EdgeOne's FailedList): the input is wrong (exit 2), not the
+            # CDN; pushes isolate such URLs, a purge names them.
+            raise InputError(f"{exc} Purge only URLs of the account's CDN domains.") from None
         except QuotaExhausted as exc:
             if len(batch) > 1:
                 half = len(batch) // 2

@@ -444,6 +444,18 @@ def test_a_purge_larger_than_the_quota_left_purges_what_fits(cli: Cli) -> None:
     assert f"13 of {total}" in message and "quota" in message
 
 
+@pytest.mark.parametrize("provider", ["tencent", "edgeone"])
+def test_purging_a_url_on_a_host_the_account_lacks_is_bad_input(
+    sandbox: Sandbox, tmp_path: Path, provider: str
+) -> None:
+    cli = Cli(sandbox, tmp_path, {**base_env(tmp_path), **sandbox.client_env(provider)})
+    run = cli("purge", "https://other.example.com/vod/x.ts")
+    assert run.code == 2, run.stderr
+    message = one_sentence(run)
+    assert "other.example.com" in message and "not" in message
+    assert message.endswith("Purge only URLs of the account's CDN domains.")
+
+
 def test_dry_run_json_says_how_many_urls_a_push_would_send(cli: Cli) -> None:
     url = cli.sandbox.video_url("demo-1")
     first = cli("push", "demo-1", url, "--dry-run", "--json")
