@@ -848,13 +848,17 @@ class SqliteLedger(Ledger):
     ) -> set[str]:
         found: set[str] = set()
         unique = iter(dict.fromkeys(urls))
+        params = {
+            "provider": provider,
+            "area": area,
+            "now": _micros(now),
+            "cutoff": _micros(now - max_age),
+        }
         with self._read() as db:
             while chunk := list(islice(unique, 500)):
                 rows = db.execute(
-                    "SELECT url FROM urls WHERE provider = ? AND area = ?"
-                    " AND url IN (SELECT value FROM json_each(?)) AND state = 'done'"
-                    " AND NOT (ifnull(expires_at <= ?, 0) OR ifnull(pushed_at <= ?, 0))",
-                    (provider, area, json.dumps(chunk), _micros(now), _micros(now - max_age)),
+                    _SELECT_FRESH_DONE,
+                    {**params, "urls": json.dumps(chunk)},
                 )
                 found.update(row[0] for row in rows)
         return found
@@ -1192,30 +1196,49 @@ class SqliteLedger(Ledger):
         return [_event(row) for row in rows]
 
 
+# Enqueue's rule for pushing a done URL again (parameters :now and :cutoff),
+# which the dry run's done_urls reads too.
+_STALE = "(ifnull(urls.expires_at <= :now, 0) OR ifnull(urls.pushed_at <= :cutoff, 0))"
+
+# Constant text only (values are bound parameters), so S608 does not apply.
+_SELECT_FRESH_DONE = (
+    """
+SELECT url FROM urls WHERE provider = :provider AND area = :area
+    AND url IN (SELECT value FROM json_each(:urls)) AND state = 'done' AND NOT """  # noqa: S608
+    + _STALE
+)
+
 # Enqueue works on a temporary table so that classification, upsert and
 # linking are three set-wise statements instead of three statements per URL.
-_CLASSIFY_BATCH = """
+_CLASSIFY_BATCH = (
+    """
 SELECT
-    sum(u.id IS NULL OR u.state IN ('failed', 'invalid')
-        OR (u.state = 'done' AND (ifnull(u.expires_at <= :now, 0)
-                                  OR ifnull(u.pushed_at <= :cutoff, 0)))),
-    sum(u.state = 'done' AND NOT (ifnull(u.expires_at <= :now, 0)
-                                  OR ifnull(u.pushed_at <= :cutoff, 0))),
-    sum(u.state IN ('pending', 'reserved', 'submitted'))
-FROM temp.batch b LEFT JOIN urls u
-    ON u.provider = :provider AND u.area = :area AND u.url = b.url
+    sum(urls.id IS NULL OR urls.state IN ('failed', 'invalid')
+        OR (urls.state = 'done' AND """
+    + _STALE
+    + """)),
+    sum(urls.state = 'done' AND NOT """
+    + _STALE
+    + """),
+    sum(urls.state IN ('pending', 'reserved', 'submitted'))
+FROM temp.batch b LEFT JOIN urls
+    ON urls.provider = :provider AND urls.area = :area AND urls.url = b.url
 """
+)
 
-_UPSERT_BATCH = """
+_UPSERT_BATCH = (
+    """
 INSERT INTO urls (provider, area, url, kind, priority, seq, state)
 SELECT :provider, :area, url, kind, priority, :base + pos, 'pending' FROM temp.batch WHERE true
 ON CONFLICT (provider, area, url) DO UPDATE SET
     state = 'pending', kind = excluded.kind, priority = excluded.priority, seq = excluded.seq,
     attempts = 0, last_error = NULL, task_id = NULL, expires_at = NULL
 WHERE urls.state IN ('failed', 'invalid')
-    OR (urls.state = 'done' AND (ifnull(urls.expires_at <= :now, 0)
-                                 OR ifnull(urls.pushed_at <= :cutoff, 0)))
+    OR (urls.state = 'done' AND """
+    + _STALE
+    + """)
 """
+)
 
 _LINK_BATCH = """
 INSERT OR IGNORE INTO video_urls (video_id, url_id)
