@@ -469,3 +469,63 @@ def test_received_log_is_thread_safe_and_exact(sandbox: Sandbox) -> None:
     received = sandbox.tencent.received_urls()
     assert sorted(received) == sorted(urls)
     assert len({push.task_id for push in sandbox.tencent.received()}) == len(batches)
+
+
+# -- a push never waits behind the emulator's bookkeeping (bench/push.py) ------------
+
+
+def test_a_push_leaves_due_tasks_to_the_next_call_that_reads_them(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cdn = client(sandbox)
+    urls = edge_urls(sandbox, 6)
+    first = call(cdn, "PushUrlsCache", Urls=urls[:3]).TaskId
+    finish_tasks(sandbox)
+    api = sandbox.tencent
+    finished: list[str] = []
+    original = api._finish
+
+    def counted(record: Any, now: dt.datetime) -> None:
+        finished.append(record.task_id)
+        original(record, now)
+
+    monkeypatch.setattr(api, "_finish", counted)
+    call(cdn, "PushUrlsCache", Urls=urls[3:])
+    assert finished == []  # the push answered without finishing the first task's logs
+    logs = call(cdn, "DescribePushTasks", TaskId=first).PushLogs
+    assert finished == [first] * 3
+    assert {log.Status for log in logs} == {"done"}
+
+
+def test_settling_lets_a_waiting_request_take_the_lock_between_slices(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cdn_preheat.sandbox.tencent import SETTLE_SLICE
+
+    with Sandbox(videos=1, segments=200, tencent_limits=TencentLimits(task_delay=DELAY)) as box:
+        urls = edge_urls(box, 5 * SETTLE_SLICE)
+        call(client(box), "PushUrlsCache", Urls=urls)
+        finish_tasks(box)
+        api = box.tencent
+        finished: list[str] = []
+        took_lock_after: list[int] = []
+        original = api._finish
+
+        def waiter() -> None:
+            with api._lock:
+                took_lock_after.append(len(finished))
+
+        thread = threading.Thread(target=waiter)
+
+        def slow_first(record: Any, now: dt.datetime) -> None:
+            if not finished:
+                thread.start()  # blocks on the lock the settle holds
+                threading.Event().wait(0.1)
+            finished.append(record.url)
+            original(record, now)
+
+        monkeypatch.setattr(api, "_finish", slow_first)
+        api.settle()
+        thread.join(timeout=5)
+        assert len(finished) == len(urls)  # every due log finished
+        assert took_lock_after and took_lock_after[0] < len(urls)  # not after all of them

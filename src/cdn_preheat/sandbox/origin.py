@@ -62,7 +62,13 @@ class VideoFeatures:
 
     @classmethod
     def for_number(cls, n: int) -> VideoFeatures:
-        return cls(renditions=n % 2 == 0, encrypted=n % 2 == 0, fmp4_variant=n % 3 == 0)
+        return _features(n)
+
+
+@lru_cache(maxsize=1024)
+def _features(n: int) -> VideoFeatures:
+    # Remembered: the origin is asked about every finished prefetch.
+    return VideoFeatures(renditions=n % 2 == 0, encrypted=n % 2 == 0, fmp4_variant=n % 3 == 0)
 
 
 @dataclass
@@ -294,6 +300,8 @@ class Origin:
 
 
 def _candidates(path: str) -> list[str]:
+    if path.startswith("/") and not path.startswith("//") and "?" not in path and "#" not in path:
+        return [path]  # already bare: every finished prefetch asks, so skip the parse
     bare = urlsplit(path).path
     return [path] if bare == path else [path, bare]
 
