@@ -166,18 +166,22 @@ def test_a_poller_busy_in_a_long_round_keeps_the_turn_and_leaves_the_lead_when_i
     workers = Workers(box, ledger, ("poller", "pusher"))
     poller = workers.providers["poller"]
     client = poller._client
-    real = client.DescribePushTasks
+    real = client.call_json
     blocked, unblock = threading.Event(), threading.Event()
     returned = threading.Event()
 
-    def a_long_round(request: Any) -> Any:
-        if workers.rate("poller") == LEAD and not unblock.is_set():
+    def a_long_round(action: str, params: dict[str, Any], **kwargs: Any) -> Any:
+        if (
+            action == "DescribePushTasks"
+            and workers.rate("poller") == LEAD
+            and not unblock.is_set()
+        ):
             blocked.set()
             unblock.wait(60)
             returned.set()
-        return real(request)
+        return real(action, params, **kwargs)
 
-    client.DescribePushTasks = a_long_round  # type: ignore[method-assign]
+    client.call_json = a_long_round  # type: ignore[method-assign]
     pushing = threading.Event()
     pushing.set()
     try:

@@ -88,21 +88,23 @@ def test_a_failed_page_is_retried_alone_not_the_whole_scan(box: Sandbox, tmp_pat
     provider = provider_for(box)
     run_queue(ledger, provider, RunOptions(wait=False, scheduler=SchedulerOptions(batch_size=500)))
     box.tencent.settle()
-    real = provider._client.DescribePushTasks
+    real = provider._client.call_json
     offsets: list[int] = []
     # The emulator's injected answer goes to whichever request arrives next; with a
     # window's pages asked side by side that could be page 3. One call at a time
     # here, so the injection is page 2's (the retry rule is what is tested).
     one_at_a_time = threading.Lock()
 
-    def second_page_fails_once(request: Any) -> Any:
+    def second_page_fails_once(action: str, params: dict[str, Any], **kwargs: Any) -> Any:
+        if action != "DescribePushTasks":
+            return real(action, params, **kwargs)
         with one_at_a_time:
-            offsets.append(request.Offset)
-            if request.Offset == 1000 and offsets.count(1000) == 1:
+            offsets.append(params["Offset"])
+            if params["Offset"] == 1000 and offsets.count(1000) == 1:
                 box.tencent.inject("RequestLimitExceeded")
-            return real(request)
+            return real(action, params, **kwargs)
 
-    provider._client.DescribePushTasks = second_page_fails_once  # type: ignore[method-assign]
+    provider._client.call_json = second_page_fails_once  # type: ignore[method-assign]
     start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
     entries = provider.window_status(start, dt.datetime.now(dt.UTC))
     assert entries is not None and len(entries) == 2500
@@ -121,20 +123,24 @@ def test_the_pages_of_a_window_are_asked_side_by_side(box: Sandbox, tmp_path: Pa
     provider = provider_for(box)
     run_queue(ledger, provider, RunOptions(wait=False, scheduler=SchedulerOptions(batch_size=500)))
     box.tencent.settle()
-    real = provider._client.DescribePushTasks
+    real = provider._client.call_json
     both_asked = threading.Barrier(2, timeout=10)
+    offsets: list[int] = []
 
-    def pages_wait_for_each_other(request: Any) -> Any:
-        if request.Offset in (1000, 2000):
-            both_asked.wait()
-        return real(request)
+    def pages_wait_for_each_other(action: str, params: dict[str, Any], **kwargs: Any) -> Any:
+        if action == "DescribePushTasks":
+            offsets.append(params["Offset"])
+            if params["Offset"] in (1000, 2000):
+                both_asked.wait()
+        return real(action, params, **kwargs)
 
-    provider._client.DescribePushTasks = pages_wait_for_each_other  # type: ignore[method-assign]
+    provider._client.call_json = pages_wait_for_each_other  # type: ignore[method-assign]
     start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
     entries = provider.window_status(start, dt.datetime.now(dt.UTC))
     assert entries is not None and len(entries) == 2500
     assert len({(e.task_id, e.url) for e in entries}) == 2500
     assert box.tencent.actions["DescribePushTasks"] == 3
+    assert sorted(offsets) == [0, 1000, 2000]  # the pages went through the barrier
 
 
 def test_once_pushing_is_over_the_last_second_is_read_when_its_tasks_can_be_done(
