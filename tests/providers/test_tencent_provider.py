@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import socket
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from contract_env import settings_from
 
+from cdn_preheat import config
 from cdn_preheat.errors import (
     BatchRefused,
     ConfigError,
@@ -18,7 +20,9 @@ from cdn_preheat.errors import (
     Transient,
     Unreconcilable,
 )
+from cdn_preheat.providers import tencent
 from cdn_preheat.providers.tencent import TencentProvider
+from cdn_preheat.sandbox.core import LoopbackServer
 from cdn_preheat.sandbox.server import Sandbox
 from cdn_preheat.sandbox.tencent import TencentLimits
 
@@ -236,3 +240,42 @@ def test_a_parameter_error_with_well_formed_urls_stays_a_provider_error(sandbox:
     with pytest.raises(ProviderError) as caught:
         provider(sandbox).submit([sandbox.edge_url("/vod/demo-1/master.m3u8")])
     assert type(caught.value) is ProviderError
+
+
+class _HtmlGateway(BaseHTTPRequestHandler):
+    """A proxy in front of the API that answers every call with its own HTML page."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = b"<html><body>Gateway says hello</body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+@pytest.mark.parametrize("call", ["task_status", "window_status"])
+def test_a_status_answer_that_is_not_json_is_a_provider_error_like_any_other(
+    sandbox: Sandbox, call: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Push logs are read through the SDK's call_json, which (unlike the SDK's action
+    # methods) lets a JSON decoding error through: it must still be a ProviderError
+    # (a transient one, so a page is asked again: once is enough here).
+    monkeypatch.setattr(tencent, "PAGE_ATTEMPTS", 1)
+    gateway = LoopbackServer(_HtmlGateway, None).start()
+    try:
+        cdn = provider(sandbox, TENCENT_ENDPOINT=gateway.url)
+        now = dt.datetime.now(dt.UTC)
+        with pytest.raises(ProviderError) as caught:
+            if call == "task_status":
+                cdn.task_status(["1700000000-000001-abcdef01"])
+            else:
+                cdn.window_status(now - dt.timedelta(minutes=1), now)
+        assert "JSONDecodeError" in str(caught.value) or caught.value.code == "JSONDecodeError"
+        assert config.SANDBOX_TENCENT_SECRET_KEY not in str(caught.value)
+    finally:
+        gateway.stop()

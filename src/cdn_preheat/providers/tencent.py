@@ -487,7 +487,15 @@ class TencentProvider(Provider):
         """
         done = self._pace(action)
         try:
-            answer = self._client.call_json(action, request._serialize(), headers=request.headers)
+            try:
+                params = request._serialize()
+                answer = self._client.call_json(action, params, headers=request.headers)
+            except TencentCloudSDKException:
+                raise
+            except Exception as exc:
+                # What the SDK's own action methods do (cdn_client.py): an answer that
+                # is not JSON (a proxy's HTML page with 200) fails as the SDK's error.
+                raise TencentCloudSDKException(type(exc).__name__, str(exc)) from exc
         except TencentCloudSDKException as exc:
             error = self._translate(exc, (), action)
             if isinstance(error, RateLimited):
