@@ -466,16 +466,7 @@ class TencentProvider(Provider):
     # -- the SDK ----------------------------------------------------------------
 
     def _call(self, action: str, request: Any, urls: Sequence[str] = ()) -> Any:
-        done = self._pace(action)
-        try:
-            return getattr(self._client, action)(request)
-        except TencentCloudSDKException as exc:
-            error = self._translate(exc, urls, action)
-            if isinstance(error, RateLimited):
-                self._slowed(action, error.retry_after)
-            raise error from exc
-        finally:
-            done()
+        return self._through_sdk(action, urls, lambda: getattr(self._client, action)(request))
 
     def _call_json(self, action: str, request: Any) -> dict[str, Any]:
         """``action`` through the SDK's ``call_json``: its answer's ``Response`` as parsed.
@@ -485,26 +476,34 @@ class TencentProvider(Provider):
         followed its tasks; the request, its signature, retries and errors are the
         SDK's own, as with :meth:`_call`.
         """
-        done = self._pace(action)
-        try:
+
+        def call() -> Any:
             try:
                 params = request._serialize()
-                answer = self._client.call_json(action, params, headers=request.headers)
+                return self._client.call_json(action, params, headers=request.headers)
             except TencentCloudSDKException:
                 raise
             except Exception as exc:
                 # What the SDK's own action methods do (cdn_client.py): an answer that
                 # is not JSON (a proxy's HTML page with 200) fails as the SDK's error.
                 raise TencentCloudSDKException(type(exc).__name__, str(exc)) from exc
+
+        answer = self._through_sdk(action, (), call)
+        response = answer.get("Response") if isinstance(answer, dict) else None
+        return response if isinstance(response, dict) else {}
+
+    def _through_sdk(self, action: str, urls: Sequence[str], call: Callable[[], Any]) -> Any:
+        """``call`` (one SDK request of ``action``), paced, its errors translated."""
+        done = self._pace(action)
+        try:
+            return call()
         except TencentCloudSDKException as exc:
-            error = self._translate(exc, (), action)
+            error = self._translate(exc, urls, action)
             if isinstance(error, RateLimited):
                 self._slowed(action, error.retry_after)
             raise error from exc
         finally:
             done()
-        response = answer.get("Response") if isinstance(answer, dict) else None
-        return response if isinstance(response, dict) else {}
 
     def _translate(
         self, exc: TencentCloudSDKException, urls: Sequence[str], action: str = ""

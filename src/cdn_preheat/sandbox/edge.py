@@ -30,6 +30,7 @@ that domain only (a CDN caches per domain: the cache key starts with the host).
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -46,9 +47,7 @@ Vendor = str
 Served = Literal["edge", "upper", "origin"]
 
 
-_EDGES: dict[str, EmulatorSpec] = {}
-
-
+@functools.cache
 def emulated_edge(vendor: str) -> EmulatorSpec:
     """The emulator of ``vendor``, which declares its edges' headers and prefetch layers.
 
@@ -56,15 +55,11 @@ def emulated_edge(vendor: str) -> EmulatorSpec:
     imports each provider's emulator module again (a tenth of the emulator's time
     in the push bench).
     """
-    spec = _EDGES.get(vendor)
-    if spec is not None:
-        return spec
     from cdn_preheat.sandbox.core import emulator_specs
 
     spec = emulator_specs().get(vendor)
     if spec is None:
         raise ValueError(f"unknown CDN vendor {vendor!r}")
-    _EDGES[vendor] = spec
     return spec
 
 
